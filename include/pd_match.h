@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The automaton walk: what the sk_msg program does with every inspected
+ * byte, and how a message's verdict follows from what matched. This one
+ * file is compiled into the BPF program and into the userspace tests, so
+ * the tests exercise the code that runs in the kernel.
+ *
+ * The includer defines, before including this file:
+ *   PD_ROW(ctx, state)   const __u32 *: the transition row of a state, or NULL
+ *   PD_OUT(ctx, state)   const struct pd_state_out *, or NULL
+ *   PD_ROW_MASK(ctx)     row width - 1 (the row width is a power of two)
+ * A NULL from either means the tables are inconsistent; the walk then
+ * reports an error and the caller fails closed.
+ *
+ * Semantics (see policyd.conf(5)):
+ *  - framing "line": a message ends after '\n'; every message starts at the
+ *    start state, so prefix rules anchor at each line.
+ *  - framing "none": each sk_msg is a message; prefix rules anchor at its
+ *    start, and contains matching goes on across messages: a new message
+ *    is also walked from the previous message's end state (prefix progress
+ *    dropped) for `carry` bytes, so a pattern split across sends is found
+ *    in the message that completes it.
+ */
+#ifndef PD_MATCH_H
+#define PD_MATCH_H
+
+#include "policyd.h"
+
+#ifndef PD_INLINE
+#define PD_INLINE static inline __attribute__((always_inline))
+#endif
+
+/* Most bytes one pd_walk call looks at (the BPF verifier walks every
+ * iteration, so this bounds verification cost; callers loop). */
+#ifndef PD_WALK_MAX
+#define PD_WALK_MAX 256
+#endif
+
+/* Keep the lowest rule index of each action the state reports. */
+PD_INLINE void pd_merge(struct pd_match *m, const struct pd_state_out *o)
+{
+	if (o->deny && (!m->deny || o->deny < m->deny))
+		m->deny = o->deny;
+	if (o->redirect && (!m->redirect || o->redirect < m->redirect))
+		m->redirect = o->redirect;
+	if (o->allow && (!m->allow || o->allow < m->allow))
+		m->allow = o->allow;
+	if (o->audit && (!m->audit || o->audit < m->audit))
+		m->audit = o->audit;
+}
+
+/* One transition of *state on byte class cls; merges what the target
+ * reports into m. Returns 0, or -1 on inconsistent tables. */
+PD_INLINE int pd_step(__u32 *state, struct pd_match *m, __u32 cls, void *ctx)
+{
+	const struct pd_state_out *o;
+	const __u32 *row;
+	__u32 t;
+
+	row = PD_ROW(ctx, *state);
+	if (!row)
+		return -1;
+	t = row[cls & PD_ROW_MASK(ctx)];
+	*state = t & PD_T_STATE;
+	if (t & PD_T_MATCH) {
+		o = PD_OUT(ctx, *state);
+		if (!o)
+			return -1;
+		pd_merge(m, o);
+	}
+	return 0;
+}
+
+/* Start a new message of service svc. For framing none, what the previous
+ * message left half-matched is carried over. Returns 0 or -1. */
+PD_INLINE int pd_begin(struct pd_match *m, const struct pd_service *svc, void *ctx)
+{
+	const struct pd_state_out *o;
+	__u32 cont = PD_NO_STATE, left = 0;
+
+	if (svc->framing == PD_FRAME_NONE && svc->carry) {
+		o = PD_OUT(ctx, m->state);
+		if (!o)
+			return -1;
+		if (o->cont != svc->resume) {
+			cont = o->cont;
+			left = svc->carry;
+		}
+	}
+	m->state = svc->start;
+	m->cont = cont;
+	m->cont_left = left;
+	m->seen = 0;
+	m->deny = m->redirect = m->allow = m->audit = 0;
+	return 0;
+}
+
+/* End the current message. whole: every byte of it was walked (no part
+ * skipped past the inspect window). Leaves m->state where matching goes on
+ * in the next message (framing none); line framing restarts anyway. */
+PD_INLINE void pd_end(struct pd_match *m, const struct pd_service *svc, int whole)
+{
+	if (!whole)
+		m->state = svc->resume;
+	else if (m->cont != PD_NO_STATE && m->seen <= svc->carry)
+		/* the carried walk saw the whole message: it knows every
+		 * pattern still in progress, including older ones */
+		m->state = m->cont;
+	m->cont = PD_NO_STATE;
+	m->cont_left = 0;
+}
+
+/* Walk at most n bytes (and at most PD_WALK_MAX) of the current message
+ * from p, never past end. Stops after a '\n' under line framing (*ended
+ * set) and as soon as a deny rule matched. Returns the bytes walked, or
+ * -1 on inconsistent tables. */
+PD_INLINE int pd_walk(struct pd_match *m, const struct pd_service *svc,
+		      const struct pd_classmap *cm, const __u8 *p, const __u8 *end,
+		      __u32 n, int *ended, void *ctx)
+{
+	__u32 i, cls;
+	__u8 b;
+
+	*ended = 0;
+	for (i = 0; i < PD_WALK_MAX; i++) {
+		if (i >= n || p + i + 1 > end)
+			break;
+		b = p[i];
+		cls = cm->cls[b];
+		if (pd_step(&m->state, m, cls, ctx))
+			return -1;
+		if (m->cont_left) {
+			m->cont_left--;
+			if (pd_step(&m->cont, m, cls, ctx))
+				return -1;
+		}
+		if (b == '\n' && svc->framing == PD_FRAME_LINE) {
+			*ended = 1;
+			i++;
+			break;
+		}
+		if (m->deny) {
+			i++;
+			break;
+		}
+	}
+	m->seen += i;
+	return i;
+}
+
+/* Apply the service's longer_than rules to a message known to be at least
+ * len bytes long. */
+PD_INLINE void pd_length(struct pd_match *m, const struct pd_service *svc, __u32 len)
+{
+	struct pd_state_out o = {};
+	__u32 i;
+
+	for (i = 0; i < PD_MAX_LEN_RULES; i++) {
+		if (i >= svc->nlen)
+			break;
+		if (len <= svc->len_rules[i].len)
+			continue;
+		switch (svc->len_rules[i].action) {
+		case PD_ACT_DENY: o.deny = svc->len_rules[i].rule; break;
+		case PD_ACT_REDIRECT: o.redirect = svc->len_rules[i].rule; break;
+		case PD_ACT_ALLOW: o.allow = svc->len_rules[i].rule; break;
+		case PD_ACT_AUDIT: o.audit = svc->len_rules[i].rule; break;
+		}
+		pd_merge(m, &o);
+		o.deny = o.redirect = o.allow = o.audit = 0;
+	}
+}
+
+/* The verdict of a message from what matched: deny, else redirect, else
+ * pass on an allow rule, else the service default. *rule is the deciding
+ * rule index, 0 when the default decided. */
+PD_INLINE __u32 pd_verdict(const struct pd_match *m, const struct pd_service *svc,
+			   __u32 *rule)
+{
+	if (m->deny) {
+		*rule = m->deny;
+		return PD_V_DENY;
+	}
+	if (m->redirect) {
+		*rule = m->redirect;
+		return PD_V_REDIRECT;
+	}
+	if (m->allow) {
+		*rule = m->allow;
+		return PD_V_PASS;
+	}
+	*rule = 0;
+	if (svc->def == PD_DEF_DENY)
+		return PD_V_DENY;
+	return svc->def == PD_DEF_AUDIT ? PD_V_AUDIT : PD_V_PASS;
+}
+
+/* Whether an unfinished message must be held back because its verdict
+ * could still turn against bytes not yet seen: 1 hold, 0 no, -1 error. */
+PD_INLINE int pd_must_hold(const struct pd_match *m, const struct pd_service *svc,
+			   void *ctx)
+{
+	const struct pd_state_out *o;
+
+	if (m->deny || svc->framing != PD_FRAME_LINE)
+		return 0;
+	if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect)
+		return 1;
+	if (svc->hold & PD_HOLD_ANCHORED) {
+		o = PD_OUT(ctx, m->state);
+		if (!o)
+			return -1;
+		return (o->flags & PD_SF_ANCHORED) ? 1 : 0;
+	}
+	return 0;
+}
+
+#endif /* PD_MATCH_H */

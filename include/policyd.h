@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * policyd ABI: the one contract between the BPF programs (bpf/) and the
+ * daemon/compiler (policyd/). Every map key and value, every enum and every
+ * limit that both sides rely on lives here. Both sides are rebuilt when this
+ * file changes (see Makefile).
+ *
+ * Conventions:
+ *  - All integers are in host byte order unless a comment says otherwise.
+ *  - "gen" is the policy generation slot, 0 or 1. Policy maps hold two
+ *    complete copies of the policy; pd_config.active_gen says which one the
+ *    data plane reads. The daemon writes the inactive slot, then flips.
+ *  - Index 0 of rule tables is never used: rule index 0 means "no rule".
+ */
+#ifndef POLICYD_H
+#define POLICYD_H
+
+#ifdef __bpf__
+#include <linux/types.h>
+#else
+#include <linux/types.h>
+#include <stdint.h>
+#endif
+
+/* Layout version of pinned maps. Bump on any change to a struct below. */
+#define PD_LAYOUT_VERSION 1
+
+/* ---- limits (each enforced by the compiler with a clear error) ---- */
+#ifndef PD_MAX_SERVICES
+#define PD_MAX_SERVICES 64          /* services per policy */
+#endif
+#ifndef PD_MAX_RULES
+#define PD_MAX_RULES 65535          /* rules per policy; also the largest rule id */
+#endif
+#ifndef PD_MAX_PORTS
+#define PD_MAX_PORTS 4096           /* (port, direction) entries per policy */
+#endif
+#ifndef PD_MAX_SINKS
+#define PD_MAX_SINKS 16             /* redirect sinks per policy */
+#endif
+#ifndef PD_MAX_LEN_RULES
+#define PD_MAX_LEN_RULES 8          /* longer_than rules per service */
+#endif
+#ifndef PD_MAX_PATTERN
+#define PD_MAX_PATTERN 1024         /* bytes in one pattern */
+#endif
+#ifndef PD_MAX_STATES
+#define PD_MAX_STATES (1u << 22)    /* automaton states over both generations */
+#endif
+#ifndef PD_MAX_IMAGE_BYTES
+#define PD_MAX_IMAGE_BYTES (256ull << 20) /* compiled image, all maps */
+#endif
+#define PD_MAX_CLASSES 256          /* byte classes per service automaton */
+#define PD_NAME_MAX 32              /* service and sink names, with NUL */
+#define PD_EXCERPT_MAX 256          /* payload bytes an event may carry */
+#define PD_COMM_LEN 16
+
+/* ---- enums ---- */
+
+/* What a rule does when it matches. Order is priority: deny wins. */
+enum pd_action {
+	PD_ACT_NONE = 0,
+	PD_ACT_AUDIT = 1,     /* log, leave the verdict alone */
+	PD_ACT_ALLOW = 2,     /* pass, unless a deny or redirect also matched */
+	PD_ACT_REDIRECT = 3,  /* divert the message to a sink */
+	PD_ACT_DENY = 4,      /* drop: the sender's send() fails with EACCES */
+};
+
+/* A service's verdict when no allow/deny/redirect rule matched. */
+enum pd_default {
+	PD_DEF_ALLOW = 0,
+	PD_DEF_DENY = 1,
+	PD_DEF_AUDIT = 2,     /* pass and log */
+};
+
+/* Where one message ends. */
+enum pd_framing {
+	PD_FRAME_NONE = 0,    /* each sk_msg (one sendmsg, or a piece of a large one) */
+	PD_FRAME_LINE = 1,    /* a message ends after '\n' */
+};
+
+/* Which port of a connection selects the service (bit mask). */
+enum pd_direction {
+	PD_DIR_TO = 1,        /* the remote port: requests a client sends */
+	PD_DIR_FROM = 2,      /* the local port: replies a server sends */
+	PD_DIR_BOTH = 3,
+};
+
+/* ---- automaton encoding ----
+ * A service's automaton is a DFA over byte classes. pd_classes maps every
+ * byte to its class (0..nclasses-1). A transition entry is the target
+ * state's global index, with PD_T_MATCH set when entering the target
+ * reports at least one rule (its pd_state_out says which).
+ */
+#define PD_T_MATCH 0x80000000u
+#define PD_T_STATE 0x7fffffffu
+
+/* Flags of a state (pd_state_out.flags). */
+#define PD_SF_ANCHORED 0x1    /* a prefix rule may still match later in this message */
+
+/* ---- maps ---- */
+
+/* pd_config (ARRAY, 1 entry): settings the daemon changes at run time. */
+struct pd_config {
+	__u32 active_gen;       /* 0 or 1: the policy slot the data plane reads */
+	__u32 excerpt;          /* payload bytes copied into events (<= PD_EXCERPT_MAX) */
+	__u64 generation;       /* increases by one per successful load (for logs) */
+};
+
+/* pd_ports (HASH): which service a connection belongs to. */
+struct pd_port_key {
+	__u16 port;             /* TCP port, host byte order */
+	__u8 dir;               /* PD_DIR_TO (remote port) or PD_DIR_FROM (local port) */
+	__u8 gen;               /* policy slot */
+};
+/* value: __u32 service index (0..PD_MAX_SERVICES-1) */
+
+/* A longer_than rule: matches when a message is longer than len bytes. */
+struct pd_len_rule {
+	__u32 len;              /* bytes */
+	__u16 rule;             /* rule index (pd_rules) */
+	__u8 action;            /* enum pd_action */
+	__u8 pad;
+};
+
+/* pd_services (ARRAY, 2 * PD_MAX_SERVICES): key = gen * PD_MAX_SERVICES + service. */
+struct pd_service {
+	__u32 start;            /* global index of the start state (message start) */
+	__u32 resume;           /* global index of the state "no pattern begun, not at a
+	                         * message start" (framing none, after a skipped gap) */
+	__u32 nclasses;         /* byte classes; transition rows have this many used entries */
+	__u32 inspect;          /* bytes of each message matched; 0 = all */
+	__u32 carry;            /* framing none: bytes of a new message that may still
+	                         * complete a pattern begun in the previous one
+	                         * (longest contains pattern - 1) */
+	__u8 framing;           /* enum pd_framing */
+	__u8 def;               /* enum pd_default */
+	__u8 hold;              /* PD_HOLD_* : when to hold back an undecided message */
+	__u8 nlen;              /* used entries of len_rules */
+	struct pd_len_rule len_rules[PD_MAX_LEN_RULES];
+};
+
+/* pd_service.hold bits (line framing only; framing none never holds: each
+ * message is whole when it is judged). */
+#define PD_HOLD_ANCHORED 0x1  /* while a prefix rule may still match */
+#define PD_HOLD_ALLOWLIST 0x2 /* default deny: until an allow rule matched or the
+                               * message ended */
+
+/* pd_classes (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services. */
+struct pd_classmap {
+	__u8 cls[256];          /* byte -> class */
+};
+
+/* pd_trans (ARRAY, states): key = global state index; value = one row of
+ * transitions, row_width entries (a power of two >= every nclasses). */
+
+/* pd_state_out (ARRAY, states): key = global state index. The lowest
+ * rule index of each action reported when this state is entered. */
+struct pd_state_out {
+	__u16 deny;
+	__u16 redirect;
+	__u16 allow;
+	__u16 audit;
+	__u32 flags;            /* PD_SF_* */
+	__u32 cont;             /* this state without its prefix-rule progress: where
+	                         * contains matching goes on in the next message */
+};
+
+/* pd_rules (ARRAY, 2 * (PD_MAX_RULES + 1)): key = gen * (PD_MAX_RULES + 1) + index. */
+struct pd_rule {
+	__u16 id;               /* the rule's id in the policy file (1..65535) */
+	__u8 action;            /* enum pd_action */
+	__u8 sink;              /* redirect: sink index; else 0 */
+	__u32 service;          /* service index */
+};
+
+/* Matching state of the message a socket is sending (also kept per socket
+ * in socket-local storage). Rule fields hold the lowest rule index of that
+ * action matched so far in the message, 0 for none. */
+struct pd_match {
+	__u32 state;            /* automaton state (global index) */
+	__u32 cont;             /* framing none: state carried over from the previous
+	                         * message, walked alongside for cont_left more bytes */
+	__u32 cont_left;
+	__u32 seen;             /* bytes of the current message walked so far */
+	__u16 deny;
+	__u16 redirect;
+	__u16 allow;
+	__u16 audit;
+};
+#define PD_NO_STATE 0xffffffffu /* pd_match.cont when nothing is carried over */
+
+/* pd_counters (PERCPU_ARRAY, PD_COUNTER_SLOTS): per rule id, then per
+ * service default. Keyed by rule id so that counts survive reloads. */
+#define PD_COUNTER_DEFAULT(svc) (PD_MAX_RULES + 1 + (svc))
+#define PD_COUNTER_SLOTS (PD_MAX_RULES + 1 + PD_MAX_SERVICES)
+struct pd_counter {
+	__u64 msgs;             /* messages this rule (or default) decided or audited */
+	__u64 bytes;            /* their bytes */
+};
+
+/* Event kinds in the ring buffer. */
+enum pd_verdict {
+	PD_V_PASS = 0,
+	PD_V_AUDIT = 1,
+	PD_V_REDIRECT = 2,
+	PD_V_DENY = 3,
+};
+
+/* pd_events (RINGBUF): one record per logged verdict. */
+struct pd_event {
+	__u64 cgroup_id;
+	__u32 pid;              /* thread id of the sender */
+	__u32 tgid;             /* process id of the sender */
+	__u32 uid;
+	__u32 len;              /* message length in bytes (as far as known) */
+	__u32 service;          /* service index */
+	__u16 rule_id;          /* 0: the service default decided */
+	__u8 verdict;           /* enum pd_verdict */
+	__u8 family;            /* AF_INET or AF_INET6 */
+	__u32 saddr[4];         /* network byte order; IPv4 in saddr[0] */
+	__u32 daddr[4];
+	__u16 sport;            /* host byte order */
+	__u16 dport;            /* host byte order */
+	__u16 excerpt_len;      /* bytes valid in excerpt */
+	__u16 pad;
+	char comm[PD_COMM_LEN];
+	__u8 excerpt[PD_EXCERPT_MAX];
+};
+
+#endif /* POLICYD_H */

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Command-line options and exit codes shared by the subcommands. */
+#ifndef POLICYD_CLI_H
+#define POLICYD_CLI_H
+
+#include <stdbool.h>
+
+#include "policy.h"
+
+enum {
+	PD_EXIT_OK = 0,
+	PD_EXIT_POLICY = 1,     /* the policy is invalid */
+	PD_EXIT_USAGE = 2,      /* bad command line */
+	PD_EXIT_RUNTIME = 3,    /* kernel refused, no cgroup2, missing capability ... */
+};
+
+struct pd_opts {
+	const char *config;
+	const char *cgroup;     /* NULL: daemon.cgroup, else the cgroup2 mount */
+	const char *pin_dir;    /* NULL: daemon.pin_dir */
+	const char *user;       /* NULL: daemon.user */
+	bool json;
+	bool foreground;
+	bool verbose;
+};
+
+int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
+			double *ms);
+int pd_cmd_run(const struct pd_opts *o);
+int pd_cmd_stats(const struct pd_opts *o);
+
+#endif

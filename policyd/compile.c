@@ -1,0 +1,703 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Policy compiler: validated policy -> image (every map's contents).
+ *
+ * Per service, all contains/prefix patterns become one DFA over byte
+ * classes. The patterns are first put into a trie with two roots: U for
+ * contains patterns (matched anywhere) and A for prefix patterns (matched
+ * at a message start). A trie edge is labelled with an exact byte or, for
+ * a nocase letter, with both cases of it. The DFA is the subset
+ * construction over that trie: a DFA state is the set of trie nodes that
+ * are live after the input so far; U's root is in every set (a contains
+ * pattern may begin at any byte), A's root only in the start set. When all
+ * patterns agree on case, this is exactly Aho-Corasick; mixed case and
+ * anchoring are handled without special cases. The per-byte cost in the
+ * kernel is one table lookup whatever the number of rules.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy.h"
+
+#define LABEL_FOLD 256          /* labels 256..281: a nocase letter a..z */
+#define NLABELS (256 + 26)
+
+struct edge {
+	uint16_t label;
+	uint32_t child;
+};
+
+struct node {
+	struct edge *edges;
+	uint32_t nedges, cap;
+	uint32_t out;           /* head of this node's output list (0: none) */
+	bool anchored;          /* belongs to the prefix trie */
+};
+
+struct outlink {
+	uint32_t rule;          /* rule index */
+	uint8_t action;
+	uint32_t next;
+};
+
+struct vec32 {
+	uint32_t *v;
+	uint32_t n, cap;
+};
+
+struct builder {
+	struct pd_diag *d;
+	int line;               /* the service's line, for errors */
+	uint32_t state_budget;  /* states this service may still create */
+	struct node *nodes;
+	uint32_t nnodes, capnodes;
+	struct outlink *outs;
+	uint32_t nouts, capouts;
+	/* byte classes */
+	uint16_t cls[256];
+	uint32_t ncls;
+	uint16_t label_cls[NLABELS][2];
+	uint8_t label_ncls[NLABELS];
+	/* DFA: state i is the sorted node set sets.v[set_off[i] .. + set_len[i]] */
+	struct vec32 sets, set_off, set_len;
+	uint32_t *hash;         /* open addressing: state id + 1, 0 empty */
+	uint32_t hcap;
+	uint32_t *rows;         /* nstates * ncls transitions (local ids) */
+	size_t caprows;
+	struct pd_state_out *souts;
+	uint32_t capsouts;
+	/* scratch for one state's successors */
+	struct vec32 *bucket;   /* per class */
+	struct vec32 touched;
+	struct vec32 tmp;
+	bool oom;
+};
+
+static bool vec_push(struct vec32 *v, uint32_t x)
+{
+	if (v->n == v->cap) {
+		uint32_t cap = v->cap ? v->cap * 2 : 16;
+		uint32_t *nv = realloc(v->v, (size_t)cap * sizeof(*nv));
+
+		if (!nv)
+			return false;
+		v->v = nv;
+		v->cap = cap;
+	}
+	v->v[v->n++] = x;
+	return true;
+}
+
+static void *grow(void *p, uint32_t *cap, uint32_t need, size_t size)
+{
+	uint32_t c = *cap ? *cap : 64;
+	void *np;
+
+	if (need <= *cap)
+		return p;
+	while (c < need)
+		c *= 2;
+	np = realloc(p, (size_t)c * size);
+	if (np)
+		*cap = c;
+	return np;
+}
+
+static uint32_t new_node(struct builder *b, bool anchored)
+{
+	struct node *n = grow(b->nodes, &b->capnodes, b->nnodes + 1, sizeof(*n));
+
+	if (!n) {
+		b->oom = true;
+		return 0;
+	}
+	b->nodes = n;
+	memset(&n[b->nnodes], 0, sizeof(*n));
+	n[b->nnodes].anchored = anchored;
+	return b->nnodes++;
+}
+
+static uint16_t label_of(uint8_t byte, bool nocase)
+{
+	if (nocase && isalpha(byte) && byte < 128)
+		return (uint16_t)(LABEL_FOLD + tolower(byte) - 'a');
+	return byte;
+}
+
+static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_src *r)
+{
+	uint32_t cur = root;
+	struct outlink *o;
+
+	for (size_t i = 0; i < r->patlen && !b->oom; i++) {
+		uint16_t l = label_of(r->pat[i], r->nocase);
+		struct node *n = &b->nodes[cur];
+		uint32_t next = 0;
+
+		for (uint32_t e = 0; e < n->nedges; e++)
+			if (n->edges[e].label == l)
+				next = n->edges[e].child;
+		if (!next) {
+			next = new_node(b, b->nodes[root].anchored);
+			if (b->oom)
+				return;
+			n = &b->nodes[cur];
+			n->edges = grow(n->edges, &n->cap, n->nedges + 1, sizeof(*n->edges));
+			if (!n->edges) {
+				b->oom = true;
+				return;
+			}
+			n->edges[n->nedges++] = (struct edge){ l, next };
+		}
+		cur = next;
+	}
+	o = grow(b->outs, &b->capouts, b->nouts + 1, sizeof(*o));
+	if (!o) {
+		b->oom = true;
+		return;
+	}
+	b->outs = o;
+	if (!b->nouts)
+		b->nouts = 1;       /* link 0 means "none" */
+	o[b->nouts] = (struct outlink){ r->index, (uint8_t)r->action, b->nodes[cur].out };
+	b->nodes[cur].out = b->nouts++;
+}
+
+/* Split the 256 bytes into classes that no label tells apart. */
+static void make_classes(struct builder *b)
+{
+	bool used[NLABELS] = { false };
+	int remap[512];
+
+	for (uint32_t i = 0; i < b->nnodes; i++)
+		for (uint32_t e = 0; e < b->nodes[i].nedges; e++)
+			used[b->nodes[i].edges[e].label] = true;
+	memset(b->cls, 0, sizeof(b->cls));
+	b->ncls = 1;
+	for (int l = 0; l < NLABELS; l++) {
+		uint8_t members[2];
+		int nm = 0;
+		uint32_t next = 0;
+
+		if (!used[l])
+			continue;
+		if (l < LABEL_FOLD) {
+			members[nm++] = (uint8_t)l;
+		} else {
+			members[nm++] = (uint8_t)('a' + l - LABEL_FOLD);
+			members[nm++] = (uint8_t)('A' + l - LABEL_FOLD);
+		}
+		/* members move to a new class per old class; then renumber */
+		for (int i = 0; i < 512; i++)
+			remap[i] = -1;
+		for (int i = 0; i < nm; i++) {
+			uint16_t old = b->cls[members[i]];
+
+			if (remap[old] < 0)
+				remap[old] = (int)(b->ncls + i);
+			b->cls[members[i]] = (uint16_t)remap[old];
+		}
+		for (int i = 0; i < 512; i++)
+			remap[i] = -1;
+		for (int x = 0; x < 256; x++) {
+			if (remap[b->cls[x]] < 0)
+				remap[b->cls[x]] = (int)next++;
+			b->cls[x] = (uint16_t)remap[b->cls[x]];
+		}
+		b->ncls = next;
+	}
+	for (int l = 0; l < NLABELS; l++) {
+		if (l < LABEL_FOLD) {
+			b->label_cls[l][0] = b->cls[l];
+			b->label_ncls[l] = 1;
+		} else {
+			uint16_t lo = b->cls['a' + l - LABEL_FOLD], up = b->cls['A' + l - LABEL_FOLD];
+
+			b->label_cls[l][0] = lo;
+			b->label_cls[l][1] = up;
+			b->label_ncls[l] = lo == up ? 1 : 2;
+		}
+	}
+}
+
+static uint32_t hash_set(const uint32_t *s, uint32_t n)
+{
+	uint32_t h = 2166136261u;
+
+	for (uint32_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 16777619u;
+		h ^= h >> 15;
+	}
+	return h;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void sort_unique(struct vec32 *v)
+{
+	uint32_t j = 0;
+
+	if (v->n > 16) {
+		qsort(v->v, v->n, sizeof(uint32_t), cmp_u32);
+	} else {
+		for (uint32_t i = 1; i < v->n; i++) {
+			uint32_t x = v->v[i], k = i;
+
+			while (k && v->v[k - 1] > x) {
+				v->v[k] = v->v[k - 1];
+				k--;
+			}
+			v->v[k] = x;
+		}
+	}
+	for (uint32_t i = 0; i < v->n; i++)
+		if (!j || v->v[j - 1] != v->v[i])
+			v->v[j++] = v->v[i];
+	v->n = j;
+}
+
+static bool rehash(struct builder *b)
+{
+	uint32_t cap = b->hcap ? b->hcap * 2 : 1024;
+	uint32_t *h = calloc(cap, sizeof(*h));
+
+	if (!h)
+		return false;
+	for (uint32_t id = 0; id < b->set_off.n; id++) {
+		uint32_t k = hash_set(&b->sets.v[b->set_off.v[id]], b->set_len.v[id]) & (cap - 1);
+
+		while (h[k])
+			k = (k + 1) & (cap - 1);
+		h[k] = id + 1;
+	}
+	free(b->hash);
+	b->hash = h;
+	b->hcap = cap;
+	return true;
+}
+
+/* What entering a state reports: the lowest rule index per action. */
+static void state_out(struct builder *b, const uint32_t *s, uint32_t n, struct pd_state_out *o)
+{
+	memset(o, 0, sizeof(*o));
+	for (uint32_t i = 0; i < n; i++) {
+		const struct node *nd = &b->nodes[s[i]];
+
+		if (nd->anchored && nd->nedges)
+			o->flags |= PD_SF_ANCHORED;
+		for (uint32_t l = nd->out; l; l = b->outs[l].next) {
+			uint16_t r = (uint16_t)b->outs[l].rule, *slot = NULL;
+
+			switch (b->outs[l].action) {
+			case PD_ACT_DENY: slot = &o->deny; break;
+			case PD_ACT_REDIRECT: slot = &o->redirect; break;
+			case PD_ACT_ALLOW: slot = &o->allow; break;
+			case PD_ACT_AUDIT: slot = &o->audit; break;
+			}
+			if (slot && (!*slot || r < *slot))
+				*slot = r;
+		}
+	}
+}
+
+static bool has_out(const struct pd_state_out *o)
+{
+	return o->deny || o->redirect || o->allow || o->audit;
+}
+
+/* The state id of node set v (sorted, unique), created if new; ~0u on failure. */
+static uint32_t intern(struct builder *b, const struct vec32 *v)
+{
+	uint32_t k, id;
+
+	if (b->set_off.n * 2 >= b->hcap && !rehash(b))
+		goto oom;
+	k = hash_set(v->v, v->n) & (b->hcap - 1);
+	for (; b->hash[k]; k = (k + 1) & (b->hcap - 1)) {
+		id = b->hash[k] - 1;
+		if (b->set_len.v[id] == v->n &&
+		    !memcmp(&b->sets.v[b->set_off.v[id]], v->v, v->n * sizeof(uint32_t)))
+			return id;
+	}
+	if (!b->state_budget) {
+		pd_diag_add(b->d, b->line, "the service's automaton grows past the limit of %u "
+			    "states: use fewer or shorter patterns", PD_MAX_STATES);
+		return ~0u;
+	}
+	b->state_budget--;
+	id = b->set_off.n;
+	b->souts = grow(b->souts, &b->capsouts, id + 1, sizeof(*b->souts));
+	if (!b->souts || !vec_push(&b->set_off, b->sets.n) || !vec_push(&b->set_len, v->n))
+		goto oom;
+	for (uint32_t i = 0; i < v->n; i++)
+		if (!vec_push(&b->sets, v->v[i]))
+			goto oom;
+	state_out(b, v->v, v->n, &b->souts[id]);
+	b->hash[k] = id + 1;
+	return id;
+oom:
+	b->oom = true;
+	return ~0u;
+}
+
+/* Fill the transition row of state id; returns false on failure. */
+static bool expand(struct builder *b, uint32_t id, uint32_t resume)
+{
+	uint32_t off = b->set_off.v[id], n = b->set_len.v[id];
+	uint32_t *row;
+
+	if ((size_t)(id + 1) * b->ncls > b->caprows) {
+		size_t cap = b->caprows ? b->caprows * 2 : (size_t)1024 * b->ncls;
+		uint32_t *nr = realloc(b->rows, cap * sizeof(*nr));
+
+		if (!nr)
+			return !(b->oom = true);
+		b->rows = nr;
+		b->caprows = cap;
+	}
+	b->touched.n = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct node *nd = &b->nodes[b->sets.v[off + i]];
+
+		for (uint32_t e = 0; e < nd->nedges; e++) {
+			uint16_t l = nd->edges[e].label;
+
+			for (uint8_t j = 0; j < b->label_ncls[l]; j++) {
+				struct vec32 *bk = &b->bucket[b->label_cls[l][j]];
+
+				if (!bk->n && !vec_push(&b->touched, b->label_cls[l][j]))
+					return !(b->oom = true);
+				if (!vec_push(bk, nd->edges[e].child))
+					return !(b->oom = true);
+			}
+		}
+	}
+	row = &b->rows[(size_t)id * b->ncls];
+	for (uint32_t c = 0; c < b->ncls; c++)
+		row[c] = resume;
+	for (uint32_t t = 0; t < b->touched.n; t++) {
+		struct vec32 *bk = &b->bucket[b->touched.v[t]];
+		uint32_t to;
+
+		b->tmp.n = 0;
+		if (!vec_push(&b->tmp, 0))     /* U's root: a pattern may begin here */
+			return !(b->oom = true);
+		for (uint32_t i = 0; i < bk->n; i++)
+			if (!vec_push(&b->tmp, bk->v[i]))
+				return !(b->oom = true);
+		bk->n = 0;
+		sort_unique(&b->tmp);
+		to = intern(b, &b->tmp);
+		if (to == ~0u)
+			return false;
+		row = &b->rows[(size_t)id * b->ncls];
+		row[b->touched.v[t]] = to;
+	}
+	return true;
+}
+
+/* The same set without prefix-trie nodes: where contains matching goes on
+ * in the next message. */
+static uint32_t unanchored(struct builder *b, uint32_t id)
+{
+	uint32_t n = b->set_len.v[id];
+
+	b->tmp.n = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t x = b->sets.v[b->set_off.v[id] + i];
+
+		if (!b->nodes[x].anchored && !vec_push(&b->tmp, x)) {
+			b->oom = true;
+			return ~0u;
+		}
+	}
+	return intern(b, &b->tmp);
+}
+
+static void builder_free(struct builder *b)
+{
+	for (uint32_t i = 0; i < b->nnodes; i++)
+		free(b->nodes[i].edges);
+	free(b->nodes);
+	free(b->outs);
+	free(b->sets.v);
+	free(b->set_off.v);
+	free(b->set_len.v);
+	free(b->hash);
+	free(b->rows);
+	free(b->souts);
+	if (b->bucket)
+		for (uint32_t c = 0; c < 256; c++)
+			free(b->bucket[c].v);
+	free(b->bucket);
+	free(b->touched.v);
+	free(b->tmp.v);
+}
+
+/*
+ * Build one service's automaton into b. Local state 0 is "resume" (U's
+ * root alone), state 1 is the start state when the service has prefix
+ * rules (else the start is state 0).
+ */
+static int build_service(struct builder *b, const struct pd_service_src *s, uint32_t *start)
+{
+	uint32_t rootu, roota, id;
+	bool anchored = false;
+
+	rootu = new_node(b, false);
+	roota = new_node(b, true);
+	for (size_t k = 0; k < s->nrules && !b->oom; k++) {
+		const struct pd_rule_src *r = &s->rules[k];
+
+		if (r->kind == PD_M_CONTAINS)
+			add_pattern(b, rootu, r);
+		else if (r->kind == PD_M_PREFIX) {
+			add_pattern(b, roota, r);
+			anchored = true;
+		}
+	}
+	b->bucket = calloc(256, sizeof(*b->bucket));
+	if (b->oom || !b->bucket)
+		goto oom;
+	make_classes(b);
+	b->tmp.n = 0;
+	if (!vec_push(&b->tmp, rootu))
+		goto oom;
+	if (intern(b, &b->tmp) != 0)
+		return -1;
+	*start = 0;
+	if (anchored) {
+		if (!vec_push(&b->tmp, roota))
+			goto oom;
+		if ((*start = intern(b, &b->tmp)) == ~0u)
+			return -1;
+	}
+	for (id = 0; id < b->set_off.n; id++) {
+		uint32_t c;
+
+		if (!expand(b, id, 0))
+			return b->oom ? -2 : -1;
+		c = anchored ? unanchored(b, id) : id;
+		if (c == ~0u)
+			return b->oom ? -2 : -1;
+		b->souts[id].cont = c;
+	}
+	return 0;
+oom:
+	b->oom = true;
+	return -2;
+}
+
+static uint32_t pow2_at_least(uint32_t x)
+{
+	uint32_t p = 1;
+
+	while (p < x)
+		p <<= 1;
+	return p;
+}
+
+/* Fill the service entry (everything but the automaton). */
+static void service_entry(const struct pd_service_src *s, struct pd_service *svc)
+{
+	size_t maxlen = 0;
+	bool prefix = false, allow = false;
+
+	memset(svc, 0, sizeof(*svc));
+	svc->framing = s->framing;
+	svc->def = s->def;
+	svc->inspect = s->inspect;
+	for (size_t k = 0; k < s->nrules; k++) {
+		const struct pd_rule_src *r = &s->rules[k];
+
+		if (r->kind == PD_M_CONTAINS && r->patlen > maxlen)
+			maxlen = r->patlen;
+		if (r->kind == PD_M_PREFIX)
+			prefix = true;
+		if (r->action == PD_ACT_ALLOW || r->action == PD_ACT_REDIRECT)
+			allow = true;
+		if (r->kind == PD_M_LONGER_THAN && svc->nlen < PD_MAX_LEN_RULES) {
+			struct pd_len_rule *l = &svc->len_rules[svc->nlen++];
+
+			l->len = r->longer_than;
+			l->rule = (uint16_t)r->index;
+			l->action = (uint8_t)r->action;
+		}
+	}
+	if (s->framing == PD_FRAME_NONE && maxlen > 1)
+		svc->carry = (uint32_t)(maxlen - 1);
+	if (s->framing == PD_FRAME_LINE) {
+		if (prefix)
+			svc->hold |= PD_HOLD_ANCHORED;
+		if (s->def == PD_DEF_DENY && allow)
+			svc->hold |= PD_HOLD_ALLOWLIST;
+	}
+}
+
+struct built {
+	struct builder b;
+	uint32_t start;
+};
+
+/* Copy service i's automaton into the image at global offset base. */
+static void place(struct pd_image *img, struct builder *b, uint32_t base)
+{
+	uint32_t n = b->set_off.n, w = img->row_width;
+
+	for (uint32_t id = 0; id < n; id++) {
+		uint32_t *dst = &img->trans[(size_t)(base + id) * w];
+
+		for (uint32_t c = 0; c < b->ncls; c++) {
+			uint32_t to = b->rows[(size_t)id * b->ncls + c];
+
+			dst[c] = (base + to) | (has_out(&b->souts[to]) ? PD_T_MATCH : 0);
+		}
+		for (uint32_t c = b->ncls; c < w; c++)
+			dst[c] = base;   /* unused classes: never read */
+		img->outs[base + id] = b->souts[id];
+		img->outs[base + id].cont += base;
+	}
+}
+
+static int fill_ports(const struct pd_policy *p, struct pd_image *img, struct pd_diag *d)
+{
+	uint32_t n = 0, i = 0;
+
+	for (size_t s = 0; s < p->nservices; s++)
+		for (size_t k = 0; k < p->services[s].nports; k++) {
+			const struct pd_port_range *r = &p->services[s].ports[k];
+			uint32_t dirs = p->services[s].dir == PD_DIR_BOTH ? 2 : 1;
+
+			n += (uint32_t)(r->hi - r->lo + 1) * dirs;
+			if (n > PD_MAX_PORTS) {
+				pd_diag_add(d, r->line, "more than %d (port, direction) pairs in the "
+					    "policy; use fewer or narrower port ranges", PD_MAX_PORTS);
+				return -1;
+			}
+		}
+	img->port_keys = calloc(n ? n : 1, sizeof(*img->port_keys));
+	img->port_services = calloc(n ? n : 1, sizeof(*img->port_services));
+	if (!img->port_keys || !img->port_services)
+		return -2;
+	for (size_t s = 0; s < p->nservices; s++)
+		for (size_t k = 0; k < p->services[s].nports; k++) {
+			const struct pd_port_range *r = &p->services[s].ports[k];
+
+			for (uint32_t port = r->lo; port <= r->hi; port++)
+				for (uint8_t dir = PD_DIR_TO; dir <= PD_DIR_FROM; dir++) {
+					if (!(p->services[s].dir & dir))
+						continue;
+					img->port_keys[i] = (struct pd_port_key){ (uint16_t)port, dir, 0 };
+					img->port_services[i++] = (uint32_t)s;
+				}
+		}
+	img->nports = i;
+	return 0;
+}
+
+int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *d)
+{
+	struct built *bs = calloc(p->nservices ? p->nservices : 1, sizeof(*bs));
+	uint32_t total = 0, maxcls = 1, budget = PD_MAX_STATES;
+	int ret = -1;
+
+	memset(img, 0, sizeof(*img));
+	if (!bs)
+		goto oom;
+	for (size_t i = 0; i < p->nservices; i++) {
+		struct builder *b = &bs[i].b;
+		int r;
+
+		b->d = d;
+		b->line = p->services[i].line;
+		b->state_budget = budget;
+		r = build_service(b, &p->services[i], &bs[i].start);
+		if (r == -2)
+			goto oom;
+		if (r < 0)
+			goto out;
+		budget -= b->set_off.n;
+		total += b->set_off.n;
+		if (b->ncls > maxcls)
+			maxcls = b->ncls;
+	}
+	img->nservices = (uint32_t)p->nservices;
+	img->nstates = total;
+	img->row_width = pow2_at_least(maxcls);
+	img->bytes = (uint64_t)total * img->row_width * sizeof(uint32_t) +
+		     (uint64_t)total * sizeof(struct pd_state_out);
+	if (img->bytes > PD_MAX_IMAGE_BYTES) {
+		pd_diag_add(d, 1, "the compiled policy needs %llu MiB of kernel memory; at most "
+			    "%llu MiB are supported", (unsigned long long)(img->bytes >> 20),
+			    (unsigned long long)(PD_MAX_IMAGE_BYTES >> 20));
+		goto out;
+	}
+	img->services = calloc(img->nservices ? img->nservices : 1, sizeof(*img->services));
+	img->trans = malloc((size_t)total * img->row_width * sizeof(uint32_t) + 4);
+	img->outs = calloc(total ? total : 1, sizeof(*img->outs));
+	img->nrules = (uint32_t)p->nrules;
+	img->rules = calloc(p->nrules + 1, sizeof(*img->rules));
+	if (!img->services || !img->trans || !img->outs || !img->rules)
+		goto oom;
+	for (uint32_t i = 0, base = 0; i < img->nservices; i++) {
+		struct pd_image_service *is = &img->services[i];
+		const struct pd_service_src *s = &p->services[i];
+		struct builder *b = &bs[i].b;
+
+		service_entry(s, &is->svc);
+		is->svc.start = base + bs[i].start;
+		is->svc.resume = base;
+		is->svc.nclasses = b->ncls;
+		for (int x = 0; x < 256; x++)
+			is->classes.cls[x] = (uint8_t)b->cls[x];
+		is->nstates = b->set_off.n;
+		is->first_state = base;
+		place(img, b, base);
+		base += b->set_off.n;
+		for (size_t k = 0; k < s->nrules; k++) {
+			const struct pd_rule_src *r = &s->rules[k];
+
+			img->rules[r->index] = (struct pd_rule){
+				.id = (uint16_t)r->id, .action = (uint8_t)r->action,
+				.sink = (uint8_t)(r->action == PD_ACT_REDIRECT ? r->sink_index : 0),
+				.service = i,
+			};
+		}
+	}
+	ret = fill_ports(p, img, d);
+	if (ret == -2)
+		goto oom;
+	img->bytes += (uint64_t)img->nports * (sizeof(struct pd_port_key) + sizeof(uint32_t)) +
+		      (uint64_t)img->nservices * (sizeof(struct pd_service) +
+						 sizeof(struct pd_classmap)) +
+		      (uint64_t)(img->nrules + 1) * sizeof(struct pd_rule);
+	goto out;
+oom:
+	pd_diag_add(d, 1, "out of memory while compiling the policy");
+	ret = -1;
+out:
+	for (size_t i = 0; bs && i < p->nservices; i++)
+		builder_free(&bs[i].b);
+	free(bs);
+	if (ret)
+		pd_image_free(img);
+	return ret;
+}
+
+void pd_image_free(struct pd_image *img)
+{
+	free(img->services);
+	free(img->port_keys);
+	free(img->port_services);
+	free(img->rules);
+	free(img->trans);
+	free(img->outs);
+	memset(img, 0, sizeof(*img));
+}

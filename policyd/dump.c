@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * `policyd dump`: the compiled policy, in a stable text form that diffs
+ * well and re-reads as the same policy, or as JSON.
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include "policy.h"
+
+const char *pd_action_name(unsigned a)
+{
+	static const char *const n[] = { "none", "audit", "allow", "redirect", "deny" };
+
+	return a < 5 ? n[a] : "?";
+}
+
+const char *pd_default_name(unsigned d)
+{
+	static const char *const n[] = { "allow", "deny", "audit" };
+
+	return d < 3 ? n[d] : "?";
+}
+
+const char *pd_framing_name(unsigned f)
+{
+	return f == PD_FRAME_LINE ? "line" : "none";
+}
+
+const char *pd_direction_name(unsigned d)
+{
+	return d == PD_DIR_TO ? "to" : d == PD_DIR_FROM ? "from" : "both";
+}
+
+/* Bytes as a libconfig string body: printable ASCII as is, the rest \xNN. */
+static void put_escaped(FILE *f, const uint8_t *p, size_t n, bool json)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c >= 0x20 && c < 0x7f)
+			fputc(c, f);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\r')
+			fputs("\\r", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (json)
+			fprintf(f, "\\u%04x", c);
+		else
+			fprintf(f, "\\x%02x", c);
+	}
+}
+
+static void put_hex(FILE *f, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%02x", p[i]);
+}
+
+static const char *match_key(const struct pd_rule_src *r)
+{
+	switch (r->kind) {
+	case PD_M_CONTAINS: return r->hex ? "hex_contains" : "contains";
+	case PD_M_PREFIX: return r->hex ? "hex_prefix" : "prefix";
+	case PD_M_LONGER_THAN: return "longer_than";
+	}
+	return "?";
+}
+
+static void put_ports(FILE *f, const struct pd_service_src *s, bool json)
+{
+	for (size_t k = 0; k < s->nports; k++) {
+		const struct pd_port_range *r = &s->ports[k];
+
+		fputs(k ? ", " : "", f);
+		if (r->lo == r->hi)
+			fprintf(f, "%u", r->lo);
+		else
+			fprintf(f, "\"%u-%u\"", r->lo, r->hi);
+	}
+	(void)json;
+}
+
+static void automaton_counts(const struct pd_image_service *is, const struct pd_image *img,
+			     uint32_t *accepting)
+{
+	*accepting = 0;
+	for (uint32_t i = 0; i < is->nstates; i++) {
+		const struct pd_state_out *o = &img->outs[is->first_state + i];
+
+		*accepting += o->deny || o->redirect || o->allow || o->audit;
+	}
+}
+
+static const char *hold_name(unsigned h)
+{
+	switch (h) {
+	case 0: return "never";
+	case PD_HOLD_ANCHORED: return "prefix";
+	case PD_HOLD_ALLOWLIST: return "allowlist";
+	}
+	return "prefix,allowlist";
+}
+
+/* The text form is itself a valid policy: comments carry what the
+ * compiler derived, settings carry every value including defaults. */
+void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img)
+{
+	const struct pd_daemon_src *dm = &p->daemon;
+
+	fprintf(f, "# policyd dump of %s\n", p->file);
+	fprintf(f, "# %u services, %zu rules, %u automaton states, row width %u, %llu image bytes\n",
+		img->nservices, p->nrules, img->nstates, img->row_width,
+		(unsigned long long)img->bytes);
+	fprintf(f, "version = %d;\n\ndaemon = {\n", p->version);
+	if (dm->cgroup)
+		fprintf(f, "  cgroup = \"%s\";\n", dm->cgroup);
+	else
+		fprintf(f, "  # cgroup: the cgroup2 mount\n");
+	fprintf(f, "  user = \"%s\";\n  pin_dir = \"%s\";\n  on_exit = \"%s\";\n"
+		"  log_rate = %u;\n  excerpt = %u;\n};\n\n", dm->user, dm->pin_dir,
+		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt);
+	fprintf(f, "sinks = (");
+	for (size_t i = 0; i < p->nsinks; i++)
+		fprintf(f, "%s\n  { name = \"%s\"; file = \"%s\"; }", i ? "," : "",
+			p->sinks[i].name, p->sinks[i].file);
+	fprintf(f, "%s);\n\nservices = (", p->nsinks ? "\n" : "");
+	for (size_t i = 0; i < p->nservices; i++) {
+		const struct pd_service_src *s = &p->services[i];
+		const struct pd_image_service *is = &img->services[i];
+		uint32_t acc;
+
+		automaton_counts(is, img, &acc);
+		fprintf(f, "%s\n  {\n    # automaton: %u states (%u reporting), %u byte classes, "
+			"hold: %s, carry: %u\n", i ? "," : "", is->nstates, acc, is->svc.nclasses,
+			hold_name(is->svc.hold), is->svc.carry);
+		fprintf(f, "    name = \"%s\";\n    ports = [ ", s->name);
+		put_ports(f, s, false);
+		fprintf(f, " ];\n    direction = \"%s\";\n    framing = \"%s\";\n"
+			"    inspect = %u;\n    default = \"%s\";\n    rules = (",
+			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
+			pd_default_name(s->def));
+		for (size_t k = 0; k < s->nrules; k++) {
+			const struct pd_rule_src *r = &s->rules[k];
+
+			fprintf(f, "%s\n      { id = %u; action = \"%s\"; %s = ", k ? "," : "",
+				r->id, pd_action_name(r->action), match_key(r));
+			if (r->kind == PD_M_LONGER_THAN) {
+				fprintf(f, "%u;", r->longer_than);
+			} else {
+				fputc('"', f);
+				if (r->hex)
+					put_hex(f, r->pat, r->patlen);
+				else
+					put_escaped(f, r->pat, r->patlen, false);
+				fputs("\";", f);
+				if (r->nocase)
+					fputs(" nocase = true;", f);
+			}
+			if (r->sink)
+				fprintf(f, " sink = \"%s\";", r->sink);
+			fputs(" }", f);
+		}
+		fprintf(f, "%s);\n  }", s->nrules ? "\n    " : "");
+	}
+	fprintf(f, "\n);\n");
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	put_escaped(f, (const uint8_t *)s, strlen(s), true);
+	fputc('"', f);
+}
+
+void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img)
+{
+	const struct pd_daemon_src *dm = &p->daemon;
+
+	fprintf(f, "{\n  \"file\": ");
+	json_str(f, p->file);
+	fprintf(f, ",\n  \"version\": %d,\n  \"daemon\": {\"cgroup\": ", p->version);
+	if (dm->cgroup)
+		json_str(f, dm->cgroup);
+	else
+		fputs("null", f);
+	fprintf(f, ", \"user\": ");
+	json_str(f, dm->user);
+	fprintf(f, ", \"pin_dir\": ");
+	json_str(f, dm->pin_dir);
+	fprintf(f, ", \"on_exit\": \"%s\", \"log_rate\": %u, \"excerpt\": %u},\n",
+		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt);
+	fprintf(f, "  \"image\": {\"services\": %u, \"rules\": %zu, \"states\": %u, "
+		"\"row_width\": %u, \"bytes\": %llu},\n  \"sinks\": [", img->nservices, p->nrules,
+		img->nstates, img->row_width, (unsigned long long)img->bytes);
+	for (size_t i = 0; i < p->nsinks; i++) {
+		fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+		json_str(f, p->sinks[i].name);
+		fprintf(f, ", \"file\": ");
+		json_str(f, p->sinks[i].file);
+		fputc('}', f);
+	}
+	fprintf(f, "%s],\n  \"services\": [", p->nsinks ? "\n  " : "");
+	for (size_t i = 0; i < p->nservices; i++) {
+		const struct pd_service_src *s = &p->services[i];
+		const struct pd_image_service *is = &img->services[i];
+		uint32_t acc;
+
+		automaton_counts(is, img, &acc);
+		fprintf(f, "%s\n    {\"name\": ", i ? "," : "");
+		json_str(f, s->name);
+		fprintf(f, ", \"ports\": [");
+		for (size_t k = 0; k < s->nports; k++)
+			fprintf(f, "%s[%u, %u]", k ? ", " : "", s->ports[k].lo, s->ports[k].hi);
+		fprintf(f, "], \"direction\": \"%s\", \"framing\": \"%s\", \"inspect\": %u, "
+			"\"default\": \"%s\",\n     \"automaton\": {\"states\": %u, \"reporting\": %u, "
+			"\"classes\": %u, \"hold\": \"%s\", \"carry\": %u},\n     \"rules\": [",
+			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
+			pd_default_name(s->def), is->nstates, acc, is->svc.nclasses,
+			hold_name(is->svc.hold), is->svc.carry);
+		for (size_t k = 0; k < s->nrules; k++) {
+			const struct pd_rule_src *r = &s->rules[k];
+
+			fprintf(f, "%s\n       {\"id\": %u, \"line\": %d, \"action\": \"%s\", \"match\": "
+				"\"%s\", ", k ? "," : "", r->id, r->line, pd_action_name(r->action),
+				match_key(r));
+			if (r->kind == PD_M_LONGER_THAN) {
+				fprintf(f, "\"bytes\": %u", r->longer_than);
+			} else {
+				fputs("\"hex\": \"", f);
+				put_hex(f, r->pat, r->patlen);
+				fprintf(f, "\", \"nocase\": %s", r->nocase ? "true" : "false");
+			}
+			if (r->sink) {
+				fputs(", \"sink\": ", f);
+				json_str(f, r->sink);
+			}
+			fputc('}', f);
+		}
+		fprintf(f, "%s]}", s->nrules ? "\n     " : "");
+	}
+	fprintf(f, "%s]\n}\n", p->nservices ? "\n  " : "");
+}

@@ -1,0 +1,810 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Policy parser: libconfig text -> validated policy model. Every setting
+ * keeps its line; every problem becomes one "FILE:LINE: message" and the
+ * parser goes on to report the rest.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+
+#include "policy.h"
+
+struct parse {
+	struct pd_diag *d;
+	struct pd_policy *p;
+};
+
+/* ---- diagnostics ---- */
+
+void pd_diag_add(struct pd_diag *d, int line, const char *fmt, ...)
+{
+	char msg[512], *out;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (asprintf(&out, "%s:%d: %s", d->file ? d->file : "-", line, msg) < 0)
+		return;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 8;
+		char **nl = realloc(d->lines, cap * sizeof(*nl));
+
+		if (!nl) {
+			free(out);
+			return;
+		}
+		d->lines = nl;
+		d->cap = cap;
+	}
+	d->lines[d->n++] = out;
+}
+
+void pd_diag_print(const struct pd_diag *d, FILE *f)
+{
+	for (size_t i = 0; i < d->n; i++)
+		fprintf(f, "%s\n", d->lines[i]);
+}
+
+void pd_diag_free(struct pd_diag *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->lines[i]);
+	free(d->lines);
+	d->lines = NULL;
+	d->n = d->cap = 0;
+}
+
+/* ---- setting helpers ---- */
+
+static int line_of(const config_setting_t *s)
+{
+	int l = (int)config_setting_source_line(s);
+
+	return l > 0 ? l : 1;
+}
+
+static const char *type_name(int type)
+{
+	switch (type) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64: return "an integer";
+	case CONFIG_TYPE_FLOAT: return "a number with a fraction";
+	case CONFIG_TYPE_STRING: return "a string";
+	case CONFIG_TYPE_BOOL: return "true or false";
+	case CONFIG_TYPE_ARRAY: return "an array";
+	case CONFIG_TYPE_LIST: return "a list";
+	case CONFIG_TYPE_GROUP: return "a group";
+	}
+	return "a setting";
+}
+
+static const char *sname(const config_setting_t *s)
+{
+	const char *n = config_setting_name(s);
+
+	return n ? n : "(element)";
+}
+
+/* Report keys of group g that are not in the NULL-terminated list. */
+static void check_keys(struct parse *c, const config_setting_t *g, const char *where,
+		       const char *const *known)
+{
+	int n = config_setting_length(g);
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(g, i);
+		const char *name = config_setting_name(s);
+		bool ok = false;
+
+		for (const char *const *k = known; *k && name; k++)
+			if (!strcmp(*k, name))
+				ok = true;
+		if (!ok)
+			pd_diag_add(c->d, line_of(s), "unknown setting '%s' in %s",
+				    name ? name : "?", where);
+	}
+}
+
+static bool is_int(const config_setting_t *s)
+{
+	int t = config_setting_type(s);
+
+	return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+}
+
+/* An integer setting in [lo, hi]; false (reported) otherwise. */
+static bool get_uint(struct parse *c, const config_setting_t *s, int64_t lo, int64_t hi,
+		     int64_t *out)
+{
+	int64_t v;
+
+	if (!is_int(s)) {
+		pd_diag_add(c->d, line_of(s), "'%s' must be an integer, not %s", sname(s),
+			    type_name(config_setting_type(s)));
+		return false;
+	}
+	v = config_setting_get_int64(s);
+	if (v < lo || v > hi) {
+		pd_diag_add(c->d, line_of(s), "'%s' must be from %" PRId64 " to %" PRId64
+			    ", not %" PRId64, sname(s), lo, hi, v);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static const char *get_str(struct parse *c, const config_setting_t *s)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		pd_diag_add(c->d, line_of(s), "'%s' must be a string, not %s", sname(s),
+			    type_name(config_setting_type(s)));
+		return NULL;
+	}
+	return config_setting_get_string(s);
+}
+
+/* One of the NULL-terminated words; returns its position or -1 (reported). */
+static int get_word(struct parse *c, const config_setting_t *s, const char *const *words)
+{
+	const char *v = get_str(c, s);
+	char list[160] = "";
+
+	if (!v)
+		return -1;
+	for (int i = 0; words[i]; i++)
+		if (!strcmp(v, words[i]))
+			return i;
+	for (int i = 0; words[i]; i++) {
+		strncat(list, i ? (words[i + 1] ? ", \"" : " or \"") : "\"",
+			sizeof(list) - strlen(list) - 1);
+		strncat(list, words[i], sizeof(list) - strlen(list) - 1);
+		strncat(list, "\"", sizeof(list) - strlen(list) - 1);
+	}
+	pd_diag_add(c->d, line_of(s), "'%s' must be %s, not \"%s\"", sname(s), list, v);
+	return -1;
+}
+
+static bool get_path(struct parse *c, const config_setting_t *s, char **out)
+{
+	const char *v = get_str(c, s);
+
+	if (!v)
+		return false;
+	if (v[0] != '/') {
+		pd_diag_add(c->d, line_of(s), "'%s' must be an absolute path, not \"%s\"",
+			    sname(s), v);
+		return false;
+	}
+	if (strlen(v) >= 4096) {
+		pd_diag_add(c->d, line_of(s), "'%s' is longer than 4095 bytes", sname(s));
+		return false;
+	}
+	free(*out);
+	*out = strdup(v);
+	return *out != NULL;
+}
+
+/* Service and sink names go into logs as key=value: keep them plain. */
+static bool get_name(struct parse *c, const config_setting_t *s, char **out)
+{
+	const char *v = get_str(c, s);
+
+	if (!v)
+		return false;
+	if (!*v || strlen(v) >= PD_NAME_MAX) {
+		pd_diag_add(c->d, line_of(s), "'%s' must be 1 to %d characters long",
+			    sname(s), PD_NAME_MAX - 1);
+		return false;
+	}
+	for (const char *q = v; *q; q++)
+		if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_' && *q != '.') {
+			pd_diag_add(c->d, line_of(s), "'%s' may hold only letters, digits, "
+				    "'-', '_' and '.', not \"%s\"", sname(s), v);
+			return false;
+		}
+	*out = strdup(v);
+	return *out != NULL;
+}
+
+static bool want_group(struct parse *c, const config_setting_t *s)
+{
+	if (config_setting_type(s) == CONFIG_TYPE_GROUP)
+		return true;
+	pd_diag_add(c->d, line_of(s), "'%s' must be a group { ... }, not %s", sname(s),
+		    type_name(config_setting_type(s)));
+	return false;
+}
+
+static bool want_list(struct parse *c, const config_setting_t *s)
+{
+	int t = config_setting_type(s);
+
+	if (t == CONFIG_TYPE_LIST || t == CONFIG_TYPE_ARRAY)
+		return true;
+	pd_diag_add(c->d, line_of(s), "'%s' must be a list ( ... ), not %s", sname(s),
+		    type_name(t));
+	return false;
+}
+
+/* ---- daemon ---- */
+
+static void parse_daemon(struct parse *c, const config_setting_t *g)
+{
+	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
+					    "log_rate", "excerpt", NULL };
+	static const char *const on_exit[] = { "detach", "keep", NULL };
+	struct pd_daemon_src *dm = &c->p->daemon;
+	const config_setting_t *s;
+	int64_t v;
+
+	if (!want_group(c, g))
+		return;
+	check_keys(c, g, "daemon", keys);
+	if ((s = config_setting_get_member(g, "cgroup")))
+		get_path(c, s, &dm->cgroup);
+	if ((s = config_setting_get_member(g, "pin_dir")))
+		get_path(c, s, &dm->pin_dir);
+	if ((s = config_setting_get_member(g, "user"))) {
+		const char *u = get_str(c, s);
+
+		if (u && (!*u || strlen(u) > 64 || strpbrk(u, " \t\n:/")))
+			pd_diag_add(c->d, line_of(s), "'user' must name an account, not \"%s\"", u);
+		else if (u) {
+			free(dm->user);
+			dm->user = strdup(u);
+		}
+	}
+	if ((s = config_setting_get_member(g, "on_exit"))) {
+		int w = get_word(c, s, on_exit);
+
+		if (w >= 0)
+			dm->keep = w == 1;
+	}
+	if ((s = config_setting_get_member(g, "log_rate")) && get_uint(c, s, 0, 1000000, &v))
+		dm->log_rate = (uint32_t)v;
+	if ((s = config_setting_get_member(g, "excerpt")) &&
+	    get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
+		dm->excerpt = (uint32_t)v;
+}
+
+/* ---- sinks ---- */
+
+static void parse_sinks(struct parse *c, const config_setting_t *l)
+{
+	static const char *const keys[] = { "name", "file", NULL };
+	struct pd_policy *p = c->p;
+	int n;
+
+	if (!want_list(c, l))
+		return;
+	n = config_setting_length(l);
+	if (n > PD_MAX_SINKS) {
+		pd_diag_add(c->d, line_of(l), "%d sinks; at most %d are supported", n, PD_MAX_SINKS);
+		return;
+	}
+	p->sinks = calloc(n ? n : 1, sizeof(*p->sinks));
+	if (!p->sinks)
+		return;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(l, i), *s;
+		struct pd_sink_src *k = &p->sinks[p->nsinks];
+
+		if (!want_group(c, g))
+			continue;
+		p->nsinks++;
+		k->line = line_of(g);
+		check_keys(c, g, "a sink", keys);
+		if ((s = config_setting_get_member(g, "name")))
+			get_name(c, s, &k->name);
+		else
+			pd_diag_add(c->d, k->line, "sink has no 'name'");
+		if ((s = config_setting_get_member(g, "file")))
+			get_path(c, s, &k->file);
+		else
+			pd_diag_add(c->d, k->line, "sink has no 'file'");
+		for (size_t j = 0; k->name && j + 1 < p->nsinks; j++)
+			if (p->sinks[j].name && !strcmp(p->sinks[j].name, k->name))
+				pd_diag_add(c->d, k->line, "sink \"%s\" is already defined at line %d",
+					    k->name, p->sinks[j].line);
+	}
+}
+
+/* ---- rules ---- */
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = tolower(ch);
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+static bool get_pattern(struct parse *c, const config_setting_t *s, bool hex,
+			struct pd_rule_src *r)
+{
+	const char *v = get_str(c, s);
+	size_t n;
+
+	if (!v)
+		return false;
+	n = strlen(v);
+	if (!n) {
+		pd_diag_add(c->d, line_of(s), "'%s' must not be empty", sname(s));
+		return false;
+	}
+	if (hex) {
+		if (n % 2) {
+			pd_diag_add(c->d, line_of(s), "'%s' needs an even number of hex digits, "
+				    "not %zu", sname(s), n);
+			return false;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (hexval((unsigned char)v[i]) < 0) {
+				pd_diag_add(c->d, line_of(s), "'%s' may hold only hex digits, "
+					    "not '%c' at position %zu", sname(s),
+					    isprint((unsigned char)v[i]) ? v[i] : '?', i + 1);
+				return false;
+			}
+		n /= 2;
+	}
+	if (n > PD_MAX_PATTERN) {
+		pd_diag_add(c->d, line_of(s), "'%s' is %zu bytes long; at most %d are supported",
+			    sname(s), n, PD_MAX_PATTERN);
+		return false;
+	}
+	r->pat = malloc(n);
+	if (!r->pat)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		r->pat[i] = hex ? (uint8_t)(hexval((unsigned char)v[2 * i]) << 4 |
+					    hexval((unsigned char)v[2 * i + 1]))
+				: (uint8_t)v[i];
+	r->patlen = n;
+	r->hex = hex;
+	return true;
+}
+
+static void parse_rule(struct parse *c, struct pd_service_src *svc, const config_setting_t *g,
+		       struct pd_rule_src *r)
+{
+	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
+					    "hex_prefix", "longer_than", "nocase", "sink", NULL };
+	static const char *const actions[] = { "audit", "allow", "redirect", "deny", NULL };
+	static const char *const kinds[] = { "contains", "prefix", "hex_contains", "hex_prefix",
+					     "longer_than", NULL };
+	const config_setting_t *s, *match = NULL;
+	int64_t v;
+	int nmatch = 0;
+
+	r->line = line_of(g);
+	check_keys(c, g, "a rule", keys);
+	if ((s = config_setting_get_member(g, "id"))) {
+		if (get_uint(c, s, 1, PD_MAX_RULES, &v))
+			r->id = (unsigned)v;
+	} else {
+		pd_diag_add(c->d, r->line, "rule has no 'id'");
+	}
+	if ((s = config_setting_get_member(g, "action"))) {
+		int w = get_word(c, s, actions);
+
+		if (w >= 0)
+			r->action = (enum pd_action)(w + PD_ACT_AUDIT);
+	} else {
+		pd_diag_add(c->d, r->line, "rule has no 'action'");
+	}
+	for (int k = 0; kinds[k]; k++) {
+		if (!(s = config_setting_get_member(g, kinds[k])))
+			continue;
+		if (nmatch++) {
+			pd_diag_add(c->d, line_of(s), "rule has both '%s' and '%s'; give exactly one match",
+				    sname(match), kinds[k]);
+			continue;
+		}
+		match = s;
+		switch (k) {
+		case 0: case 1: case 2: case 3:
+			r->kind = (k == 0 || k == 2) ? PD_M_CONTAINS : PD_M_PREFIX;
+			get_pattern(c, s, k >= 2, r);
+			break;
+		case 4:
+			r->kind = PD_M_LONGER_THAN;
+			if (get_uint(c, s, 0, UINT32_MAX - 1, &v))
+				r->longer_than = (uint32_t)v;
+			break;
+		}
+	}
+	if (!nmatch)
+		pd_diag_add(c->d, r->line, "rule has no match: give one of 'contains', 'prefix', "
+			    "'hex_contains', 'hex_prefix' or 'longer_than'");
+	if ((s = config_setting_get_member(g, "nocase"))) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			pd_diag_add(c->d, line_of(s), "'nocase' must be true or false, not %s",
+				    type_name(config_setting_type(s)));
+		else if (nmatch && r->kind == PD_M_LONGER_THAN)
+			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'longer_than'");
+		else
+			r->nocase = config_setting_get_bool(s);
+	}
+	s = config_setting_get_member(g, "sink");
+	if (r->action == PD_ACT_REDIRECT && !s)
+		pd_diag_add(c->d, r->line, "a redirect rule needs a 'sink'");
+	if (s && r->action && r->action != PD_ACT_REDIRECT)
+		pd_diag_add(c->d, line_of(s), "'sink' is only for redirect rules");
+	if (s && r->action == PD_ACT_REDIRECT) {
+		const char *name = get_str(c, s);
+
+		r->sink_index = -1;
+		for (size_t i = 0; name && i < c->p->nsinks; i++)
+			if (c->p->sinks[i].name && !strcmp(c->p->sinks[i].name, name))
+				r->sink_index = (int)i;
+		if (name && r->sink_index < 0)
+			pd_diag_add(c->d, line_of(s), "no sink is named \"%s\"", name);
+		if (name)
+			r->sink = strdup(name);
+	}
+	if (r->patlen && svc->inspect && r->patlen > svc->inspect)
+		pd_diag_add(c->d, r->line, "the pattern is %zu bytes but the service inspects only "
+			    "%u bytes of a message: it can never match", r->patlen, svc->inspect);
+}
+
+/* ---- services ---- */
+
+static void parse_ports(struct parse *c, struct pd_service_src *svc, const config_setting_t *l)
+{
+	int n;
+
+	if (!want_list(c, l))
+		return;
+	n = config_setting_length(l);
+	if (!n) {
+		pd_diag_add(c->d, line_of(l), "'ports' is empty");
+		return;
+	}
+	svc->ports = calloc(n, sizeof(*svc->ports));
+	if (!svc->ports)
+		return;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(l, i);
+		struct pd_port_range *r = &svc->ports[svc->nports];
+		long lo, hi;
+		char *end;
+
+		r->line = line_of(e);
+		if (is_int(e)) {
+			lo = hi = (long)config_setting_get_int64(e);
+		} else if (config_setting_type(e) == CONFIG_TYPE_STRING) {
+			const char *v = config_setting_get_string(e);
+
+			errno = 0;
+			lo = strtol(v, &end, 10);
+			if (end == v || *end != '-' || !isdigit((unsigned char)end[1]) ||
+			    !isdigit((unsigned char)*v))
+				goto bad;
+			v = end + 1;
+			hi = strtol(v, &end, 10);
+			if (*end || errno)
+				goto bad;
+			if (lo > hi) {
+				pd_diag_add(c->d, r->line, "port range \"%s\" runs backwards",
+					    config_setting_get_string(e));
+				continue;
+			}
+		} else {
+			pd_diag_add(c->d, r->line, "a port must be an integer or a range \"A-B\", "
+				    "not %s", type_name(config_setting_type(e)));
+			continue;
+		}
+		if (lo < 1 || hi > 65535) {
+			pd_diag_add(c->d, r->line, "ports are from 1 to 65535");
+			continue;
+		}
+		r->lo = (uint16_t)lo;
+		r->hi = (uint16_t)hi;
+		svc->nports++;
+		continue;
+bad:
+		pd_diag_add(c->d, r->line, "a port range is written \"A-B\", not \"%s\"",
+			    config_setting_get_string(e));
+	}
+}
+
+static void parse_service(struct parse *c, const config_setting_t *g, struct pd_service_src *svc)
+{
+	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
+					    "default", "rules", NULL };
+	static const char *const dirs[] = { "to", "from", "both", NULL };
+	static const char *const framings[] = { "none", "line", NULL };
+	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
+	const config_setting_t *s;
+	int64_t v;
+	int w;
+
+	svc->line = line_of(g);
+	svc->dir = PD_DIR_TO;
+	svc->framing = PD_FRAME_NONE;
+	svc->def = PD_DEF_ALLOW;
+	svc->inspect = PD_DEFAULT_INSPECT;
+	check_keys(c, g, "a service", keys);
+	if ((s = config_setting_get_member(g, "name")))
+		get_name(c, s, &svc->name);
+	else
+		pd_diag_add(c->d, svc->line, "service has no 'name'");
+	if ((s = config_setting_get_member(g, "ports")))
+		parse_ports(c, svc, s);
+	else
+		pd_diag_add(c->d, svc->line, "service has no 'ports'");
+	if ((s = config_setting_get_member(g, "direction")) && (w = get_word(c, s, dirs)) >= 0)
+		svc->dir = (uint8_t)(w + 1);
+	if ((s = config_setting_get_member(g, "framing")) && (w = get_word(c, s, framings)) >= 0)
+		svc->framing = (uint8_t)w;
+	if ((s = config_setting_get_member(g, "default")) && (w = get_word(c, s, defaults)) >= 0)
+		svc->def = (uint8_t)w;
+	if ((s = config_setting_get_member(g, "inspect")) && get_uint(c, s, 0, PD_MAX_INSPECT, &v))
+		svc->inspect = (uint32_t)v;
+	if (!(s = config_setting_get_member(g, "rules")) || !want_list(c, s))
+		return;
+	svc->rules = calloc(config_setting_length(s) + 1, sizeof(*svc->rules));
+	if (!svc->rules)
+		return;
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *rg = config_setting_get_elem(s, i);
+
+		if (!want_group(c, rg))
+			continue;
+		parse_rule(c, svc, rg, &svc->rules[svc->nrules++]);
+	}
+}
+
+/* Checks that need the whole policy: unique names and ids, port claims. */
+static void cross_check(struct parse *c)
+{
+	struct pd_policy *p = c->p;
+	/* first rule line per id, 0 when unused */
+	int *id_line = calloc(PD_MAX_RULES + 1, sizeof(int));
+
+	for (size_t i = 0; i < p->nservices; i++) {
+		struct pd_service_src *a = &p->services[i];
+		size_t nlen = 0;
+
+		for (size_t j = 0; j < i; j++)
+			if (a->name && p->services[j].name && !strcmp(a->name, p->services[j].name))
+				pd_diag_add(c->d, a->line, "service \"%s\" is already defined at line %d",
+					    a->name, p->services[j].line);
+		for (size_t k = 0; k < a->nports; k++)
+			for (size_t j = 0; j <= i; j++) {
+				struct pd_service_src *b = &p->services[j];
+
+				for (size_t q = 0; q < (j == i ? k : b->nports); q++)
+					if ((a->dir & b->dir) && a->ports[k].lo <= b->ports[q].hi &&
+					    b->ports[q].lo <= a->ports[k].hi) {
+						pd_diag_add(c->d, a->ports[k].line,
+							    "port %u (direction \"%s\") is already claimed "
+							    "by service \"%s\" at line %d",
+							    a->ports[k].lo > b->ports[q].lo ?
+							    a->ports[k].lo : b->ports[q].lo,
+							    pd_direction_name(a->dir & b->dir),
+							    b->name ? b->name : "?", b->ports[q].line);
+						j = i + 1;
+						break;
+					}
+			}
+		for (size_t k = 0; k < a->nrules; k++) {
+			struct pd_rule_src *r = &a->rules[k];
+
+			if (r->kind == PD_M_LONGER_THAN && ++nlen == PD_MAX_LEN_RULES + 1)
+				pd_diag_add(c->d, r->line, "service \"%s\" has more than %d longer_than "
+					    "rules", a->name ? a->name : "?", PD_MAX_LEN_RULES);
+			if (!r->id || !id_line)
+				continue;
+			if (id_line[r->id])
+				pd_diag_add(c->d, r->line, "rule id %u is already used at line %d",
+					    r->id, id_line[r->id]);
+			else
+				id_line[r->id] = r->line;
+		}
+	}
+	free(id_line);
+}
+
+static void parse_root(struct parse *c, const config_setting_t *root)
+{
+	static const char *const keys[] = { "version", "daemon", "sinks", "services", NULL };
+	const config_setting_t *s;
+	int64_t v;
+	int n;
+
+	check_keys(c, root, "the policy", keys);
+	if (!(s = config_setting_get_member(root, "version")))
+		pd_diag_add(c->d, 1, "the policy has no 'version'; this is version 1: add "
+			    "'version = 1;'");
+	else if (!is_int(s) || (v = config_setting_get_int64(s)) != 1)
+		pd_diag_add(c->d, line_of(s), "unsupported policy version%s: this policyd reads "
+			    "version 1", is_int(s) ? "" : " (not an integer)");
+	else
+		c->p->version = 1;
+	if ((s = config_setting_get_member(root, "daemon")))
+		parse_daemon(c, s);
+	if ((s = config_setting_get_member(root, "sinks")))
+		parse_sinks(c, s);
+	if (!(s = config_setting_get_member(root, "services"))) {
+		pd_diag_add(c->d, 1, "the policy has no 'services': nothing would be policed");
+		return;
+	}
+	if (!want_list(c, s))
+		return;
+	n = config_setting_length(s);
+	if (!n)
+		pd_diag_add(c->d, line_of(s), "'services' is empty: nothing would be policed");
+	if (n > PD_MAX_SERVICES) {
+		pd_diag_add(c->d, line_of(s), "%d services; at most %d are supported", n,
+			    PD_MAX_SERVICES);
+		return;
+	}
+	c->p->services = calloc(n ? n : 1, sizeof(*c->p->services));
+	if (!c->p->services)
+		return;
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *g = config_setting_get_elem(s, i);
+
+		if (!want_group(c, g))
+			continue;
+		parse_service(c, g, &c->p->services[c->p->nservices++]);
+	}
+	for (size_t i = 0; i < c->p->nservices; i++)
+		c->p->nrules += c->p->services[i].nrules;
+	if (c->p->nrules > PD_MAX_RULES)
+		pd_diag_add(c->d, line_of(s), "%zu rules; at most %d are supported", c->p->nrules,
+			    PD_MAX_RULES);
+	cross_check(c);
+}
+
+static void number_rules(struct pd_policy *p)
+{
+	uint32_t idx = 0;
+
+	for (size_t i = 0; i < p->nservices; i++)
+		for (size_t k = 0; k < p->services[i].nrules; k++)
+			p->services[i].rules[k].index = ++idx;
+}
+
+/* A policy is one file, so that `check` sees all of it: @include is refused. */
+static bool find_include(const char *text, struct pd_diag *d)
+{
+	int line = 1;
+
+	for (const char *q = text; *q; line++) {
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (!strncmp(q, "@include", 8)) {
+			pd_diag_add(d, line, "@include is not supported: a policy is one file");
+			return true;
+		}
+		q = strchr(q, '\n');
+		if (!q)
+			break;
+		q++;
+	}
+	return false;
+}
+
+int pd_policy_load_string(const char *text, const char *file, struct pd_policy *p,
+			  struct pd_diag *d)
+{
+	struct parse c = { .d = d, .p = p };
+	config_t cfg;
+	size_t before = d->n;
+
+	memset(p, 0, sizeof(*p));
+	d->file = file;
+	p->file = strdup(file);
+	p->daemon.user = strdup(PD_DEFAULT_USER);
+	p->daemon.pin_dir = strdup(PD_DEFAULT_PIN_DIR);
+	p->daemon.log_rate = PD_DEFAULT_LOG_RATE;
+	p->daemon.excerpt = PD_DEFAULT_EXCERPT;
+	config_init(&cfg);
+	if (find_include(text, d)) {
+		/* reported */
+	} else if (config_read_string(&cfg, text) != CONFIG_TRUE) {
+		pd_diag_add(d, config_error_line(&cfg), "syntax error: %s",
+			    config_error_text(&cfg) ? config_error_text(&cfg) : "unreadable");
+	} else {
+		parse_root(&c, config_root_setting(&cfg));
+	}
+	config_destroy(&cfg);
+	if (d->n != before) {
+		pd_policy_free(p);
+		return -1;
+	}
+	number_rules(p);
+	return 0;
+}
+
+int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d)
+{
+	FILE *f = fopen(file, "rb");
+	char *text = NULL;
+	size_t len = 0, cap = 0, nread;
+	int ret;
+
+	d->file = file;
+	memset(p, 0, sizeof(*p));
+	if (!f) {
+		pd_diag_add(d, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		if (len + 4096 + 1 > cap) {
+			char *nt;
+
+			cap = cap ? cap * 2 : 65536;
+			if (cap > (64u << 20) || !(nt = realloc(text, cap))) {
+				pd_diag_add(d, 0, "file too large (more than 64 MiB) or out of memory");
+				free(text);
+				fclose(f);
+				return -1;
+			}
+			text = nt;
+		}
+		nread = fread(text + len, 1, cap - len - 1, f);
+		len += nread;
+		if (!nread)
+			break;
+	}
+	if (ferror(f)) {
+		pd_diag_add(d, 0, "cannot read: %s", strerror(errno));
+		free(text);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	text[len] = 0;
+	if (memchr(text, 0, len)) {
+		int line = 1;
+
+		for (const char *q = text; *q; q++)
+			line += *q == '\n';
+		pd_diag_add(d, line, "NUL byte in the policy file; write such bytes with hex_contains");
+		free(text);
+		return -1;
+	}
+	ret = pd_policy_load_string(text, file, p, d);
+	free(text);
+	return ret;
+}
+
+static void free_service(struct pd_service_src *s)
+{
+	for (size_t k = 0; k < s->nrules; k++) {
+		free(s->rules[k].pat);
+		free(s->rules[k].sink);
+	}
+	free(s->rules);
+	free(s->ports);
+	free(s->name);
+}
+
+void pd_policy_free(struct pd_policy *p)
+{
+	for (size_t i = 0; i < p->nservices; i++)
+		free_service(&p->services[i]);
+	free(p->services);
+	for (size_t i = 0; i < p->nsinks; i++) {
+		free(p->sinks[i].name);
+		free(p->sinks[i].file);
+	}
+	free(p->sinks);
+	free(p->daemon.cgroup);
+	free(p->daemon.user);
+	free(p->daemon.pin_dir);
+	free(p->file);
+	memset(p, 0, sizeof(*p));
+}

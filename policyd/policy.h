@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The policy model (what the file says, with file:line for every setting),
+ * the compiled image (every map's contents as plain C data), and the pure
+ * functions between them. Nothing here needs root or a kernel.
+ */
+#ifndef POLICYD_POLICY_H
+#define POLICYD_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "policyd.h"
+
+#define PD_DEFAULT_CONFIG "/etc/policyd/policy.conf"
+#define PD_DEFAULT_PIN_DIR "/sys/fs/bpf/policyd"
+#define PD_DEFAULT_USER "nobody"
+#define PD_DEFAULT_LOG_RATE 100
+#define PD_DEFAULT_EXCERPT 64
+#define PD_DEFAULT_INSPECT 0
+#define PD_MAX_INSPECT (1u << 30)
+
+/* ---- diagnostics: every error is one "FILE:LINE: message" line ---- */
+struct pd_diag {
+	char **lines;
+	size_t n, cap;
+	const char *file;       /* as given by the user, for messages */
+};
+
+void pd_diag_add(struct pd_diag *d, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void pd_diag_print(const struct pd_diag *d, FILE *f);
+void pd_diag_free(struct pd_diag *d);
+
+/* ---- the policy model ---- */
+enum pd_match_kind {
+	PD_M_CONTAINS,
+	PD_M_PREFIX,
+	PD_M_LONGER_THAN,
+};
+
+struct pd_rule_src {
+	int line;
+	unsigned id;
+	enum pd_action action;
+	enum pd_match_kind kind;
+	bool hex;               /* the pattern was given as hex_contains/hex_prefix */
+	bool nocase;
+	uint8_t *pat;           /* pattern bytes (contains, prefix) */
+	size_t patlen;
+	uint32_t longer_than;
+	char *sink;             /* redirect: sink name */
+	int sink_index;         /* redirect: index into policy sinks */
+	uint32_t index;         /* rule index in the image (1-based, file order) */
+};
+
+struct pd_port_range {
+	int line;
+	uint16_t lo, hi;
+};
+
+struct pd_service_src {
+	int line;
+	char *name;
+	struct pd_port_range *ports;
+	size_t nports;
+	uint8_t dir;            /* enum pd_direction */
+	uint8_t framing;        /* enum pd_framing */
+	uint8_t def;            /* enum pd_default */
+	uint32_t inspect;
+	struct pd_rule_src *rules;
+	size_t nrules;
+};
+
+struct pd_sink_src {
+	int line;
+	char *name;
+	char *file;
+};
+
+struct pd_daemon_src {
+	char *cgroup;           /* NULL: the cgroup2 mount */
+	char *user;
+	char *pin_dir;
+	bool keep;              /* on_exit = "keep" */
+	uint32_t log_rate;
+	uint32_t excerpt;
+};
+
+struct pd_policy {
+	char *file;
+	int version;
+	struct pd_daemon_src daemon;
+	struct pd_sink_src *sinks;
+	size_t nsinks;
+	struct pd_service_src *services;
+	size_t nservices;
+	size_t nrules;
+};
+
+/* Parse and validate a policy file. Returns 0 and fills *p, or -1 with
+ * every error in d (and *p freed). */
+int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d);
+/* The same from text in memory; file names it in messages. */
+int pd_policy_load_string(const char *text, const char *file,
+			  struct pd_policy *p, struct pd_diag *d);
+void pd_policy_free(struct pd_policy *p);
+
+/* ---- the compiled image ---- */
+struct pd_image_service {
+	struct pd_service svc;  /* start/resume are global state indexes */
+	struct pd_classmap classes;
+	uint32_t nstates;       /* states of this service's automaton */
+	uint32_t first_state;   /* global index of its first state */
+};
+
+struct pd_image {
+	uint32_t nservices;
+	struct pd_image_service *services;
+	uint32_t nports;
+	struct pd_port_key *port_keys;  /* gen 0 in every key */
+	uint32_t *port_services;
+	uint32_t nrules;                /* rules[0] unused */
+	struct pd_rule *rules;
+	uint32_t nstates;               /* all services */
+	uint32_t row_width;             /* power of two >= every nclasses */
+	uint32_t *trans;                /* nstates * row_width */
+	struct pd_state_out *outs;      /* nstates */
+	uint64_t bytes;                 /* kernel map bytes this image fills */
+};
+
+/* Compile a validated policy into an image. Returns 0, or -1 with errors
+ * (limits exceeded) in d. */
+int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *d);
+void pd_image_free(struct pd_image *img);
+
+/* ---- output ---- */
+const char *pd_action_name(unsigned a);
+const char *pd_default_name(unsigned d);
+const char *pd_framing_name(unsigned f);
+const char *pd_direction_name(unsigned d);
+void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img);
+void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img);
+
+#endif

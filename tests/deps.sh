@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the Debian packages policyd needs to build, test and demo, when
+# they are missing. Quick and silent when everything is there.
+set -euo pipefail
+
+pkgs=(
+	# build
+	make gcc clang llvm libbpf-dev libconfig-dev libcap-dev libelf-dev zlib1g-dev
+	linux-libc-dev bpftool pkg-config libclang-rt-14-dev
+	# tests and demo
+	perl iproute2 redis-server redis-tools python3 rsyslog man-db
+)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "policyd: missing packages: ${missing[*]}; run 'make deps' as root" >&2
+	exit 1
+fi
+echo "  DEPS     installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
