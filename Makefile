@@ -99,12 +99,13 @@ check:
 	$(Q)$(MAKE) --no-print-directory test
 
 test: all $(UNIT_BIN) $(O)/fuzz_policy
-	$(Q)O=$(O) prove -v --timer tests/run-unit.t tests/run-cli.t tests/run-fuzz.t $(wildcard tests/e2e/*.t)
+	$(Q)O=$(O) prove --exec '' --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/fuzz.t \
+		$(wildcard tests/e2e/*.t)
 
 fuzz: $(O)/fuzz_policy
 	$(Q)mkdir -p $(O)/fuzz-corpus
 	$(Q)cp -n tests/policies/*/*.conf policy-examples/*.conf $(O)/fuzz-corpus/ 2>/dev/null || true
-	ASAN_OPTIONS=detect_leaks=1 $(O)/fuzz_policy -max_total_time=$(FUZZ_SECONDS) \
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp $(O)/fuzz_policy -max_total_time=$(FUZZ_SECONDS) \
 		-dict=tests/fuzz/policy.dict -timeout=10 $(O)/fuzz-corpus
 
 demo:

@@ -30,7 +30,9 @@ void pd_diag_add(struct pd_diag *d, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (asprintf(&out, "%s:%d: %s", d->file ? d->file : "-", line, msg) < 0)
+	/* line 0: about the file as a whole (cannot open it, ...) */
+	if ((line > 0 ? asprintf(&out, "%s:%d: %s", d->file ? d->file : "-", line, msg)
+		      : asprintf(&out, "%s: %s", d->file ? d->file : "-", msg)) < 0)
 		return;
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 8;
@@ -676,30 +678,116 @@ static void number_rules(struct pd_policy *p)
 			p->services[i].rules[k].index = ++idx;
 }
 
-/* A policy is one file, so that `check` sees all of it: @include is refused. */
-static bool find_include(const char *text, struct pd_diag *d)
+/*
+ * What libconfig would accept but silently get wrong for us: @include (a
+ * policy is one file, so that `check` sees all of it) and "\x00" in a
+ * string (libconfig drops the byte, changing the pattern).
+ */
+static bool prescan(const char *text, struct pd_diag *d)
 {
+	bool bad = false;
 	int line = 1;
 
 	for (const char *q = text; *q; line++) {
+		const char *eol = q + strcspn(q, "\n");
+
 		while (*q == ' ' || *q == '\t')
 			q++;
 		if (!strncmp(q, "@include", 8)) {
 			pd_diag_add(d, line, "@include is not supported: a policy is one file");
-			return true;
+			bad = true;
 		}
-		q = strchr(q, '\n');
-		if (!q)
+		for (; q < eol; q++)
+			if (q[0] == '\\' && (q[1] == 'x' || q[1] == 'X') && q[2] == '0' && q[3] == '0') {
+				pd_diag_add(d, line, "a string cannot hold a NUL byte (\\x00); "
+					    "write the pattern with hex_contains or hex_prefix");
+				bad = true;
+				break;
+			}
+		if (!*eol)
 			break;
-		q++;
+		q = eol + 1;
 	}
-	return false;
+	return bad;
+}
+
+/* Skip a string or comment starting at q; returns the first byte after it,
+ * or q when none starts there. */
+static const char *skip_lexeme(const char *q)
+{
+	if (*q == '"') {
+		for (q++; *q && *q != '"'; q++)
+			if (*q == '\\' && q[1])
+				q++;
+		return *q ? q + 1 : q;
+	}
+	if (*q == '#' || (q[0] == '/' && q[1] == '/'))
+		return q + strcspn(q, "\n");
+	if (q[0] == '/' && q[1] == '*') {
+		const char *e = strstr(q + 2, "*/");
+
+		return e ? e + 2 : q + strlen(q);
+	}
+	return q;
+}
+
+/*
+ * libconfig arrays [ ] hold one scalar type, but the policy language lets
+ * `ports` mix numbers and "A-B" strings in brackets. Rewrite the brackets
+ * of every `ports` array to list parentheses, in place: same length, so
+ * every line number stays true.
+ */
+static void ports_brackets_to_list(char *t)
+{
+	for (char *q = t; *q;) {
+		const char *after = skip_lexeme(q);
+		char *v;
+		int depth = 0;
+
+		if (after != q) {
+			q = (char *)after;
+			continue;
+		}
+		if (strncmp(q, "ports", 5) || (q > t && (isalnum((unsigned char)q[-1]) || q[-1] == '_')) ||
+		    isalnum((unsigned char)q[5]) || q[5] == '_') {
+			q++;
+			continue;
+		}
+		v = q + 5;
+		v += strspn(v, " \t\r\n");
+		if (*v != '=' && *v != ':') {
+			q = v;
+			continue;
+		}
+		v++;
+		v += strspn(v, " \t\r\n");
+		if (*v != '[') {
+			q = v;
+			continue;
+		}
+		for (q = v; *q;) {
+			after = skip_lexeme(q);
+			if (after != q) {
+				q = (char *)after;
+				continue;
+			}
+			if (*q == '[')
+				depth++;
+			if (*q == ']' && !--depth) {
+				*v = '(';
+				*q = ')';
+				break;
+			}
+			q++;
+		}
+	}
 }
 
 int pd_policy_load_string(const char *text, const char *file, struct pd_policy *p,
 			  struct pd_diag *d)
 {
 	struct parse c = { .d = d, .p = p };
+	char *copy;
 	config_t cfg;
 	size_t before = d->n;
 
@@ -711,15 +799,21 @@ int pd_policy_load_string(const char *text, const char *file, struct pd_policy *
 	p->daemon.log_rate = PD_DEFAULT_LOG_RATE;
 	p->daemon.excerpt = PD_DEFAULT_EXCERPT;
 	config_init(&cfg);
-	if (find_include(text, d)) {
+	copy = strdup(text);
+	if (!copy) {
+		pd_diag_add(d, 1, "out of memory");
+	} else if (prescan(text, d)) {
 		/* reported */
-	} else if (config_read_string(&cfg, text) != CONFIG_TRUE) {
-		pd_diag_add(d, config_error_line(&cfg), "syntax error: %s",
-			    config_error_text(&cfg) ? config_error_text(&cfg) : "unreadable");
+	} else if (ports_brackets_to_list(copy), config_read_string(&cfg, copy) != CONFIG_TRUE) {
+		const char *why = config_error_text(&cfg) ? config_error_text(&cfg) : "unreadable";
+
+		pd_diag_add(d, config_error_line(&cfg), "%s%s",
+			    strncmp(why, "syntax error", 12) ? "syntax error: " : "", why);
 	} else {
 		parse_root(&c, config_root_setting(&cfg));
 	}
 	config_destroy(&cfg);
+	free(copy);
 	if (d->n != before) {
 		pd_policy_free(p);
 		return -1;
