@@ -39,7 +39,7 @@ LDLIBS := -lconfig -lbpf -lcap -lelf -lz
 
 ABI := include/policyd.h include/pd_match.h
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c
-DAEMON_SRC := policyd/main.c policyd/run.c
+DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))
@@ -90,6 +90,13 @@ $(O)/fuzz_policy: tests/fuzz/fuzz_policy.c $(CORE_SRC) $(wildcard policyd/*.h) $
 	$(Q)$(CLANG) $(ALL_CFLAGS) -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lconfig
 
+# Kernel-facing test helpers link the real loader (no sanitizers: libbpf).
+$(O)/tests/e2e_%: tests/e2e/%.c tests/unit/tap.h $(CORE_OBJ) $(O)/obj/load.o | $(O)/tests
+	$(call msg,CC-TEST,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -I tests/unit $< $(CORE_OBJ) $(O)/obj/load.o -o $@ $(LDLIBS)
+
+E2E_BIN := $(patsubst tests/e2e/%.c,$(O)/tests/e2e_%,$(wildcard tests/e2e/*.c))
+
 deps:
 	$(Q)tests/deps.sh
 
@@ -98,7 +105,7 @@ check:
 	$(Q)$(MAKE) --no-print-directory deps
 	$(Q)$(MAKE) --no-print-directory test
 
-test: all $(UNIT_BIN) $(O)/fuzz_policy
+test: all $(UNIT_BIN) $(E2E_BIN) $(O)/fuzz_policy
 	$(Q)O=$(O) prove --exec '' --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/fuzz.t \
 		$(wildcard tests/e2e/*.t)
 

@@ -10,14 +10,15 @@ static int tap_n, tap_failed;
 
 static inline __attribute__((format(printf, 2, 3))) int ok(int cond, const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 
-	printf("%s %d - ", cond ? "ok" : "not ok", ++tap_n);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	printf("\n");
-	if (!cond)
+	printf("%s %d - %s\n", cond ? "ok" : "not ok", ++tap_n, msg);
+	/* a "# TODO" test is a known failure: reported, not counted */
+	if (!cond && !strstr(msg, "# TODO"))
 		tap_failed++;
 	return cond;
 }

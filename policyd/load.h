@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Loading: BPF objects sized from an image, and images written into maps. */
+#ifndef POLICYD_LOAD_H
+#define POLICYD_LOAD_H
+
+#include "policy.h"
+
+struct policyd_bpf;
+
+/* States each policy slot can hold in the maps this load created. */
+struct pd_loaded {
+	struct policyd_bpf *skel;
+	uint32_t slot_states;   /* state index of slot g starts at g * slot_states */
+	uint32_t row_width;
+};
+
+/* Open and load the BPF programs with maps sized for img (and a later
+ * image of the same size). Returns 0 or -errno; *why says what failed. */
+int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **why);
+/* Write img into policy slot gen (0 or 1). Returns 0 or -errno. */
+int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen);
+void pd_bpf_unload(struct pd_loaded *l);
+
+#endif
