@@ -49,15 +49,7 @@ is "$err" "$tmp/none.conf: cannot open: No such file or directory" "and says so"
 "$PD" --version | grep -Eq '^policyd [0-9]+\.[0-9]+\.[0-9]+ '; ok $? "--version prints the version"
 
 # 10,000 nocase contains patterns of 8-16 bytes: under 1 s, under 64 MiB
-python3 - "$tmp/big.conf" <<'PY'
-import random, sys
-random.seed(7)
-al = "abcdefghijklmnopqrstuvwxyz0123456789_-/."
-rules = ",\n".join('{ id = %d; action = "deny"; contains = "%s"; nocase = true; }'
-                   % (i + 1, "".join(random.choice(al) for _ in range(random.randint(8, 16))))
-                   for i in range(10000))
-open(sys.argv[1], "w").write('version = 1;\nservices = ({ name = "big"; ports = [ 1 ]; rules = (\n%s\n); });\n' % rules)
-PY
+tests/gen-patterns.py "$tmp/big.conf" 10000 7
 out=$("$PD" check -c "$tmp/big.conf"); st=$?
 ok $st "10,000 patterns compile"
 echo "# $out"
