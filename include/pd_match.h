@@ -118,6 +118,7 @@ PD_INLINE int pd_walk(struct pd_match *m, const struct pd_service *svc,
 		      const struct pd_classmap *cm, const __u8 *p, const __u8 *end,
 		      __u32 n, int *ended, void *ctx)
 {
+	int line = svc->framing == PD_FRAME_LINE;
 	__u32 i, cls;
 	__u8 b;
 
@@ -134,7 +135,7 @@ PD_INLINE int pd_walk(struct pd_match *m, const struct pd_service *svc,
 			if (pd_step(&m->cont, m, cls, ctx))
 				return -1;
 		}
-		if (b == '\n' && svc->framing == PD_FRAME_LINE) {
+		if (line && b == '\n') {
 			*ended = 1;
 			i++;
 			break;

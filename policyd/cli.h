@@ -16,6 +16,7 @@ enum {
 
 struct pd_opts {
 	const char *config;
+	bool config_given;      /* -c was on the command line */
 	const char *cgroup;     /* NULL: daemon.cgroup, else the cgroup2 mount */
 	const char *pin_dir;    /* NULL: daemon.pin_dir */
 	const char *user;       /* NULL: daemon.user */

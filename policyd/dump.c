@@ -71,7 +71,7 @@ static const char *match_key(const struct pd_rule_src *r)
 	return "?";
 }
 
-static void put_ports(FILE *f, const struct pd_service_src *s, bool json)
+static void put_ports(FILE *f, const struct pd_service_src *s)
 {
 	for (size_t k = 0; k < s->nports; k++) {
 		const struct pd_port_range *r = &s->ports[k];
@@ -82,7 +82,6 @@ static void put_ports(FILE *f, const struct pd_service_src *s, bool json)
 		else
 			fprintf(f, "\"%u-%u\"", r->lo, r->hi);
 	}
-	(void)json;
 }
 
 static void automaton_counts(const struct pd_image_service *is, const struct pd_image *img,
@@ -139,7 +138,7 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			"hold: %s, carry: %u\n", i ? "," : "", is->nstates, acc, is->svc.nclasses,
 			hold_name(is->svc.hold), is->svc.carry);
 		fprintf(f, "    name = \"%s\";\n    ports = [ ", s->name);
-		put_ports(f, s, false);
+		put_ports(f, s);
 		fprintf(f, " ];\n    direction = \"%s\";\n    framing = \"%s\";\n"
 			"    inspect = %u;\n    default = \"%s\";\n    rules = (",
 			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,

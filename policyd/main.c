@@ -138,7 +138,7 @@ int main(int argc, char **argv)
 	optind++;
 	while ((ch = getopt_long(argc, argv, "c:jg:p:u:fvh", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': o.config = optarg; break;
+		case 'c': o.config = optarg; o.config_given = true; break;
 		case 'j': o.json = true; break;
 		case 'g': o.cgroup = optarg; break;
 		case 'p': o.pin_dir = optarg; break;
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "run") && !o.json)
 		return pd_cmd_run(&o);
 	if (!strcmp(cmd, "stats") && !o.cgroup && !o.user && !o.foreground &&
-	    o.config == (const char *)PD_DEFAULT_CONFIG)
+	    !o.config_given)
 		return pd_cmd_stats(&o);
 	if (strcmp(cmd, "check") && strcmp(cmd, "dump") && strcmp(cmd, "run") &&
 	    strcmp(cmd, "stats"))

@@ -566,6 +566,27 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	}
 }
 
+/* The first port range before range k of service i (in file order) that
+ * overlaps it in a shared direction, with its service in *owner; or NULL. */
+static const struct pd_port_range *earlier_claim(const struct pd_policy *p, size_t i, size_t k,
+						 const struct pd_service_src **owner)
+{
+	const struct pd_service_src *a = &p->services[i];
+
+	for (size_t j = 0; j <= i; j++) {
+		const struct pd_service_src *b = &p->services[j];
+
+		if (!(a->dir & b->dir))
+			continue;
+		for (size_t q = 0; q < (j == i ? k : b->nports); q++)
+			if (a->ports[k].lo <= b->ports[q].hi && b->ports[q].lo <= a->ports[k].hi) {
+				*owner = b;
+				return &b->ports[q];
+			}
+	}
+	return NULL;
+}
+
 /* Checks that need the whole policy: unique names and ids, port claims. */
 static void cross_check(struct parse *c)
 {
@@ -581,24 +602,17 @@ static void cross_check(struct parse *c)
 			if (a->name && p->services[j].name && !strcmp(a->name, p->services[j].name))
 				pd_diag_add(c->d, a->line, "service \"%s\" is already defined at line %d",
 					    a->name, p->services[j].line);
-		for (size_t k = 0; k < a->nports; k++)
-			for (size_t j = 0; j <= i; j++) {
-				struct pd_service_src *b = &p->services[j];
+		for (size_t k = 0; k < a->nports; k++) {
+			const struct pd_service_src *b;
+			const struct pd_port_range *r = earlier_claim(p, i, k, &b);
 
-				for (size_t q = 0; q < (j == i ? k : b->nports); q++)
-					if ((a->dir & b->dir) && a->ports[k].lo <= b->ports[q].hi &&
-					    b->ports[q].lo <= a->ports[k].hi) {
-						pd_diag_add(c->d, a->ports[k].line,
-							    "port %u (direction \"%s\") is already claimed "
-							    "by service \"%s\" at line %d",
-							    a->ports[k].lo > b->ports[q].lo ?
-							    a->ports[k].lo : b->ports[q].lo,
-							    pd_direction_name(a->dir & b->dir),
-							    b->name ? b->name : "?", b->ports[q].line);
-						j = i + 1;
-						break;
-					}
-			}
+			if (r)
+				pd_diag_add(c->d, a->ports[k].line, "port %u (direction \"%s\") is already "
+					    "claimed by service \"%s\" at line %d",
+					    a->ports[k].lo > r->lo ? a->ports[k].lo : r->lo,
+					    pd_direction_name(a->dir & b->dir), b->name ? b->name : "?",
+					    r->line);
+		}
 		for (size_t k = 0; k < a->nrules; k++) {
 			struct pd_rule_src *r = &a->rules[k];
 

@@ -20,7 +20,7 @@ ok() {   # ok CONDITION-EXIT-STATUS DESCRIPTION
 is() {
 	if [ "$1" = "$2" ]; then ok 0 "$3"; else
 		ok 1 "$3"
-		printf '#   got:  %s\n#   want: %s\n' "$1" "$2" | sed '2,$s/^/#         /;s/^#         #/#/'
+		printf '%s\n' "got:  $1" "want: $2" | sed 's/^/#   /'
 	fi
 }
 
