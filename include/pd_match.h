@@ -110,6 +110,27 @@ PD_INLINE void pd_end(struct pd_match *m, const struct pd_service *svc, int whol
 	m->cont_left = 0;
 }
 
+/* One byte of the current message: step the automaton (and the carried
+ * walk). Returns 1 when the message must stop here (a '\n' under line
+ * framing, or a deny rule matched), 0 to go on, -1 on inconsistent tables.
+ * The BPF program calls this from a bpf_loop callback, so the verifier
+ * checks it once whatever the message length. */
+PD_INLINE int pd_byte(struct pd_match *m, const struct pd_classmap *cm, int line,
+		      __u8 b, void *ctx)
+{
+	__u32 cls = cm->cls[b];
+
+	if (pd_step(&m->state, m, cls, ctx))
+		return -1;
+	if (m->cont_left) {
+		m->cont_left--;
+		if (pd_step(&m->cont, m, cls, ctx))
+			return -1;
+	}
+	m->seen++;
+	return (line && b == '\n') || m->deny;
+}
+
 /* Walk at most n bytes (and at most PD_WALK_MAX) of the current message
  * from p, never past end. Stops after a '\n' under line framing (*ended
  * set) and as soon as a deny rule matched. Returns the bytes walked, or
@@ -118,34 +139,22 @@ PD_INLINE int pd_walk(struct pd_match *m, const struct pd_service *svc,
 		      const struct pd_classmap *cm, const __u8 *p, const __u8 *end,
 		      __u32 n, int *ended, void *ctx)
 {
-	int line = svc->framing == PD_FRAME_LINE;
-	__u32 i, cls;
-	__u8 b;
+	int line = svc->framing == PD_FRAME_LINE, r;
+	__u32 i;
 
 	*ended = 0;
 	for (i = 0; i < PD_WALK_MAX; i++) {
 		if (i >= n || p + i + 1 > end)
 			break;
-		b = p[i];
-		cls = cm->cls[b];
-		if (pd_step(&m->state, m, cls, ctx))
+		r = pd_byte(m, cm, line, p[i], ctx);
+		if (r < 0)
 			return -1;
-		if (m->cont_left) {
-			m->cont_left--;
-			if (pd_step(&m->cont, m, cls, ctx))
-				return -1;
-		}
-		if (line && b == '\n') {
-			*ended = 1;
-			i++;
-			break;
-		}
-		if (m->deny) {
+		if (r) {
+			*ended = line && p[i] == '\n';
 			i++;
 			break;
 		}
 	}
-	m->seen += i;
 	return i;
 }
 

@@ -213,11 +213,15 @@ struct pd_event {
 	__u32 pid;              /* thread id of the sender */
 	__u32 tgid;             /* process id of the sender */
 	__u32 uid;
-	__u32 len;              /* message length in bytes (as far as known) */
+	__u32 len;              /* message length in bytes, as far as seen when decided */
+	__u32 bytes;            /* bytes this verdict moved now (redirect: what the sink gets) */
 	__u32 service;          /* service index */
 	__u16 rule_id;          /* 0: the service default decided */
 	__u8 verdict;           /* enum pd_verdict */
 	__u8 family;            /* AF_INET or AF_INET6 */
+	__u8 sink;              /* redirect: sink index */
+	__u8 audit;             /* an audit rule matched too (rule in audit_id) */
+	__u16 audit_id;
 	__u32 saddr[4];         /* network byte order; IPv4 in saddr[0] */
 	__u32 daddr[4];
 	__u16 sport;            /* host byte order */
@@ -226,6 +230,32 @@ struct pd_event {
 	__u16 pad;
 	char comm[PD_COMM_LEN];
 	__u8 excerpt[PD_EXCERPT_MAX];
+};
+
+/* pd_sk (SK_STORAGE): per policed socket. The sock_ops program creates it
+ * when a connection is established; policyd writes it when it adopts a
+ * connection that was open before it started. */
+struct pd_sock {
+	struct pd_match m;      /* the message in progress (or the last one: carry) */
+	__u64 cookie;           /* socket cookie: the key in pd_sockets */
+	__u32 service;          /* service index */
+	__u32 gen;              /* policy slot m belongs to */
+	__u32 msglen;           /* bytes of the current message judged so far */
+	__u8 in_msg;            /* line framing: a message is in progress */
+	__u8 sticky;            /* the kernel's sk_msg still carries a redirect
+	                         * target from an earlier part of it */
+	__u8 pad[2];
+};
+
+/* pd_trouble (PERCPU_ARRAY): data-plane troubles, counted. */
+enum pd_trouble {
+	PD_TR_SOCKHASH_BUSY,    /* socket held by another sockmap user: not policed */
+	PD_TR_SOCKHASH_FULL,    /* other sockhash update failure: not policed */
+	PD_TR_NO_STATE,         /* message on a socket without state: dropped */
+	PD_TR_TABLES,           /* inconsistent tables or a failed pull: dropped */
+	PD_TR_RINGBUF,          /* event lost: ring buffer full */
+	PD_TR_HELD,             /* messages held back (cork) until decidable */
+	PD_TR_MAX,
 };
 
 #endif /* POLICYD_H */
