@@ -53,6 +53,14 @@ struct {
 	__type(value, struct pd_classmap);
 } pd_classes SEC(".maps");
 
+/* Service names (read by policyd stats only). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * PD_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct pd_name);
+} pd_names SEC(".maps");
+
 /* Global state index -> transition row (value size set by the loader). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -222,24 +230,23 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
 
-/* What the per-byte callback works on. */
+/* What the per-byte callback works on (on the stack of pd_scan). */
 struct scan {
 	struct pd_match *m;
+	struct pd_run *run;
 	const struct pd_classmap *cm;
+	struct sk_msg_md *msg;
 	__u8 *data;             /* the pulled window */
 	__u8 *data_end;
 	__u32 n;                /* bytes of the window to look at */
 	__u32 used;             /* bytes of the window consumed */
-	__u32 match_left;       /* bytes still inside the inspect window */
-	__u8 line;
-	__u8 ended;             /* '\n' seen (line framing) */
-	__u8 stop;              /* deny matched */
-	__u8 err;
+	__u32 off;              /* bytes of the sk_msg consumed */
 };
 
 static long scan_byte(__u32 i, void *arg)
 {
 	struct scan *s = arg;
+	struct pd_run *run = s->run;
 	__u8 *p = s->data;
 	int r;
 	__u8 b;
@@ -251,40 +258,115 @@ static long scan_byte(__u32 i, void *arg)
 		return 1;
 	b = *p;
 	s->used = i + 1;
-	if (s->match_left) {
-		s->match_left--;
-		r = pd_byte(s->m, s->cm, s->line, b, NULL);
+	if (run->match_left) {
+		run->match_left--;
+		r = pd_byte(s->m, s->cm, run->line, b, NULL);
 		if (r < 0) {
-			s->err = 1;
+			run->err = 1;
 			return 1;
 		}
-		if (s->m->deny) {
-			s->stop = 1;
+		if (s->m->deny)
 			return 1;
-		}
-	} else if (!s->line) {
+	} else if (!run->line) {
 		return 1;
 	}
-	if (s->line && b == '\n') {
-		s->ended = 1;
+	if (run->line && b == '\n') {
+		run->ended = 1;
 		return 1;
 	}
 	return 0;
 }
 
-static __always_inline void event(struct sk_msg_md *msg, const struct pd_sock *st,
-				  __u32 verdict, __u32 rule, __u32 audit, __u32 len,
-				  __u32 bytes)
+static __always_inline int scan_done(const struct scan *s)
 {
-	__u32 zero = 0, ex = 0, avail = msg->size, gen = st->gen & 1;
-	struct pd_config *cfg = bpf_map_lookup_elem(&pd_config, &zero);
+	const struct pd_run *run = s->run;
+
+	return s->off >= run->limit || run->ended || run->err || s->m->deny ||
+	       (!run->line && !run->match_left);
+}
+
+/* One window: make it readable, then walk it byte by byte. */
+static long scan_window(__u32 w, void *arg)
+{
+	struct scan *s = arg;
+	struct sk_msg_md *msg = s->msg;
+	__u32 n;
+
+	if (scan_done(s))
+		return 1;
+	n = s->run->limit - s->off;
+	if (n > PD_WINDOW)
+		n = PD_WINDOW;
+	if (bpf_msg_pull_data(msg, s->off, s->off + n, 0)) {
+		s->run->err = 1;
+		return 1;
+	}
+	s->data = msg->data;
+	s->data_end = msg->data_end;
+	s->n = n;
+	s->used = 0;
+	bpf_loop(n, scan_byte, s, 0);
+	s->off += s->used;
+	if (s->used < n && !scan_done(s)) {
+		s->run->err = 1;        /* the window was shorter than pulled */
+		return 1;
+	}
+	return 0;
+}
+
+/* Consume bytes [0, run.limit) of this sk_msg, window by window, until the
+ * limit, a deny, or (line framing) the end of a line. Sets run.used, or
+ * run.err to fail closed. A global function: verified once, on its own. */
+__noinline int pd_scan(struct sk_msg_md *msg)
+{
+	struct pd_sock *st;
+	struct scan s = {};
+	__u32 key;
+
+	if (!msg || !msg->sk)
+		return -1;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	if (!st)
+		return -1;
+	key = (st->gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
+	if (!s.cm) {
+		st->run.err = 1;
+		return -1;
+	}
+	s.m = &st->m;
+	s.run = &st->run;
+	s.msg = msg;
+	bpf_loop(PD_MAX_WINDOWS, scan_window, &s, 0);
+	st->run.used = s.off;
+	if (!scan_done(&s))
+		st->run.err = 1;        /* longer than PD_MAX_WINDOWS windows */
+	return 0;
+}
+
+/* Send the event described by st->run.ev_* to the daemon. Global, so the
+ * verifier checks it once however many paths lead here. */
+__noinline int pd_emit(struct sk_msg_md *msg)
+{
+	__u32 zero = 0, ex = 0, avail, gen, rk;
+	struct pd_config *cfg;
 	struct pd_event *e;
+	struct pd_sock *st;
+	struct pd_rule *r;
 	__u64 id;
 
+	if (!msg || !msg->sk)
+		return -1;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	if (!st)
+		return -1;
+	avail = msg->size;
+	gen = st->gen & 1;
+	cfg = bpf_map_lookup_elem(&pd_config, &zero);
 	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 	if (!e) {
 		trouble(PD_TR_RINGBUF);
-		return;
+		return -1;
 	}
 	id = bpf_get_current_pid_tgid();
 	e->pid = (__u32)id;
@@ -292,30 +374,24 @@ static __always_inline void event(struct sk_msg_md *msg, const struct pd_sock *s
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->len = len;
-	e->bytes = bytes;
+	e->len = st->run.ev_len;
+	e->bytes = st->run.ev_bytes;
 	e->service = st->service;
+	e->verdict = st->run.ev_verdict;
 	e->rule_id = 0;
 	e->audit_id = 0;
 	e->sink = 0;
-	if (rule) {
-		__u32 rk = gen * (PD_MAX_RULES + 1) + (rule & 0xffff);
-		struct pd_rule *r = bpf_map_lookup_elem(&pd_rules, &rk);
-
-		if (r) {
-			e->rule_id = r->id;
-			e->sink = r->sink;
-		}
+	e->audit = st->m.audit ? 1 : 0;
+	rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
+	r = st->run.ev_rule ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
+	if (r) {
+		e->rule_id = r->id;
+		e->sink = r->sink;
 	}
-	e->audit = audit ? 1 : 0;
-	if (audit) {
-		__u32 rk = gen * (PD_MAX_RULES + 1) + (audit & 0xffff);
-		struct pd_rule *r = bpf_map_lookup_elem(&pd_rules, &rk);
-
-		if (r)
-			e->audit_id = r->id;
-	}
-	e->verdict = (__u8)verdict;
+	rk = gen * (PD_MAX_RULES + 1) + st->m.audit;
+	r = st->m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
+	if (r)
+		e->audit_id = r->id;
 	e->family = (__u8)msg->family;
 	e->pad = 0;
 	if (msg->family == AF_INET6) {
@@ -346,101 +422,21 @@ static __always_inline void event(struct sk_msg_md *msg, const struct pd_sock *s
 		void *d = msg->data;
 
 		ex &= PD_EXCERPT_MAX * 2 - 1;
-		if (ex <= PD_EXCERPT_MAX &&
-		    !bpf_probe_read_kernel(e->excerpt, ex, d))
+		if (ex <= PD_EXCERPT_MAX && !bpf_probe_read_kernel(e->excerpt, ex, d))
 			e->excerpt_len = ex;
 	}
 	bpf_ringbuf_submit(e, 0);
-}
-
-/* One window of a scan: make it readable, then walk it byte by byte. */
-struct windows {
-	struct sk_msg_md *msg;
-	struct scan *s;
-	__u32 off;              /* bytes consumed so far */
-	__u32 limit;            /* bytes to consume at most */
-	__u8 err;
-};
-
-static long scan_window(__u32 w, void *arg)
-{
-	struct windows *c = arg;
-	struct sk_msg_md *msg = c->msg;
-	struct scan *s = c->s;
-	__u32 n;
-
-	if (c->off >= c->limit || s->ended || s->stop || (!s->line && !s->match_left))
-		return 1;
-	n = c->limit - c->off;
-	if (n > PD_WINDOW)
-		n = PD_WINDOW;
-	if (bpf_msg_pull_data(msg, c->off, c->off + n, 0)) {
-		c->err = 1;
-		return 1;
-	}
-	s->data = msg->data;
-	s->data_end = msg->data_end;
-	s->n = n;
-	s->used = 0;
-	bpf_loop(n, scan_byte, s, 0);
-	if (s->err) {
-		c->err = 1;
-		return 1;
-	}
-	c->off += s->used;
-	if (s->used < n && !s->ended && !s->stop && (s->line || s->match_left)) {
-		c->err = 1;     /* the window was shorter than pulled */
-		return 1;
-	}
 	return 0;
 }
 
-/* Scan bytes [0, limit) of the message's current part, window by window,
- * until the limit, a deny, or (line framing) the end of a line. Returns
- * the bytes consumed, or -1 to fail closed. */
-static __noinline int scan_msg(struct sk_msg_md *msg, struct scan *s, __u32 limit)
+static __always_inline void emit(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
+				 __u32 rule, __u32 len, __u32 bytes)
 {
-	struct windows c = { .msg = msg, .s = s, .limit = limit };
-
-	bpf_loop(PD_MAX_WINDOWS, scan_window, &c, 0);
-	if (c.err)
-		return -1;
-	if (c.off < limit && !s->ended && !s->stop && (s->line || s->match_left))
-		return -1;      /* longer than PD_MAX_WINDOWS windows */
-	return c.off;
-}
-
-/* Pass, drop or divert. Every run sets apply and cork bytes itself: the
- * kernel keeps the values of an earlier run on the same sk_msg. */
-static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
-			       __u32 rule, __u32 apply)
-{
-	__u32 gen = st->gen & 1, sink;
-	__u64 self = st->cookie;
-	struct pd_rule *r;
-	__u32 rk;
-
-	bpf_msg_cork_bytes(msg, 0);
-	bpf_msg_apply_bytes(msg, apply);
-	if (verdict == PD_V_DENY)
-		return SK_DROP;
-	if (verdict == PD_V_REDIRECT) {
-		rk = gen * (PD_MAX_RULES + 1) + (rule & 0xffff);
-		r = bpf_map_lookup_elem(&pd_rules, &rk);
-		sink = r ? r->sink : 0;
-		/* the rest of this sk_msg keeps the target: see sticky */
-		st->sticky = apply != 0;
-		return bpf_msg_redirect_map(msg, &pd_sinks, sink, BPF_F_INGRESS);
-	}
-	/* After a redirect, the kernel's sk_msg still names the sink, and a
-	 * plain pass would send the rest there too: pass by sending it out
-	 * on this very socket. */
-	if (st->sticky) {
-		if (!apply)
-			st->sticky = 0;
-		return bpf_msg_redirect_hash(msg, &pd_sockets, &self, 0);
-	}
-	return SK_PASS;
+	st->run.ev_verdict = (__u8)verdict;
+	st->run.ev_rule = (__u16)rule;
+	st->run.ev_len = len;
+	st->run.ev_bytes = bytes;
+	pd_emit(msg);
 }
 
 static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
@@ -465,20 +461,47 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 	count(counter_slot(st, rule), len);
 	if (audit && rule != audit)
 		count(counter_slot(st, audit), len);
-	if (verdict == PD_V_PASS && !audit)
-		return;
-	event(msg, st, verdict, rule, audit, len, bytes);
+	if (verdict != PD_V_PASS || audit)
+		emit(msg, st, verdict, rule, len, bytes);
+}
+
+/* Pass, drop or divert. Every run sets apply and cork bytes itself: the
+ * kernel keeps the values of an earlier run on the same sk_msg. */
+static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
+			       __u32 rule, __u32 apply)
+{
+	__u32 rk = (st->gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
+	__u64 self = st->cookie;
+	struct pd_rule *r;
+
+	bpf_msg_cork_bytes(msg, 0);
+	bpf_msg_apply_bytes(msg, apply);
+	if (verdict == PD_V_DENY)
+		return SK_DROP;
+	if (verdict == PD_V_REDIRECT) {
+		r = bpf_map_lookup_elem(&pd_rules, &rk);
+		/* the rest of this sk_msg keeps the target: see sticky */
+		st->sticky = apply != 0;
+		return bpf_msg_redirect_map(msg, &pd_sinks, r ? r->sink : 0, BPF_F_INGRESS);
+	}
+	/* After a redirect, the kernel's sk_msg still names the sink, and a
+	 * plain pass would send the rest there too: pass by sending it out
+	 * on this very socket. */
+	if (st->sticky) {
+		if (!apply)
+			st->sticky = 0;
+		return bpf_msg_redirect_hash(msg, &pd_sockets, &self, 0);
+	}
+	return SK_PASS;
 }
 
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
 	const struct pd_service *svc;
-	const struct pd_classmap *cm;
-	struct pd_sock *st, cur;
-	struct scan s = {};
-	__u32 key, size = msg->size, verdict, rule = 0, limit, win_done, gen;
-	int used, hold;
+	struct pd_sock *st;
+	__u32 key, size = msg->size, verdict, rule = 0, win_done, used;
+	int hold;
 
 	if (!msg->sk)
 		return SK_DROP;
@@ -487,90 +510,92 @@ int pd_msg(struct sk_msg_md *msg)
 		trouble(PD_TR_NO_STATE);
 		return SK_DROP;
 	}
-	/* Work on a copy: a held message is scanned again from its start. */
-	cur = *st;
-	if (!cur.in_msg) {
-		gen = active_gen();
-		if (gen != cur.gen)
-			cur.m.state = PD_NO_STATE;      /* nothing carries across a reload */
-		cur.gen = gen;
+	/* a held message is judged again from here */
+	st->snap = st->m;
+	st->snap_msglen = st->msglen;
+	st->snap_in_msg = st->in_msg;
+	st->snap_gen = st->gen;
+	if (!st->in_msg) {
+		__u32 gen = active_gen();
+
+		if (gen != st->gen)
+			st->m.state = PD_NO_STATE;      /* nothing carries across a reload */
+		st->gen = gen;
 	}
-	key = (cur.gen & 1) * PD_MAX_SERVICES + (cur.service & (PD_MAX_SERVICES - 1));
+	key = (st->gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
-	cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!svc || !cm)
+	if (!svc)
 		goto tables;
-	if (cur.m.state == PD_NO_STATE)
-		cur.m.state = svc->resume;
-	if (!cur.in_msg) {
-		if (pd_begin(&cur.m, svc, NULL))
+	if (st->m.state == PD_NO_STATE)
+		st->m.state = svc->resume;
+	if (!st->in_msg) {
+		if (pd_begin(&st->m, svc, NULL))
 			goto tables;
-		cur.msglen = 0;
+		st->msglen = 0;
 	}
-	s.m = &cur.m;
-	s.cm = cm;
-	s.line = svc->framing == PD_FRAME_LINE;
-	s.match_left = 0xffffffff;
+	st->run.line = svc->framing == PD_FRAME_LINE;
+	st->run.ended = 0;
+	st->run.err = 0;
+	st->run.used = 0;
+	st->run.match_left = 0xffffffff;
 	if (svc->inspect)
-		s.match_left = svc->inspect > cur.msglen ? svc->inspect - cur.msglen : 0;
-
+		st->run.match_left = svc->inspect > st->msglen ? svc->inspect - st->msglen : 0;
 	/* framing none: this sk_msg is the message; line: up to a '\n' */
-	limit = size;
-	if (!s.line && s.match_left < limit)
-		limit = s.match_left;
-	used = scan_msg(msg, &s, limit);
-	if (used < 0)
+	st->run.limit = size;
+	if (!st->run.line && st->run.match_left < size)
+		st->run.limit = st->run.match_left;
+	pd_scan(msg);
+	if (st->run.err)
 		goto tables;
-	if (!s.line) {
-		pd_length(&cur.m, svc, size);
-		verdict = pd_verdict(&cur.m, svc, &rule);
-		pd_end(&cur.m, svc, (__u32)used == size);
-		cur.in_msg = 0;
-		decided(msg, &cur, verdict, rule, size, size);
-		verdict = act(msg, &cur, verdict, rule, 0);
-		*st = cur;
-		return verdict;
+	used = st->run.used;
+
+	if (!st->run.line) {
+		pd_length(&st->m, svc, size);
+		verdict = pd_verdict(&st->m, svc, &rule);
+		pd_end(&st->m, svc, used == size);
+		decided(msg, st, verdict, rule, size, size);
+		return act(msg, st, verdict, rule, 0);
 	}
 
-	cur.msglen += used;
-	pd_length(&cur.m, svc, cur.msglen);
-	win_done = svc->inspect && cur.msglen >= svc->inspect;
-	if (s.ended || cur.m.deny) {
-		verdict = pd_verdict(&cur.m, svc, &rule);
-		cur.in_msg = 0;
-		pd_end(&cur.m, svc, 1);
-		decided(msg, &cur, verdict, rule, cur.msglen, used);
-		verdict = act(msg, &cur, verdict, rule, (__u32)used < size ? (__u32)used : 0);
-		*st = cur;
-		return verdict;
+	st->msglen += used;
+	pd_length(&st->m, svc, st->msglen);
+	win_done = svc->inspect && st->msglen >= svc->inspect;
+	if (st->run.ended || st->m.deny) {
+		verdict = pd_verdict(&st->m, svc, &rule);
+		st->in_msg = 0;
+		decided(msg, st, verdict, rule, st->msglen, used);
+		pd_end(&st->m, svc, 1);
+		return act(msg, st, verdict, rule, used < size ? used : 0);
 	}
 	/* the line goes on past this sk_msg */
-	hold = win_done ? 0 : pd_must_hold(&cur.m, svc, NULL);
+	hold = win_done ? 0 : pd_must_hold(&st->m, svc, NULL);
 	if (hold < 0)
 		goto tables;
 	if (hold) {
-		/* keep it back until more of the line arrives; st is left as
-		 * it was, and the kernel runs us on the whole held part again.
-		 * If it cannot hold (buffer full), the drop below applies. */
+		/* keep it back until more of the line arrives; the kernel runs
+		 * us on the whole held part again, from the state saved above.
+		 * If it cannot hold (buffer full), the drop applies. */
+		st->m = st->snap;
+		st->msglen = st->snap_msglen;
+		st->in_msg = st->snap_in_msg;
+		st->gen = st->snap_gen;
 		trouble(PD_TR_HELD);
 		bpf_msg_apply_bytes(msg, 0);
 		bpf_msg_cork_bytes(msg, size + 1);
 		return SK_DROP;
 	}
-	cur.in_msg = 1;
-	if (win_done || cur.m.redirect) {
-		verdict = pd_verdict(&cur.m, svc, &rule);
-	} else {
-		verdict = PD_V_PASS;
-		rule = 0;
-	}
+	st->in_msg = 1;
+	verdict = PD_V_PASS;
+	rule = 0;
+	if (win_done || st->m.redirect)
+		verdict = pd_verdict(&st->m, svc, &rule);
 	if (verdict == PD_V_DENY)
-		decided(msg, &cur, verdict, rule, cur.msglen, size);
+		decided(msg, st, verdict, rule, st->msglen, size);
 	else if (verdict == PD_V_REDIRECT)
-		event(msg, &cur, verdict, rule, 0, cur.msglen, size);
-	verdict = act(msg, &cur, verdict, rule, 0);
-	*st = cur;
-	return verdict;
+		emit(msg, st, verdict, rule, st->msglen, size);
+	else
+		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
+	return act(msg, st, verdict, rule, 0);
 tables:
 	trouble(PD_TR_TABLES);
 	return SK_DROP;

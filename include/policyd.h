@@ -105,6 +105,16 @@ struct pd_config {
 	__u32 active_gen;       /* 0 or 1: the policy slot the data plane reads */
 	__u32 excerpt;          /* payload bytes copied into events (<= PD_EXCERPT_MAX) */
 	__u64 generation;       /* increases by one per successful load (for logs) */
+	__u32 layout;           /* PD_LAYOUT_VERSION of the programs and maps */
+	__u32 slot_states;      /* states per policy slot in pd_trans / pd_outs */
+	__u32 row_width;        /* entries per pd_trans row */
+	__u32 pad;
+};
+
+/* pd_names (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services; the
+ * service's name, so that `policyd stats` needs nothing but the pins. */
+struct pd_name {
+	char name[PD_NAME_MAX];
 };
 
 /* pd_ports (HASH): which service a connection belongs to. */
@@ -232,19 +242,41 @@ struct pd_event {
 	__u8 excerpt[PD_EXCERPT_MAX];
 };
 
+/* Scratch of one sk_msg program run, kept with the socket (the socket is
+ * locked while its messages are judged, so nothing else touches it). */
+struct pd_run {
+	__u32 match_left;       /* bytes still inside the inspect window */
+	__u32 limit;            /* bytes of this sk_msg to consume at most */
+	__u32 used;             /* bytes consumed */
+	__u32 ev_len;           /* event: message length */
+	__u32 ev_bytes;         /* event: bytes moved */
+	__u16 ev_rule;          /* event: rule index */
+	__u8 ev_verdict;        /* event: enum pd_verdict */
+	__u8 line;              /* line framing */
+	__u8 ended;             /* a '\n' ended the message */
+	__u8 err;               /* fail closed */
+	__u8 pad[2];
+};
+
 /* pd_sk (SK_STORAGE): per policed socket. The sock_ops program creates it
  * when a connection is established; policyd writes it when it adopts a
  * connection that was open before it started. */
 struct pd_sock {
 	struct pd_match m;      /* the message in progress (or the last one: carry) */
+	struct pd_match snap;   /* m when this run began: a held message is
+	                         * judged again from there */
 	__u64 cookie;           /* socket cookie: the key in pd_sockets */
 	__u32 service;          /* service index */
 	__u32 gen;              /* policy slot m belongs to */
 	__u32 msglen;           /* bytes of the current message judged so far */
+	__u32 snap_msglen;
+	__u32 snap_gen;
 	__u8 in_msg;            /* line framing: a message is in progress */
+	__u8 snap_in_msg;
 	__u8 sticky;            /* the kernel's sk_msg still carries a redirect
 	                         * target from an earlier part of it */
-	__u8 pad[2];
+	__u8 pad;
+	struct pd_run run;
 };
 
 /* pd_trouble (PERCPU_ARRAY): data-plane troubles, counted. */

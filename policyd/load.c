@@ -17,7 +17,10 @@
 int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **why)
 {
 	struct policyd_bpf *s;
-	uint32_t states = img->nstates ? img->nstates : 1;
+	/* headroom, so that a reload to a somewhat larger policy fits the
+	 * maps of the running programs */
+	uint32_t states = img->nstates + img->nstates / 4 + 256;
+	uint32_t width = img->row_width < PD_MIN_ROW_WIDTH ? PD_MIN_ROW_WIDTH : img->row_width;
 	int err;
 
 	memset(l, 0, sizeof(*l));
@@ -27,8 +30,8 @@ int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **wh
 		return -errno;
 	}
 	/* two slots of states: the daemon fills one while the other enforces */
-	s->rodata->pd_row_mask = img->row_width - 1;
-	if ((err = bpf_map__set_value_size(s->maps.pd_trans, img->row_width * sizeof(uint32_t))) ||
+	s->rodata->pd_row_mask = width - 1;
+	if ((err = bpf_map__set_value_size(s->maps.pd_trans, width * sizeof(uint32_t))) ||
 	    (err = bpf_map__set_max_entries(s->maps.pd_trans, 2 * states)) ||
 	    (err = bpf_map__set_max_entries(s->maps.pd_outs, 2 * states))) {
 		*why = "cannot size the automaton maps";
@@ -43,7 +46,7 @@ int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **wh
 	}
 	l->skel = s;
 	l->slot_states = states;
-	l->row_width = img->row_width;
+	l->row_width = width;
 	return 0;
 }
 
@@ -52,15 +55,36 @@ static int update(struct bpf_map *m, const void *k, const void *v)
 	return bpf_map_update_elem(bpf_map__fd(m), k, v, BPF_ANY) ? -errno : 0;
 }
 
+/* Remove the port entries of slot gen (left by the policy it held before). */
+static int clear_ports(struct bpf_map *m, uint32_t gen)
+{
+	struct pd_port_key k, next, *prev = NULL;
+	int fd = bpf_map__fd(m);
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		if (next.gen == gen) {
+			if (bpf_map_delete_elem(fd, &next))
+				return -errno;
+			continue;       /* start over: the walk lost its place */
+		}
+		k = next;
+		prev = &k;
+	}
+	return 0;
+}
+
 int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen)
 {
 	struct policyd_bpf *s = l->skel;
-	uint32_t base = gen * l->slot_states, w = l->row_width;
+	uint32_t base = gen * l->slot_states, w = l->row_width, iw = img->row_width;
 	uint32_t *row;
 	int err = 0;
 
-	if (gen > 1 || img->nstates > l->slot_states || img->row_width != w)
+	if (gen > 1 || !pd_bpf_fits(l, img))
 		return -E2BIG;
+	err = clear_ports(s->maps.pd_ports, gen);
+	if (err)
+		return err;
 	row = calloc(w, sizeof(*row));
 	if (!row)
 		return -ENOMEM;
@@ -68,8 +92,10 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		struct pd_state_out o = img->outs[i];
 		uint32_t k = base + i;
 
+		/* a narrower image: entries past its width are never indexed
+		 * (every class is below nclasses); they lead to the state itself */
 		for (uint32_t c = 0; c < w; c++) {
-			uint32_t t = img->trans[(size_t)i * w + c];
+			uint32_t t = c < iw ? img->trans[(size_t)i * iw + c] : i;
 
 			row[c] = ((t & PD_T_STATE) + base) | (t & PD_T_MATCH);
 		}
@@ -91,6 +117,13 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 
 		err = update(s->maps.pd_rules, &k, &img->rules[i]);
 	}
+	if (!err && img->nrules < PD_MAX_RULES) {
+		/* ends the slot's rule list for readers (policyd stats) */
+		struct pd_rule none = { 0 };
+		uint32_t k = gen * (PD_MAX_RULES + 1) + img->nrules + 1;
+
+		err = update(s->maps.pd_rules, &k, &none);
+	}
 	for (uint32_t i = 0; i < img->nports && !err; i++) {
 		struct pd_port_key k = img->port_keys[i];
 
@@ -98,6 +131,11 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		err = update(s->maps.pd_ports, &k, &img->port_services[i]);
 	}
 	return err;
+}
+
+bool pd_bpf_fits(const struct pd_loaded *l, const struct pd_image *img)
+{
+	return img->nstates <= l->slot_states && img->row_width <= l->row_width;
 }
 
 void pd_bpf_unload(struct pd_loaded *l)

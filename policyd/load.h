@@ -7,6 +7,10 @@
 
 struct policyd_bpf;
 
+/* Narrowest transition row the programs are loaded with, so that most
+ * reloads fit the running maps. */
+#define PD_MIN_ROW_WIDTH 64
+
 /* States each policy slot can hold in the maps this load created. */
 struct pd_loaded {
 	struct policyd_bpf *skel;
@@ -19,6 +23,8 @@ struct pd_loaded {
 int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **why);
 /* Write img into policy slot gen (0 or 1). Returns 0 or -errno. */
 int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen);
+/* Whether img fits the maps of l (a reload needs no new programs). */
+bool pd_bpf_fits(const struct pd_loaded *l, const struct pd_image *img);
 void pd_bpf_unload(struct pd_loaded *l);
 
 #endif

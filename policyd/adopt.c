@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Adoption: connections that were already open when policyd started are
+ * put under policy too. For every process in the policed cgroup (and its
+ * descendants), every established TCP socket whose port belongs to a
+ * service is duplicated with pidfd_getfd(2), given its matching state and
+ * added to the socket map, exactly as the sock_ops program does for new
+ * connections. A socket the sock_ops program already holds is left alone.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "daemon.h"
+#include "policyd.skel.h"
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+
+/* The service a port pair belongs to, as the sock_ops program decides. */
+static int service_of(const struct pd_image *img, uint16_t remote, uint16_t local)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < img->nports; i++) {
+			const struct pd_port_key *k = &img->port_keys[i];
+
+			if (pass == 0 && k->dir == PD_DIR_TO && k->port == remote)
+				return (int)img->port_services[i];
+			if (pass == 1 && k->dir == PD_DIR_FROM && k->port == local)
+				return (int)img->port_services[i];
+		}
+	return -1;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/* Adopt one socket (a duplicate fd in our table). 1 adopted, 0 not ours. */
+static int adopt_fd(struct pd_daemon *d, int fd)
+{
+	struct sockaddr_storage la, ra;
+	socklen_t ll = sizeof(la), rl = sizeof(ra), ol;
+	struct tcp_info ti;
+	struct pd_sock st;
+	int type, proto, svc;
+	uint64_t cookie;
+
+	ol = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) || type != SOCK_STREAM)
+		return 0;
+	ol = sizeof(proto);
+	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &ol) || proto != IPPROTO_TCP)
+		return 0;
+	if (getsockname(fd, (struct sockaddr *)&la, &ll) ||
+	    getpeername(fd, (struct sockaddr *)&ra, &rl))
+		return 0;
+	if (la.ss_family != AF_INET && la.ss_family != AF_INET6)
+		return 0;
+	ol = sizeof(ti);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &ol) || ti.tcpi_state != TCP_ESTABLISHED)
+		return 0;
+	svc = service_of(&d->img, port_of(&ra), port_of(&la));
+	if (svc < 0)
+		return 0;
+	ol = sizeof(cookie);
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &ol))
+		return 0;
+	memset(&st, 0, sizeof(st));
+	st.m.state = PD_NO_STATE;
+	st.cookie = cookie;
+	st.service = (uint32_t)svc;
+	st.gen = d->gen;
+	/* NOEXIST: a socket the sock_ops program already set up keeps its state */
+	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_NOEXIST)) {
+		if (errno == EEXIST)
+			return 0;
+		pd_log(d, LOG_ERR, "cannot adopt a connection to port %u: socket storage: %s",
+		       port_of(&ra), strerror(errno));
+		return -1;
+	}
+	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sockets), &cookie, &fd,
+				BPF_NOEXIST) && errno != EEXIST) {
+		pd_log(d, LOG_ERR, "connection %u -> %u NOT policed: the socket map refused it: %s",
+		       port_of(&la), port_of(&ra), strerror(errno));
+		return 0;
+	}
+	return 1;
+}
+
+static int adopt_pid(struct pd_daemon *d, pid_t pid, unsigned *adopted)
+{
+	char path[64], link[64];
+	struct dirent *de;
+	DIR *dir;
+	int pidfd;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return 0;       /* gone meanwhile */
+	dir = opendir(path);
+	if (!dir) {
+		close(pidfd);
+		return 0;
+	}
+	while ((de = readdir(dir))) {
+		char full[400];
+		ssize_t n;
+		int tfd, fd, r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(full, sizeof(full), "%s/%s", path, de->d_name);
+		n = readlink(full, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strncmp(link, "socket:", 7))
+			continue;
+		tfd = atoi(de->d_name);
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, tfd, 0);
+		if (fd < 0) {
+			if (errno == EBADF)
+				continue;
+			pd_log(d, LOG_ERR, "cannot inspect the sockets of pid %d: %s", pid,
+			       strerror(errno));
+			closedir(dir);
+			close(pidfd);
+			return -1;
+		}
+		r = adopt_fd(d, fd);
+		close(fd);
+		if (r < 0) {
+			closedir(dir);
+			close(pidfd);
+			return -1;
+		}
+		*adopted += (unsigned)r;
+	}
+	closedir(dir);
+	close(pidfd);
+	return 0;
+}
+
+/* Every process of cgroup dir and its descendants. */
+static int adopt_cgroup(struct pd_daemon *d, const char *dir, unsigned *adopted, int depth)
+{
+	char path[4200];
+	struct dirent *de;
+	FILE *f;
+	DIR *dd;
+	int pid;
+
+	if (depth > 64)
+		return 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "re");
+	if (f) {
+		while (fscanf(f, "%d", &pid) == 1)
+			if (pid != getpid() && adopt_pid(d, pid, adopted)) {
+				fclose(f);
+				return -1;
+			}
+		fclose(f);
+	}
+	dd = opendir(dir);
+	if (!dd)
+		return 0;
+	while ((de = readdir(dd))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (adopt_cgroup(d, path, adopted, depth + 1)) {
+			closedir(dd);
+			return -1;
+		}
+	}
+	closedir(dd);
+	return 0;
+}
+
+int pd_adopt(struct pd_daemon *d, unsigned *adopted)
+{
+	*adopted = 0;
+	return adopt_cgroup(d, d->cgroup, adopted, 0);
+}

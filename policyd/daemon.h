@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The running daemon: its state, shared by run.c, events.c and adopt.c. */
+#ifndef POLICYD_DAEMON_H
+#define POLICYD_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cli.h"
+#include "load.h"
+#include "policy.h"
+
+struct bpf_link;
+struct ring_buffer;
+
+/* A redirect sink at run time: policyd's end of a loopback TCP pair sits
+ * in pd_sinks; what the data plane diverts arrives on it. */
+struct pd_sink_rt {
+	char name[PD_NAME_MAX];
+	char *path;
+	int file;               /* the sink file, O_APPEND */
+	int rx;                 /* policyd's socket in pd_sinks: diverted bytes */
+	int peer;               /* the other end, kept open */
+};
+
+struct pd_daemon {
+	const struct pd_opts *o;
+	const char *config;
+	struct pd_policy pol;
+	struct pd_image img;
+	struct pd_loaded l;
+	char cgroup[4096];
+	char pin_dir[4096];
+	int cg_fd;
+	struct bpf_link *sockops;
+	bool msg_attached;
+	bool pinned;
+	struct ring_buffer *rb;
+	int sigfd;
+	uint32_t gen;           /* active policy slot */
+	uint64_t generation;    /* loads so far */
+	struct pd_sink_rt sinks[PD_MAX_SINKS];
+	size_t nsinks;
+	/* log rate limiting: events logged in the current second */
+	uint32_t log_rate;
+	time_t window;
+	uint32_t in_window;
+	uint64_t suppressed;
+	uint64_t trouble_seen[PD_TR_MAX];
+};
+
+/* A line to syslog (and to stderr with --foreground). */
+void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* events.c: the ring buffer's records as log lines and sink records. */
+int pd_on_event(void *ctx, void *data, size_t size);
+void pd_tick(struct pd_daemon *d);
+int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink_rt *out,
+		  size_t *n);
+void pd_sinks_close(struct pd_sink_rt *s, size_t n);
+/* Escape bytes for a log line: printable ASCII as is, '"' and '\\'
+ * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
+size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
+
+/* adopt.c: put connections open before policyd started under policy. */
+int pd_adopt(struct pd_daemon *d, unsigned *adopted);
+
+#endif
