@@ -265,8 +265,13 @@ static long scan_byte(__u32 i, void *arg)
 			run->err = 1;
 			return 1;
 		}
-		if (s->m->deny)
-			return 1;
+		if (s->m->deny) {
+			/* decided; under line framing go on to the line's end,
+			 * so that the event reports its length */
+			if (!run->line)
+				return 1;
+			run->match_left = 0;
+		}
 	} else if (!run->line) {
 		return 1;
 	}
@@ -281,8 +286,8 @@ static __always_inline int scan_done(const struct scan *s)
 {
 	const struct pd_run *run = s->run;
 
-	return s->off >= run->limit || run->ended || run->err || s->m->deny ||
-	       (!run->line && !run->match_left);
+	return s->off >= run->limit || run->ended || run->err ||
+	       (!run->line && (!run->match_left || s->m->deny));
 }
 
 /* One window: make it readable, then walk it byte by byte. */
@@ -565,7 +570,10 @@ int pd_msg(struct sk_msg_md *msg)
 		st->in_msg = 0;
 		decided(msg, st, verdict, rule, st->msglen, used);
 		pd_end(&st->m, svc, 1);
-		return act(msg, st, verdict, rule, used < size ? used : 0);
+		/* a drop covers the whole sk_msg: the kernel frees all of it,
+		 * and only then tells the sender the right count */
+		return act(msg, st, verdict, rule,
+			   verdict != PD_V_DENY && used < size ? used : 0);
 	}
 	/* the line goes on past this sk_msg */
 	hold = win_done ? 0 : pd_must_hold(&st->m, svc, NULL);

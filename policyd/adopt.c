@@ -61,7 +61,7 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	struct tcp_info ti;
 	struct pd_sock st;
 	int type, proto, svc;
-	uint64_t cookie;
+	uint64_t cookie, fd64;
 
 	ol = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) || type != SOCK_STREAM)
@@ -96,7 +96,8 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 		       port_of(&ra), strerror(errno));
 		return -1;
 	}
-	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sockets), &cookie, &fd,
+	fd64 = (uint64_t)fd;    /* the map's values are 64-bit */
+	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sockets), &cookie, &fd64,
 				BPF_NOEXIST) && errno != EEXIST) {
 		pd_log(d, LOG_ERR, "connection %u -> %u NOT policed: the socket map refused it: %s",
 		       port_of(&la), port_of(&ra), strerror(errno));

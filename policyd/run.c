@@ -283,9 +283,9 @@ static int setup(struct pd_daemon *d)
 		return -1;
 	for (size_t i = 0; i < d->nsinks; i++) {
 		uint32_t k = (uint32_t)i;
+		uint64_t fd = (uint64_t)d->sinks[i].rx;   /* the map's values are 64-bit */
 
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sinks), &k,
-					&d->sinks[i].rx, BPF_ANY)) {
+		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sinks), &k, &fd, BPF_ANY)) {
 			fprintf(stderr, "policyd: cannot set up sink %s: %s\n", d->sinks[i].name,
 				strerror(errno));
 			return -1;
@@ -376,9 +376,11 @@ static void reload(struct pd_daemon *d)
 	}
 	for (size_t i = 0; i < nsinks; i++) {
 		uint32_t k = (uint32_t)i;
+		uint64_t fd = (uint64_t)sinks[i].rx;
 
-		bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sinks), &k, &sinks[i].rx,
-				    BPF_ANY);
+		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sinks), &k, &fd, BPF_ANY))
+			pd_log(d, LOG_ERR, "reload: sink %s cannot take diverted messages: %s",
+			       sinks[i].name, strerror(errno));
 	}
 	pd_policy_free(&d->pol);
 	pd_image_free(&d->img);
