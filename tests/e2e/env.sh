@@ -1,0 +1,74 @@
+# Private test environment for the shell end-to-end tests and the demo:
+# a child cgroup of our own, a pin directory of our own, a scratch
+# directory, and the processes we start; all removed on every exit path.
+# Servers listen on loopback only. Source it, then call env_setup NAME.
+# shellcheck shell=bash
+
+env_setup() {
+	local mount
+	mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+	[ -n "$mount" ] || { echo "no cgroup2 file system is mounted" >&2; return 1; }
+	CG="$mount/policyd-$1-$$"
+	PIN="/sys/fs/bpf/policyd-$1-$$"
+	TMP=$(mktemp -d "/tmp/policyd-$1.XXXXXX")
+	PIDS=()
+	mkdir "$CG" || return 1
+	trap env_cleanup EXIT
+	trap 'exit 130' INT TERM HUP
+}
+
+env_cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	if [ -f "$CG/cgroup.procs" ]; then
+		while read -r p; do kill -9 "$p" 2>/dev/null; done < "$CG/cgroup.procs"
+		for _ in $(seq 50); do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
+	fi
+	if [ -d "$PIN" ]; then
+		rm -f "$PIN"/*
+		rmdir "$PIN"
+	fi
+	rm -rf "$TMP"
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# in_cgroup CMD...: run CMD as a process of our cgroup
+in_cgroup() {
+	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" "$@"
+}
+
+# start_redis PORT: a throwaway redis-server on 127.0.0.1, nothing saved
+start_redis() {
+	redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$TMP" >"$TMP/redis.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do
+		redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# start_policyd CONF [ARGS...]: policyd run --foreground, log in $TMP/policyd.log
+start_policyd() {
+	local conf=$1; shift
+	"$PD" run -c "$conf" --cgroup "$CG" --pin-dir "$PIN" --foreground "$@" \
+		>"$TMP/policyd.log" 2>&1 &
+	PDPID=$!
+	PIDS+=($PDPID)
+	for _ in $(seq 200); do
+		grep -q 'started:' "$TMP/policyd.log" && return 0
+		kill -0 "$PDPID" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+stop_policyd() {
+	kill -TERM "$PDPID" && wait "$PDPID"
+}

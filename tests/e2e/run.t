@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# policyd run as an operator meets it: refusals with a sentence and exit 3
+# that leave nothing behind, pins of another instance never reused, SIGHUP
+# reloads that open connections obey, and a bad reload that changes nothing.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib.sh
+. tests/e2e/env.sh
+[ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups)"
+env_setup run || skip_all "cannot make a cgroup"
+
+port=$(free_port)
+pol() {  # pol FILE WORD...: a line-framed service on $port denying each WORD
+	local f=$1 id=100 w; shift
+	{
+		echo "version = 1;"
+		echo "services = ( { name = \"kv\"; ports = [ $port ]; framing = \"line\"; rules = ("
+		for w in "$@"; do
+			[ $id -gt 100 ] && echo ","
+			echo "{ id = $id; action = \"deny\"; contains = \"$w\"; }"
+			id=$((id + 1))
+		done
+		echo "); } );"
+	} > "$f"
+}
+pol "$TMP/a.conf" FLUSHALL
+
+out=$("$PD" run -c "$TMP/a.conf" --cgroup /tmp --pin-dir "$PIN" 2>&1); rc=$?
+is "$rc" 3 "a cgroup that is not cgroup v2: exit 3"
+is "$out" "policyd: /tmp is not a cgroup v2 directory" "... with a sentence"
+[ ! -e "$PIN" ]; ok $? "... and nothing pinned"
+printf 'version = 1;\nservices = ( { name = "x"; ports = [ 0 ]; rules = (); } );\n' > "$TMP/bad.conf"
+"$PD" run -c "$TMP/bad.conf" --cgroup "$CG" --pin-dir "$PIN" >/dev/null 2>&1
+is $? 1 "an invalid policy: exit 1, nothing loaded"
+out=$("$PD" stats --pin-dir "$PIN" 2>&1); rc=$?
+is "$rc" 3 "stats without a running instance: exit 3 ($out)"
+
+# a listener that keeps every connection's bytes, outside the cgroup
+python3 - "$port" "$TMP/server.out" <<'PY' &
+import socket, sys, threading
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(16)
+out = open(sys.argv[2], "ab", buffering=0)
+def serve(c):
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        out.write(b)
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+PIDS+=($!)
+sleep 0.3
+
+start_policyd "$TMP/a.conf"; ok $? "policyd runs"
+out=$("$PD" run -c "$TMP/a.conf" --cgroup "$CG" --pin-dir "$PIN" 2>&1); rc=$?
+is "$rc" 3 "a second instance on the same pins: exit 3"
+case $out in *"holds the pins of another policyd"*) ok 0 "... saying why";; *) ok 1 "... saying why: $out";; esac
+
+# one connection that stays open across reloads: a coprocess in the cgroup
+coproc CONN { in_cgroup python3 -u -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+for line in sys.stdin:
+    try:
+        print(s.send(line.encode()))
+    except OSError as e:
+        print(-e.errno)
+' "$port"; }
+PIDS+=($CONN_PID)
+say() { echo "$1" >&"${CONN[1]}"; read -r -t 10 r <&"${CONN[0]}"; echo "$r"; }
+is "$(say 'SET a 1')" 8 "open connection: an allowed line passes"
+is "$(say 'SHUTDOWN now')" 13 "open connection: SHUTDOWN passes under policy 1"
+
+pol "$TMP/a.conf" FLUSHALL SHUTDOWN
+kill -HUP "$PDPID"; sleep 0.5
+grep -q 'reloaded: policy .* is generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reloads (generation 2)"
+is "$(say 'SHUTDOWN now')" -13 "the open connection obeys the new rule at its next message"
+
+kill "$CONN_PID"; wait "$CONN_PID" 2>/dev/null
+coproc CONN2 { in_cgroup python3 -u -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+for line in sys.stdin:
+    try:
+        print(s.send(line.encode()))
+    except OSError as e:
+        print(-e.errno)
+' "$port"; }
+PIDS+=($CONN2_PID)
+say2() { echo "$1" >&"${CONN2[1]}"; read -r -t 10 r <&"${CONN2[0]}"; echo "$r"; }
+is "$(say2 'GET a')" 6 "a new connection under policy 2"
+echo 'version = 1; services = ( { name = "kv"; ports = [ 1 ]; rules = ( { id = 1; action = "nope"; contains = "x"; } ); } );' > "$TMP/a.conf"
+kill -HUP "$PDPID"; sleep 0.5
+grep -q "reload refused: $TMP/a.conf is invalid; policy generation 2 keeps enforcing" "$TMP/policyd.log"
+ok $? "a bad reload is refused with a log line"
+grep -q "$TMP/a.conf:1: " "$TMP/policyd.log"; ok $? "... which logs the error with file:line"
+kill -0 "$PDPID"; ok $? "... and policyd stays up"
+is "$(say2 'FLUSHALL')" -13 "... and policy 2 keeps enforcing"
+
+stop_policyd; is $? 0 "SIGTERM: exit 0"
+[ ! -e "$PIN" ]; ok $? "pins removed"
+is "$(bpftool cgroup show "$CG")" "" "nothing attached to the cgroup"
+done_testing
