@@ -24,6 +24,7 @@ pol() {  # pol FILE WORD...: a line-framed service on $port denying each WORD
 	} > "$f"
 }
 pol "$TMP/a.conf" FLUSHALL
+cp "$TMP/a.conf" "$TMP/b.conf"
 
 out=$("$PD" run -c "$TMP/a.conf" --cgroup /tmp --pin-dir "$PIN" 2>&1); rc=$?
 is "$rc" 3 "a cgroup that is not cgroup v2: exit 3"
@@ -99,6 +100,25 @@ grep -q "$TMP/a.conf:1: " "$TMP/policyd.log"; ok $? "... which logs the error wi
 kill -0 "$PDPID"; ok $? "... and policyd stays up"
 is "$(say2 'FLUSHALL')" -13 "... and policy 2 keeps enforcing"
 
+stop_policyd; is $? 0 "SIGTERM: exit 0"
+
+# log_rate: at most N event lines a second, the rest counted and reported
+{ echo "version = 1; daemon = { log_rate = 3; };"; tail -n +2 "$TMP/b.conf"; } > "$TMP/c.conf"
+start_policyd "$TMP/c.conf"; ok $? "policyd runs with log_rate = 3"
+t0=$(date +%s)
+for i in $(seq 12); do
+	in_cgroup python3 -c 'import socket,sys; s=socket.create_connection(("127.0.0.1",int(sys.argv[1])))
+try: s.send(b"FLUSHALL\n")
+except OSError: pass' "$port"
+done
+secs=$(( $(date +%s) - t0 + 1 ))
+sleep 1.5
+n=$(grep -c '^policyd: deny rule=100' "$TMP/policyd.log")
+ok $(( n >= 3 && n <= 3 * secs && n < 12 ? 0 : 1 )) "12 denies over $secs s: $n lines logged"
+grep -qE '^policyd: suppressed [0-9]+ event lines over log_rate=3 per second$' "$TMP/policyd.log"
+ok $? "the suppressed lines are counted and reported"
+c=$("$PD" stats --pin-dir "$PIN" | awk '$1 == 100 { print $4 }')
+is "$c" 12 "... while the counter has every one"
 stop_policyd; is $? 0 "SIGTERM: exit 0"
 [ ! -e "$PIN" ]; ok $? "pins removed"
 is "$(bpftool cgroup show "$CG")" "" "nothing attached to the cgroup"
