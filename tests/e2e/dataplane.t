@@ -172,6 +172,9 @@ check("inspect window: pattern past byte 16 passes", [send(b"0123456789abcdefgBA
 # --- IPv6, outside the cgroup, unpoliced ports ---
 check("IPv6 ::1: FLUSHALL refused", [send(b"SET a 1\n"), send(b"FLUSHALL\n")],
       [8, EACCES], b"SET a 1\n", srv=kv6, host="::1")
+check("IPv4-mapped IPv6 (::ffff:127.0.0.1): FLUSHALL refused",
+      [send(b"GET a\n"), send(b"FLUSHALL\n")], [6, EACCES], b"GET a\n",
+      host="::ffff:127.0.0.1")
 check("a process outside the cgroup is not policed", [send(b"FLUSHALL\n")], [9],
       b"FLUSHALL\n", inside=False)
 check("an unpoliced port is not policed", [send(b"FLUSHALL\n")], [9], b"FLUSHALL\n",
