@@ -5,6 +5,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <syslog.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "cli.h"
@@ -48,6 +50,10 @@ struct pd_daemon {
 	uint32_t in_window;
 	uint64_t suppressed;
 	uint64_t trouble_seen[PD_TR_MAX];
+	/* after the privilege drop: the process that removes the pins */
+	pid_t reaper;
+	int reaper_cmd;
+	int reaper_done;
 };
 
 /* A line to syslog (and to stderr with --foreground). */
@@ -57,12 +63,19 @@ void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
 /* events.c: the ring buffer's records as log lines and sink records. */
 int pd_on_event(void *ctx, void *data, size_t size);
 void pd_tick(struct pd_daemon *d);
+/* Open the sinks of p into out; a sink whose name and file match one in
+ * d->sinks shares its file and sockets (a reload after the privilege
+ * drop could not open them again). */
 int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink_rt *out,
 		  size_t *n);
 void pd_sinks_close(struct pd_sink_rt *s, size_t n);
 /* Escape bytes for a log line: printable ASCII as is, '"' and '\\'
  * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
 size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
+
+/* privs.c: drop to user, leaving a reaper that removes the pins. */
+int pd_drop_privileges(struct pd_daemon *d, const char *user);
+void pd_reaper_finish(struct pd_daemon *d, bool keep);
 
 /* adopt.c: put connections open before policyd started under policy. */
 int pd_adopt(struct pd_daemon *d, unsigned *adopted);

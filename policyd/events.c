@@ -309,6 +309,27 @@ int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink
 
 		memset(s, 0, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%s", p->sinks[i].name);
+		for (size_t j = 0; j < d->nsinks && out != d->sinks; j++) {
+			const struct pd_sink_rt *c = &d->sinks[j];
+
+			if (strcmp(c->name, s->name) || strcmp(c->path, p->sinks[i].file))
+				continue;
+			s->path = strdup(c->path);
+			s->file = fcntl(c->file, F_DUPFD_CLOEXEC, 3);
+			s->rx = fcntl(c->rx, F_DUPFD_CLOEXEC, 3);
+			s->peer = fcntl(c->peer, F_DUPFD_CLOEXEC, 3);
+			break;
+		}
+		if (s->path) {
+			if (s->file < 0 || s->rx < 0 || s->peer < 0) {
+				pd_log(d, LOG_ERR, "sink %s: %s", s->name, strerror(errno));
+				*n = i + 1;
+				pd_sinks_close(out, *n);
+				return -1;
+			}
+			*n = i + 1;
+			continue;
+		}
 		s->path = strdup(p->sinks[i].file);
 		s->file = open(p->sinks[i].file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 		if (!s->path || s->file < 0) {

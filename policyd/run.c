@@ -180,20 +180,24 @@ static int write_config(const struct pd_daemon *d)
 				   BPF_ANY) ? -errno : 0;
 }
 
+/* Detach and unpin. After the privilege drop the reaper removes the pins,
+ * once this process holds no BPF object any more: that frees the maps,
+ * which detaches the sk_msg program and empties the socket map. */
 static void teardown(struct pd_daemon *d)
 {
+	bool root = !d->reaper;
+
 	if (d->sockops) {
-		if (d->pinned)
+		if (d->pinned && root)
 			bpf_link__unpin(d->sockops);
 		bpf_link__destroy(d->sockops);
 		d->sockops = NULL;
 	}
-	if (d->msg_attached) {
+	if (d->msg_attached && root)
 		bpf_prog_detach2(bpf_program__fd(d->l.skel->progs.pd_msg),
 				 bpf_map__fd(d->l.skel->maps.pd_sockets), BPF_SK_MSG_VERDICT);
-		d->msg_attached = false;
-	}
-	if (d->pinned) {
+	d->msg_attached = false;
+	if (d->pinned && root) {
 		bpf_object__unpin_maps(d->l.skel->obj, d->pin_dir);
 		rmdir(d->pin_dir);
 		d->pinned = false;
@@ -209,6 +213,8 @@ static void teardown(struct pd_daemon *d)
 	if (d->cg_fd >= 0)
 		close(d->cg_fd);
 	d->cg_fd = -1;
+	pd_reaper_finish(d, false);
+	d->pinned = false;
 }
 
 /* Pins of an earlier instance are never overwritten or reused silently. */
@@ -452,7 +458,9 @@ int pd_cmd_run(const struct pd_opts *o)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	d.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
-	if (d.sigfd < 0 || setup(&d)) {
+	if (d.sigfd < 0 || setup(&d) ||
+	    pd_drop_privileges(&d, o->user ? o->user : d.pol.daemon.user ?
+			       d.pol.daemon.user : PD_DEFAULT_USER)) {
 		teardown(&d);
 		pd_image_free(&d.img);
 		pd_policy_free(&d.pol);

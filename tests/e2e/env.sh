@@ -11,6 +11,7 @@ env_setup() {
 	CG="$mount/policyd-$1-$$"
 	PIN="/sys/fs/bpf/policyd-$1-$$"
 	TMP=$(mktemp -d "/tmp/policyd-$1.XXXXXX")
+	chmod 755 "$TMP"   # policyd re-reads its policy as an unprivileged user
 	PIDS=()
 	mkdir "$CG" || return 1
 	trap env_cleanup EXIT

@@ -75,6 +75,7 @@ class Env:
         self.cgroup = os.path.join(mount, "policyd-test-" + tag)
         self.pin_dir = "/sys/fs/bpf/policyd-test-" + tag
         self.tmp = tempfile.mkdtemp(prefix="policyd-test-")
+        os.chmod(self.tmp, 0o755)  # policyd re-reads its policy as an unprivileged user
         self.procs = []
         os.mkdir(self.cgroup)
         atexit.register(self.cleanup)

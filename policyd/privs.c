@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Privileges. Everything that needs root happens before this: loading,
+ * attaching, pinning, adopting open connections (pidfd_getfd), opening
+ * syslog and the sinks. Then policyd splits in two, after the model of
+ * privilege-separated daemons:
+ *
+ *  - the daemon drops to `user` with setgroups(0), setresgid, setresuid,
+ *    and keeps NO capability. What it still does needs none on the kernels
+ *    policyd supports: it updates maps through descriptors it already holds
+ *    (since Linux 6.5 only map creation and program loading check CAP_BPF;
+ *    map operations check the descriptor's mode), consumes the ring buffer
+ *    through its mapping, reads its sink sockets and writes its open sink
+ *    files. no_new_privs is set, and regaining uid or gid 0 must fail.
+ *
+ *  - a reaper keeps uid 0 but no capability either, holds no BPF object, and
+ *    waits on a pipe. When the daemon says so, or dies (even by SIGKILL), it
+ *    removes the pins; with the daemon's descriptors closed that frees the
+ *    maps and detaches the programs. Owning the pins as uid 0 is all it
+ *    needs: the pin directory is root's.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <unistd.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include "daemon.h"
+
+/* Remove every pin in dir, then dir. */
+static void unpin_all(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int fd;
+
+	if (!d)
+		return;
+	fd = dirfd(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			unlinkat(fd, de->d_name, 0);
+	closedir(d);
+	rmdir(dir);
+}
+
+static int no_caps(void)
+{
+	cap_t none = cap_init();
+	int err;
+
+	if (!none)
+		return -1;
+	err = cap_set_proc(none);
+	cap_free(none);
+	return err;
+}
+
+/* The reaper: reads one byte ('D' detach, 'K' keep) or EOF (the daemon
+ * died: detach), acts, answers on done, exits. */
+static void reaper(int cmd, int done, const char *pin_dir)
+{
+	char c = 'D';
+	ssize_t n;
+
+	prctl(PR_SET_NAME, "policyd-reaper");
+	if (no_caps() || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		_exit(1);
+	do
+		n = read(cmd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		c = 'D';
+	if (c == 'D')
+		unpin_all(pin_dir);
+	if (write(done, "x", 1) < 0)
+		_exit(1);
+	_exit(0);
+}
+
+static void close_all_but(int a, int b)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int self;
+
+	if (!d)
+		return;
+	self = dirfd(d);
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+
+		if (de->d_name[0] != '.' && fd > 2 && fd != a && fd != b && fd != self)
+			close(fd);
+	}
+	closedir(d);
+}
+
+int pd_drop_privileges(struct pd_daemon *d, const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+	int cmd[2], done[2];
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	pid_t pid;
+
+	if (!pw) {
+		fprintf(stderr, "policyd: no user \"%s\" to run as (see daemon.user, --user)\n",
+			user);
+		return -1;
+	}
+	if (!pw->pw_uid || !pw->pw_gid) {
+		fprintf(stderr, "policyd: user \"%s\" has uid or gid 0; policyd runs as an "
+			"unprivileged account (nobody by default)\n", user);
+		return -1;
+	}
+	if (pipe2(cmd, O_CLOEXEC) || pipe2(done, O_CLOEXEC)) {
+		perror("policyd: pipe");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("policyd: fork");
+		return -1;
+	}
+	if (pid == 0) {
+		close(cmd[1]);
+		close(done[0]);
+		close_all_but(cmd[0], done[1]);
+		reaper(cmd[0], done[1], d->pin_dir);
+	}
+	close(cmd[0]);
+	close(done[1]);
+	d->reaper = pid;
+	d->reaper_cmd = cmd[1];
+	d->reaper_done = done[0];
+
+	if (setgroups(0, NULL)) {
+		perror("policyd: setgroups");
+		return -1;
+	}
+	if (setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid)) {
+		perror("policyd: setresgid");
+		return -1;
+	}
+	if (setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid)) {
+		perror("policyd: setresuid");
+		return -1;
+	}
+	/* setresuid away from 0 cleared the permitted and effective sets;
+	 * clear the inheritable and ambient ones too */
+	if (no_caps() || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)) {
+		perror("policyd: clearing capabilities");
+		return -1;
+	}
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+		perror("policyd: no_new_privs");
+		return -1;
+	}
+	if (getresuid(&ru, &eu, &su) || getresgid(&rg, &eg, &sg) ||
+	    ru != pw->pw_uid || eu != pw->pw_uid || su != pw->pw_uid ||
+	    rg != pw->pw_gid || eg != pw->pw_gid || sg != pw->pw_gid) {
+		fprintf(stderr, "policyd: the ids did not change as asked\n");
+		return -1;
+	}
+	if (setuid(0) != -1 || setgid(0) != -1 || seteuid(0) != -1) {
+		fprintf(stderr, "policyd: root could be regained after dropping privileges\n");
+		return -1;
+	}
+	pd_log(d, LOG_NOTICE, "running as %s (uid %u, gid %u), no capabilities", user,
+	       (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	return 0;
+}
+
+/* Tell the reaper what to do with the pins and wait until it did it. */
+void pd_reaper_finish(struct pd_daemon *d, bool keep)
+{
+	char c = keep ? 'K' : 'D';
+
+	if (d->reaper <= 0)
+		return;
+	if (write(d->reaper_cmd, &c, 1) == 1) {
+		while (read(d->reaper_done, &c, 1) < 0 && errno == EINTR)
+			;
+	}
+	close(d->reaper_cmd);
+	close(d->reaper_done);
+	waitpid(d->reaper, NULL, 0);
+	d->reaper = 0;
+}
