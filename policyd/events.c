@@ -27,9 +27,20 @@
 /* How long a sink waits for the bytes an event announced. */
 #define PD_SINK_WAIT_MS 2000
 
-size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n)
+/* Append \xHH for c at out + o; returns the new length. */
+static size_t hex_byte(char *out, size_t o, uint8_t c)
 {
 	static const char hex[] = "0123456789abcdef";
+
+	out[o++] = '\\';
+	out[o++] = 'x';
+	out[o++] = hex[c >> 4];
+	out[o++] = hex[c & 15];
+	return o;
+}
+
+size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n)
+{
 	size_t o = 0;
 
 	for (size_t i = 0; i < n && o + 5 < cap; i++) {
@@ -44,10 +55,7 @@ size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n)
 		} else if (c >= 0x20 && c < 0x7f) {
 			out[o++] = (char)c;
 		} else {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
+			o = hex_byte(out, o, c);
 		}
 	}
 	out[o] = '\0';
@@ -57,21 +65,16 @@ size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n)
 /* A process name as one token: anything but [A-Za-z0-9._+-] as \xHH. */
 static void escape_comm(char *out, size_t cap, const char *comm)
 {
-	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
 
 	for (size_t i = 0; i < PD_COMM_LEN && comm[i] && o + 5 < cap; i++) {
 		uint8_t c = (uint8_t)comm[i];
 
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '.' || c == '_' || c == '+' || c == '-') {
+		    c == '.' || c == '_' || c == '+' || c == '-')
 			out[o++] = (char)c;
-		} else {
-			out[o++] = '\\';
-			out[o++] = 'x';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
+		else
+			o = hex_byte(out, o, c);
 	}
 	out[o] = '\0';
 }

@@ -59,8 +59,9 @@ out=$("$PD" run -c "$TMP/a.conf" --cgroup "$CG" --pin-dir "$PIN" 2>&1); rc=$?
 is "$rc" 3 "a second instance on the same pins: exit 3"
 case $out in *"holds the pins of another policyd"*) ok 0 "... saying why";; *) ok 1 "... saying why: $out";; esac
 
-# one connection that stays open across reloads: a coprocess in the cgroup
-coproc CONN { in_cgroup python3 -u -c '
+# a connection from the cgroup that stays open: one send per input line,
+# the result (bytes or -errno) per output line
+conn() { in_cgroup python3 -u -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 for line in sys.stdin:
@@ -69,6 +70,7 @@ for line in sys.stdin:
     except OSError as e:
         print(-e.errno)
 ' "$port"; }
+coproc CONN { conn; }
 PIDS+=($CONN_PID)
 say() { echo "$1" >&"${CONN[1]}"; read -r -t 10 r <&"${CONN[0]}"; echo "$r"; }
 is "$(say 'SET a 1')" 8 "open connection: an allowed line passes"
@@ -80,15 +82,7 @@ grep -q 'reloaded: policy .* is generation 2' "$TMP/policyd.log"; ok $? "SIGHUP 
 is "$(say 'SHUTDOWN now')" -13 "the open connection obeys the new rule at its next message"
 
 kill "$CONN_PID"; wait "$CONN_PID" 2>/dev/null
-coproc CONN2 { in_cgroup python3 -u -c '
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-for line in sys.stdin:
-    try:
-        print(s.send(line.encode()))
-    except OSError as e:
-        print(-e.errno)
-' "$port"; }
+coproc CONN2 { conn; }
 PIDS+=($CONN2_PID)
 say2() { echo "$1" >&"${CONN2[1]}"; read -r -t 10 r <&"${CONN2[0]}"; echo "$r"; }
 is "$(say2 'GET a')" 6 "a new connection under policy 2"
