@@ -200,11 +200,11 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	}
 	cookie = bpf_get_socket_cookie(ops);
 	st->service = (__u32)svc;
-	st->gen = active_gen();
-	st->in_msg = 0;
+	st->cur.gen = active_gen();
+	st->cur.in_msg = 0;
 	st->sticky = 0;
 	st->cookie = cookie;
-	st->m.state = PD_NO_STATE;      /* the service's resume state on first use */
+	st->cur.m.state = PD_NO_STATE;      /* the service's resume state on first use */
 	err = bpf_sock_hash_update(ops, &pd_sockets, &cookie, BPF_ANY);
 	if (err)
 		trouble(err == -16 /* EBUSY */ ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL);
@@ -333,13 +333,13 @@ __noinline int pd_scan(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = (st->gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!s.cm) {
 		st->run.err = 1;
 		return -1;
 	}
-	s.m = &st->m;
+	s.m = &st->cur.m;
 	s.run = &st->run;
 	s.msg = msg;
 	bpf_loop(PD_MAX_WINDOWS, scan_window, &s, 0);
@@ -366,7 +366,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	if (!st)
 		return -1;
 	avail = msg->size;
-	gen = st->gen & 1;
+	gen = st->cur.gen & 1;
 	cfg = bpf_map_lookup_elem(&pd_config, &zero);
 	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 	if (!e) {
@@ -386,15 +386,15 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->rule_id = 0;
 	e->audit_id = 0;
 	e->sink = 0;
-	e->audit = st->m.audit ? 1 : 0;
+	e->audit = st->cur.m.audit ? 1 : 0;
 	rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
 	r = st->run.ev_rule ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
 	if (r) {
 		e->rule_id = r->id;
 		e->sink = r->sink;
 	}
-	rk = gen * (PD_MAX_RULES + 1) + st->m.audit;
-	r = st->m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
+	rk = gen * (PD_MAX_RULES + 1) + st->cur.m.audit;
+	r = st->cur.m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
 	if (r)
 		e->audit_id = r->id;
 	e->family = (__u8)msg->family;
@@ -446,7 +446,7 @@ static __always_inline void emit(struct sk_msg_md *msg, struct pd_sock *st, __u3
 
 static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
 {
-	__u32 rk = (st->gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
+	__u32 rk = (st->cur.gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
 	struct pd_rule *r;
 
 	if (rule) {
@@ -461,7 +461,7 @@ static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
 static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
 				    __u32 rule, __u32 len, __u32 bytes)
 {
-	__u32 audit = st->m.audit;
+	__u32 audit = st->cur.m.audit;
 
 	count(counter_slot(st, rule), len);
 	if (audit && rule != audit)
@@ -475,7 +475,7 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
 			       __u32 rule, __u32 apply)
 {
-	__u32 rk = (st->gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
+	__u32 rk = (st->cur.gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
 	__u64 self = st->cookie;
 	struct pd_rule *r;
 
@@ -516,27 +516,24 @@ int pd_msg(struct sk_msg_md *msg)
 		return SK_DROP;
 	}
 	/* a held message is judged again from here */
-	st->snap = st->m;
-	st->snap_msglen = st->msglen;
-	st->snap_in_msg = st->in_msg;
-	st->snap_gen = st->gen;
-	if (!st->in_msg) {
+	st->snap = st->cur;
+	if (!st->cur.in_msg) {
 		__u32 gen = active_gen();
 
-		if (gen != st->gen)
-			st->m.state = PD_NO_STATE;      /* nothing carries across a reload */
-		st->gen = gen;
+		if (gen != st->cur.gen)
+			st->cur.m.state = PD_NO_STATE;      /* nothing carries across a reload */
+		st->cur.gen = gen;
 	}
-	key = (st->gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	if (!svc)
 		goto tables;
-	if (st->m.state == PD_NO_STATE)
-		st->m.state = svc->resume;
-	if (!st->in_msg) {
-		if (pd_begin(&st->m, svc, NULL))
+	if (st->cur.m.state == PD_NO_STATE)
+		st->cur.m.state = svc->resume;
+	if (!st->cur.in_msg) {
+		if (pd_begin(&st->cur.m, svc, NULL))
 			goto tables;
-		st->msglen = 0;
+		st->cur.msglen = 0;
 	}
 	st->run.line = svc->framing == PD_FRAME_LINE;
 	st->run.ended = 0;
@@ -544,7 +541,7 @@ int pd_msg(struct sk_msg_md *msg)
 	st->run.used = 0;
 	st->run.match_left = 0xffffffff;
 	if (svc->inspect)
-		st->run.match_left = svc->inspect > st->msglen ? svc->inspect - st->msglen : 0;
+		st->run.match_left = svc->inspect > st->cur.msglen ? svc->inspect - st->cur.msglen : 0;
 	/* framing none: this sk_msg is the message; line: up to a '\n' */
 	st->run.limit = size;
 	if (!st->run.line && st->run.match_left < size)
@@ -555,52 +552,49 @@ int pd_msg(struct sk_msg_md *msg)
 	used = st->run.used;
 
 	if (!st->run.line) {
-		pd_length(&st->m, svc, size);
-		verdict = pd_verdict(&st->m, svc, &rule);
-		pd_end(&st->m, svc, used == size);
+		pd_length(&st->cur.m, svc, size);
+		verdict = pd_verdict(&st->cur.m, svc, &rule);
+		pd_end(&st->cur.m, svc, used == size);
 		decided(msg, st, verdict, rule, size, size);
 		return act(msg, st, verdict, rule, 0);
 	}
 
-	st->msglen += used;
-	pd_length(&st->m, svc, st->msglen);
-	win_done = svc->inspect && st->msglen >= svc->inspect;
-	if (st->run.ended || st->m.deny) {
-		verdict = pd_verdict(&st->m, svc, &rule);
-		st->in_msg = 0;
-		decided(msg, st, verdict, rule, st->msglen, used);
-		pd_end(&st->m, svc, 1);
+	st->cur.msglen += used;
+	pd_length(&st->cur.m, svc, st->cur.msglen);
+	win_done = svc->inspect && st->cur.msglen >= svc->inspect;
+	if (st->run.ended || st->cur.m.deny) {
+		verdict = pd_verdict(&st->cur.m, svc, &rule);
+		st->cur.in_msg = 0;
+		decided(msg, st, verdict, rule, st->cur.msglen, used);
+		pd_end(&st->cur.m, svc, 1);
 		/* a drop covers the whole sk_msg: the kernel frees all of it,
 		 * and only then tells the sender the right count */
 		return act(msg, st, verdict, rule,
 			   verdict != PD_V_DENY && used < size ? used : 0);
 	}
 	/* the line goes on past this sk_msg */
-	hold = win_done ? 0 : pd_must_hold(&st->m, svc, NULL);
+	hold = win_done ? 0 : pd_must_hold(&st->cur.m, svc, NULL);
 	if (hold < 0)
 		goto tables;
 	if (hold) {
 		/* keep it back until more of the line arrives; the kernel runs
 		 * us on the whole held part again, from the state saved above.
 		 * If it cannot hold (buffer full), the drop applies. */
-		st->m = st->snap;
-		st->msglen = st->snap_msglen;
-		st->in_msg = st->snap_in_msg;
-		st->gen = st->snap_gen;
+		st->cur = st->snap;
 		trouble(PD_TR_HELD);
 		bpf_msg_apply_bytes(msg, 0);
 		bpf_msg_cork_bytes(msg, size + 1);
 		return SK_DROP;
 	}
-	st->in_msg = 1;
+	st->cur.in_msg = 1;
 	verdict = PD_V_PASS;
 	rule = 0;
-	if (win_done || st->m.redirect)
-		verdict = pd_verdict(&st->m, svc, &rule);
+	if (win_done || st->cur.m.redirect)
+		verdict = pd_verdict(&st->cur.m, svc, &rule);
 	if (verdict == PD_V_DENY)
-		decided(msg, st, verdict, rule, st->msglen, size);
+		decided(msg, st, verdict, rule, st->cur.msglen, size);
 	else if (verdict == PD_V_REDIRECT)
-		emit(msg, st, verdict, rule, st->msglen, size);
+		emit(msg, st, verdict, rule, st->cur.msglen, size);
 	else
 		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
 	return act(msg, st, verdict, rule, 0);

@@ -30,8 +30,8 @@
 #define PD_INLINE static inline __attribute__((always_inline))
 #endif
 
-/* Most bytes one pd_walk call looks at (the BPF verifier walks every
- * iteration, so this bounds verification cost; callers loop). */
+/* Most bytes one pd_walk call looks at; callers loop. (The BPF program
+ * does not use pd_walk: it calls pd_byte from a bpf_loop callback.) */
 #ifndef PD_WALK_MAX
 #define PD_WALK_MAX 256
 #endif

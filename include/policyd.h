@@ -258,24 +258,27 @@ struct pd_run {
 	__u8 pad[2];
 };
 
+/* Where a socket's stream stands: saved whole before each run. */
+struct pd_progress {
+	struct pd_match m;
+	__u32 gen;              /* policy slot m belongs to */
+	__u32 msglen;           /* bytes of the current message judged so far */
+	__u8 in_msg;            /* line framing: a message is in progress */
+	__u8 pad[3];
+};
+
 /* pd_sk (SK_STORAGE): per policed socket. The sock_ops program creates it
  * when a connection is established; policyd writes it when it adopts a
  * connection that was open before it started. */
 struct pd_sock {
-	struct pd_match m;      /* the message in progress (or the last one: carry) */
-	struct pd_match snap;   /* m when this run began: a held message is
+	struct pd_progress cur; /* the message in progress (or the last one: carry) */
+	struct pd_progress snap;/* cur when this run began: a held message is
 	                         * judged again from there */
 	__u64 cookie;           /* socket cookie: the key in pd_sockets */
 	__u32 service;          /* service index */
-	__u32 gen;              /* policy slot m belongs to */
-	__u32 msglen;           /* bytes of the current message judged so far */
-	__u32 snap_msglen;
-	__u32 snap_gen;
-	__u8 in_msg;            /* line framing: a message is in progress */
-	__u8 snap_in_msg;
 	__u8 sticky;            /* the kernel's sk_msg still carries a redirect
 	                         * target from an earlier part of it */
-	__u8 pad;
+	__u8 pad[3];
 	struct pd_run run;
 };
 

@@ -84,10 +84,10 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &ol))
 		return 0;
 	memset(&st, 0, sizeof(st));
-	st.m.state = PD_NO_STATE;
+	st.cur.m.state = PD_NO_STATE;
 	st.cookie = cookie;
 	st.service = (uint32_t)svc;
-	st.gen = d->gen;
+	st.cur.gen = d->gen;
 	/* NOEXIST: a socket the sock_ops program already set up keeps its state */
 	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_NOEXIST)) {
 		if (errno == EEXIST)
