@@ -37,7 +37,9 @@ struct pd_daemon {
 	int cg_fd;
 	struct bpf_link *sockops;
 	bool msg_attached;
-	bool pinned;
+	bool pinned;            /* the pin directory is ours to clean up */
+	bool kept;              /* set up over the pins of a kept instance */
+	int lock_fd;            /* the pin directory, flock()ed while we run */
 	struct ring_buffer *rb;
 	int sigfd;
 	uint32_t gen;           /* active policy slot */
@@ -73,8 +75,9 @@ void pd_sinks_close(struct pd_sink_rt *s, size_t n);
  * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
 size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
 
-/* privs.c: drop to user, leaving a reaper that removes the pins. */
-int pd_drop_privileges(struct pd_daemon *d, const char *user);
+/* privs.c: drop to user, leaving a reaper that removes the pins when
+ * the daemon ends (unless keep: on_exit = "keep"). */
+int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep);
 void pd_reaper_finish(struct pd_daemon *d, bool keep);
 
 /* adopt.c: put connections open before policyd started under policy. */

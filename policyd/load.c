@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -14,14 +15,23 @@
 #include "load.h"
 #include "policyd.skel.h"
 
-int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **why)
+int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
+		const char **why)
 {
 	struct policyd_bpf *s;
+	struct bpf_map *m;
 	/* headroom, so that a reload to a somewhat larger policy fits the
 	 * maps of the running programs */
 	uint32_t states = img->nstates + img->nstates / 4 + 256;
 	uint32_t width = img->row_width < PD_MIN_ROW_WIDTH ? PD_MIN_ROW_WIDTH : img->row_width;
+	char path[4200];
 	int err;
+
+	if (kept) {
+		/* the maps exist: the programs are loaded for their sizes */
+		states = kept->slot_states;
+		width = kept->row_width;
+	}
 
 	memset(l, 0, sizeof(*l));
 	s = policyd_bpf__open();
@@ -38,9 +48,32 @@ int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **wh
 		policyd_bpf__destroy(s);
 		return err;
 	}
+	/* libbpf reuses a pinned map only if its type, sizes and flags are
+	 * those this program expects; otherwise the load fails */
+	bpf_object__for_each_map(m, s->obj) {
+		if (!kept)
+			break;
+		/* the name bpf_object__pin_maps() gave it: '.' became '_' */
+		snprintf(path, sizeof(path), "%s/%s", kept->dir, bpf_map__name(m));
+		for (char *c = path + strlen(kept->dir); *c; c++)
+			if (*c == '.')
+				*c = '_';
+		if (access(path, F_OK)) {
+			*why = "the kept pins are incomplete (remove the directory)";
+			policyd_bpf__destroy(s);
+			return -ENOENT;
+		}
+		if ((err = bpf_map__set_pin_path(m, path))) {
+			*why = "cannot name the kept maps";
+			policyd_bpf__destroy(s);
+			return err;
+		}
+	}
 	err = policyd_bpf__load(s);
 	if (err) {
-		*why = "the kernel refused the BPF programs or maps (run with -v for its log)";
+		*why = kept ? "the kept maps do not fit these programs, or the kernel refused "
+			"the programs (run with -v for its log)" :
+			"the kernel refused the BPF programs or maps (run with -v for its log)";
 		policyd_bpf__destroy(s);
 		return err;
 	}

@@ -18,9 +18,19 @@ struct pd_loaded {
 	uint32_t row_width;
 };
 
+/* Maps pinned by an instance that stopped with on_exit = "keep": where,
+ * and their sizes (from their pd_config). */
+struct pd_kept {
+	const char *dir;
+	uint32_t slot_states;
+	uint32_t row_width;
+};
+
 /* Open and load the BPF programs with maps sized for img (and a later
- * image of the same size). Returns 0 or -errno; *why says what failed. */
-int pd_bpf_load(const struct pd_image *img, struct pd_loaded *l, const char **why);
+ * image of the same size), or, with kept, over the maps pinned there.
+ * Returns 0 or -errno; *why says what failed. */
+int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
+		const char **why);
 /* Write img into policy slot gen (0 or 1). Returns 0 or -errno. */
 int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen);
 /* Whether img fits the maps of l (a reload needs no new programs). */

@@ -65,10 +65,12 @@ static int no_caps(void)
 }
 
 /* The reaper: reads one byte ('D' detach, 'K' keep) or EOF (the daemon
- * died: detach), acts, answers on done, exits. */
-static void reaper(int cmd, int done, const char *pin_dir)
+ * died: what on_exit says), acts, answers on done, exits. It shares the
+ * daemon's lock on the pin directory, so no new instance takes the pins
+ * over before it is done with them. */
+static void reaper(int cmd, int done, const char *pin_dir, bool keep)
 {
-	char c = 'D';
+	char c;
 	ssize_t n;
 
 	prctl(PR_SET_NAME, "policyd-reaper");
@@ -78,7 +80,7 @@ static void reaper(int cmd, int done, const char *pin_dir)
 		n = read(cmd, &c, 1);
 	while (n < 0 && errno == EINTR);
 	if (n <= 0)
-		c = 'D';
+		c = keep ? 'K' : 'D';
 	if (c == 'D')
 		unpin_all(pin_dir);
 	if (write(done, "x", 1) < 0)
@@ -86,7 +88,7 @@ static void reaper(int cmd, int done, const char *pin_dir)
 	_exit(0);
 }
 
-static void close_all_but(int a, int b)
+static void close_all_but(int a, int b, int c)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
@@ -98,13 +100,14 @@ static void close_all_but(int a, int b)
 	while ((de = readdir(d))) {
 		int fd = atoi(de->d_name);
 
-		if (de->d_name[0] != '.' && fd > 2 && fd != a && fd != b && fd != self)
+		if (de->d_name[0] != '.' && fd > 2 && fd != a && fd != b && fd != c &&
+		    fd != self)
 			close(fd);
 	}
 	closedir(d);
 }
 
-int pd_drop_privileges(struct pd_daemon *d, const char *user)
+int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep)
 {
 	struct passwd *pw = getpwnam(user);
 	int cmd[2], done[2];
@@ -134,8 +137,8 @@ int pd_drop_privileges(struct pd_daemon *d, const char *user)
 	if (pid == 0) {
 		close(cmd[1]);
 		close(done[0]);
-		close_all_but(cmd[0], done[1]);
-		reaper(cmd[0], done[1], d->pin_dir);
+		close_all_but(cmd[0], done[1], d->lock_fd);
+		reaper(cmd[0], done[1], d->pin_dir, keep);
 	}
 	close(cmd[0]);
 	close(done[1]);

@@ -17,6 +17,7 @@
 #include <syslog.h>
 #include <unistd.h>
 #include <linux/magic.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -180,28 +181,31 @@ static int write_config(const struct pd_daemon *d)
 				   BPF_ANY) ? -errno : 0;
 }
 
-/* Detach and unpin. After the privilege drop the reaper removes the pins,
- * once this process holds no BPF object any more: that frees the maps,
- * which detaches the sk_msg program and empties the socket map. */
-static void teardown(struct pd_daemon *d)
+/* Stop. With unpin (on_exit = "detach"), detach and remove the pins; after
+ * the privilege drop the reaper removes them, once this process holds no
+ * BPF object any more: that frees the maps, which detaches the sk_msg
+ * program and empties the socket map. Without, the pinned link and maps
+ * go on enforcing: only this process's descriptors close. */
+static void teardown(struct pd_daemon *d, bool unpin)
 {
 	bool root = !d->reaper;
 
 	if (d->sockops) {
-		if (d->pinned && root)
+		if (d->pinned && root && unpin)
 			bpf_link__unpin(d->sockops);
 		bpf_link__destroy(d->sockops);
 		d->sockops = NULL;
 	}
-	if (d->msg_attached && root)
+	if (d->msg_attached && root && unpin)
 		bpf_prog_detach2(bpf_program__fd(d->l.skel->progs.pd_msg),
 				 bpf_map__fd(d->l.skel->maps.pd_sockets), BPF_SK_MSG_VERDICT);
 	d->msg_attached = false;
-	if (d->pinned && root) {
-		bpf_object__unpin_maps(d->l.skel->obj, d->pin_dir);
+	if (d->pinned && root && unpin) {
+		if (d->l.skel)
+			bpf_object__unpin_maps(d->l.skel->obj, d->pin_dir);
 		rmdir(d->pin_dir);
-		d->pinned = false;
 	}
+	d->pinned = false;
 	if (d->rb) {
 		ring_buffer__free(d->rb);
 		d->rb = NULL;
@@ -213,20 +217,106 @@ static void teardown(struct pd_daemon *d)
 	if (d->cg_fd >= 0)
 		close(d->cg_fd);
 	d->cg_fd = -1;
-	pd_reaper_finish(d, false);
-	d->pinned = false;
+	pd_reaper_finish(d, !unpin);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
+	d->lock_fd = -1;
 }
 
-/* Pins of an earlier instance are never overwritten or reused silently. */
-static int pin_dir_free(const char *dir)
+/* Take the pin directory: create it if need be and hold a lock on it for
+ * as long as this instance (and its reaper) runs. A second instance on
+ * the same pins is refused while the first one lives. */
+static int lock_pin_dir(struct pd_daemon *d)
+{
+	bool made = !mkdir(d->pin_dir, 0700);
+
+	if (!made && errno != EEXIST) {
+		fprintf(stderr, "policyd: cannot create %s: %s\n", d->pin_dir, strerror(errno));
+		return -1;
+	}
+	d->lock_fd = open(d->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->lock_fd < 0) {
+		fprintf(stderr, "policyd: cannot open %s: %s\n", d->pin_dir, strerror(errno));
+		return -1;
+	}
+	if (flock(d->lock_fd, LOCK_EX | LOCK_NB)) {
+		fprintf(stderr, "policyd: %s holds the pins of another policyd that is still "
+			"running; stop it first (or give this one other pins: --pin-dir)\n",
+			d->pin_dir);
+		return -1;
+	}
+	d->pinned = made;
+	return 0;
+}
+
+/* The pins of an instance that stopped with on_exit = "keep": 0 and *c
+ * filled when there are some this policyd can run over, 1 when there are
+ * none, -1 (said why) when they must not be touched. */
+static int read_kept(const struct pd_daemon *d, struct pd_config *c)
 {
 	char path[4200];
+	uint32_t zero = 0;
+	int fd;
 
-	snprintf(path, sizeof(path), "%s/pd_config", dir);
-	if (!access(path, F_OK)) {
-		fprintf(stderr, "policyd: %s holds the pins of another policyd (running, or "
-			"stopped with on_exit = \"keep\"); stop it, or remove the directory to "
-			"end its enforcement\n", dir);
+	snprintf(path, sizeof(path), "%s/pd_config", d->pin_dir);
+	if (access(path, F_OK))
+		return 1;
+	fd = bpf_obj_get(path);
+	if (fd < 0 || bpf_map_lookup_elem(fd, &zero, c)) {
+		fprintf(stderr, "policyd: cannot read the kept state %s: %s; it is left as it "
+			"is\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	if (c->layout != PD_LAYOUT_VERSION) {
+		fprintf(stderr, "policyd: the pins under %s have layout %u, this policyd reads "
+			"layout %u; they are left enforcing as they are. To replace them, "
+			"remove the directory (that ends their enforcement) and start again\n",
+			d->pin_dir, c->layout, PD_LAYOUT_VERSION);
+		return -1;
+	}
+	if (c->active_gen > 1 || !c->slot_states || !c->row_width ||
+	    (c->row_width & (c->row_width - 1))) {
+		fprintf(stderr, "policyd: the pins under %s hold an inconsistent pd_config; "
+			"they are left as they are\n", d->pin_dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* The sock_ops link of the kept state, switched to our program. It must
+ * be attached to the cgroup this instance is told to police. */
+static int take_sockops(struct pd_daemon *d, const char *path)
+{
+	struct bpf_link_info info;
+	uint32_t len = sizeof(info);
+	struct stat st;
+
+	d->sockops = bpf_link__open(path);
+	if (!d->sockops) {
+		d->sockops = NULL;
+		fprintf(stderr, "policyd: cannot open the kept link %s: %s\n", path,
+			strerror(errno));
+		return -1;
+	}
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(d->sockops), &info, &len) ||
+	    fstat(d->cg_fd, &st)) {
+		fprintf(stderr, "policyd: cannot inspect %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != st.st_ino) {
+		fprintf(stderr, "policyd: the kept link %s polices another cgroup (id %llu), not "
+			"%s; the kept state is left as it is. To move policyd, remove the pin "
+			"directory (that ends its enforcement) and start again\n", path,
+			(unsigned long long)info.cgroup.cgroup_id, d->cgroup);
+		return -1;
+	}
+	if (bpf_link__update_program(d->sockops, d->l.skel->progs.pd_sockops)) {
+		fprintf(stderr, "policyd: cannot switch the kept link to this policyd's sock_ops "
+			"program: %s\n", strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -238,6 +328,8 @@ static int setup(struct pd_daemon *d)
 	const char *why = "";
 	char path[4200];
 	unsigned adopted = 0;
+	struct pd_config kept_cfg = { 0 };
+	struct pd_kept kept;
 	int err;
 
 	if (o->cgroup)
@@ -268,19 +360,36 @@ static int setup(struct pd_daemon *d)
 			"mounted: %s\n", d->pin_dir, strerror(errno));
 		return -1;
 	}
-	if (pin_dir_free(d->pin_dir))
+	if (lock_pin_dir(d))
 		return -1;
-	err = pd_bpf_load(&d->img, &d->l, &why);
+	err = read_kept(d, &kept_cfg);
+	if (err < 0)
+		return -1;
+	d->kept = !err;
+	kept.dir = d->pin_dir;
+	kept.slot_states = kept_cfg.slot_states;
+	kept.row_width = kept_cfg.row_width;
+	err = pd_bpf_load(&d->img, d->kept ? &kept : NULL, &d->l, &why);
 	if (err) {
 		fprintf(stderr, "policyd: %s: %s%s\n", why, strerror(-err),
 			err == -EPERM ? " (run as root: loading needs CAP_BPF, CAP_NET_ADMIN "
 			"and CAP_SYS_ADMIN)" : "");
 		return -1;
 	}
-	d->gen = 0;
-	d->generation = 1;
+	/* over kept pins the new policy goes into the idle slot and takes
+	 * over with one write, once everything else is in place */
+	d->gen = d->kept ? kept_cfg.active_gen ^ 1 : 0;
+	d->generation = d->kept ? kept_cfg.generation + 1 : 1;
+	if (d->kept && !pd_bpf_fits(&d->l, &d->img)) {
+		fprintf(stderr, "policyd: the policy needs %u states of %u classes, the kept "
+			"maps under %s hold %u of %u; the kept policy keeps enforcing. To load "
+			"this one, remove the pin directory (that ends enforcement) and start "
+			"again\n", d->img.nstates, d->img.row_width, d->pin_dir,
+			d->l.slot_states, d->l.row_width);
+		return -1;
+	}
 	if ((err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
-	    (err = write_names(d, &d->pol, d->gen)) || (err = write_config(d))) {
+	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
 		fprintf(stderr, "policyd: cannot write the policy into the maps: %s\n",
 			strerror(-err));
 		return -1;
@@ -297,12 +406,7 @@ static int setup(struct pd_daemon *d)
 			return -1;
 		}
 	}
-	if (mkdir(d->pin_dir, 0700) && errno != EEXIST) {
-		fprintf(stderr, "policyd: cannot create %s: %s\n", d->pin_dir, strerror(errno));
-		return -1;
-	}
-	d->pinned = true;
-	if (bpf_object__pin_maps(d->l.skel->obj, d->pin_dir)) {
+	if (!d->kept && bpf_object__pin_maps(d->l.skel->obj, d->pin_dir)) {
 		fprintf(stderr, "policyd: cannot pin the maps under %s: %s\n", d->pin_dir,
 			strerror(errno));
 		return -1;
@@ -314,17 +418,28 @@ static int setup(struct pd_daemon *d)
 		return -1;
 	}
 	d->msg_attached = true;
-	d->sockops = bpf_program__attach_cgroup(d->l.skel->progs.pd_sockops, d->cg_fd);
-	if (!d->sockops) {
-		d->sockops = NULL;
-		fprintf(stderr, "policyd: cannot attach the sock_ops program to %s: %s\n",
-			d->cgroup, strerror(errno));
-		return -1;
-	}
 	snprintf(path, sizeof(path), "%s/link_sockops", d->pin_dir);
-	if (bpf_link__pin(d->sockops, path)) {
-		fprintf(stderr, "policyd: cannot pin %s: %s\n", path, strerror(errno));
-		return -1;
+	if (d->kept) {
+		if (take_sockops(d, path))
+			return -1;
+		/* the flip: from here on the kept state enforces this policy */
+		if ((err = write_config(d))) {
+			fprintf(stderr, "policyd: cannot switch the kept state to the policy: %s; "
+				"the kept policy keeps enforcing\n", strerror(-err));
+			return -1;
+		}
+	} else {
+		d->sockops = bpf_program__attach_cgroup(d->l.skel->progs.pd_sockops, d->cg_fd);
+		if (!d->sockops) {
+			d->sockops = NULL;
+			fprintf(stderr, "policyd: cannot attach the sock_ops program to %s: %s\n",
+				d->cgroup, strerror(errno));
+			return -1;
+		}
+		if (bpf_link__pin(d->sockops, path)) {
+			fprintf(stderr, "policyd: cannot pin %s: %s\n", path, strerror(errno));
+			return -1;
+		}
 	}
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
@@ -336,9 +451,15 @@ static int setup(struct pd_daemon *d)
 			strerror(errno));
 		return -1;
 	}
+	if (d->kept)
+		pd_log(d, LOG_NOTICE, "took over the enforcement kept under %s (policy "
+		       "generation %llu, layout %u) without a gap; this policy is generation %llu",
+		       d->pin_dir, (unsigned long long)kept_cfg.generation, kept_cfg.layout,
+		       (unsigned long long)d->generation);
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
-	       "cgroup %s, pins %s, %u open connections adopted", d->config,
-	       d->pol.nservices, d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted);
+	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s", d->config,
+	       d->pol.nservices, d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
+	       d->pol.daemon.keep ? "keep" : "detach");
 	return 0;
 }
 
@@ -432,7 +553,9 @@ static int loop(struct pd_daemon *d)
 				reload(d);
 				continue;
 			}
-			pd_log(d, LOG_NOTICE, "stopping on %s: detaching", strsignal(si.ssi_signo));
+			pd_log(d, LOG_NOTICE, "stopping on %s: %s", strsignal(si.ssi_signo),
+			       d->pol.daemon.keep ? "on_exit = keep: the pinned programs and "
+			       "maps go on enforcing" : "detaching");
 			ring_buffer__consume(d->rb);
 			return 0;
 		}
@@ -441,7 +564,8 @@ static int loop(struct pd_daemon *d)
 
 int pd_cmd_run(const struct pd_opts *o)
 {
-	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .sigfd = -1 };
+	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .sigfd = -1,
+			       .lock_fd = -1 };
 	sigset_t set;
 	int ret;
 
@@ -460,15 +584,22 @@ int pd_cmd_run(const struct pd_opts *o)
 	d.sigfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (d.sigfd < 0 || setup(&d) ||
 	    pd_drop_privileges(&d, o->user ? o->user : d.pol.daemon.user ?
-			       d.pol.daemon.user : PD_DEFAULT_USER)) {
-		teardown(&d);
+			       d.pol.daemon.user : PD_DEFAULT_USER, d.pol.daemon.keep)) {
+		/* a kept state stays as it was (or under this policy, if the
+		 * flip happened): failing never ends enforcement */
+		teardown(&d, !d.kept);
 		pd_image_free(&d.img);
 		pd_policy_free(&d.pol);
 		return PD_EXIT_RUNTIME;
 	}
 	ret = loop(&d) ? PD_EXIT_RUNTIME : PD_EXIT_OK;
-	teardown(&d);
-	pd_log(&d, LOG_NOTICE, "stopped: nothing attached, pins removed");
+	/* the reload may have changed on_exit */
+	teardown(&d, !d.pol.daemon.keep);
+	if (d.pol.daemon.keep)
+		pd_log(&d, LOG_NOTICE, "stopped: the pins under %s keep enforcing policy "
+		       "generation %llu", d.pin_dir, (unsigned long long)d.generation);
+	else
+		pd_log(&d, LOG_NOTICE, "stopped: nothing attached, pins removed");
 	pd_image_free(&d.img);
 	pd_policy_free(&d.pol);
 	close(d.sigfd);
