@@ -107,7 +107,7 @@ check:
 	$(Q)$(MAKE) --no-print-directory test
 
 test: all $(UNIT_BIN) $(E2E_BIN) $(O)/fuzz_policy
-	$(Q)O=$(O) prove --exec '' --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/fuzz.t \
+	$(Q)O=$(O) prove --exec '' --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/man.t tests/fuzz.t \
 		$(wildcard tests/e2e/*.t)
 
 fuzz: $(O)/fuzz_policy
@@ -129,9 +129,9 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/policyd/examples
 	install -m 0755 $(O)/policyd $(DESTDIR)$(PREFIX)/sbin/policyd
 	install -m 0644 policy-examples/*.conf $(DESTDIR)$(PREFIX)/share/policyd/examples/
-	for f in policyd/policyd.8; do [ ! -f $$f ] || install -m 0644 $$f $(DESTDIR)$(PREFIX)/share/man/man8/; done
-	for f in policyd/policyd.conf.5; do [ ! -f $$f ] || install -m 0644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/; done
-	for f in policyd/policyd.service; do [ ! -f $$f ] || install -D -m 0644 $$f $(DESTDIR)$(PREFIX)/lib/systemd/system/policyd.service; done
+	install -m 0644 policyd/policyd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 policyd/policyd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -D -m 0644 policyd/policyd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/policyd.service
 
 clean:
 	rm -rf $(O)

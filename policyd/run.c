@@ -22,11 +22,13 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/utsname.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "daemon.h"
+#include "kernel.h"
 #include "policyd.skel.h"
 
 void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
@@ -138,6 +140,21 @@ static int probe(void)
 			return -1;
 		}
 	return 0;
+}
+
+/* Below the floor everything may work, or lose and leak bytes in ways
+ * policyd cannot see: say so at every start. */
+static void warn_old_kernel(const struct pd_daemon *d)
+{
+	struct utsname u;
+
+	if (uname(&u) || !pd_release_below(u.release, PD_KERNEL_FLOOR_MAJOR,
+					   PD_KERNEL_FLOOR_MINOR))
+		return;
+	pd_log(d, LOG_WARNING, "warning: kernel %s is older than " PD_KERNEL_FLOOR ", the "
+	       "first with the known sockmap and sk_msg fixes (cork, apply_bytes, redirect, "
+	       "teardown); payloads may be passed or dropped wrongly: upgrade the kernel",
+	       u.release);
 }
 
 /* Write service names of slot gen for `policyd stats`. */
@@ -355,6 +372,7 @@ static int setup(struct pd_daemon *d)
 	}
 	if (probe())
 		return -1;
+	warn_old_kernel(d);
 	if (ensure_bpffs(d->pin_dir)) {
 		fprintf(stderr, "policyd: %s is not on a BPF file system and none could be "
 			"mounted: %s\n", d->pin_dir, strerror(errno));
