@@ -14,6 +14,7 @@ ok() {   # ok CONDITION-EXIT-STATUS DESCRIPTION
 		echo "not ok $_n - $*"
 		_failed=$((_failed + 1))
 	fi
+	return "$st"   # so that `ok ... || diagnose` shows why
 }
 
 # is GOT WANT DESCRIPTION
