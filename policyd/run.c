@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/magic.h>
 #include <sys/file.h>
@@ -481,6 +482,14 @@ static int setup(struct pd_daemon *d)
 	return 0;
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 /* SIGHUP: the new policy goes into the idle slot, then one write flips
  * the generation. A bad policy changes nothing. */
 static void reload(struct pd_daemon *d)
@@ -491,6 +500,7 @@ static void reload(struct pd_daemon *d)
 	struct pd_sink_rt sinks[PD_MAX_SINKS];
 	size_t nsinks = 0;
 	uint32_t next = d->gen ^ 1;
+	double t0 = now_ms(), t1, t2, t3;
 	int err;
 
 	if (pd_policy_load(d->config, &p, &diag) || pd_compile(&p, &img, &diag)) {
@@ -513,6 +523,7 @@ static void reload(struct pd_daemon *d)
 	}
 	if (pd_sinks_open(d, &p, sinks, &nsinks))
 		goto drop_new;
+	t1 = now_ms();
 	if ((err = pd_bpf_write_image(&d->l, &img, next)) || (err = write_names(d, &p, next))) {
 		pd_log(d, LOG_ERR, "reload failed writing the maps: %s; policy generation %llu "
 		       "keeps enforcing", strerror(-err), (unsigned long long)d->generation);
@@ -533,15 +544,18 @@ static void reload(struct pd_daemon *d)
 	d->img = img;
 	d->gen = next;
 	d->generation++;
+	t2 = now_ms();
 	write_config(d);
+	t3 = now_ms();
 	/* what was diverted before the flip is still read from the old sinks */
 	ring_buffer__consume(d->rb);
 	pd_sinks_close(d->sinks, d->nsinks);
 	memcpy(d->sinks, sinks, sizeof(sinks));
 	d->nsinks = nsinks;
 	pd_log(d, LOG_NOTICE, "reloaded: policy %s is generation %llu (%zu services, %zu "
-	       "rules, %u states)", d->config, (unsigned long long)d->generation,
-	       p.nservices, p.nrules, img.nstates);
+	       "rules, %u states); compiled in %.1f ms, written in %.1f ms, switched in "
+	       "%.3f ms", d->config, (unsigned long long)d->generation, p.nservices, p.nrules,
+	       img.nstates, t1 - t0, t2 - t1, t3 - t2);
 	return;
 drop_new:
 	pd_image_free(&img);
