@@ -129,6 +129,23 @@ struct {
 	__type(value, __u64);
 } pd_trouble SEC(".maps");
 
+/* Sockets a verdict dropped a message of, by cookie: the abort iterator
+ * (pd_abort) ends their connections. LRU: an entry for a socket that
+ * closed before the iterator ran ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);           /* when: bpf_ktime_get_ns() */
+} pd_doomed SEC(".maps");
+
+static __always_inline void doom(const struct pd_sock *st)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	bpf_map_update_elem(&pd_doomed, &st->cookie, &now, BPF_NOEXIST);
+}
+
 static __always_inline void trouble(__u32 what)
 {
 	__u64 *c = bpf_map_lookup_elem(&pd_trouble, &what);
@@ -481,8 +498,10 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 
 
 	bpf_msg_cork_bytes(msg, 0);
 	bpf_msg_apply_bytes(msg, apply);
-	if (verdict == PD_V_DENY)
+	if (verdict == PD_V_DENY) {
+		doom(st);
 		return SK_DROP;
+	}
 	if (verdict == PD_V_REDIRECT) {
 		r = bpf_map_lookup_elem(&pd_rules, &rk);
 		/* the rest of this sk_msg keeps the target: see sticky */
@@ -600,5 +619,57 @@ int pd_msg(struct sk_msg_md *msg)
 	return act(msg, st, verdict, rule, 0);
 tables:
 	trouble(PD_TR_TABLES);
+	doom(st);
 	return SK_DROP;
+}
+
+/* The kernel's types the abort iterator reads, resolved against its BTF
+ * at load time (CO-RE): only the fields used are declared. */
+struct sock_common {
+	unsigned short skc_family;
+} __attribute__((preserve_access_index));
+struct bpf_iter_meta;
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+} __attribute__((preserve_access_index));
+struct tcp_sock {
+	__u32 snd_una;
+	__u32 write_seq;
+} __attribute__((preserve_access_index));
+
+/* How long an abort waits for the bytes passed before the drop to be
+ * acknowledged by the peer (an abort discards unsent data). */
+#define PD_ABORT_DRAIN_NS (10ull * 1000000000)
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+/* After a drop the kernel fails every later send on the socket, but the
+ * connection stays open: a client that then waits for a reply (libpq,
+ * many RPC clients) would wait for ever, and so would the server. The
+ * daemon runs this iterator over the TCP sockets after a drop; it aborts
+ * the doomed ones as `ss -K` would: the peer gets a reset, the sender's
+ * next call fails with ECONNABORTED. Not before the peer acknowledged
+ * every byte sent before the drop (passed lines of the same send): an
+ * abort throws away what is still queued. */
+SEC("iter/tcp")
+int pd_abort(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *sk = ctx->sk_common;
+	struct tcp_sock *tp;
+	__u64 cookie, *when;
+
+	if (!sk || (sk->skc_family != AF_INET && sk->skc_family != AF_INET6))
+		return 0;
+	cookie = bpf_get_socket_cookie(sk);
+	when = bpf_map_lookup_elem(&pd_doomed, &cookie);
+	if (!when)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (tp && tp->snd_una != tp->write_seq &&
+	    bpf_ktime_get_ns() - *when < PD_ABORT_DRAIN_NS)
+		return 0;       /* the next pass */
+	bpf_map_delete_elem(&pd_doomed, &cookie);
+	bpf_sock_destroy(sk);
+	return 0;
 }

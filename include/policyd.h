@@ -22,8 +22,9 @@
 #include <stdint.h>
 #endif
 
-/* Layout version of pinned maps. Bump on any change to a struct below. */
-#define PD_LAYOUT_VERSION 1
+/* Layout version of pinned maps. Bump on any change to a struct below or
+ * to the set of maps (2: pd_doomed). */
+#define PD_LAYOUT_VERSION 2
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES

@@ -36,6 +36,7 @@ struct pd_daemon {
 	char pin_dir[4096];
 	int cg_fd;
 	struct bpf_link *sockops;
+	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop */
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */
 	bool kept;              /* set up over the pins of a kept instance */

@@ -214,6 +214,10 @@ static void teardown(struct pd_daemon *d, bool unpin)
 		bpf_link__destroy(d->sockops);
 		d->sockops = NULL;
 	}
+	if (d->abort_iter) {
+		bpf_link__destroy(d->abort_iter);
+		d->abort_iter = NULL;
+	}
 	if (d->msg_attached && root && unpin)
 		bpf_prog_detach2(bpf_program__fd(d->l.skel->progs.pd_msg),
 				 bpf_map__fd(d->l.skel->maps.pd_sockets), BPF_SK_MSG_VERDICT);
@@ -460,6 +464,13 @@ static int setup(struct pd_daemon *d)
 			return -1;
 		}
 	}
+	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
+	if (!d->abort_iter) {
+		d->abort_iter = NULL;
+		fprintf(stderr, "policyd: cannot set up the iterator that ends denied "
+			"connections (bpf_sock_destroy, Linux 6.5): %s\n", strerror(errno));
+		return -1;
+	}
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
 	if (pd_adopt(d, &adopted))
@@ -562,6 +573,36 @@ drop_new:
 	pd_policy_free(&p);
 }
 
+static bool any_doomed(const struct pd_daemon *d)
+{
+	uint64_t key;
+
+	return !bpf_map_get_next_key(bpf_map__fd(d->l.skel->maps.pd_doomed), NULL, &key);
+}
+
+/* Abort the connections the data plane dropped a message of: one pass of
+ * the iterator over this network namespace's TCP sockets, when any is
+ * waiting. Needs no privilege: the iterator was attached during setup.
+ * Returns whether some wait still (for their passed bytes to drain). */
+static bool abort_doomed(struct pd_daemon *d)
+{
+	char buf[64];
+	int fd;
+
+	if (!any_doomed(d))
+		return false;
+	fd = bpf_iter_create(bpf_link__fd(d->abort_iter));
+	if (fd < 0) {
+		pd_log(d, LOG_ERR, "cannot run the abort iterator: %s; denied connections stay "
+		       "open (their sends fail)", strerror(errno));
+		return false;
+	}
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
+	return any_doomed(d);
+}
+
 static int loop(struct pd_daemon *d)
 {
 	struct pollfd pf[2] = {
@@ -569,15 +610,18 @@ static int loop(struct pd_daemon *d)
 		{ .fd = d->sigfd, .events = POLLIN },
 	};
 	struct signalfd_siginfo si;
+	bool draining = false;
 
 	for (;;) {
-		int n = poll(pf, 2, 1000);
+		/* while an abort waits for passed bytes to drain, look again soon */
+		int n = poll(pf, 2, draining ? 20 : 1000);
 
 		if (n < 0 && errno != EINTR) {
 			pd_log(d, LOG_ERR, "poll: %s", strerror(errno));
 			return -1;
 		}
 		ring_buffer__consume(d->rb);
+		draining = abort_doomed(d);
 		pd_tick(d);
 		if (n > 0 && (pf[1].revents & POLLIN) &&
 		    read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {

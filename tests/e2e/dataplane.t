@@ -6,6 +6,7 @@
 # open connection, logs, counters and a clean detach. Each check is what a
 # user would look at: the bytes the server got, the errno the client saw,
 # the log line, the counter.
+import errno
 import os
 import re
 import signal
@@ -88,8 +89,15 @@ check("allowed lines pass byte for byte", [send(b"SET a 1\r\n"), send(b"GET a\r\
 check("deny contains: FLUSHALL refused with EACCES, nothing of it arrives",
       [send(b"SET a 1\n"), send(b"FLUSHALL\n")], [8, EACCES], b"SET a 1\n")
 check("deny contains nocase: fLuShAlL", [send(b"fLuShAlL\n")], [EACCES], b"")
-check("after a drop every later send fails too",
-      [send(b"FLUSHALL\n"), send(b"GET a\n")], [EACCES, EACCES], b"")
+res, port = client(env, kv.port, [send(b"FLUSHALL\n"), send(b"GET a\n")])
+# EACCES while the connection waits for its abort, the abort's errors after
+ok(res[0] == EACCES and res[1] in (EACCES, -errno.ECONNABORTED, -errno.EPIPE) and
+   kv.got(port) == b"", "after a drop every later send fails too", "results %r" % res)
+port = check("a denied connection is aborted: lines passed before the deny arrive, then the "
+             "client's read fails with ECONNABORTED, and later sends still fail",
+             [send(b"GET a\nFLUSHALL\n"), ["sleep", 0.3], ["recv", 10], send(b"GET b\n")],
+             [6, -errno.ECONNABORTED, EACCES], b"GET a\n")
+is_(kv.errors.get(port), errno.ECONNRESET, "... and the server sees the connection reset")
 check("deny prefix: CONFIG SET at a line start", [send(b"config set dir /tmp\n")],
       [EACCES], b"")
 check("prefix anchors at the line start only: SET CONFIG passes",

@@ -193,6 +193,7 @@ class Recorder:
         self.ls.bind((host, self.port))
         self.ls.listen(64)
         self.data = {}
+        self.errors = {}    # the errno a connection ended with, if not a clean close
         self.done = {}
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -212,7 +213,9 @@ class Recorder:
         while True:
             try:
                 chunk = c.recv(65536)
-            except OSError:
+            except OSError as e:
+                with self.lock:
+                    self.errors[port] = e.errno
                 break
             if not chunk:
                 break

@@ -50,7 +50,12 @@ def run_steps(sock, steps):
                 sock.settimeout(5)
                 data = b""
                 while len(data) < step[1]:
-                    chunk = sock.recv(step[1] - len(data))
+                    try:
+                        chunk = sock.recv(step[1] - len(data))
+                    except OSError:
+                        if not data:
+                            raise
+                        break       # what arrived before a reset
                     if not chunk:
                         break
                     data += chunk
