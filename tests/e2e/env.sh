@@ -73,3 +73,47 @@ start_policyd() {
 stop_policyd() {
 	kill -TERM "$PDPID" && wait "$PDPID"
 }
+
+# start_nginx PORT ROOT [in|out] [DIRECTIVES]: a throwaway nginx on
+# 127.0.0.1:PORT serving ROOT, its files under $TMP/ngx (access.log lines:
+# status "request" ua= api= xff=), /api/ answering any method; "in" runs
+# it as a process of our cgroup
+start_nginx() {
+	local port=$1 root=$2 where=${3:-out} extra=${4:-}
+	mkdir -p "$TMP/ngx"
+	cat > "$TMP/ngx/nginx.conf" <<EOF
+user nobody nogroup;
+worker_processes 1;
+pid $TMP/ngx/nginx.pid;
+error_log $TMP/ngx/error.log;
+events { worker_connections 64; }
+http {
+	log_format pd '\$status "\$request" ua="\$http_user_agent" api="\$http_x_api_version" xff="\$http_x_forwarded_for"';
+	access_log $TMP/ngx/access.log pd;
+	client_body_temp_path $TMP/ngx/body;
+	proxy_temp_path $TMP/ngx/proxy;
+	fastcgi_temp_path $TMP/ngx/fastcgi;
+	uwsgi_temp_path $TMP/ngx/uwsgi;
+	scgi_temp_path $TMP/ngx/scgi;
+	client_max_body_size 4m;
+	$extra
+	server {
+		listen 127.0.0.1:$port;
+		root $root;
+		location /api/ { return 200 "ok \$request_method \$request_length\n"; }
+	}
+}
+EOF
+	nginx -t -c "$TMP/ngx/nginx.conf" -p "$TMP/ngx" >/dev/null 2>&1 || return 1
+	if [ "$where" = in ]; then
+		in_cgroup nginx -c "$TMP/ngx/nginx.conf" -p "$TMP/ngx" -g 'daemon off;' &
+	else
+		nginx -c "$TMP/ngx/nginx.conf" -p "$TMP/ngx" -g 'daemon off;' &
+	fi
+	PIDS+=($!)
+	for _ in $(seq 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+		sleep 0.1
+	done
+	return 1
+}

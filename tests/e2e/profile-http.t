@@ -15,40 +15,15 @@ port=$(free_port)
 sed "s/ports = \[ 80, 8080 \]/ports = [ $port ]/" policy-examples/http-client.conf > "$TMP/p.conf"
 grep -q "ports = \[ $port \]" "$TMP/p.conf"; ok $? "the profile's ports are adapted to $port"
 
-mkdir -p "$TMP/www/docs" "$TMP/www/.well-known" "$TMP/ngx"
+mkdir -p "$TMP/www/docs" "$TMP/www/.well-known"
 echo '<h1>home</h1>' > "$TMP/www/index.html"
 echo 'contact: security@example.org' > "$TMP/www/.well-known/security.txt"
 echo 'release notes...' > "$TMP/www/docs/a..b.txt"
 echo 'environment page' > "$TMP/www/docs/environment.html"
 echo 'SECRET=hunter2' > "$TMP/www/.env"
 head -c 1048576 /dev/urandom > "$TMP/www/big.bin"
-cat > "$TMP/nginx.conf" <<EOF
-user nobody nogroup;
-worker_processes 1;
-pid $TMP/ngx/nginx.pid;
-error_log $TMP/ngx/error.log;
-events { worker_connections 64; }
-http {
-	log_format pd '\$status "\$request" ua="\$http_user_agent" api="\$http_x_api_version" xff="\$http_x_forwarded_for"';
-	access_log $TMP/ngx/access.log pd;
-	client_body_temp_path $TMP/ngx/body;
-	proxy_temp_path $TMP/ngx/proxy;
-	fastcgi_temp_path $TMP/ngx/fastcgi;
-	uwsgi_temp_path $TMP/ngx/uwsgi;
-	scgi_temp_path $TMP/ngx/scgi;
-	client_max_body_size 4m;
-	gzip on; gzip_types text/plain;
-	server {
-		listen 127.0.0.1:$port;
-		root $TMP/www;
-		location /api/ { return 200 "ok \$request_method \$request_length\n"; }
-	}
-}
-EOF
-nginx -t -c "$TMP/nginx.conf" -p "$TMP/ngx" >/dev/null 2>&1; ok $? "nginx accepts the test configuration"
-nginx -c "$TMP/nginx.conf" -p "$TMP/ngx" -g 'daemon off;' &
-PIDS+=($!)
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+start_nginx "$port" "$TMP/www" out 'gzip on; gzip_types text/plain;'
+ok $? "nginx serves on 127.0.0.1:$port"
 start_policyd "$TMP/p.conf"; ok $? "policyd runs the http-client profile"
 : > "$TMP/ngx/access.log"
 
