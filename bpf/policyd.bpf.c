@@ -439,6 +439,10 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 		ex = PD_EXCERPT_MAX;
 	if (ex > avail)
 		ex = avail;
+	/* the message's own bytes: under line framing the next line may
+	 * follow in the same sk_msg */
+	if (e->bytes && ex > e->bytes)
+		ex = e->bytes;
 	e->excerpt_len = 0;
 	if (ex && !bpf_msg_pull_data(msg, 0, ex, 0)) {
 		void *d = msg->data;
