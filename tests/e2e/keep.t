@@ -30,6 +30,7 @@ pol() {  # pol FILE ON_EXIT WORD...: a line-framed service denying each WORD
 # a listener that keeps every byte it receives, outside the cgroup
 python3 - "$port" "$TMP/server.out" <<'PY' &
 import socket, sys, threading
+threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(256)
 out = open(sys.argv[2], "ab", buffering=0)

@@ -18,6 +18,7 @@ grep -q "ports = \[ $port \]" "$TMP/p.conf"; ok $? "the profile's ports are adap
 # the server: RFC 5321 enough for the clients, every command line kept
 python3 - "$port" "$TMP/lines" "$TMP/mail" <<'PY' &
 import socket, sys, threading
+threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(64)
 lines = open(sys.argv[2], "ab", buffering=0); mails = open(sys.argv[3], "ab", buffering=0)
