@@ -137,6 +137,10 @@ check("audit: KEYS passes", [send(b"KEYS *\n")], [7], b"KEYS *\n")
 ok(pd.lines(r"^policyd: audit rule=102 service=kv pid=\d+ comm=python3 uid=0 "
             r"src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:%d len=7 excerpt=\"KEYS \*\\n\"$" % kv.port),
    "audit log line names rule 102 with the excerpt")
+check("audit in a pipelined send", [send(b"GET a\nKEYS user:*\nGET b\n")], [24],
+      b"GET a\nKEYS user:*\nGET b\n")
+ok(pd.lines(r"^policyd: audit rule=102 service=kv .* len=12 excerpt=\"KEYS user:\*\\n\"$"),
+   "... its excerpt quotes that line only, not the next one of the same send")
 check("redirect: DEBUG goes to the sink, the connection goes on",
       [send(b"DEBUG SEGFAULT\n"), send(b"GET a\n")], [15, 6], b"GET a\n")
 check("redirect in the middle of a pipelined send: later lines still reach the server",
