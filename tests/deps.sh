@@ -7,8 +7,9 @@ pkgs=(
 	# build
 	make gcc clang llvm libbpf-dev libconfig-dev libcap-dev libelf-dev zlib1g-dev
 	linux-libc-dev bpftool pkg-config libclang-rt-14-dev
-	# tests and demo
-	perl iproute2 redis-server redis-tools python3 rsyslog man-db
+	# tests and demo: the peers of the profiles' end-to-end tests
+	perl iproute2 procps util-linux redis-server redis-tools python3 rsyslog man-db
+	memcached nginx-light curl openssl postgresql swaks
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -21,5 +22,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "  DEPS     installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# the servers are test peers: their packages must not start system-wide
+# services (nginx would listen on every address); the tests start their
+# own on loopback
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
