@@ -45,6 +45,7 @@ struct pd_daemon {
 	int sigfd;
 	uint32_t gen;           /* active policy slot */
 	uint64_t generation;    /* loads so far */
+	double compile_ms;      /* reading and compiling the policy at start */
 	struct pd_sink_rt sinks[PD_MAX_SINKS];
 	size_t nsinks;
 	/* log rate limiting: events logged in the current second */

@@ -45,6 +45,14 @@ void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
 		fprintf(stderr, "policyd: %s\n", line);
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	return 0;
@@ -352,6 +360,7 @@ static int setup(struct pd_daemon *d)
 	unsigned adopted = 0;
 	struct pd_config kept_cfg = { 0 };
 	struct pd_kept kept;
+	double t_load, t_write, t_done;
 	int err;
 
 	if (o->cgroup)
@@ -392,6 +401,7 @@ static int setup(struct pd_daemon *d)
 	kept.dir = d->pin_dir;
 	kept.slot_states = kept_cfg.slot_states;
 	kept.row_width = kept_cfg.row_width;
+	t_load = now_ms();
 	err = pd_bpf_load(&d->img, d->kept ? &kept : NULL, &d->l, &why);
 	if (err) {
 		fprintf(stderr, "policyd: %s: %s%s\n", why, strerror(-err),
@@ -411,12 +421,14 @@ static int setup(struct pd_daemon *d)
 			d->l.slot_states, d->l.row_width);
 		return -1;
 	}
+	t_write = now_ms();
 	if ((err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
 	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
 		fprintf(stderr, "policyd: cannot write the policy into the maps: %s\n",
 			strerror(-err));
 		return -1;
 	}
+	t_done = now_ms();
 	if (pd_sinks_open(d, &d->pol, d->sinks, &d->nsinks))
 		return -1;
 	for (size_t i = 0; i < d->nsinks; i++) {
@@ -487,18 +499,12 @@ static int setup(struct pd_daemon *d)
 		       d->pin_dir, (unsigned long long)kept_cfg.generation, kept_cfg.layout,
 		       (unsigned long long)d->generation);
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
-	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s", d->config,
-	       d->pol.nservices, d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
-	       d->pol.daemon.keep ? "keep" : "detach");
+	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s; compiled in "
+	       "%.1f ms, loaded in %.1f ms, written in %.1f ms", d->config, d->pol.nservices,
+	       d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
+	       d->pol.daemon.keep ? "keep" : "detach", d->compile_ms, t_write - t_load,
+	       t_done - t_write);
 	return 0;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* SIGHUP: the new policy goes into the idle slot, then one write flips
@@ -646,7 +652,9 @@ int pd_cmd_run(const struct pd_opts *o)
 	int ret;
 
 	libbpf_set_print(o->verbose ? libbpf_loud : libbpf_quiet);
+	d.compile_ms = now_ms();
 	ret = pd_load_and_compile(o->config, &d.pol, &d.img, NULL);
+	d.compile_ms = now_ms() - d.compile_ms;
 	if (ret)
 		return ret;
 	d.log_rate = d.pol.daemon.log_rate;
