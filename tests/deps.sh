@@ -10,6 +10,8 @@ pkgs=(
 	# tests and demo: the peers of the profiles' end-to-end tests
 	perl iproute2 procps util-linux redis-server redis-tools python3 rsyslog man-db
 	memcached nginx-light curl openssl postgresql swaks
+	# make bench
+	iperf3 iptables gnuplot-nox
 )
 missing=()
 for p in "${pkgs[@]}"; do

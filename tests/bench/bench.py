@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""make bench: policyd against no firewall and iptables -m string, in the
+network namespace tests/bench/run.sh made, with clients in a child cgroup
+of our own. The configurations alternate inside every round; figures are
+medians over the rounds and ratios to the no-firewall baseline of the same
+run. Writes tests/bench/results.md and tests/bench/*.png (gnuplot).
+
+Environment: PD_BENCH_ROUNDS (default 5), PD_BENCH_QUICK=1 (fewer requests,
+for a smoke run), PD_BENCH_ONLY=bulk (one section, printed, no report).
+"""
+import atexit
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OUT = os.path.join(ROOT, "tests", "bench")
+POLICYD = os.path.join(ROOT, os.environ.get("O", "build"), "policyd")
+ROUNDS = int(os.environ.get("PD_BENCH_ROUNDS", "5"))
+QUICK = os.environ.get("PD_BENCH_QUICK") == "1"
+ONLY = os.environ.get("PD_BENCH_ONLY")
+SCALE = 0.1 if QUICK else 1.0
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def cgroup2_mount():
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, path, fstype = line.split()[:3]
+            if fstype == "cgroup2":
+                return path
+    sys.exit("no cgroup2 file system is mounted")
+
+
+class Env:
+    def __init__(self):
+        tag = "bench-%d" % os.getpid()
+        self.cgroup = os.path.join(cgroup2_mount(), "policyd-" + tag)
+        self.pin_dir = "/sys/fs/bpf/policyd-" + tag
+        self.tmp = tempfile.mkdtemp(prefix="policyd-bench-")
+        os.chmod(self.tmp, 0o755)
+        self.procs = []
+        os.mkdir(self.cgroup)
+        atexit.register(self.cleanup)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *a: sys.exit(130))
+
+    def start(self, cmd, inside=False, **kw):
+        if inside:
+            cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup] + cmd
+        p = subprocess.Popen(cmd, **kw)
+        self.procs.append(p)
+        return p
+
+    def run(self, cmd, inside=False, timeout=600):
+        p = self.start(cmd, inside, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out, err = p.communicate(timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (cmd[0], err.strip()[-500:]))
+        return out
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        iptables_flush()
+        try:
+            with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+        for _ in range(50):
+            try:
+                os.rmdir(self.cgroup)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+        if os.path.isdir(self.pin_dir):
+            for f in os.listdir(self.pin_dir):
+                os.unlink(os.path.join(self.pin_dir, f))
+            os.rmdir(self.pin_dir)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nothing listens on %d" % port)
+
+
+# --- the firewalls -----------------------------------------------------
+
+def iptables_flush():
+    subprocess.run(["iptables", "-F", "OUTPUT"], capture_output=True)
+
+
+def iptables_string(port, patterns):
+    """One OUTPUT rule per pattern, as users write them: -m string --algo
+    bm --icase, reset the connection. Loaded with iptables-restore."""
+    lines = ["*filter", ":OUTPUT ACCEPT [0:0]"]
+    for p in patterns:
+        lines.append("-A OUTPUT -p tcp --dport %d -m string --algo bm --icase --hex-string "
+                     "\"|%s|\" -j REJECT --reject-with tcp-reset" % (port, p.hex()))
+    lines.append("COMMIT")
+    subprocess.run(["iptables-restore"], input="\n".join(lines) + "\n", text=True, check=True)
+
+
+class Policyd:
+    def __init__(self, env, conf):
+        self.log = os.path.join(env.tmp, "policyd.log")
+        self.logf = open(self.log, "w")
+        self.t0 = time.time()
+        self.p = env.start([POLICYD, "run", "-c", conf, "--cgroup", env.cgroup, "--pin-dir",
+                            env.pin_dir, "--foreground"], stdout=self.logf, stderr=self.logf)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if "started:" in self.text():
+                self.ready = time.time() - self.t0
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.01)
+        raise RuntimeError("policyd did not start: " + self.text())
+
+    def text(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        self.p.wait(timeout=30)
+        self.logf.close()
+
+
+def patterns_of(conf):
+    """The distinct byte strings a policy matches (contains and prefix)."""
+    d = json.loads(subprocess.run([POLICYD, "dump", "--json", "-c", conf], check=True,
+                                  capture_output=True, text=True).stdout)
+    seen = []
+    for s in d["services"]:
+        for r in s["rules"]:
+            if "hex" in r:
+                b = bytes.fromhex(r["hex"])
+                if b not in seen:
+                    seen.append(b)
+    return seen
+
+
+def retarget(src, dst, port, **settings):
+    """A copy of policy src on port, with service settings replaced."""
+    text = open(src).read()
+    text = re.sub(r"ports = \[[^\]]*\]", "ports = [ %d ]" % port, text)
+    for k, v in settings.items():
+        if re.search(r"\b%s = [^;]*;" % k, text):
+            text = re.sub(r"\b%s = [^;]*;" % k, "%s = %s;" % (k, v), text)
+        else:
+            text = text.replace("ports = [ %d ];" % port, "ports = [ %d ]; %s = %s;" % (port, k, v))
+    text = re.sub(r"daemon = \{[^}]*\};", "", text)
+    text = text.replace("version = 1;", "version = 1;\ndaemon = { log_rate = 10; };", 1)
+    with open(dst, "w") as f:
+        f.write(text)
+    return dst
+
+
+def with_firewall(env, kind, port, conf, patterns, fn):
+    """Run fn() under one configuration: 'none', 'iptables' or 'policyd'."""
+    pd = None
+    if kind == "iptables":
+        iptables_string(port, patterns)
+    elif kind == "policyd":
+        pd = Policyd(env, conf)
+    try:
+        return fn()
+    finally:
+        if pd:
+            pd.stop()
+        iptables_flush()
+
+
+# --- workloads -----------------------------------------------------------
+
+def redis_rps(env, port, pipeline, n):
+    """SET and GET requests per second (the mean of the two) with 20 clients."""
+    out = env.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n), "-c", "20",
+                   "-P", str(pipeline), "-q", "--csv"], inside=True)
+    rps = [float(m.group(1)) for m in re.finditer(r'^"(?:SET|GET)","([\d.]+)"', out, re.M)]
+    if len(rps) != 2:
+        raise RuntimeError("redis-benchmark said: " + out)
+    return statistics.mean(rps)
+
+
+def iperf_gbps(env, port, secs):
+    srv = env.start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        out = env.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs), "-J"],
+                      inside=True)
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+    j = json.loads(out)
+    if "sum_received" not in j.get("end", {}):
+        raise RuntimeError("iperf3: " + j.get("error", out[-300:]))
+    return j["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+CONNS = r'''
+import resource, socket, sys, time
+n, port = int(sys.argv[1]), int(sys.argv[2])
+def slab():
+    kb = {}
+    for line in open("/proc/meminfo"):
+        k, v = line.split(":"); kb[k] = int(v.split()[0])
+    return kb["Slab"]
+before = slab(); t = time.time(); socks = []
+for i in range(n):
+    socks.append(socket.create_connection(("127.0.0.1", port)))
+    socks[-1].send(b"x")
+el = time.time() - t
+time.sleep(0.5)
+print(n / el, (slab() - before) * 1024.0 / n)
+'''
+
+SINK = r'''
+import selectors, socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(4096); ls.setblocking(False)
+sel = selectors.DefaultSelector(); sel.register(ls, selectors.EVENT_READ); keep = []
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is ls:
+            try:
+                while True:
+                    c, _ = ls.accept(); c.setblocking(False); keep.append(c)
+                    sel.register(c, selectors.EVENT_READ)
+            except BlockingIOError:
+                pass
+        else:
+            try:
+                if not key.fileobj.recv(4096):
+                    sel.unregister(key.fileobj)
+            except OSError:
+                sel.unregister(key.fileobj)
+'''
+
+
+def conns(env, port, n):
+    out = env.run([sys.executable, "-c", CONNS, str(n), str(port)], inside=True)
+    rate, per = map(float, out.split())
+    return rate, per
+
+
+# --- the run -------------------------------------------------------------
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    ver = lambda cmd: subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+    return [
+        "kernel %s, %s" % (platform.release(), platform.machine()),
+        "%s, %d CPUs, %.0f GiB" % (cpu, os.cpu_count(), mem),
+        ver([POLICYD, "--version"]),
+        ver(["redis-server", "--version"]),
+        ver(["iperf3", "--version"]),
+        ver(["iptables", "--version"]),
+    ]
+
+
+def main():
+    env = Env()
+    results = {"machine": machine(), "rounds": ROUNDS}
+    redis_conf = os.path.join(ROOT, "policy-examples", "redis.conf")
+    if ONLY == "bulk":
+        return bulk_only(env, redis_conf)
+
+    # redis
+    rport = free_port()
+    red = env.start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", env.tmp], stdout=subprocess.DEVNULL)
+    wait_port(rport)
+    rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
+    rpats = patterns_of(rconf)
+    results["rpats"] = len(rpats)
+    kinds = ["none", "iptables", "policyd"]
+    for pipeline, n in ((1, 100000), (16, 1000000)):
+        n = int(n * SCALE)
+        got = {k: [] for k in kinds}
+        for r in range(ROUNDS):
+            for k in kinds:
+                v = with_firewall(env, k, rport, rconf, rpats,
+                                  lambda: redis_rps(env, rport, pipeline, n))
+                got[k].append(v)
+                log("redis -P %d round %d %-9s %10.0f req/s" % (pipeline, r + 1, k, v))
+        results["redis_P%d" % pipeline] = got
+
+    # bulk
+    bport = free_port()
+    secs = 1 if QUICK else 3
+    bulk = {}
+    bkinds = [("none", None), ("policyd inspect=4096", "4096"), ("policyd inspect=0", "0"),
+              ("iptables", None)]
+    for r in range(ROUNDS):
+        for name, inspect in bkinds:
+            conf = None
+            kind = name.split()[0]
+            if inspect is not None:
+                conf = retarget(redis_conf, os.path.join(env.tmp, "bulk.conf"), bport,
+                                inspect=inspect)
+            v = with_firewall(env, kind, bport, conf, rpats, lambda: iperf_gbps(env, bport, secs))
+            bulk.setdefault(name, []).append(v)
+            log("bulk round %d %-22s %6.2f Gbit/s" % (r + 1, name, v))
+    results["bulk"] = bulk
+
+    # scaling in the number of patterns, and compile + load
+    scaling = {}
+    build = {}
+    for npat in (10, 100, 1000, 10000):
+        conf = os.path.join(env.tmp, "p%d.conf" % npat)
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "gen-patterns.py"), conf,
+                        str(npat)], check=True)
+        conf = retarget(conf, conf, rport)
+        pats = patterns_of(conf)
+        check = subprocess.run([POLICYD, "check", "-c", conf], capture_output=True, text=True,
+                               check=True).stdout
+        m = re.search(r"(\d+) automaton states, (\d+) image bytes.*compiled in ([\d.]+) ms", check)
+        build[npat] = {"states": int(m.group(1)), "image": int(m.group(2)), "ready": [],
+                       "compile": [], "load": [], "write": [], "reload": []}
+        for r in range(ROUNDS):
+            for k in ("none", "iptables", "policyd") if npat == 10 else ("iptables", "policyd"):
+                n = int((3000 if k == "iptables" and npat >= 1000 else 50000) * SCALE)
+                if k == "policyd":
+                    pd = Policyd(env, conf)
+                    t = pd.text()
+                    mm = re.search(r"compiled in ([\d.]+) ms, loaded in ([\d.]+) ms, written in "
+                                   r"([\d.]+) ms", t)
+                    b = build[npat]
+                    b["ready"].append(pd.ready * 1000)
+                    b["compile"].append(float(mm.group(1)))
+                    b["load"].append(float(mm.group(2)))
+                    b["write"].append(float(mm.group(3)))
+                    pd.p.send_signal(signal.SIGHUP)
+                    deadline = time.time() + 30
+                    while "reloaded:" not in pd.text() and time.time() < deadline:
+                        time.sleep(0.01)
+                    mm = re.search(r"compiled in ([\d.]+) ms, written in ([\d.]+) ms, switched "
+                                   r"in ([\d.]+) ms", pd.text().split("reloaded:")[1])
+                    b["reload"].append(tuple(map(float, mm.groups())))
+                    try:
+                        v = redis_rps(env, rport, 1, n)
+                    finally:
+                        pd.stop()
+                else:
+                    v = with_firewall(env, k, rport, conf, pats,
+                                      lambda: redis_rps(env, rport, 1, n))
+                scaling.setdefault(k if npat > 10 or k != "none" else "none", {}) \
+                       .setdefault(npat, []).append(v)
+                log("scaling %5d patterns round %d %-9s %10.0f req/s" % (npat, r + 1, k, v))
+    results["scaling"] = scaling
+    results["build"] = build
+    red.terminate()
+
+    # 10,000 connections
+    cport = free_port()
+    sink = env.start([sys.executable, "-c", SINK, str(cport)])
+    wait_port(cport)
+    ncon = int(10000 * SCALE)
+    cr = {}
+    cconf = retarget(redis_conf, os.path.join(env.tmp, "conns.conf"), cport)
+    for r in range(max(3, ROUNDS // 2 + 1)):
+        for k in ("none", "policyd"):
+            v = with_firewall(env, k, cport, cconf, rpats, lambda: conns(env, cport, ncon))
+            cr.setdefault(k, []).append(v)
+            log("connections round %d %-8s %7.0f conn/s %7.0f B/conn" % (r + 1, k, v[0], v[1]))
+    sink.terminate()
+    results["conns"] = {"n": ncon, **cr}
+
+    with open(os.path.join(env.tmp, "results.json"), "w") as f:
+        json.dump(results, f)
+    report(results)
+
+
+def bulk_only(env, redis_conf):
+    """The bulk section alone: a quick look at the per-byte cost."""
+    bport = free_port()
+    rpats = patterns_of(redis_conf)
+    got = {}
+    for r in range(ROUNDS):
+        for name, inspect in (("none", None), ("policyd inspect=4096", "4096"),
+                              ("policyd inspect=0", "0")):
+            conf = None
+            if inspect is not None:
+                conf = retarget(redis_conf, os.path.join(env.tmp, "bulk.conf"), bport,
+                                inspect=inspect)
+            v = with_firewall(env, name.split()[0], bport, conf, rpats,
+                              lambda: iperf_gbps(env, bport, 2))
+            got.setdefault(name, []).append(v)
+    for k, v in got.items():
+        print("%-22s %6.2f Gbit/s  %.3f" % (k, median(v), median(v) / median(got["none"])))
+
+
+def report(res):
+    L = []
+    r = lambda xs, base: median(xs) / median(base)
+    L.append("# policyd benchmarks\n")
+    L.append("Regenerated by `make bench` (%s). Every figure is the median of %d rounds; "
+             "the configurations alternate inside each round, all in one private network "
+             "namespace with the clients in a child cgroup. Ratios are to the no-firewall "
+             "baseline of the same run.\n" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                              res["rounds"]))
+    L.append("Machine: " + "; ".join(res["machine"]) + ".\n")
+    L.append("## Redis, SET and GET, 20 clients, the Redis profile\n")
+    L.append("| | -P 1 req/s | ratio | target | -P 16 req/s | ratio | target |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    p1, p16 = res["redis_P1"], res["redis_P16"]
+    for k, t1, t16 in (("none", "", ""), ("iptables", "", ""), ("policyd", ">= 0.95", ">= 0.85")):
+        L.append("| %s | %.0f | %.3f | %s | %.0f | %.3f | %s |" % (
+            k, median(p1[k]), r(p1[k], p1["none"]), t1, median(p16[k]), r(p16[k], p16["none"]),
+            t16))
+    L.append("\niptables: one `-m string --algo bm --icase` rule per distinct pattern of the "
+             "profile (%d), REJECT with a TCP reset.\n" % res["rpats"])
+    L.append("## Bulk transfer (iperf3, one stream, 3 s)\n")
+    L.append("| | Gbit/s | ratio | target |")
+    L.append("| --- | ---: | ---: | ---: |")
+    b = res["bulk"]
+    tg = {"policyd inspect=4096": ">= 0.90", "policyd inspect=0": ">= 0.30"}
+    for k in b:
+        L.append("| %s | %.2f | %.3f | %s |" % (k, median(b[k]), r(b[k], b["none"]), tg.get(k, "")))
+    L.append("\n## Patterns: request/response throughput (redis-benchmark -P 1) against the "
+             "number of patterns\n")
+    L.append("| patterns | automaton states | image bytes | policyd req/s | ratio to 10 | "
+             "iptables req/s | ratio to 10 |")
+    L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    sc, bu = res["scaling"], res["build"]
+    for n in sorted(bu, key=int):
+        L.append("| %s | %d | %d | %.0f | %.3f | %.0f | %.3f |" % (
+            n, bu[n]["states"], bu[n]["image"], median(sc["policyd"][n]),
+            median(sc["policyd"][n]) / median(sc["policyd"][10]), median(sc["iptables"][n]),
+            median(sc["iptables"][n]) / median(sc["iptables"][10])))
+    L.append("\nNo firewall on the same workload: %.0f req/s. Target: 10,000 patterns >= 0.95 x "
+             "the 10-pattern figure.\n" % median(sc["none"][10]))
+    L.append("## Compile, load, reload\n")
+    L.append("| patterns | compile ms | load (verify) ms | write ms | start to enforcing ms | "
+             "reload: compile ms | write ms | switch ms |")
+    L.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for n in sorted(bu, key=int):
+        x = bu[n]
+        rl = x["reload"]
+        L.append("| %s | %.1f | %.1f | %.1f | %.0f | %.1f | %.1f | %.3f |" % (
+            n, median(x["compile"]), median(x["load"]), median(x["write"]), median(x["ready"]),
+            median([a for a, _, _ in rl]), median([b_ for _, b_, _ in rl]),
+            median([c for _, _, c in rl])))
+    L.append("\nTarget: compile + load of 10,000 patterns < 1 s (compile + load + write).\n")
+    c = res["conns"]
+    L.append("## %d concurrent connections\n" % c["n"])
+    L.append("| | connections/s | kernel slab bytes per connection (both ends) |")
+    L.append("| --- | ---: | ---: |")
+    for k in ("none", "policyd"):
+        L.append("| %s | %.0f | %.0f |" % (k, median([a for a, _ in c[k]]),
+                                             median([b_ for _, b_ in c[k]])))
+    extra = median([b_ for _, b_ in c["policyd"]]) - median([b_ for _, b_ in c["none"]])
+    L.append("\npolicyd's own memory per policed connection (socket storage, socket map entry, "
+             "psock): %.0f bytes. Target: < 1 KiB.\n" % extra)
+    with open(os.path.join(OUT, "results.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+    plots(res)
+    print("\n".join(L))
+
+
+def plots(res):
+    if not shutil.which("gnuplot"):
+        log("gnuplot not installed: no plots")
+        return
+    tmp = tempfile.mkdtemp()
+    sc = res["scaling"]
+    with open(os.path.join(tmp, "scaling.dat"), "w") as f:
+        for n in sorted(sc["policyd"], key=int):
+            f.write("%s %f %f\n" % (n, median(sc["policyd"][n]), median(sc["iptables"][n])))
+    with open(os.path.join(tmp, "bulk.dat"), "w") as f:
+        for k, v in res["bulk"].items():
+            f.write('"%s" %f\n' % (k, median(v)))
+    script = """
+set terminal pngcairo size 800,480 noenhanced
+set output '%(out)s/scaling.png'
+set title 'Request/response throughput against the number of patterns'
+set logscale x; set xlabel 'patterns'; set ylabel 'requests per second (redis-benchmark -P 1)'
+set yrange [0:*]; set key bottom left; set grid
+plot '%(tmp)s/scaling.dat' using 1:2 with linespoints title 'policyd', \\
+     '' using 1:3 with linespoints title 'iptables -m string', \\
+     %(none)f with lines dashtype 2 title 'no firewall'
+set output '%(out)s/bulk.png'
+unset logscale x
+set title 'Bulk transfer (iperf3, one stream)'
+set style data histograms; set style fill solid 0.6; set boxwidth 0.7
+set xlabel ''; set ylabel 'Gbit/s'; set key off; set xtics rotate by -20
+plot '%(tmp)s/bulk.dat' using 2:xtic(1)
+""" % {"out": OUT, "tmp": tmp, "none": median(sc["none"][10])}
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
