@@ -243,6 +243,7 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * spliced from the page cache) is copied into a fresh page, so a window
  * stays within one page. */
 #define PD_WINDOW 4096
+#define PD_CHUNK 16
 /* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
@@ -260,9 +261,10 @@ struct scan {
 	__u32 off;              /* bytes of the sk_msg consumed */
 };
 
-static long scan_byte(__u32 i, void *arg)
+/* One byte at window offset i: 0 to go on, 1 to stop (limit, decided,
+ * line end, error). */
+static __always_inline int scan_byte(struct scan *s, __u32 i)
 {
-	struct scan *s = arg;
 	struct pd_run *run = s->run;
 	__u8 *p = s->data;
 	int r;
@@ -299,6 +301,86 @@ static long scan_byte(__u32 i, void *arg)
 	return 0;
 }
 
+/* PD_CHUNK bytes per bpf_loop callback: the call costs more than a byte.
+ * While no carried-over state is walked alongside (cont_left, at most the
+ * first bytes of a message), the automaton state and the counters stay in
+ * registers for the whole chunk; the result is the same as scan_byte's,
+ * byte for byte. */
+static long scan_chunk(__u32 c, void *arg)
+{
+	struct scan *s = arg;
+	struct pd_run *run = s->run;
+	struct pd_match *m = s->m;
+	const struct pd_classmap *cm = s->cm;
+	const struct pd_state_out *o;
+	__u32 base = c * PD_CHUNK, i = base, state, left, t, walked = 0;
+	const __u32 *row;
+	int line = run->line, stop = 0;
+	__u8 *p, *data, *data_end, b;
+	__u32 n, mask;
+
+	if (m->cont_left) {
+#pragma unroll
+		for (int k = 0; k < PD_CHUNK; k++)
+			if (scan_byte(s, base + k))
+				return 1;
+		return 0;
+	}
+	state = m->state;
+	left = run->match_left;
+	data = s->data;
+	data_end = s->data_end;
+	n = s->n;
+	mask = pd_row_mask;
+#pragma unroll
+	for (int k = 0; k < PD_CHUNK; k++) {
+		if (i >= n)
+			goto out;
+		p = data + (i & (PD_WINDOW - 1));
+		if (p + 1 > data_end)
+			goto out;
+		b = *p;
+		i++;
+		if (left) {
+			left--;
+			walked++;
+			row = bpf_map_lookup_elem(&pd_trans, &state);
+			if (!row)
+				goto err;
+			t = row[cm->cls[b] & mask];
+			state = t & PD_T_STATE;
+			if (t & PD_T_MATCH) {
+				o = bpf_map_lookup_elem(&pd_outs, &state);
+				if (!o)
+					goto err;
+				pd_merge(m, o);
+				if (m->deny) {
+					if (!line)
+						goto out;
+					left = 0;
+				}
+			}
+		} else if (!line) {
+			goto out;
+		}
+		if (line && b == '\n') {
+			run->ended = 1;
+			goto out;
+		}
+	}
+	stop = -1;      /* the chunk is done, the window may go on */
+out:
+	m->seen += walked;
+	m->state = state;
+	run->match_left = left;
+	s->used = i;
+	return stop < 0 ? 0 : 1;
+err:
+	run->err = 1;
+	s->used = i;
+	return 1;
+}
+
 static __always_inline int scan_done(const struct scan *s)
 {
 	const struct pd_run *run = s->run;
@@ -327,7 +409,7 @@ static long scan_window(__u32 w, void *arg)
 	s->data_end = msg->data_end;
 	s->n = n;
 	s->used = 0;
-	bpf_loop(n, scan_byte, s, 0);
+	bpf_loop((n + PD_CHUNK - 1) / PD_CHUNK, scan_chunk, s, 0);
 	s->off += s->used;
 	if (s->used < n && !scan_done(s)) {
 		s->run->err = 1;        /* the window was shorter than pulled */
