@@ -243,7 +243,7 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * spliced from the page cache) is copied into a fresh page, so a window
  * stays within one page. */
 #define PD_WINDOW 4096
-#define PD_CHUNK 16
+#define PD_CHUNK 8
 /* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
@@ -302,6 +302,7 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 }
 
 /* PD_CHUNK bytes per bpf_loop callback: the call costs more than a byte.
+ * (8: 16 bytes scan no faster and take twice as long to verify.)
  * While no carried-over state is walked alongside (cont_left, at most the
  * first bytes of a message), the automaton state and the counters stay in
  * registers for the whole chunk; the result is the same as scan_byte's,
