@@ -43,6 +43,18 @@ in_cgroup() {
 	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" "$@"
 }
 
+# sendline LINE: the errno (0: sent) of sending LINE and a newline on a
+# new connection to 127.0.0.1:$port, from our cgroup
+sendline() {
+	in_cgroup python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+try:
+    s.send(sys.argv[2].encode() + b"\n"); print(0)
+except OSError as e:
+    print(e.errno)' "$port" "$1"
+}
+
 # start_redis PORT: a throwaway redis-server on 127.0.0.1, nothing saved
 start_redis() {
 	redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \

@@ -46,15 +46,6 @@ while True:
 PY
 PIDS+=($!)
 sleep 0.3
-sendline() {  # errno (0 ok) of sending $1 on a new connection from the cgroup
-	in_cgroup python3 -c '
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-try:
-    s.send(sys.argv[2].encode() + b"\n"); print(0)
-except OSError as e:
-    print(e.errno)' "$port" "$1"
-}
 # a connection from the cgroup that stays open across the restarts
 coproc CONN { in_cgroup python3 -u -c '
 import socket, sys

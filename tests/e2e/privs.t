@@ -20,15 +20,6 @@ PIDS+=($!)
 pol() {
 	printf 'version = 1;\nservices = ( { name = "kv"; ports = [ %s ]; framing = "line"; rules = (\n  { id = 1; action = "deny"; contains = "%s"; } ); } );\n' "$port" "$1" > "$TMP/p.conf"
 }
-sendline() {  # errno (0 ok) of sending $1 from inside the cgroup
-	in_cgroup python3 -c '
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-try:
-    s.send(sys.argv[2].encode() + b"\n"); print(0)
-except OSError as e:
-    print(e.errno)' "$port" "$1"
-}
 status() { awk -v k="$2:" '$1 == k { $1 = ""; sub(/^ /, ""); print }' "/proc/$1/status"; }
 
 pol FLUSHALL

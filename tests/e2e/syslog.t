@@ -28,15 +28,6 @@ def serve(c):
 while True:
     c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()' "$port" &
 PIDS+=($!)
-sendline() {
-	in_cgroup python3 -c '
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-try:
-    s.send(sys.argv[2].encode() + b"\n"); print(0)
-except OSError as e:
-    print(e.errno)' "$port" "$1"
-}
 
 cat > "$TMP/rsyslog.conf" <<EOF
 global(workDirectory="$TMP")
