@@ -8,7 +8,6 @@ run. Writes tests/bench/results.md and tests/bench/*.png (gnuplot).
 Environment: PD_BENCH_ROUNDS (default 5), PD_BENCH_QUICK=1 (fewer requests,
 for a smoke run), PD_BENCH_ONLY=bulk (one section, printed, no report).
 """
-import atexit
 import json
 import os
 import platform
@@ -35,34 +34,22 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def cgroup2_mount():
-    with open("/proc/mounts") as f:
-        for line in f:
-            dev, path, fstype = line.split()[:3]
-            if fstype == "cgroup2":
-                return path
-    sys.exit("no cgroup2 file system is mounted")
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import pdtest                     # noqa: E402  (the end-to-end tests' cgroup and cleanup)
+from pdtest import free_port      # noqa: E402
 
 
-class Env:
+class Env(pdtest.Env):
+    """The tests' private cgroup, pins and scratch directory; clients can
+    be started inside the cgroup, and the iptables rules go at cleanup."""
+
     def __init__(self):
-        tag = "bench-%d" % os.getpid()
-        self.cgroup = os.path.join(cgroup2_mount(), "policyd-" + tag)
-        self.pin_dir = "/sys/fs/bpf/policyd-" + tag
-        self.tmp = tempfile.mkdtemp(prefix="policyd-bench-")
-        os.chmod(self.tmp, 0o755)
-        self.procs = []
-        os.mkdir(self.cgroup)
-        atexit.register(self.cleanup)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda *a: sys.exit(130))
+        super().__init__("bench")
 
     def start(self, cmd, inside=False, **kw):
         if inside:
             cmd = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cgroup] + cmd
-        p = subprocess.Popen(cmd, **kw)
-        self.procs.append(p)
-        return p
+        return super().start(cmd, **kw)
 
     def run(self, cmd, inside=False, timeout=600):
         p = self.start(cmd, inside, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,38 +59,8 @@ class Env:
         return out
 
     def cleanup(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
         iptables_flush()
-        try:
-            with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
-                for pid in f.read().split():
-                    os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
-        for _ in range(50):
-            try:
-                os.rmdir(self.cgroup)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
-        if os.path.isdir(self.pin_dir):
-            for f in os.listdir(self.pin_dir):
-                os.unlink(os.path.join(self.pin_dir, f))
-            os.rmdir(self.pin_dir)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+        super().cleanup()
 
 
 def wait_port(port, timeout=10):
