@@ -43,6 +43,24 @@ in_cgroup() {
 	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG" "$@"
 }
 
+# kv_policy FILE FIRST_ID DAEMON WORD...: a line-framed service "kv" on
+# $port denying each WORD (rule ids from FIRST_ID), with the daemon
+# settings DAEMON when not empty
+kv_policy() {
+	local f=$1 id=$2 first=$2 daemon=$3 w; shift 3
+	{
+		echo "version = 1;"
+		[ -z "$daemon" ] || echo "daemon = { $daemon };"
+		echo "services = ( { name = \"kv\"; ports = [ $port ]; framing = \"line\"; rules = ("
+		for w in "$@"; do
+			[ "$id" -gt "$first" ] && echo ","
+			echo "{ id = $id; action = \"deny\"; contains = \"$w\"; }"
+			id=$((id + 1))
+		done
+		echo "); } );"
+	} > "$f"
+}
+
 # sendline LINE: the errno (0: sent) of sending LINE and a newline on a
 # new connection to 127.0.0.1:$port, from our cgroup
 sendline() {

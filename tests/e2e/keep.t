@@ -13,19 +13,7 @@ env_setup keep || skip_all "cannot make a cgroup"
 
 port=$(free_port)
 layout=$("$PD" --version | sed -n 's/.*map layout \([0-9]*\).*/\1/p')
-pol() {  # pol FILE ON_EXIT WORD...: a line-framed service denying each WORD
-	local f=$1 on_exit=$2 id=1 w; shift 2
-	{
-		echo "version = 1; daemon = { on_exit = \"$on_exit\"; };"
-		echo "services = ( { name = \"kv\"; ports = [ $port ]; framing = \"line\"; rules = ("
-		for w in "$@"; do
-			[ $id -gt 1 ] && echo ","
-			echo "{ id = $id; action = \"deny\"; contains = \"$w\"; }"
-			id=$((id + 1))
-		done
-		echo "); } );"
-	} > "$f"
-}
+pol() { local f=$1 e=$2; shift 2; kv_policy "$f" 1 "on_exit = \"$e\";" "$@"; }
 
 # a listener that keeps every byte it receives, outside the cgroup
 python3 - "$port" "$TMP/server.out" <<'PY' &

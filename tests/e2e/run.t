@@ -10,19 +10,7 @@ cd "$(dirname "$0")/../.." || exit 1
 env_setup run || skip_all "cannot make a cgroup"
 
 port=$(free_port)
-pol() {  # pol FILE WORD...: a line-framed service on $port denying each WORD
-	local f=$1 id=100 w; shift
-	{
-		echo "version = 1;"
-		echo "services = ( { name = \"kv\"; ports = [ $port ]; framing = \"line\"; rules = ("
-		for w in "$@"; do
-			[ $id -gt 100 ] && echo ","
-			echo "{ id = $id; action = \"deny\"; contains = \"$w\"; }"
-			id=$((id + 1))
-		done
-		echo "); } );"
-	} > "$f"
-}
+pol() { local f=$1; shift; kv_policy "$f" 100 "" "$@"; }  # pol FILE WORD...
 pol "$TMP/a.conf" FLUSHALL
 cp "$TMP/a.conf" "$TMP/b.conf"
 
