@@ -81,6 +81,7 @@ size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
  * the daemon ends (unless keep: on_exit = "keep"). */
 int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep);
 void pd_reaper_finish(struct pd_daemon *d, bool keep);
+void pd_reaper_on_exit(struct pd_daemon *d, bool keep);
 
 /* adopt.c: put connections open before policyd started under policy. */
 int pd_adopt(struct pd_daemon *d, unsigned *adopted);

@@ -64,8 +64,9 @@ static int no_caps(void)
 	return err;
 }
 
-/* The reaper: reads one byte ('D' detach, 'K' keep) or EOF (the daemon
- * died: what on_exit says), acts, answers on done, exits. It shares the
+/* The reaper: reads 'D' (detach) or 'K' (keep), or EOF (the daemon died:
+ * what on_exit says; 'd' and 'k' change that after a reload), acts,
+ * answers on done, exits. It shares the
  * daemon's lock on the pin directory, so no new instance takes the pins
  * over before it is done with them. */
 static void reaper(int cmd, int done, const char *pin_dir, bool keep)
@@ -76,9 +77,16 @@ static void reaper(int cmd, int done, const char *pin_dir, bool keep)
 	prctl(PR_SET_NAME, "policyd-reaper");
 	if (no_caps() || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		_exit(1);
-	do
+	for (;;) {
 		n = read(cmd, &c, 1);
-	while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 1 && (c == 'd' || c == 'k')) {
+			keep = c == 'k';
+			continue;
+		}
+		break;
+	}
 	if (n <= 0)
 		c = keep ? 'K' : 'D';
 	if (c == 'D')
@@ -181,6 +189,14 @@ int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep)
 	pd_log(d, LOG_NOTICE, "running as %s (uid %u, gid %u), no capabilities", user,
 	       (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
 	return 0;
+}
+
+/* A reload changed on_exit: what the reaper does if the daemon dies. */
+void pd_reaper_on_exit(struct pd_daemon *d, bool keep)
+{
+	if (d->reaper > 0 && write(d->reaper_cmd, keep ? "k" : "d", 1) != 1)
+		pd_log(d, LOG_ERR, "cannot tell the reaper on_exit = %s: %s",
+		       keep ? "keep" : "detach", strerror(errno));
 }
 
 /* Tell the reaper what to do with the pins and wait until it did it. */

@@ -359,7 +359,6 @@ static int setup(struct pd_daemon *d)
 	char path[4200];
 	unsigned adopted = 0;
 	struct pd_config kept_cfg = { 0 };
-	struct pd_kept kept;
 	double t_load, t_write, t_done;
 	int err;
 
@@ -398,11 +397,9 @@ static int setup(struct pd_daemon *d)
 	if (err < 0)
 		return -1;
 	d->kept = !err;
-	kept.dir = d->pin_dir;
-	kept.slot_states = kept_cfg.slot_states;
-	kept.row_width = kept_cfg.row_width;
 	t_load = now_ms();
-	err = pd_bpf_load(&d->img, d->kept ? &kept : NULL, &d->l, &why);
+	err = pd_bpf_load(&d->img, d->kept ? &(struct pd_kept){ d->pin_dir, kept_cfg.slot_states,
+					 kept_cfg.row_width } : NULL, &d->l, &why);
 	if (err) {
 		fprintf(stderr, "policyd: %s: %s%s\n", why, strerror(-err),
 			err == -EPERM ? " (run as root: loading needs CAP_BPF, CAP_NET_ADMIN "
@@ -555,6 +552,8 @@ static void reload(struct pd_daemon *d)
 			pd_log(d, LOG_ERR, "reload: sink %s cannot take diverted messages: %s",
 			       sinks[i].name, strerror(errno));
 	}
+	if (p.daemon.keep != d->pol.daemon.keep)
+		pd_reaper_on_exit(d, p.daemon.keep);
 	pd_policy_free(&d->pol);
 	pd_image_free(&d->img);
 	d->pol = p;

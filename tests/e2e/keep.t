@@ -100,6 +100,7 @@ is "$(sendline SHUTDOWN)" 13 "the changed policy file applies: SHUTDOWN is denie
 n=$("$PD" stats --pin-dir "$PIN" | awk '$1 == 1 { print $4 }')
 ok $(( n >= 2 ? 0 : 1 )) "rule 1's counter carried over the restart ($n denies)"
 is "$(say 'SET c 3')" 8 "the open connection still passes allowed lines"
+for _ in $(seq 50); do [ "$(grep -c '^SET [abc] [123]$' "$TMP/server.out")" = 3 ] && break; sleep 0.05; done
 grep -c '^SET [abc] [123]$' "$TMP/server.out" | grep -qx 3; ok $? "... and the server has all three"
 
 out=$("$PD" run -c "$TMP/p.conf" --cgroup "$CG" --pin-dir "$PIN" 2>&1); rc=$?
@@ -146,4 +147,16 @@ stop_policyd; is $? 0 "SIGTERM: exit 0"
 [ ! -e "$PIN" ]; ok $? "the pins are removed"
 is "$(bpftool cgroup show "$CG")" "" "nothing attached to the cgroup"
 is "$(sendline FLUSHALL)" 0 "nothing policed any more"
+
+# a reload that changes on_exit also changes what a SIGKILL leaves behind
+pol "$TMP/p.conf" keep FLUSHALL
+start_policyd "$TMP/p.conf"; ok $? "policyd runs with on_exit = keep"
+pol "$TMP/p.conf" detach FLUSHALL
+kill -HUP "$PDPID"; sleep 0.5
+grep -q 'reloaded:' "$TMP/policyd.log"; ok $? "reloaded to on_exit = detach"
+kill -KILL "$PDPID"; wait "$PDPID" 2>/dev/null
+for _ in $(seq 50); do [ -e "$PIN" ] || break; sleep 0.1; done
+[ ! -e "$PIN" ]; ok $? "SIGKILL after that reload: the reaper removed the pins"
+sleep 0.3
+is "$(sendline FLUSHALL)" 0 "... and nothing is policed"
 done_testing
