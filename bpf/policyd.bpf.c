@@ -17,9 +17,14 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Row width - 1 of pd_trans, set by the loader before load (a power of
- * two, so masking bounds every row access for the verifier). */
+/* The shape of pd_trans, set by the loader before load: row width - 1
+ * (a power of two, so masking bounds a class for the verifier), log2 of
+ * a row's bytes, states per slot, and the byte offset of a slot's last
+ * row (the bound every row address is checked against). */
 const volatile __u32 pd_row_mask = PD_MAX_CLASSES - 1;
+const volatile __u32 pd_row_shift = 10;
+const volatile __u32 pd_slot_states = 1;
+const volatile __u32 pd_slot_last_row = 0;
 
 /* Settings the daemon changes at run time (active policy slot). */
 struct {
@@ -61,10 +66,10 @@ struct {
 	__type(value, struct pd_name);
 } pd_names SEC(".maps");
 
-/* Global state index -> transition row (value size set by the loader). */
+/* Policy slot -> its transition table (value size set by the loader). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, PD_MAX_CLASSES * sizeof(__u32));
 } pd_trans SEC(".maps");
@@ -156,7 +161,14 @@ static __always_inline void trouble(__u32 what)
 
 static __always_inline const __u32 *row_of(__u32 state)
 {
-	return bpf_map_lookup_elem(&pd_trans, &state);
+	__u32 gen = state >= pd_slot_states;
+	__u64 off = (__u64)(state - gen * pd_slot_states) << pd_row_shift;
+	const __u8 *tab;
+
+	if (off > pd_slot_last_row)
+		return NULL;
+	tab = bpf_map_lookup_elem(&pd_trans, &gen);
+	return tab ? (const __u32 *)(tab + off) : NULL;
 }
 
 static __always_inline const struct pd_state_out *out_of(__u32 state)
@@ -243,26 +255,35 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * spliced from the page cache) is copied into a fresh page, so a window
  * stays within one page. */
 #define PD_WINDOW 4096
-#define PD_CHUNK 8
 /* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
+/* Work per bpf_loop callback (the call costs about as much as walking
+ * ten bytes): words passed over in the resume state, bytes walked
+ * through the table, bytes searched for a '\n' past the inspect window,
+ * bytes walked the slow way while a carried-over state is walked too. */
+#define PD_SKIP_WORDS 16
+#define PD_FAST_BYTES 32
+#define PD_EOL_BYTES 64
+#define PD_CHUNK 8
 
-/* What the per-byte callback works on (on the stack of pd_scan). */
+/* What the callbacks work on (on the stack of pd_scan). */
 struct scan {
 	struct pd_match *m;
 	struct pd_run *run;
 	const struct pd_classmap *cm;
+	const struct pd_service *svc;
+	const __u8 *tab;        /* the transition table of the policy slot */
 	struct sk_msg_md *msg;
 	__u8 *data;             /* the pulled window */
 	__u8 *data_end;
+	__u32 base;             /* global index of the slot's first state */
 	__u32 n;                /* bytes of the window to look at */
-	__u32 used;             /* bytes of the window consumed */
 	__u32 off;              /* bytes of the sk_msg consumed */
 };
 
-/* One byte at window offset i: 0 to go on, 1 to stop (limit, decided,
- * line end, error). */
+/* One byte at window offset i, through pd_byte: 0 to go on, 1 to stop
+ * (limit, decided, line end, error). */
 static __always_inline int scan_byte(struct scan *s, __u32 i)
 {
 	struct pd_run *run = s->run;
@@ -276,10 +297,10 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 	if ((void *)(p + 1) > (void *)s->data_end)
 		return 1;
 	b = *p;
-	s->used = i + 1;
+	s->run->wused = i + 1;
 	if (run->match_left) {
 		run->match_left--;
-		r = pd_byte(s->m, s->cm, run->line, b, NULL);
+		r = pd_byte(s->m, s->cm, run->line, s->svc->resume, b, NULL);
 		if (r < 0) {
 			run->err = 1;
 			return 1;
@@ -301,85 +322,115 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 	return 0;
 }
 
-/* PD_CHUNK bytes per bpf_loop callback: the call costs more than a byte.
- * (8: 16 bytes scan no faster and take twice as long to verify.)
- * While no carried-over state is walked alongside (cont_left, at most the
- * first bytes of a message), the automaton state and the counters stay in
- * registers for the whole chunk; the result is the same as scan_byte's,
- * byte for byte. */
-static long scan_chunk(__u32 c, void *arg)
+/* The common case, with the automaton state in a register: bytes that
+ * report nothing and end nothing, while no carried-over state is walked
+ * alongside. In the resume state, words none of whose bytes leads out
+ * of it are passed over whole (pd_word_stays); otherwise each byte is one
+ * load of its class and one of the transition, addressed directly in the
+ * slot's table. Stops before a byte that needs scan_byte: a transition
+ * that reports a rule, a '\n' under line framing. Returns the bytes
+ * consumed; the result is pd_walk's, byte for byte. */
+static __always_inline __u32 scan_fast(struct scan *s)
 {
-	struct scan *s = arg;
 	struct pd_run *run = s->run;
 	struct pd_match *m = s->m;
-	const struct pd_classmap *cm = s->cm;
-	const struct pd_state_out *o;
-	__u32 base = c * PD_CHUNK, i = base, state, left, t, walked = 0;
-	const __u32 *row;
-	int line = run->line, stop = 0;
-	__u8 *p, *data, *data_end, b;
-	__u32 n, mask;
+	const struct pd_service *svc = s->svc;
+	const __u8 *tab = s->tab, *cls = s->cm->cls;
+	__u8 *data = s->data, *data_end = s->data_end, *p;
+	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
+	__u32 left = run->match_left, nl = run->line ? '\n' : 0x100;
+	__u32 wmask = pd_row_mask, shift = pd_row_shift, base = s->base;
+	__u64 last = pd_slot_last_row + (pd_row_mask << 2), off;
+	__u32 t;
+	__u8 b;
 
-	if (m->cont_left) {
-#pragma unroll
-		for (int k = 0; k < PD_CHUNK; k++)
-			if (scan_byte(s, base + k))
-				return 1;
+	if (i >= s->n)
 		return 0;
+	if (!left) {
+		/* past the inspect window of a line: only its end matters */
+		if (!run->line)
+			return 0;
+		__u32 k;
+
+#pragma unroll
+		for (k = 0; k < PD_EOL_BYTES; k++) {
+			barrier_var(cnt);       /* else the loop is not unrolled */
+			if (k >= cnt)
+				break;
+			p = data + ((i + k) & (PD_WINDOW - 1));
+			if (p + 1 > data_end || *p == '\n')
+				break;
+		}
+		done = k;
+		goto used;
 	}
-	state = m->state;
-	left = run->match_left;
-	data = s->data;
-	data_end = s->data_end;
-	n = s->n;
-	mask = pd_row_mask;
+	if (cnt > left)
+		cnt = left;
+	if (state == svc->resume && svc->nskip) {
+#pragma unroll
+		for (int w = 0; w < PD_SKIP_WORDS; w++) {
+			if (done + 8 > cnt)
+				break;
+			p = data + ((i + done) & (PD_WINDOW - 1));
+			if (p + 8 > data_end)
+				break;
+			if (!pd_word_stays(svc, *(__u64 *)p))
+				break;
+			done += 8;
+		}
+		if (done)
+			goto out;
+	}
+#pragma unroll
+	for (done = 0; done < PD_FAST_BYTES; done++) {
+		barrier_var(cnt);
+		if (done >= cnt)
+			break;
+		p = data + ((i + done) & (PD_WINDOW - 1));
+		if (p + 1 > data_end)
+			break;
+		b = *p;
+		if (b == nl)
+			break;
+		off = ((__u64)(state - base) << shift) | ((cls[b] & wmask) << 2);
+		if (off > last)
+			break;
+		t = *(const __u32 *)(tab + off);
+		if (t & PD_T_MATCH)
+			break;
+		state = t;
+	}
+out:
+	m->state = state;
+	m->seen += done;
+	run->match_left = left - done;
+used:
+	run->wused = i + done;
+	return done;
+}
+
+/* One callback: the fast way as far as it goes, else a few bytes the
+ * slow way (back to the fast way once no carried-over state is left).
+ * Every call consumes a byte or returns 1, so a window needs at most its
+ * length in calls. */
+static long scan_step(__u32 c, void *arg)
+{
+	struct scan *s = arg;
+	__u32 i;
+
+	if (s->run->wused >= s->n)
+		return 1;
+	if (!s->m->cont_left && scan_fast(s))
+		return 0;
+	i = s->run->wused;
 #pragma unroll
 	for (int k = 0; k < PD_CHUNK; k++) {
-		if (i >= n)
-			goto out;
-		p = data + (i & (PD_WINDOW - 1));
-		if (p + 1 > data_end)
-			goto out;
-		b = *p;
-		i++;
-		if (left) {
-			left--;
-			walked++;
-			row = bpf_map_lookup_elem(&pd_trans, &state);
-			if (!row)
-				goto err;
-			t = row[cm->cls[b] & mask];
-			state = t & PD_T_STATE;
-			if (t & PD_T_MATCH) {
-				o = bpf_map_lookup_elem(&pd_outs, &state);
-				if (!o)
-					goto err;
-				pd_merge(m, o);
-				if (m->deny) {
-					if (!line)
-						goto out;
-					left = 0;
-				}
-			}
-		} else if (!line) {
-			goto out;
-		}
-		if (line && b == '\n') {
-			run->ended = 1;
-			goto out;
-		}
+		if (scan_byte(s, i + k))
+			return 1;
+		if (!s->m->cont_left)
+			return 0;
 	}
-	stop = -1;      /* the chunk is done, the window may go on */
-out:
-	m->seen += walked;
-	m->state = state;
-	run->match_left = left;
-	s->used = i;
-	return stop < 0 ? 0 : 1;
-err:
-	run->err = 1;
-	s->used = i;
-	return 1;
+	return 0;
 }
 
 static __always_inline int scan_done(const struct scan *s)
@@ -390,7 +441,7 @@ static __always_inline int scan_done(const struct scan *s)
 	       (!run->line && (!run->match_left || s->m->deny));
 }
 
-/* One window: make it readable, then walk it byte by byte. */
+/* One window: make it readable, then walk it. */
 static long scan_window(__u32 w, void *arg)
 {
 	struct scan *s = arg;
@@ -409,10 +460,10 @@ static long scan_window(__u32 w, void *arg)
 	s->data = msg->data;
 	s->data_end = msg->data_end;
 	s->n = n;
-	s->used = 0;
-	bpf_loop((n + PD_CHUNK - 1) / PD_CHUNK, scan_chunk, s, 0);
-	s->off += s->used;
-	if (s->used < n && !scan_done(s)) {
+	s->run->wused = 0;
+	bpf_loop(n, scan_step, s, 0);
+	s->off += s->run->wused;
+	if (s->run->wused < n && !scan_done(s)) {
 		s->run->err = 1;        /* the window was shorter than pulled */
 		return 1;
 	}
@@ -426,19 +477,23 @@ __noinline int pd_scan(struct sk_msg_md *msg)
 {
 	struct pd_sock *st;
 	struct scan s = {};
-	__u32 key;
+	__u32 key, gen;
 
 	if (!msg || !msg->sk)
 		return -1;
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	gen = st->cur.gen & 1;
+	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!s.cm) {
+	s.svc = bpf_map_lookup_elem(&pd_services, &key);
+	s.tab = bpf_map_lookup_elem(&pd_trans, &gen);
+	if (!s.cm || !s.svc || !s.tab) {
 		st->run.err = 1;
 		return -1;
 	}
+	s.base = gen * pd_slot_states;
 	s.m = &st->cur.m;
 	s.run = &st->run;
 	s.msg = msg;

@@ -23,8 +23,9 @@
 #endif
 
 /* Layout version of pinned maps. Bump on any change to a struct below or
- * to the set of maps (2: pd_doomed). */
-#define PD_LAYOUT_VERSION 2
+ * to the set of maps (2: pd_doomed; 3: pd_trans holds one table per slot,
+ * pd_service.skip). */
+#define PD_LAYOUT_VERSION 3
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -52,6 +53,7 @@
 #define PD_MAX_IMAGE_BYTES (256ull << 20) /* compiled image, all maps */
 #endif
 #define PD_MAX_CLASSES 256          /* byte classes per service automaton */
+#define PD_SKIP_MAX 4               /* bytes a scan for the next pattern start looks for */
 #define PD_NAME_MAX 32              /* service and sink names, with NUL */
 #define PD_EXCERPT_MAX 256          /* payload bytes an event may carry */
 #define PD_COMM_LEN 16
@@ -149,6 +151,15 @@ struct pd_service {
 	__u8 hold;              /* PD_HOLD_* : when to hold back an undecided message */
 	__u8 nlen;              /* used entries of len_rules */
 	struct pd_len_rule len_rules[PD_MAX_LEN_RULES];
+	/* The bytes that take the resume state anywhere else (the first
+	 * bytes of the contains patterns, and '\n' under line framing), each
+	 * repeated in the 8 bytes of a word: in the resume state the data
+	 * plane passes over 8 bytes at once while none of them is one of
+	 * these. nskip 0: more than PD_SKIP_MAX such bytes, no skipping;
+	 * entries past nskip repeat skip[0]. */
+	__u32 nskip;
+	__u32 pad2;
+	__u64 skip[PD_SKIP_MAX];
 };
 
 /* pd_service.hold bits (line framing only; framing none never holds: each
@@ -162,8 +173,12 @@ struct pd_classmap {
 	__u8 cls[256];          /* byte -> class */
 };
 
-/* pd_trans (ARRAY, states): key = global state index; value = one row of
- * transitions, row_width entries (a power of two >= every nclasses). */
+/* pd_trans (ARRAY, 2 entries): key = policy slot; value = the slot's
+ * transition table, slot_states rows of row_width entries (both powers of
+ * two). The row of global state s is row (s & (slot_states - 1)) of table
+ * s / slot_states; row_width is a power of two >= every nclasses. One
+ * table per slot lets the data plane address rows directly, without a
+ * map lookup per byte. */
 
 /* pd_state_out (ARRAY, states): key = global state index. The lowest
  * rule index of each action reported when this state is entered. */
@@ -257,6 +272,8 @@ struct pd_run {
 	__u8 ended;             /* a '\n' ended the message */
 	__u8 err;               /* fail closed */
 	__u8 pad[2];
+	__u32 wused;            /* bytes of the current window consumed (here, not
+	                         * on the stack: the verifier need not follow it) */
 };
 
 /* Where a socket's stream stands: saved whole before each run. */

@@ -39,10 +39,18 @@ int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct p
 		*why = "cannot open the BPF object";
 		return -errno;
 	}
-	/* two slots of states: the daemon fills one while the other enforces */
+	/* two slots of states: the daemon fills one while the other
+	 * enforces; each slot's transitions are one map value */
+	if ((uint64_t)states * width * sizeof(uint32_t) > PD_MAX_SLOT_BYTES) {
+		*why = "the automaton is too large for one map value";
+		policyd_bpf__destroy(s);
+		return -E2BIG;
+	}
 	s->rodata->pd_row_mask = width - 1;
-	if ((err = bpf_map__set_value_size(s->maps.pd_trans, width * sizeof(uint32_t))) ||
-	    (err = bpf_map__set_max_entries(s->maps.pd_trans, 2 * states)) ||
+	s->rodata->pd_row_shift = (uint32_t)__builtin_ctz(width * sizeof(uint32_t));
+	s->rodata->pd_slot_states = states;
+	s->rodata->pd_slot_last_row = (states - 1) * width * sizeof(uint32_t);
+	if ((err = bpf_map__set_value_size(s->maps.pd_trans, states * width * sizeof(uint32_t))) ||
 	    (err = bpf_map__set_max_entries(s->maps.pd_outs, 2 * states))) {
 		*why = "cannot size the automaton maps";
 		policyd_bpf__destroy(s);
@@ -110,7 +118,7 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 {
 	struct policyd_bpf *s = l->skel;
 	uint32_t base = gen * l->slot_states, w = l->row_width, iw = img->row_width;
-	uint32_t *row;
+	uint32_t *tab;
 	int err = 0;
 
 	if (gen > 1 || !pd_bpf_fits(l, img))
@@ -118,12 +126,13 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 	err = clear_ports(s->maps.pd_ports, gen);
 	if (err)
 		return err;
-	row = calloc(w, sizeof(*row));
-	if (!row)
+	/* the whole table of the slot, written at once; rows past the
+	 * image's states are never reached and stay zero */
+	tab = calloc((size_t)l->slot_states * w, sizeof(*tab));
+	if (!tab)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < img->nstates && !err; i++) {
-		struct pd_state_out o = img->outs[i];
-		uint32_t k = base + i;
+	for (uint32_t i = 0; i < img->nstates; i++) {
+		uint32_t *row = &tab[(size_t)i * w];
 
 		/* a narrower image: entries past its width are never indexed
 		 * (every class is below nclasses); they lead to the state itself */
@@ -132,10 +141,16 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 
 			row[c] = ((t & PD_T_STATE) + base) | (t & PD_T_MATCH);
 		}
-		o.cont += base;
-		err = update(s->maps.pd_trans, &k, row) ?: update(s->maps.pd_outs, &k, &o);
 	}
-	free(row);
+	err = update(s->maps.pd_trans, &gen, tab);
+	free(tab);
+	for (uint32_t i = 0; i < img->nstates && !err; i++) {
+		struct pd_state_out o = img->outs[i];
+		uint32_t k = base + i;
+
+		o.cont += base;
+		err = update(s->maps.pd_outs, &k, &o);
+	}
 	for (uint32_t i = 0; i < img->nservices && !err; i++) {
 		struct pd_service svc = img->services[i].svc;
 		uint32_t k = gen * PD_MAX_SERVICES + i;

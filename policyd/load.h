@@ -10,6 +10,8 @@ struct policyd_bpf;
 /* Narrowest transition row the programs are loaded with, so that most
  * reloads fit the running maps. */
 #define PD_MIN_ROW_WIDTH 64
+/* Largest transition table of one policy slot (one map value). */
+#define PD_MAX_SLOT_BYTES (1ull << 30)
 
 /* States each policy slot can hold in the maps this load created. */
 struct pd_loaded {
