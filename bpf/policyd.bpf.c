@@ -262,7 +262,7 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * ten bytes): words passed over in the resume state, bytes walked
  * through the table, bytes searched for a '\n' past the inspect window,
  * bytes walked the slow way while a carried-over state is walked too. */
-#define PD_SKIP_WORDS 16
+#define PD_SKIP_WORDS 32
 #define PD_FAST_BYTES 32
 #define PD_EOL_BYTES 64
 #define PD_CHUNK 8
@@ -367,17 +367,39 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	if (cnt > left)
 		cnt = left;
 	if (state == svc->resume && svc->nskip) {
+		__u64 k0 = svc->skip[0], k1 = svc->skip[1], k2 = svc->skip[2], k3 = svc->skip[3];
+		__u32 words = cnt >> 3, w;
+		int four = svc->nskip > 2;
+
+		/* pd_word_stays, with the bytes in registers. A whole block
+		 * with one bounds check where the window has it, else word by
+		 * word; two bytes or four (entries past nskip repeat the first) */
+		p = data + (i & (PD_WINDOW - 1));
+		if (words >= PD_SKIP_WORDS && p + PD_SKIP_WORDS * 8 <= data_end) {
+			if (!four) {
 #pragma unroll
-		for (int w = 0; w < PD_SKIP_WORDS; w++) {
-			if (done + 8 > cnt)
-				break;
-			p = data + ((i + done) & (PD_WINDOW - 1));
-			if (p + 8 > data_end)
-				break;
-			if (!pd_word_stays(svc, *(__u64 *)p))
-				break;
-			done += 8;
+				for (w = 0; w < PD_SKIP_WORDS; w++)
+					if (!pd_stays2(*(__u64 *)(p + w * 8), k0, k1))
+						break;
+			} else {
+#pragma unroll
+				for (w = 0; w < PD_SKIP_WORDS; w++)
+					if (!pd_stays4(*(__u64 *)(p + w * 8), k0, k1, k2, k3))
+						break;
+			}
+		} else {
+#pragma unroll
+			for (w = 0; w < PD_SKIP_WORDS - 1; w++) {
+				barrier_var(words);
+				if (w >= words || p + 8 > data_end)
+					break;
+				if (!(four ? pd_stays4(*(__u64 *)p, k0, k1, k2, k3) :
+					     pd_stays2(*(__u64 *)p, k0, k1)))
+					break;
+				p += 8;
+			}
 		}
+		done = w * 8;
 		if (done)
 			goto out;
 	}

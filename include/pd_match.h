@@ -139,29 +139,30 @@ PD_INLINE int pd_byte(struct pd_match *m, const struct pd_classmap *cm, int line
 
 #define PD_BYTES_01 0x0101010101010101ull
 #define PD_BYTES_80 0x8080808080808080ull
+/* The high bit of some byte of the result is set if and only if a byte
+ * of x is zero. */
+#define PD_ZERO_BYTE(x) (((x) - PD_BYTES_01) & ~(x))
+
+/* Whether no byte of word v is k0 or k1 (each repeated in a word); and
+ * the same for four. */
+PD_INLINE int pd_stays2(__u64 v, __u64 k0, __u64 k1)
+{
+	return !((PD_ZERO_BYTE(v ^ k0) | PD_ZERO_BYTE(v ^ k1)) & PD_BYTES_80);
+}
+
+PD_INLINE int pd_stays4(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3)
+{
+	return !((PD_ZERO_BYTE(v ^ k0) | PD_ZERO_BYTE(v ^ k1) |
+		  PD_ZERO_BYTE(v ^ k2) | PD_ZERO_BYTE(v ^ k3)) & PD_BYTES_80);
+}
 
 /* Whether the 8 bytes of word v leave the resume state where it is, with
- * nothing to report: none of them is one of svc->skip. (x - 0x01..) & ~x
- * has a byte's high bit set when a byte of x is zero, and the word has
- * one only then.) */
+ * nothing to report: none of them is one of svc->skip. */
 PD_INLINE int pd_word_stays(const struct pd_service *svc, __u64 v)
 {
-	__u32 n = svc->nskip;
-	__u64 x, h;
-
-	x = v ^ svc->skip[0];
-	h = (x - PD_BYTES_01) & ~x;
-	if (n > 1) {
-		x = v ^ svc->skip[1];
-		h |= (x - PD_BYTES_01) & ~x;
-	}
-	if (n > 2) {
-		x = v ^ svc->skip[2];
-		h |= (x - PD_BYTES_01) & ~x;
-		x = v ^ svc->skip[3];
-		h |= (x - PD_BYTES_01) & ~x;
-	}
-	return !(h & PD_BYTES_80);
+	if (svc->nskip > 2)
+		return pd_stays4(v, svc->skip[0], svc->skip[1], svc->skip[2], svc->skip[3]);
+	return pd_stays2(v, svc->skip[0], svc->skip[1]);
 }
 
 /* Walk at most n bytes (and at most PD_WALK_MAX) of the current message

@@ -95,6 +95,23 @@ static void automaton_counts(const struct pd_image_service *is, const struct pd_
 	}
 }
 
+/* The bytes the data plane's skipping stops at, as a quoted string;
+ * nothing to show when it does not skip. */
+static void put_skip(FILE *f, const struct pd_service *svc, bool json)
+{
+	uint8_t b[PD_SKIP_MAX];
+
+	if (!svc->nskip) {
+		fputs(json ? "null" : "none", f);
+		return;
+	}
+	for (uint32_t k = 0; k < svc->nskip && k < PD_SKIP_MAX; k++)
+		b[k] = (uint8_t)svc->skip[k];
+	fputc('"', f);
+	put_escaped(f, b, svc->nskip, json);
+	fputc('"', f);
+}
+
 static const char *hold_name(unsigned h)
 {
 	switch (h) {
@@ -135,8 +152,10 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 
 		automaton_counts(is, img, &acc);
 		fprintf(f, "%s\n  {\n    # automaton: %u states (%u reporting), %u byte classes, "
-			"hold: %s, carry: %u\n", i ? "," : "", is->nstates, acc, is->svc.nclasses,
-			hold_name(is->svc.hold), is->svc.carry);
+			"hold: %s, carry: %u\n    # skips 8 bytes at a time to: ", i ? "," : "",
+			is->nstates, acc, is->svc.nclasses, hold_name(is->svc.hold), is->svc.carry);
+		put_skip(f, &is->svc, false);
+		fputc('\n', f);
 		fprintf(f, "    name = \"%s\";\n    ports = [ ", s->name);
 		put_ports(f, s);
 		fprintf(f, " ];\n    direction = \"%s\";\n    framing = \"%s\";\n"
@@ -217,10 +236,12 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			fprintf(f, "%s[%u, %u]", k ? ", " : "", s->ports[k].lo, s->ports[k].hi);
 		fprintf(f, "], \"direction\": \"%s\", \"framing\": \"%s\", \"inspect\": %u, "
 			"\"default\": \"%s\",\n     \"automaton\": {\"states\": %u, \"reporting\": %u, "
-			"\"classes\": %u, \"hold\": \"%s\", \"carry\": %u},\n     \"rules\": [",
+			"\"classes\": %u, \"hold\": \"%s\", \"carry\": %u, \"skip_to\": ",
 			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
 			pd_default_name(s->def), is->nstates, acc, is->svc.nclasses,
 			hold_name(is->svc.hold), is->svc.carry);
+		put_skip(f, &is->svc, true);
+		fprintf(f, "},\n     \"rules\": [");
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];
 
