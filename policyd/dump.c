@@ -95,16 +95,22 @@ static void automaton_counts(const struct pd_image_service *is, const struct pd_
 	}
 }
 
-/* The bytes the data plane's skipping stops at, as a quoted string;
- * nothing to show when it does not skip. */
+#define PD_STR_(x) #x
+#define PD_STR(x) PD_STR_(x)
+
+/* How the data plane scans a service's messages where no pattern has
+ * begun: the bytes its 8-byte steps stop at, as a quoted string. */
 static void put_skip(FILE *f, const struct pd_service *svc, bool json)
 {
 	uint8_t b[PD_SKIP_MAX];
 
 	if (!svc->nskip) {
-		fputs(json ? "null" : "none", f);
+		fputs(json ? "null" : "byte by byte (more than " PD_STR(PD_SKIP_MAX)
+		      " bytes begin a pattern)", f);
 		return;
 	}
+	if (!json)
+		fputs("8 bytes at a time, up to any of ", f);
 	for (uint32_t k = 0; k < svc->nskip && k < PD_SKIP_MAX; k++)
 		b[k] = (uint8_t)svc->skip[k];
 	fputc('"', f);
@@ -152,7 +158,7 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 
 		automaton_counts(is, img, &acc);
 		fprintf(f, "%s\n  {\n    # automaton: %u states (%u reporting), %u byte classes, "
-			"hold: %s, carry: %u\n    # skips 8 bytes at a time to: ", i ? "," : "",
+			"hold: %s, carry: %u\n    # scan: ", i ? "," : "",
 			is->nstates, acc, is->svc.nclasses, hold_name(is->svc.hold), is->svc.carry);
 		put_skip(f, &is->svc, false);
 		fputc('\n', f);

@@ -6,7 +6,7 @@ medians over the rounds and ratios to the no-firewall baseline of the same
 run. Writes tests/bench/results.md and tests/bench/*.png (gnuplot).
 
 Environment: PD_BENCH_ROUNDS (default 5), PD_BENCH_QUICK=1 (fewer requests,
-for a smoke run), PD_BENCH_ONLY=bulk (one section, printed, no report).
+for a smoke run), PD_BENCH_ONLY=bulk|redis|conns (one section, printed, no report).
 """
 import json
 import os
@@ -319,6 +319,8 @@ def main():
         return bulk_only(env, redis_conf)
     if ONLY == "conns":
         return conns_only(env, redis_conf)
+    if ONLY == "redis":
+        return redis_only(env, redis_conf)
 
     # redis
     rport = free_port()
@@ -444,6 +446,26 @@ def bulk_only(env, redis_conf):
             got.setdefault(name, []).append(v)
     for k, v in got.items():
         print("%-22s %6.2f Gbit/s  %.3f" % (k, median(v), median(v) / median(got["none"])))
+
+
+def redis_only(env, redis_conf):
+    """The request/response section alone, without iptables."""
+    rport = free_port()
+    env.start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", env.tmp], stdout=subprocess.DEVNULL)
+    wait_port(rport)
+    rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
+    for pipeline, n in ((1, 100000), (16, 1000000)):
+        n = int(n * SCALE)
+        got = {"none": [], "policyd": []}
+        for r in range(ROUNDS):
+            for k in got:
+                got[k].append(with_firewall(env, k, rport, rconf, [],
+                                            lambda: redis_rps(env, rport, pipeline, n)))
+        for k, v in got.items():
+            print("-P %-2d %-8s %9.0f req/s  %.3f  (rounds: %s)" % (
+                pipeline, k, median(v), median(v) / median(got["none"]),
+                " ".join("%.0f" % x for x in v)))
 
 
 def conns_only(env, redis_conf):
