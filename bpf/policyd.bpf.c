@@ -259,10 +259,13 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
 /* Work per bpf_loop callback (the call costs about as much as walking
- * ten bytes): words passed over in the resume state, bytes walked
- * through the table, bytes searched for a '\n' past the inspect window,
- * bytes walked the slow way while a carried-over state is walked too. */
+ * ten bytes): words passed over in the resume state, bytes passed over
+ * there one by one (when a service has too many bytes to look for in a
+ * word), bytes walked through the transition table, bytes searched for a
+ * '\n' past the inspect window, bytes walked the slow way while a
+ * carried-over state is walked too. */
 #define PD_SKIP_WORDS 32
+#define PD_STOP_BYTES 64
 #define PD_FAST_BYTES 32
 #define PD_EOL_BYTES 64
 #define PD_CHUNK 8
@@ -325,7 +328,9 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 /* The common case, with the automaton state in a register: bytes that
  * report nothing and end nothing, while no carried-over state is walked
  * alongside. In the resume state, words none of whose bytes leads out
- * of it are passed over whole (pd_word_stays); otherwise each byte is one
+ * of it are passed over whole (pd_word_stays), then bytes one by one by
+ * the stop table (all of a service's bytes to look for, however many);
+ * otherwise each byte is one
  * load of its class and one of the transition, addressed directly in the
  * slot's table. Stops before a byte that needs scan_byte: a transition
  * that reports a rule, a '\n' under line framing. Returns the bytes
@@ -400,6 +405,27 @@ static __always_inline __u32 scan_fast(struct scan *s)
 			}
 		}
 		done = w * 8;
+		if (done)
+			goto out;
+	}
+	if (state == svc->resume) {
+		/* too many bytes to look for in a word: one at a time, by table */
+		const __u8 *stop = s->cm->stop;
+
+		p = data + (i & (PD_WINDOW - 1));
+		if (cnt >= PD_STOP_BYTES && p + PD_STOP_BYTES <= data_end) {
+#pragma unroll
+			for (done = 0; done < PD_STOP_BYTES; done++)
+				if (stop[p[done]])
+					break;
+		} else {
+#pragma unroll
+			for (done = 0; done < PD_STOP_BYTES - 1; done++) {
+				barrier_var(cnt);
+				if (done >= cnt || p + done + 1 > data_end || stop[p[done]])
+					break;
+			}
+		}
 		if (done)
 			goto out;
 	}

@@ -171,6 +171,9 @@ struct pd_service {
 /* pd_classes (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services. */
 struct pd_classmap {
 	__u8 cls[256];          /* byte -> class */
+	__u8 stop[256];         /* byte -> 1 if it leads out of the resume state
+	                         * (or ends a line): the bytes of pd_service.skip,
+	                         * however many, for scanning byte by byte */
 };
 
 /* pd_trans (ARRAY, 2 entries): key = policy slot; value = the slot's

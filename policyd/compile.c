@@ -543,21 +543,23 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 
 /* The bytes that lead out of the resume state (local state 0): the first
  * bytes of the contains patterns, and '\n' under line framing, where it
- * ends a message. Up to PD_SKIP_MAX of them, each repeated in a word,
- * let the data plane pass over runs of other bytes 8 at a time. */
-static void skip_set(const struct builder *b, bool line, struct pd_service *svc)
+ * ends a message. All of them in stop; up to PD_SKIP_MAX of them, each
+ * repeated in a word, let the data plane pass over runs of other bytes 8
+ * at a time. */
+static void skip_set(const struct builder *b, bool line, struct pd_service *svc,
+		     struct pd_classmap *cm)
 {
 	uint32_t n = 0;
 
-	svc->nskip = 0;
 	for (int x = 0; x < 256; x++) {
 		uint32_t to = b->rows[b->cls[x]];
 
-		if (to == 0 && !has_out(&b->souts[0]) && !(line && x == '\n'))
+		cm->stop[x] = to != 0 || has_out(&b->souts[0]) || (line && x == '\n');
+		if (!cm->stop[x])
 			continue;
-		if (n == PD_SKIP_MAX)
-			return;         /* too many: no skipping */
-		svc->skip[n++] = 0x0101010101010101ull * (uint8_t)x;
+		if (n < PD_SKIP_MAX)
+			svc->skip[n] = 0x0101010101010101ull * (uint8_t)x;
+		n++;
 	}
 	if (!n)
 		/* no byte leads out; the loop still compares with one: a 0
@@ -565,7 +567,7 @@ static void skip_set(const struct builder *b, bool line, struct pd_service *svc)
 		svc->skip[n++] = 0;
 	for (uint32_t k = n; k < PD_SKIP_MAX; k++)
 		svc->skip[k] = svc->skip[0];
-	svc->nskip = n;
+	svc->nskip = n <= PD_SKIP_MAX ? n : 0;
 }
 
 struct built {
@@ -684,7 +686,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		is->svc.nclasses = b->ncls;
 		for (int x = 0; x < 256; x++)
 			is->classes.cls[x] = (uint8_t)b->cls[x];
-		skip_set(b, s->framing == PD_FRAME_LINE, &is->svc);
+		skip_set(b, s->framing == PD_FRAME_LINE, &is->svc, &is->classes);
 		is->nstates = b->set_off.n;
 		is->first_state = base;
 		place(img, b, base);
