@@ -74,17 +74,24 @@ struct builder {
 	bool oom;
 };
 
-static bool vec_push(struct vec32 *v, uint32_t x)
+static __attribute__((noinline)) bool vec_grow(struct vec32 *v)
 {
-	if (v->n == v->cap) {
-		uint32_t cap = v->cap ? v->cap * 2 : 16;
-		uint32_t *nv = realloc(v->v, (size_t)cap * sizeof(*nv));
+	uint32_t cap = v->cap ? v->cap * 2 : 16;
+	uint32_t *nv = realloc(v->v, (size_t)cap * sizeof(*nv));
 
-		if (!nv)
-			return false;
-		v->v = nv;
-		v->cap = cap;
-	}
+	if (!nv)
+		return false;
+	v->v = nv;
+	v->cap = cap;
+	return true;
+}
+
+/* Inline: the subset construction pushes a few hundred million times for
+ * a large policy. */
+static inline bool vec_push(struct vec32 *v, uint32_t x)
+{
+	if (__builtin_expect(v->n == v->cap, 0) && !vec_grow(v))
+		return false;
 	v->v[v->n++] = x;
 	return true;
 }

@@ -96,6 +96,29 @@ static int update(struct bpf_map *m, const void *k, const void *v)
 	return bpf_map_update_elem(bpf_map__fd(m), k, v, BPF_ANY) ? -errno : 0;
 }
 
+/* What entering each state reports, all states in one call. */
+static int write_outs(struct bpf_map *m, const struct pd_image *img, uint32_t base)
+{
+	uint32_t n = img->nstates, count = n;
+	struct pd_state_out *o = malloc((size_t)n * sizeof(*o));
+	uint32_t *k = malloc((size_t)n * sizeof(*k));
+	int err = -ENOMEM;
+
+	if (o && k) {
+		for (uint32_t i = 0; i < n; i++) {
+			k[i] = base + i;
+			o[i] = img->outs[i];
+			o[i].cont += base;
+		}
+		err = bpf_map_update_batch(bpf_map__fd(m), k, o, &count, NULL) ? -errno : 0;
+		if (!err && count != n)
+			err = -EIO;
+	}
+	free(o);
+	free(k);
+	return err;
+}
+
 /* Remove the port entries of slot gen (left by the policy it held before). */
 static int clear_ports(struct bpf_map *m, uint32_t gen)
 {
@@ -144,13 +167,8 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 	}
 	err = update(s->maps.pd_trans, &gen, tab);
 	free(tab);
-	for (uint32_t i = 0; i < img->nstates && !err; i++) {
-		struct pd_state_out o = img->outs[i];
-		uint32_t k = base + i;
-
-		o.cont += base;
-		err = update(s->maps.pd_outs, &k, &o);
-	}
+	if (!err && img->nstates)
+		err = write_outs(s->maps.pd_outs, img, base);
 	for (uint32_t i = 0; i < img->nservices && !err; i++) {
 		struct pd_service svc = img->services[i].svc;
 		uint32_t k = gen * PD_MAX_SERVICES + i;

@@ -363,18 +363,22 @@ def main():
     # scaling in the number of patterns, and compile + load
     scaling = {}
     build = {}
+    confs = {}
     for npat in (10, 100, 1000, 10000):
         conf = os.path.join(env.tmp, "p%d.conf" % npat)
         subprocess.run([sys.executable, os.path.join(ROOT, "tests", "gen-patterns.py"), conf,
                         str(npat)], check=True)
         conf = retarget(conf, conf, rport)
-        pats = patterns_of(conf)
         check = subprocess.run([POLICYD, "check", "-c", conf], capture_output=True, text=True,
                                check=True).stdout
         m = re.search(r"(\d+) automaton states, (\d+) image bytes.*compiled in ([\d.]+) ms", check)
         build[npat] = {"states": int(m.group(1)), "image": int(m.group(2)), "ready": [],
                        "compile": [], "load": [], "write": [], "reload": []}
-        for r in range(ROUNDS):
+        confs[npat] = (conf, patterns_of(conf))
+    # every pattern count in every round, so that a machine slowing down
+    # over the run does not pass for a cost of the larger policies
+    for r in range(ROUNDS):
+        for npat, (conf, pats) in confs.items():
             for k in ("none", "iptables", "policyd") if npat == 10 else ("iptables", "policyd"):
                 n = int((3000 if k == "iptables" and npat >= 1000 else 50000) * SCALE)
                 if k == "policyd":
