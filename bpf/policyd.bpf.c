@@ -251,9 +251,10 @@ static __always_inline void count(__u32 slot, __u32 bytes)
 }
 
 /* Bytes made readable at once by bpf_msg_pull_data. A range inside one
- * scatterlist element is read in place; one that spans elements (or pages
- * spliced from the page cache) is copied into a fresh page, so a window
- * stays within one page. */
+ * scatterlist element is read in place; one that spans elements (or lies
+ * in pages spliced from the page cache) makes the kernel copy every
+ * element it touches, whole, into new pages that replace them: the rest
+ * of the message is then read in place. */
 #define PD_WINDOW 4096
 /* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
  * elements of at most 32 KiB each). A longer run fails closed. */
