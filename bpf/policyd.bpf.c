@@ -260,12 +260,14 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
 /* Work per bpf_loop callback (the call costs about as much as walking
- * ten bytes): words passed over in the resume state, bytes passed over
+ * ten bytes): words passed over in the resume state (a block with one
+ * bounds check, or fewer, checked one by one), bytes passed over
  * there one by one (when a service has too many bytes to look for in a
  * word), bytes walked through the transition table, bytes searched for a
  * '\n' past the inspect window, bytes walked the slow way while a
  * carried-over state is walked too. */
-#define PD_SKIP_WORDS 32
+#define PD_SKIP_WORDS 64
+#define PD_SKIP_TAIL 31
 #define PD_STOP_BYTES 64
 #define PD_FAST_BYTES 32
 #define PD_EOL_BYTES 64
@@ -395,7 +397,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 			}
 		} else {
 #pragma unroll
-			for (w = 0; w < PD_SKIP_WORDS - 1; w++) {
+			for (w = 0; w < PD_SKIP_TAIL; w++) {
 				barrier_var(words);
 				if (w >= words || p + 8 > data_end)
 					break;
