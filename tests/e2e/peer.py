@@ -9,6 +9,8 @@ server CGROUP HOST PORT SPEC_JSON
                           on it (replies), print the results the same way.
 
 Steps: ["send", hex], ["sendmsg", [hex, ...]], ["sendfile", path],
+["sendbuf", path] (one send() of the file's bytes, for data too long for
+the command line),
 ["recv", n] (result: received bytes as hex), and, without a result,
 ["sleep", seconds] and ["wait", path] (until the file exists).
 """
@@ -34,6 +36,9 @@ def run_steps(sock, steps):
                 results.append(sock.send(bytes.fromhex(step[1])))
             elif op == "sendmsg":
                 results.append(sock.sendmsg([bytes.fromhex(x) for x in step[1]]))
+            elif op == "sendbuf":
+                with open(step[1], "rb") as f:
+                    results.append(sock.send(f.read()))
             elif op == "sendfile":
                 with open(step[1], "rb") as f:
                     results.append(os.sendfile(sock.fileno(), f.fileno(), 0,

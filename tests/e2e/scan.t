@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+# The scan's fast paths on a real kernel. Where no pattern has begun, the
+# data plane passes over 8 bytes at a time (services whose patterns begin
+# with up to four different bytes: blocks of 64 words with one bounds
+# check, or word by word near a window's end) or one byte at a time by a
+# table (more such bytes); it reads the message in 4 KiB windows. A
+# pattern is placed at every offset that matters for these steps (word,
+# block and window edges, straddling each) in sends of up to 64 KiB, for
+# each kind of service: every one is refused and the server never sees
+# it; the same sends without it arrive whole. Patterns split across two
+# sends, and ones that begin in a carried-over walk, are found too.
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pdtest import EACCES, Env, Policyd, Recorder, client, done, is_, ok, send
+
+env = Env("scan")
+two, four, many, line = Recorder(), Recorder(), Recorder(), Recorder()
+
+# two:  '$' and '\n' begin every pattern (the Redis profile's shape)
+# four: four bytes, one of them a nocase letter (both cases count)
+# many: six bytes: the byte table
+# line: line framing, where '\n' also stops the scan
+conf = env.write("policy.conf", """
+version = 1;
+daemon = { log_rate = 10000; };
+services = (
+  { name = "two"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 1; action = "deny"; contains = "$6\\r\\nCONFIG"; nocase = true; },
+              { id = 2; action = "deny"; contains = "\\nCONFIG "; nocase = true; } ); },
+  { name = "four"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 11; action = "deny"; contains = "#EVIL"; },
+              { id = 12; action = "deny"; contains = "%%BAD%%"; },
+              { id = 13; action = "deny"; contains = "qux!"; nocase = true; } ); },
+  { name = "many"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 21; action = "deny"; contains = "#EVIL"; },
+              { id = 22; action = "deny"; contains = "%%BAD%%"; },
+              { id = 23; action = "deny"; contains = "qux!"; nocase = true; },
+              { id = 24; action = "deny"; contains = "&AMP&"; },
+              { id = 25; action = "deny"; contains = "@root@"; } ); },
+  { name = "line"; ports = [ %d ]; direction = "to"; framing = "line";
+    rules = ( { id = 31; action = "deny"; contains = "FLUSHALL"; nocase = true; } ); }
+);
+""" % (two.port, four.port, many.port, line.port))
+
+pd = Policyd(env, conf)
+if not ok(pd.running(), "policyd run starts", pd.text()):
+    done()
+
+cases = {
+    "two": (two, [b"$6\r\nCONFIG", b"\nconfig "]),
+    "four": (four, [b"#EVIL", b"%BAD%", b"QuX!"]),
+    "many": (many, [b"&AMP&", b"@root@", b"qUx!"]),
+}
+# Filler none of whose bytes begins a pattern of any service, and a
+# 'noisy' filler full of bytes that do, so that the walk leaves and
+# re-enters the state where it skips.
+FILL = (b"0123456789abcdefghijklmnop" * 3000)
+NOISY = (b"$6\r\nCONFIX#EVI%BA&AM@roo\nconfi " * 3000)
+OFFSETS = [0, 1, 7, 8, 9, 15, 16, 63, 64, 505, 511, 512, 513, 1023, 1024, 1025, 2047, 4088,
+           4092, 4095, 4096, 4097, 8190, 8192, 12289, 20000, 65000]
+
+
+def big(data):
+    """A step sending data in one send(), through a file: 64 KiB do not fit
+    on a command line."""
+    path = os.path.join(env.tmp, "msg-%d" % len(os.listdir(env.tmp)))
+    with open(path, "wb") as f:
+        f.write(data)
+    return ["sendbuf", path]
+
+
+def message(filler, pat, off, size):
+    m = filler[:off] + pat
+    return m + filler[len(m):size]
+
+
+for name, (srv, pats) in cases.items():
+    for filler, fname in ((FILL, "quiet"), (NOISY, "noisy")):
+        # whole sends pass untouched
+        m = filler[:65536]
+        res, port = client(env, srv.port, [big(m)])
+        ok(res == [len(m)] and srv.got(port) == m,
+           "%s, %s filler: 64 KiB without a pattern arrive whole" % (name, fname),
+           "results %r, got %d bytes" % (res, len(srv.got(port))))
+        bad = []
+        for pat in (pats if filler is FILL else pats[:1]):
+            for off in OFFSETS:
+                size = max(off + len(pat) + 37, 5000) if off < 65000 else 65536
+                m = message(filler, pat, off, size)
+                res, port = client(env, srv.port, [big(m)], linger=0)
+                got = srv.got(port)
+                if res != [EACCES] or pat.lower() in got.lower():
+                    bad.append((pat, off, res, len(got)))
+        ok(not bad, "%s, %s filler: %s at %d offsets (word, block and window "
+           "edges) refused, the server sees none" % (
+               name, fname, "each pattern" if filler is FILL else "a pattern", len(OFFSETS)),
+           "missed (pattern, offset, results, bytes received): %r" % bad[:10])
+
+# split across two sends: the carried-over walk, then the skipping again
+bad = []
+for name, (srv, pats) in cases.items():
+    for pat in pats:
+        for cut in range(1, len(pat)):
+            for pre in (0, 5, 4096 - cut):
+                first = FILL[:pre] + pat[:cut]
+                second = pat[cut:] + FILL[:3000]
+                res, port = client(env, srv.port, [send(first), ["sleep", 0.05], send(second)],
+                                   linger=0)
+                got = srv.got(port)
+                if res != [len(first), EACCES] or got != first:
+                    bad.append((name, pat, cut, pre, res, len(got)))
+ok(not bad, "a pattern split across two sends, at every cut, is refused in the second "
+   "send; the first arrives", "missed: %r" % bad[:10])
+
+# line framing: '\n' ends a line wherever it falls, the next line is judged
+lines = b"".join(b"%s\n" % FILL[:n] for n in (0, 1, 7, 8, 9, 511, 512, 4095, 4096, 4097))
+res, port = client(env, line.port, [send(lines)])
+ok(res == [len(lines)] and line.got(port) == lines,
+   "line framing: lines ending at word, block and window edges pass whole")
+bad = []
+for off in OFFSETS[:-1]:
+    m = FILL[:off] + b"\n" + FILL[:off] + b"flushall\n"
+    res, port = client(env, line.port, [send(m), send(b"PING\n")], linger=0)
+    # the send reports the bytes passed before the denied line; the next
+    # send fails
+    if res != [off + 1, EACCES] or line.got(port) != FILL[:off] + b"\n":
+        bad.append((off, res, len(line.got(port))))
+ok(not bad, "line framing: a denied line after a line of any length is refused, the line "
+   "before it arrives", "missed: %r" % bad[:10])
+
+pd.stop()
+done()
