@@ -176,7 +176,17 @@ static __always_inline const struct pd_state_out *out_of(__u32 state)
 	return bpf_map_lookup_elem(&pd_outs, &state);
 }
 
+/* The state an entry of state from's row leads to: entries are row
+ * offsets within the slot's table (see pd_trans). */
+static __always_inline __u32 target_of(__u32 from, __u32 t)
+{
+	__u32 base = from >= pd_slot_states ? pd_slot_states : 0;
+
+	return ((t & PD_T_STATE) >> pd_row_shift) + base;
+}
+
 #define PD_ROW(ctx, st) row_of(st)
+#define PD_TARGET(ctx, st, t) target_of(st, t)
 #define PD_OUT(ctx, st) out_of(st)
 #define PD_ROW_MASK(ctx) pd_row_mask
 #include "pd_match.h"
@@ -334,9 +344,9 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
  * of it are passed over whole (pd_word_stays), then bytes one by one by
  * the stop table (all of a service's bytes to look for, however many);
  * otherwise each byte is one
- * load of its class and one of the transition, addressed directly in the
- * slot's table. Stops before a byte that needs scan_byte: a transition
- * that reports a rule, a '\n' under line framing. Returns the bytes
+ * load of its class and one of the entry, addressed directly in the
+ * slot's table. Stops before a byte that needs scan_byte: an entry with
+ * PD_T_MATCH (a rule reported, a line's '\n'). Returns the bytes
  * consumed; the result is pd_walk's, byte for byte. */
 static __always_inline __u32 scan_fast(struct scan *s)
 {
@@ -346,11 +356,8 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	const __u8 *tab = s->tab, *cls = s->cm->cls;
 	__u8 *data = s->data, *data_end = s->data_end, *p;
 	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
-	__u32 left = run->match_left, nl = run->line ? '\n' : 0x100;
-	__u32 wmask = pd_row_mask, shift = pd_row_shift, base = s->base;
-	__u64 last = pd_slot_last_row + (pd_row_mask << 2), off;
-	__u32 t;
-	__u8 b;
+	__u32 left = run->match_left, base = s->base, row, off, t;
+	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
 
 	if (i >= s->n)
 		return 0;
@@ -432,25 +439,38 @@ static __always_inline __u32 scan_fast(struct scan *s)
 		if (done)
 			goto out;
 	}
+	/* through the table: the row's offset in a register, one load of the
+	 * class and one of the entry per byte; a block with one bounds check
+	 * where the window has it */
+	row = (state - base) << pd_row_shift;
+	p = data + (i & (PD_WINDOW - 1));
+	if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
 #pragma unroll
-	for (done = 0; done < PD_FAST_BYTES; done++) {
-		barrier_var(cnt);
-		if (done >= cnt)
-			break;
-		p = data + ((i + done) & (PD_WINDOW - 1));
-		if (p + 1 > data_end)
-			break;
-		b = *p;
-		if (b == nl)
-			break;
-		off = ((__u64)(state - base) << shift) | ((cls[b] & wmask) << 2);
-		if (off > last)
-			break;
-		t = *(const __u32 *)(tab + off);
-		if (t & PD_T_MATCH)
-			break;
-		state = t;
+		for (done = 0; done < PD_FAST_BYTES; done++) {
+			off = row | ((__u32)cls[p[done]] << 2);
+			if (off > last)
+				break;
+			t = *(const __u32 *)(tab + off);
+			if (t >= PD_T_MATCH)
+				break;
+			row = t;
+		}
+	} else {
+#pragma unroll
+		for (done = 0; done < PD_FAST_BYTES - 1; done++) {
+			barrier_var(cnt);
+			if (done >= cnt || p + done + 1 > data_end)
+				break;
+			off = row | ((__u32)cls[p[done]] << 2);
+			if (off > last)
+				break;
+			t = *(const __u32 *)(tab + off);
+			if (t >= PD_T_MATCH)
+				break;
+			row = t;
+		}
 	}
+	state = (row >> pd_row_shift) + base;
 out:
 	m->state = state;
 	m->seen += done;

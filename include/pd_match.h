@@ -9,6 +9,9 @@
  *   PD_ROW(ctx, state)   const __u32 *: the transition row of a state, or NULL
  *   PD_OUT(ctx, state)   const struct pd_state_out *, or NULL
  *   PD_ROW_MASK(ctx)     row width - 1 (the row width is a power of two)
+ * and may define:
+ *   PD_TARGET(ctx, st, t) the state a transition entry t of state st's row
+ *                         leads to (default: t without PD_T_MATCH)
  * A NULL from either means the tables are inconsistent; the walk then
  * reports an error and the caller fails closed.
  *
@@ -32,6 +35,10 @@
 
 /* Most bytes one pd_walk call looks at; callers loop. (The BPF program
  * does not use pd_walk: it calls pd_byte from a bpf_loop callback.) */
+#ifndef PD_TARGET
+#define PD_TARGET(ctx, st, t) ((t) & PD_T_STATE)
+#endif
+
 #ifndef PD_WALK_MAX
 #define PD_WALK_MAX 256
 #endif
@@ -61,7 +68,7 @@ PD_INLINE int pd_step(__u32 *state, struct pd_match *m, __u32 cls, void *ctx)
 	if (!row)
 		return -1;
 	t = row[cls & PD_ROW_MASK(ctx)];
-	*state = t & PD_T_STATE;
+	*state = PD_TARGET(ctx, *state, t);
 	if (t & PD_T_MATCH) {
 		o = PD_OUT(ctx, *state);
 		if (!o)

@@ -177,11 +177,14 @@ struct pd_classmap {
 };
 
 /* pd_trans (ARRAY, 2 entries): key = policy slot; value = the slot's
- * transition table, slot_states rows of row_width entries (both powers of
- * two). The row of global state s is row (s & (slot_states - 1)) of table
- * s / slot_states; row_width is a power of two >= every nclasses. One
- * table per slot lets the data plane address rows directly, without a
- * map lookup per byte. */
+ * transition table, slot_states rows of row_width entries (row_width a
+ * power of two >= every nclasses). The row of global state s is row
+ * s - g * slot_states of table g = s / slot_states. In the kernel an entry
+ * is not a state index but the byte offset of the target's row in its
+ * table, PD_T_MATCH set where the target reports a rule or (line framing)
+ * the byte is '\n': one table per slot, and offsets instead of indexes,
+ * let the data plane walk without a map lookup or a multiplication per
+ * byte. */
 
 /* pd_state_out (ARRAY, states): key = global state index. The lowest
  * rule index of each action reported when this state is entered. */

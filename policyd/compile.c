@@ -172,11 +172,14 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 }
 
 /* Split the 256 bytes into classes that no label tells apart. */
-static void make_classes(struct builder *b)
+static void make_classes(struct builder *b, bool line)
 {
 	bool used[NLABELS] = { false };
 	int remap[512];
 
+	/* under line framing '\n' ends a message: a class of its own lets
+	 * the data plane's table flag exactly those transitions */
+	used['\n'] = line;
 	for (uint32_t i = 0; i < b->nnodes; i++)
 		for (uint32_t e = 0; e < b->nodes[i].nedges; e++)
 			used[b->nodes[i].edges[e].label] = true;
@@ -473,7 +476,7 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	b->bucket = calloc(256, sizeof(*b->bucket));
 	if (b->oom || !b->bucket)
 		goto oom;
-	make_classes(b);
+	make_classes(b, s->framing == PD_FRAME_LINE);
 	b->tmp.n = 0;
 	if (!vec_push(&b->tmp, rootu))
 		goto oom;

@@ -154,15 +154,26 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 	tab = calloc((size_t)l->slot_states * w, sizeof(*tab));
 	if (!tab)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < img->nstates; i++) {
-		uint32_t *row = &tab[(size_t)i * w];
+	/* an entry is the byte offset of the target's row in the table (the
+	 * data plane adds it to the table's address, no multiplication), with
+	 * PD_T_MATCH where the walk must stop for the slow way: the target
+	 * reports a rule, or the byte is a line's '\n' */
+	for (uint32_t k = 0; k < img->nservices; k++) {
+		const struct pd_image_service *is = &img->services[k];
+		int nl = is->svc.framing == PD_FRAME_LINE ? is->classes.cls['\n'] : -1;
 
-		/* a narrower image: entries past its width are never indexed
-		 * (every class is below nclasses); they lead to the state itself */
-		for (uint32_t c = 0; c < w; c++) {
-			uint32_t t = c < iw ? img->trans[(size_t)i * iw + c] : i;
+		for (uint32_t i = is->first_state; i < is->first_state + is->nstates; i++) {
+			uint32_t *row = &tab[(size_t)i * w];
 
-			row[c] = ((t & PD_T_STATE) + base) | (t & PD_T_MATCH);
+			/* a narrower image: entries past its width are never
+			 * indexed (every class is below nclasses); they lead
+			 * to the state itself */
+			for (uint32_t c = 0; c < w; c++) {
+				uint32_t t = c < iw ? img->trans[(size_t)i * iw + c] : i;
+
+				row[c] = (t & PD_T_STATE) * w * (uint32_t)sizeof(uint32_t) |
+					 (t & PD_T_MATCH) | ((int)c == nl ? PD_T_MATCH : 0);
+			}
 		}
 	}
 	err = update(s->maps.pd_trans, &gen, tab);
