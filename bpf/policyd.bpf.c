@@ -346,8 +346,8 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
  * otherwise each byte is one
  * load of its class and one of the entry, addressed directly in the
  * slot's table. Stops before a byte that needs scan_byte: an entry with
- * PD_T_MATCH (a rule reported, a line's '\n'). Returns the bytes
- * consumed; the result is pd_walk's, byte for byte. */
+ * PD_T_MATCH (a rule reported, a line's '\n'). Returns whether it
+ * consumed any; the result is pd_walk's, byte for byte. */
 static __always_inline __u32 scan_fast(struct scan *s)
 {
 	struct pd_run *run = s->run;
@@ -356,7 +356,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	const __u8 *tab = s->tab, *cls = s->cm->cls;
 	__u8 *data = s->data, *data_end = s->data_end, *p;
 	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
-	__u32 left = run->match_left, base = s->base, row, off, t;
+	__u32 left = run->match_left, base = s->base, row, off, t, skipped = 0;
 	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
 
 	if (i >= s->n)
@@ -416,7 +416,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 		}
 		done = w * 8;
 		if (done)
-			goto out;
+			goto skipped;
 	}
 	if (state == svc->resume) {
 		/* too many bytes to look for in a word: one at a time, by table */
@@ -437,7 +437,27 @@ static __always_inline __u32 scan_fast(struct scan *s)
 			}
 		}
 		if (done)
-			goto out;
+			goto skipped;
+	}
+skipped:
+	if (done) {
+		/* on to the walk in the same call (for small sends the calls
+		 * cost more than the bytes); what was passed over is written
+		 * back and read again from memory, so that the verifier, which
+		 * does not follow it there, checks the walk once and not once
+		 * for each number of bytes passed over */
+		m->seen += done;
+		run->match_left = left - done;
+		run->wused = i + done;
+		skipped = 1;    /* not the count: one value on every path */
+		i = *(volatile __u32 *)&run->wused;
+		left = *(volatile __u32 *)&run->match_left;
+		if (i >= s->n || !left)
+			return skipped;
+		cnt = s->n - i;
+		if (cnt > left)
+			cnt = left;
+		done = 0;
 	}
 	/* through the table: the row's offset in a register, one load of the
 	 * class and one of the entry per byte; a block with one bounds check
@@ -471,13 +491,12 @@ static __always_inline __u32 scan_fast(struct scan *s)
 		}
 	}
 	state = (row >> pd_row_shift) + base;
-out:
 	m->state = state;
 	m->seen += done;
 	run->match_left = left - done;
 used:
 	run->wused = i + done;
-	return done;
+	return skipped || done;
 }
 
 /* One callback: the fast way as far as it goes, else a few bytes the
