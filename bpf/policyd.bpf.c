@@ -356,7 +356,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	const __u8 *tab = s->tab, *cls = s->cm->cls;
 	__u8 *data = s->data, *data_end = s->data_end, *p;
 	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
-	__u32 left = run->match_left, base = s->base, row, off, t, skipped = 0;
+	__u32 left = run->match_left, base = s->base, row, off, t, skipped = 0, hit = 0;
 	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
 
 	if (i >= s->n)
@@ -394,13 +394,17 @@ static __always_inline __u32 scan_fast(struct scan *s)
 			if (!four) {
 #pragma unroll
 				for (w = 0; w < PD_SKIP_WORDS; w++)
-					if (!pd_stays2(*(__u64 *)(p + w * 8), k0, k1))
+					if (!pd_stays2(*(__u64 *)(p + w * 8), k0, k1)) {
+						hit = 1;
 						break;
+					}
 			} else {
 #pragma unroll
 				for (w = 0; w < PD_SKIP_WORDS; w++)
-					if (!pd_stays4(*(__u64 *)(p + w * 8), k0, k1, k2, k3))
+					if (!pd_stays4(*(__u64 *)(p + w * 8), k0, k1, k2, k3)) {
+						hit = 1;
 						break;
+					}
 			}
 		} else {
 #pragma unroll
@@ -409,8 +413,10 @@ static __always_inline __u32 scan_fast(struct scan *s)
 				if (w >= words || p + 8 > data_end)
 					break;
 				if (!(four ? pd_stays4(*(__u64 *)p, k0, k1, k2, k3) :
-					     pd_stays2(*(__u64 *)p, k0, k1)))
+					     pd_stays2(*(__u64 *)p, k0, k1))) {
+					hit = 1;
 					break;
+				}
 				p += 8;
 			}
 		}
@@ -426,14 +432,20 @@ static __always_inline __u32 scan_fast(struct scan *s)
 		if (cnt >= PD_STOP_BYTES && p + PD_STOP_BYTES <= data_end) {
 #pragma unroll
 			for (done = 0; done < PD_STOP_BYTES; done++)
-				if (stop[p[done]])
+				if (stop[p[done]]) {
+					hit = 1;
 					break;
+				}
 		} else {
 #pragma unroll
 			for (done = 0; done < PD_STOP_BYTES - 1; done++) {
 				barrier_var(cnt);
-				if (done >= cnt || p + done + 1 > data_end || stop[p[done]])
+				if (done >= cnt || p + done + 1 > data_end)
 					break;
+				if (stop[p[done]]) {
+					hit = 1;
+					break;
+				}
 			}
 		}
 		if (done)
@@ -441,14 +453,18 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	}
 skipped:
 	if (done) {
-		/* on to the walk in the same call (for small sends the calls
-		 * cost more than the bytes); what was passed over is written
-		 * back and read again from memory, so that the verifier, which
-		 * does not follow it there, checks the walk once and not once
-		 * for each number of bytes passed over */
+		/* at a byte that leads out of the resume state, on to the walk
+		 * in the same call (for small sends the calls cost more than
+		 * the bytes); else the next call passes over more. What was
+		 * passed over is written back and read again from memory, so
+		 * that the verifier, which does not follow it there, checks
+		 * the walk once and not once for each number of bytes passed
+		 * over */
 		m->seen += done;
 		run->match_left = left - done;
 		run->wused = i + done;
+		if (!hit)
+			return 1;
 		skipped = 1;    /* not the count: one value on every path */
 		i = *(volatile __u32 *)&run->wused;
 		left = *(volatile __u32 *)&run->match_left;
