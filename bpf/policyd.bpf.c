@@ -277,11 +277,13 @@ static __always_inline void count(__u32 slot, __u32 bytes)
  * '\n' past the inspect window, bytes walked the slow way while a
  * carried-over state is walked too. */
 #define PD_SKIP_WORDS 64
-#define PD_SKIP_TAIL 31
+#define PD_SKIP_TAIL 15
 #define PD_STOP_BYTES 64
+#define PD_STOP_TAIL 15
 #define PD_FAST_BYTES 32
-#define PD_EOL_BYTES 64
-#define PD_CHUNK 8
+#define PD_FAST_TAIL 15
+#define PD_EOL_BYTES 32
+#define PD_CHUNK 4
 
 /* What the callbacks work on (on the stack of pd_scan). */
 struct scan {
@@ -438,7 +440,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 				}
 		} else {
 #pragma unroll
-			for (done = 0; done < PD_STOP_BYTES - 1; done++) {
+			for (done = 0; done < PD_STOP_TAIL; done++) {
 				barrier_var(cnt);
 				if (done >= cnt || p + done + 1 > data_end)
 					break;
@@ -493,7 +495,7 @@ skipped:
 		}
 	} else {
 #pragma unroll
-		for (done = 0; done < PD_FAST_BYTES - 1; done++) {
+		for (done = 0; done < PD_FAST_TAIL; done++) {
 			barrier_var(cnt);
 			if (done >= cnt || p + done + 1 > data_end)
 				break;

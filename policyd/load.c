@@ -77,6 +77,9 @@ int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct p
 			return err;
 		}
 	}
+	/* the verifier's statistics (time, instructions) in libbpf's log:
+	 * shown with -v */
+	bpf_program__set_log_level(s->progs.pd_msg, 4);
 	err = policyd_bpf__load(s);
 	if (err) {
 		*why = kept ? "the kept maps do not fit these programs, or the kernel refused "

@@ -60,7 +60,10 @@ static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list 
 
 static int libbpf_loud(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	return level == LIBBPF_DEBUG ? 0 : vfprintf(stderr, fmt, ap);
+	/* of the debug messages, the verifier's log (its statistics) */
+	if (level == LIBBPF_DEBUG && !strstr(fmt, "PROG LOAD LOG"))
+		return 0;
+	return vfprintf(stderr, fmt, ap);
 }
 
 /* The cgroup2 mount point, from /proc/mounts. */

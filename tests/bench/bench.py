@@ -170,15 +170,21 @@ def with_firewall(env, kind, port, conf, patterns, fn):
 
 def redis_rps(env, port, pipeline, n):
     """SET and GET requests per second (the mean of the two) with 20 clients."""
-    out = env.run(["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n), "-c", "20",
-                   "-P", str(pipeline), "-q", "--csv"], inside=True)
+    out = env.run(PIN_CLIENT + ["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n),
+                                "-c", "20", "-P", str(pipeline), "-q", "--csv"], inside=True)
     rps = [float(m.group(1)) for m in re.finditer(r'^"(?:SET|GET)","([\d.]+)"', out, re.M)]
     if len(rps) != 2:
         raise RuntimeError("redis-benchmark said: " + out)
     return statistics.mean(rps)
 
 
-AFFINITY = ["-A", "0,1"] if (os.cpu_count() or 1) >= 2 else []
+# Client and server each on a CPU of their own (iperf3 pins itself):
+# left to the scheduler, they share one in some runs and not in others,
+# and one configuration's figures differ by a third.
+TWO_CPUS = (os.cpu_count() or 1) >= 2
+AFFINITY = ["-A", "0,1"] if TWO_CPUS else []
+PIN_CLIENT = ["taskset", "-c", "0"] if TWO_CPUS else []
+PIN_SERVER = ["taskset", "-c", "1"] if TWO_CPUS else []
 
 
 def iperf_gbps(env, port, secs):
@@ -187,10 +193,7 @@ def iperf_gbps(env, port, secs):
     try:
         wait_port(port)
         # a repeating payload: random bytes match iptables' short
-        # unanchored patterns now and then, and a reset ends the run.
-        # Sender and receiver each on a CPU of their own: left to the
-        # scheduler, they share one in some runs and not in others, and
-        # the figures of one configuration differ by a third
+        # unanchored patterns now and then, and a reset ends the run
         out = env.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(secs), "-J",
                        "--repeating-payload"] + AFFINITY, inside=True)
     finally:
@@ -330,8 +333,9 @@ def main():
 
     # redis
     rport = free_port()
-    red = env.start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", env.tmp], stdout=subprocess.DEVNULL)
+    red = env.start(PIN_SERVER + ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", env.tmp],
+                    stdout=subprocess.DEVNULL)
     wait_port(rport)
     rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
     rpats = patterns_of(rconf)
@@ -483,8 +487,9 @@ def bulk_only(env, redis_conf):
 def redis_only(env, redis_conf):
     """The request/response section alone, without iptables."""
     rport = free_port()
-    env.start(["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", env.tmp], stdout=subprocess.DEVNULL)
+    env.start(PIN_SERVER + ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", env.tmp],
+              stdout=subprocess.DEVNULL)
     wait_port(rport)
     rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
     for pipeline, n in ((1, 50000), (16, 500000)):
