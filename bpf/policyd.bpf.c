@@ -427,7 +427,8 @@ static __always_inline __u32 scan_fast(struct scan *s)
 			goto skipped;
 	}
 	if (state == svc->resume) {
-		/* too many bytes to look for in a word: one at a time, by table */
+		/* one at a time, by table: too many bytes to look for in a
+		 * word, or the word test stopped at once */
 		const __u8 *stop = s->cm->stop;
 
 		p = data + (i & (PD_WINDOW - 1));
