@@ -15,8 +15,15 @@
 #include "load.h"
 #include "policyd.skel.h"
 
-int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
-		const char **why)
+static bool verifier_stats;
+
+void pd_bpf_verifier_stats(bool on)
+{
+	verifier_stats = on;
+}
+
+static int load_once(const struct pd_image *img, const struct pd_kept *kept,
+		     struct pd_loaded *l, const char **why, bool stats)
 {
 	struct policyd_bpf *s;
 	struct bpf_map *m;
@@ -77,9 +84,9 @@ int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct p
 			return err;
 		}
 	}
-	/* the verifier's statistics (time, instructions) in libbpf's log:
-	 * shown with -v */
-	bpf_program__set_log_level(s->progs.pd_msg, 4);
+	/* the verifier's statistics (time, instructions) in libbpf's log */
+	if (stats)
+		bpf_program__set_log_level(s->progs.pd_msg, 4);
 	err = policyd_bpf__load(s);
 	if (err) {
 		*why = kept ? "the kept maps do not fit these programs, or the kernel refused "
@@ -92,6 +99,19 @@ int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct p
 	l->slot_states = states;
 	l->row_width = width;
 	return 0;
+}
+
+int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
+		const char **why)
+{
+	int err = load_once(img, kept, l, why, verifier_stats);
+
+	/* a log level asked for is all the kernel writes: for the reason
+	 * of a refusal, load again the default way (libbpf then retries
+	 * with the verifier's full log) */
+	if (err && verifier_stats)
+		err = load_once(img, kept, l, why, false);
+	return err;
 }
 
 static int update(struct bpf_map *m, const void *k, const void *v)

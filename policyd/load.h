@@ -33,6 +33,9 @@ struct pd_kept {
  * Returns 0 or -errno; *why says what failed. */
 int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
 		const char **why);
+/* Have libbpf's log show the verifier's statistics of the data plane's
+ * program (policyd -v). */
+void pd_bpf_verifier_stats(bool on);
 /* Write img into policy slot gen (0 or 1). Returns 0 or -errno. */
 int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen);
 /* Whether img fits the maps of l (a reload needs no new programs). */

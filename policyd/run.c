@@ -654,6 +654,7 @@ int pd_cmd_run(const struct pd_opts *o)
 	int ret;
 
 	libbpf_set_print(o->verbose ? libbpf_loud : libbpf_quiet);
+	pd_bpf_verifier_stats(o->verbose);
 	d.compile_ms = now_ms();
 	ret = pd_load_and_compile(o->config, &d.pol, &d.img, NULL);
 	d.compile_ms = now_ms() - d.compile_ms;
