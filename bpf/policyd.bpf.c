@@ -581,18 +581,14 @@ static long scan_window(__u32 w, void *arg)
 
 /* Consume bytes [0, run.limit) of this sk_msg, window by window, until the
  * limit, a deny, or (line framing) the end of a line. Sets run.used, or
- * run.err to fail closed. A global function: verified once, on its own. */
-__noinline int pd_scan(struct sk_msg_md *msg)
+ * run.err to fail closed. Inline, with the caller's socket storage: one
+ * call site, and a global function would look the storage up again
+ * (a run of the program with one byte inspected: ~400 -> ~350 ns). */
+static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
 {
-	struct pd_sock *st;
 	struct scan s = {};
 	__u32 key, gen;
 
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	if (!st)
-		return -1;
 	gen = st->cur.gen & 1;
 	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
@@ -816,7 +812,7 @@ int pd_msg(struct sk_msg_md *msg)
 	st->run.limit = size;
 	if (!st->run.line && st->run.match_left < size)
 		st->run.limit = st->run.match_left;
-	pd_scan(msg);
+	pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;
 	used = st->run.used;
