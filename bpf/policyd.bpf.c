@@ -390,7 +390,10 @@ static __always_inline __u32 scan_fast(struct scan *s)
 
 		/* pd_word_stays, with the bytes in registers. A whole block
 		 * with one bounds check where the window has it, else word by
-		 * word; two bytes or four (entries past nskip repeat the first) */
+		 * word; two bytes or four (entries past nskip repeat the first).
+		 * The two block loops stay apart: one loop that tests `four`
+		 * per word scanned at 0.59-0.64 ns per byte, these at 0.45
+		 * (kernel.bpf_stats_enabled, iperf3, the Redis profile) */
 		p = data + (i & (PD_WINDOW - 1));
 		if (words >= PD_SKIP_WORDS && p + PD_SKIP_WORDS * 8 <= data_end) {
 			if (!four) {
