@@ -285,7 +285,7 @@ static __always_inline void count(__u32 slot, __u32 bytes)
 #define PD_EOL_BYTES 32
 #define PD_CHUNK 4
 
-/* What the callbacks work on (on the stack of pd_scan). */
+/* What the callbacks work on (on the program's stack, set up by pd_scan). */
 struct scan {
 	struct pd_match *m;
 	struct pd_run *run;
