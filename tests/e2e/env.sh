@@ -20,6 +20,9 @@ env_setup() {
 
 env_cleanup() {
 	local p
+	# every step runs even under set -e: wait returns a killed
+	# process's status, which would end the cleanup there
+	set +e
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
