@@ -815,7 +815,10 @@ int pd_msg(struct sk_msg_md *msg)
 	st->run.limit = size;
 	if (!st->run.line && st->run.match_left < size)
 		st->run.limit = st->run.match_left;
-	pd_scan(msg, st);
+	if (svc->noscan)
+		st->run.used = st->run.limit;   /* nothing to look for */
+	else
+		pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;
 	used = st->run.used;

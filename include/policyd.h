@@ -24,8 +24,8 @@
 
 /* Layout version of pinned maps. Bump on any change to a struct below or
  * to the set of maps (2: pd_doomed; 3: pd_trans holds one table per slot,
- * pd_service.skip). */
-#define PD_LAYOUT_VERSION 3
+ * pd_service.skip; 4: pd_service.noscan). */
+#define PD_LAYOUT_VERSION 4
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -158,7 +158,8 @@ struct pd_service {
 	 * these. nskip 0: more than PD_SKIP_MAX such bytes, no skipping;
 	 * entries past nskip repeat skip[0]. */
 	__u32 nskip;
-	__u32 pad2;
+	__u32 noscan;           /* framing none and no byte pattern: no byte of a
+	                         * message is read, only its length counts */
 	__u64 skip[PD_SKIP_MAX];
 };
 

@@ -518,7 +518,7 @@ static uint32_t pow2_at_least(uint32_t x)
 static void service_entry(const struct pd_service_src *s, struct pd_service *svc)
 {
 	size_t maxlen = 0;
-	bool prefix = false, allow = false;
+	bool prefix = false, allow = false, pattern = false;
 
 	memset(svc, 0, sizeof(*svc));
 	svc->framing = s->framing;
@@ -531,6 +531,8 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 			maxlen = r->patlen;
 		if (r->kind == PD_M_PREFIX)
 			prefix = true;
+		if (r->kind == PD_M_PREFIX || r->kind == PD_M_CONTAINS)
+			pattern = true;
 		if (r->action == PD_ACT_ALLOW || r->action == PD_ACT_REDIRECT)
 			allow = true;
 		if (r->kind == PD_M_LONGER_THAN && svc->nlen < PD_MAX_LEN_RULES) {
@@ -543,6 +545,8 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 	}
 	if (s->framing == PD_FRAME_NONE && maxlen > 1)
 		svc->carry = (uint32_t)(maxlen - 1);
+	/* under line framing the scan still looks for the ends of lines */
+	svc->noscan = s->framing == PD_FRAME_NONE && !pattern;
 	if (s->framing == PD_FRAME_LINE) {
 		if (prefix)
 			svc->hold |= PD_HOLD_ANCHORED;

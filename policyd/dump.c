@@ -104,6 +104,11 @@ static void put_skip(FILE *f, const struct pd_service *svc, bool json)
 {
 	uint8_t b[PD_SKIP_MAX];
 
+	if (svc->noscan) {
+		fputs(json ? "null" : "none (no byte patterns: only the length of a message counts)",
+		      f);
+		return;
+	}
 	if (!svc->nskip) {
 		fputs(json ? "null" : "byte by byte (more than " PD_STR(PD_SKIP_MAX)
 		      " bytes begin a pattern)", f);
@@ -242,10 +247,11 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			fprintf(f, "%s[%u, %u]", k ? ", " : "", s->ports[k].lo, s->ports[k].hi);
 		fprintf(f, "], \"direction\": \"%s\", \"framing\": \"%s\", \"inspect\": %u, "
 			"\"default\": \"%s\",\n     \"automaton\": {\"states\": %u, \"reporting\": %u, "
-			"\"classes\": %u, \"hold\": \"%s\", \"carry\": %u, \"skip_to\": ",
+			"\"classes\": %u, \"hold\": \"%s\", \"carry\": %u, \"scan\": \"%s\", \"skip_to\": ",
 			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
 			pd_default_name(s->def), is->nstates, acc, is->svc.nclasses,
-			hold_name(is->svc.hold), is->svc.carry);
+			hold_name(is->svc.hold), is->svc.carry,
+			is->svc.noscan ? "none" : is->svc.nskip ? "words" : "bytes");
 		put_skip(f, &is->svc, true);
 		fprintf(f, "},\n     \"rules\": [");
 		for (size_t k = 0; k < s->nrules; k++) {

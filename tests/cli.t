@@ -58,4 +58,23 @@ ms=$(echo "$out" | sed -E 's/.*compiled in ([0-9.]+) ms/\1/')
 [ "$bytes" -lt $((64 << 20)) ]; ok $? "image under 64 MiB ($bytes bytes)"
 awk -v m="$ms" 'BEGIN { exit !(m < 1000) }'; ok $? "compiled in under 1 s ($ms ms)"
 
+# without byte patterns a framing-none service reads no byte; under line
+# framing the scan still looks for the ends of lines
+cat > "$tmp/len.conf" <<'EOF'
+version = 1;
+services = (
+  { name = "len"; ports = [ 7001 ]; direction = "to"; framing = "none";
+    rules = ( { id = 1; action = "deny"; longer_than = 1000; } ); },
+  { name = "lenline"; ports = [ 7002 ]; direction = "to"; framing = "line";
+    rules = ( { id = 2; action = "deny"; longer_than = 1000; } ); }
+);
+EOF
+is "$("$PD" dump -c "$tmp/len.conf" | grep -o '# scan: .*')" \
+'# scan: none (no byte patterns: only the length of a message counts)
+# scan: 8 bytes at a time, up to any of "\n"' "dump: no scan without byte patterns, unless lines are framed"
+is "$("$PD" dump --json -c "$tmp/len.conf" | python3 -c '
+import json, sys
+print(" ".join(s["automaton"]["scan"] for s in json.load(sys.stdin)["services"]))')" \
+	"none words" 'dump --json: "scan": "none", then "words"'
+
 done_testing

@@ -8,7 +8,8 @@
 # block and window edges, straddling each) in sends of up to 64 KiB, for
 # each kind of service: every one is refused and the server never sees
 # it; the same sends without it arrive whole. Patterns split across two
-# sends, and ones that begin in a carried-over walk, are found too.
+# sends, and ones that begin in a carried-over walk, are found too. A
+# service without byte patterns reads no byte and still judges lengths.
 import os
 import sys
 
@@ -16,12 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pdtest import EACCES, Env, Policyd, Recorder, client, done, is_, ok, send
 
 env = Env("scan")
-two, four, many, line = Recorder(), Recorder(), Recorder(), Recorder()
+two, four, many, line, length = Recorder(), Recorder(), Recorder(), Recorder(), Recorder()
 
 # two:  '$' and '\n' begin every pattern (the Redis profile's shape)
 # four: four bytes, one of them a nocase letter (both cases count)
 # many: six bytes: the byte table
 # line: line framing, where '\n' also stops the scan
+# length: no byte pattern, no scan
 conf = env.write("policy.conf", """
 version = 1;
 daemon = { log_rate = 10000; };
@@ -40,9 +42,11 @@ services = (
               { id = 24; action = "deny"; contains = "&AMP&"; },
               { id = 25; action = "deny"; contains = "@root@"; } ); },
   { name = "line"; ports = [ %d ]; direction = "to"; framing = "line";
-    rules = ( { id = 31; action = "deny"; contains = "FLUSHALL"; nocase = true; } ); }
+    rules = ( { id = 31; action = "deny"; contains = "FLUSHALL"; nocase = true; } ); },
+  { name = "length"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 41; action = "deny"; longer_than = 30000; } ); }
 );
-""" % (two.port, four.port, many.port, line.port))
+""" % (two.port, four.port, many.port, line.port, length.port))
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts", pd.text()):
@@ -129,6 +133,19 @@ for off in OFFSETS[:-1]:
         bad.append((off, res, len(line.got(port))))
 ok(not bad, "line framing: a denied line after a line of any length is refused, the line "
    "before it arrives", "missed: %r" % bad[:10])
+
+# no byte patterns: nothing is read, the length still decides
+m = NOISY[:30000]
+res, port = client(env, length.port, [big(m)])
+ok(res == [len(m)] and length.got(port) == m,
+   "no byte patterns: a send of 30000 bytes (not longer than 30000) arrives whole",
+   "results %r, got %d bytes" % (res, len(length.got(port))))
+m = NOISY[:30001]
+res, port = client(env, length.port, [big(m)], linger=0)
+ok(res == [EACCES] and length.got(port) == b"",
+   "no byte patterns: a send of 30001 bytes is refused, the server sees none",
+   "results %r, got %d bytes" % (res, len(length.got(port))))
+is_(pd.rule_count(41), 1, "no byte patterns: the length rule counted one message")
 
 pd.stop()
 done()
