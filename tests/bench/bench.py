@@ -151,6 +151,19 @@ def retarget(src, dst, port, **settings):
     return dst
 
 
+FLOOR = "policyd, no byte patterns"
+
+
+def floor_conf(env, port):
+    """A policy that reads no byte (no byte pattern, framing none): what is
+    left is the kernel's socket-map path and the program's fixed work."""
+    path = os.path.join(env.tmp, "floor-%d.conf" % port)
+    with open(path, "w") as f:
+        f.write('version = 1;\nservices = ({ name = "floor"; ports = [ %d ]; direction = "to"; '
+                'rules = ({ id = 1; action = "deny"; longer_than = 1000000000; }); });\n' % port)
+    return path
+
+
 def with_firewall(env, kind, port, conf, patterns, fn):
     """Run fn() under one configuration: 'none', 'iptables' or 'policyd'."""
     pd = None
@@ -340,7 +353,8 @@ def main():
     rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
     rpats = patterns_of(rconf)
     results["rpats"] = len(rpats)
-    kinds = ["none", "iptables", "policyd"]
+    kinds = ["none", "iptables", "policyd", FLOOR]
+    confs = {"policyd": rconf, FLOOR: floor_conf(env, rport)}
     # twice the rounds of half the requests: the machine's speed wanders
     # on the scale of a run, and more pairs make a steadier median
     for pipeline, n in ((1, 50000), (16, 500000)):
@@ -348,10 +362,10 @@ def main():
         got = {k: [] for k in kinds}
         for r in range(2 * ROUNDS):
             for k in kinds:
-                v = with_firewall(env, k, rport, rconf, rpats,
-                                  lambda: redis_rps(env, rport, pipeline, n))
+                v = with_firewall(env, "policyd" if k in confs else k, rport, confs.get(k),
+                                  rpats, lambda: redis_rps(env, rport, pipeline, n))
                 got[k].append(v)
-                log("redis -P %d round %d %-9s %10.0f req/s" % (pipeline, r + 1, k, v))
+                log("redis -P %d round %d %-25s %10.0f req/s" % (pipeline, r + 1, k, v))
         results["redis_P%d" % pipeline] = got
 
     # bulk
@@ -457,6 +471,7 @@ def bulk_kinds(env, redis_conf, port):
             for k, p in enumerate(("QQQQQ", "ZZZZZ", "&&&&&")))))
     return [
         ("none", None),
+        (FLOOR, floor_conf(env, port)),
         ("policyd, 1 byte inspected", one),
         ("policyd inspect=4096", retarget(redis_conf, os.path.join(d, "bulk-4096.conf"), port,
                                           inspect=4096)),
@@ -492,15 +507,17 @@ def redis_only(env, redis_conf):
               stdout=subprocess.DEVNULL)
     wait_port(rport)
     rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
+    confs = {"policyd": rconf, FLOOR: floor_conf(env, rport)}
     for pipeline, n in ((1, 50000), (16, 500000)):
         n = int(n * SCALE)
-        got = {"none": [], "policyd": []}
+        got = {"none": [], "policyd": [], FLOOR: []}
         for r in range(2 * ROUNDS):
             for k in got:
-                got[k].append(with_firewall(env, k, rport, rconf, [],
+                got[k].append(with_firewall(env, "policyd" if k in confs else k, rport,
+                                            confs.get(k), [],
                                             lambda: redis_rps(env, rport, pipeline, n)))
         for k, v in got.items():
-            print("-P %-2d %-8s %9.0f req/s  %.3f  (rounds: %s)" % (
+            print("-P %-2d %-25s %9.0f req/s  %.3f  (rounds: %s)" % (
                 pipeline, k, median(v), paired(v, got["none"]),
                 " ".join("%.0f" % x for x in v)))
 
@@ -544,7 +561,8 @@ def report(res):
     L.append("| | -P 1 req/s | ratio | target | -P 16 req/s | ratio | target |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     p1, p16 = res["redis_P1"], res["redis_P16"]
-    for k, t1, t16 in (("none", "", ""), ("iptables", "", ""), ("policyd", ">= 0.95", ">= 0.85")):
+    for k, t1, t16 in (("none", "", ""), ("iptables", "", ""), ("policyd", ">= 0.95", ">= 0.85"),
+                       (FLOOR, "", "")):
         L.append("| %s | %.0f | %.3f | %s | %.0f | %.3f | %s |" % (
             k, median(p1[k]), r(p1[k], p1["none"]), t1, median(p16[k]), r(p16[k], p16["none"]),
             t16))
