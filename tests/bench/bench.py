@@ -397,9 +397,14 @@ def main():
                        "compile": [], "load": [], "write": [], "reload": []}
         confs[npat] = (conf, patterns_of(conf))
     # every pattern count in every round, so that a machine slowing down
-    # over the run does not pass for a cost of the larger policies
+    # over the run does not pass for a cost of the larger policies; every
+    # other round in the reverse order, so that one slowing down within a
+    # round does not either
     for r in range(ROUNDS):
-        for npat, (conf, pats) in confs.items():
+        order = list(confs.items())
+        if r % 2:
+            order.reverse()
+        for npat, (conf, pats) in order:
             for k in ("none", "iptables", "policyd") if npat == 10 else ("iptables", "policyd"):
                 n = int((3000 if k == "iptables" and npat >= 1000 else 50000) * SCALE)
                 if k == "policyd":
