@@ -340,6 +340,23 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 	return 0;
 }
 
+/* One byte through the slot's table from the row at *row: its class, then
+ * the entry. 0 (row kept) at an entry that needs the slow way (PD_T_MATCH)
+ * or past the table's end (only with inconsistent tables). */
+static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const __u8 *tab,
+				      __u32 last)
+{
+	__u32 off = *row | ((__u32)cls[b] << 2), t;
+
+	if (off > last)
+		return 0;
+	t = *(const __u32 *)(tab + off);
+	if (t >= PD_T_MATCH)
+		return 0;
+	*row = t;
+	return 1;
+}
+
 /* The common case, with the automaton state in a register: bytes that
  * report nothing and end nothing, while no carried-over state is walked
  * alongside. In the resume state, words none of whose bytes leads out
@@ -358,7 +375,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	const __u8 *tab = s->tab, *cls = s->cm->cls;
 	__u8 *data = s->data, *data_end = s->data_end, *p;
 	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
-	__u32 left = run->match_left, base = s->base, row, off, t, skipped = 0, hit = 0;
+	__u32 left = run->match_left, base = s->base, row, skipped = 0, hit = 0;
 	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
 
 	if (i >= s->n)
@@ -488,28 +505,16 @@ skipped:
 	p = data + (i & (PD_WINDOW - 1));
 	if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
 #pragma unroll
-		for (done = 0; done < PD_FAST_BYTES; done++) {
-			off = row | ((__u32)cls[p[done]] << 2);
-			if (off > last)
+		for (done = 0; done < PD_FAST_BYTES; done++)
+			if (!table_step(&row, p[done], cls, tab, last))
 				break;
-			t = *(const __u32 *)(tab + off);
-			if (t >= PD_T_MATCH)
-				break;
-			row = t;
-		}
 	} else {
 #pragma unroll
 		for (done = 0; done < PD_FAST_TAIL; done++) {
 			barrier_var(cnt);
-			if (done >= cnt || p + done + 1 > data_end)
+			if (done >= cnt || p + done + 1 > data_end ||
+			    !table_step(&row, p[done], cls, tab, last))
 				break;
-			off = row | ((__u32)cls[p[done]] << 2);
-			if (off > last)
-				break;
-			t = *(const __u32 *)(tab + off);
-			if (t >= PD_T_MATCH)
-				break;
-			row = t;
 		}
 	}
 	state = (row >> pd_row_shift) + base;
