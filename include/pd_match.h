@@ -163,6 +163,38 @@ PD_INLINE int pd_stays4(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3)
 		  PD_ZERO_BYTE(v ^ k2) | PD_ZERO_BYTE(v ^ k3)) & PD_BYTES_80);
 }
 
+/* The same, as the data plane computes it: nonzero when some byte of v
+ * is one of the keys' bytes, with lo and hi for PD_BYTES_01 and
+ * PD_BYTES_80 (held in registers by the caller). pd_hit*_ascii need the
+ * keys' bytes below 0x80 (pd_keys_ascii) and take fewer operations: a
+ * byte of v equal to a key's is 0 in v ^ key, and the lowest such byte
+ * of each XOR sets its high bit in the subtraction (no borrow reaches
+ * it); any other byte of an XOR is 1 to 0xff and sets it only when it is
+ * 0x81 or above, i.e. when the byte of v is 0x80 or above, which ~v
+ * leaves out. Exact either way. */
+PD_INLINE int pd_keys_ascii(__u64 k0, __u64 k1, __u64 k2, __u64 k3)
+{
+	return !((k0 | k1 | k2 | k3) & PD_BYTES_80);
+}
+
+PD_INLINE __u64 pd_hit2_ascii(__u64 v, __u64 k0, __u64 k1, __u64 lo, __u64 hi)
+{
+	return (((v ^ k0) - lo) | ((v ^ k1) - lo)) & ~v & hi;
+}
+
+PD_INLINE __u64 pd_hit4_ascii(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3, __u64 lo,
+			      __u64 hi)
+{
+	return (((v ^ k0) - lo) | ((v ^ k1) - lo) | ((v ^ k2) - lo) | ((v ^ k3) - lo)) & ~v & hi;
+}
+
+PD_INLINE __u64 pd_hit4(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3, __u64 lo, __u64 hi)
+{
+	__u64 a = v ^ k0, b = v ^ k1, c = v ^ k2, d = v ^ k3;
+
+	return (((a - lo) & ~a) | ((b - lo) & ~b) | ((c - lo) & ~c) | ((d - lo) & ~d)) & hi;
+}
+
 /* Whether the 8 bytes of word v leave the resume state where it is, with
  * nothing to report: none of them is one of svc->skip. */
 PD_INLINE int pd_word_stays(const struct pd_service *svc, __u64 v)

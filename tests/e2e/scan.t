@@ -2,8 +2,9 @@
 # The scan's fast paths on a real kernel. Where no pattern has begun, the
 # data plane passes over 8 bytes at a time (services whose patterns begin
 # with up to four different bytes: blocks of 64 words with one bounds
-# check, or word by word near a window's end) or one byte at a time by a
-# table (more such bytes); it reads the message in 4 KiB windows. A
+# check, or word by word near a window's end; one test of a word when
+# those bytes are all below 0x80, another when not) or one byte at a time
+# by a table (more such bytes); it reads the message in 4 KiB windows. A
 # pattern is placed at every offset that matters for these steps (word,
 # block and window edges, straddling each) in sends of up to 64 KiB, for
 # each kind of service: every one is refused and the server never sees
@@ -18,12 +19,14 @@ from pdtest import EACCES, Env, Policyd, Recorder, client, done, is_, ok, send
 
 env = Env("scan")
 two, four, many, line, length = Recorder(), Recorder(), Recorder(), Recorder(), Recorder()
+high = Recorder()
 
 # two:  '$' and '\n' begin every pattern (the Redis profile's shape)
 # four: four bytes, one of them a nocase letter (both cases count)
 # many: six bytes: the byte table
 # line: line framing, where '\n' also stops the scan
 # length: no byte pattern, no scan
+# high: a pattern begins with a byte above 0x7f (the other word test)
 conf = env.write("policy.conf", """
 version = 1;
 daemon = { log_rate = 10000; };
@@ -44,9 +47,12 @@ services = (
   { name = "line"; ports = [ %d ]; direction = "to"; framing = "line";
     rules = ( { id = 31; action = "deny"; contains = "FLUSHALL"; nocase = true; } ); },
   { name = "length"; ports = [ %d ]; direction = "to"; framing = "none";
-    rules = ( { id = 41; action = "deny"; longer_than = 30000; } ); }
+    rules = ( { id = 41; action = "deny"; longer_than = 30000; } ); },
+  { name = "high"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 51; action = "deny"; hex_contains = "ff00aa55"; },
+              { id = 52; action = "deny"; contains = "#EVIL"; } ); }
 );
-""" % (two.port, four.port, many.port, line.port, length.port))
+""" % (two.port, four.port, many.port, line.port, length.port, high.port))
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts", pd.text()):
@@ -56,12 +62,15 @@ cases = {
     "two": (two, [b"$6\r\nCONFIG", b"\nconfig "]),
     "four": (four, [b"#EVIL", b"%BAD%", b"QuX!"]),
     "many": (many, [b"&AMP&", b"@root@", b"qUx!"]),
+    "high": (high, [b"\xff\x00\xaa\x55", b"#EVIL"]),
 }
-# Filler none of whose bytes begins a pattern of any service, and a
-# 'noisy' filler full of bytes that do, so that the walk leaves and
-# re-enters the state where it skips.
+# Filler none of whose bytes begins a pattern of any service, a 'noisy'
+# filler full of bytes that do, so that the walk leaves and re-enters the
+# state where it skips, and one of bytes above 0x7f, which the word test
+# for keys below 0x80 must tell apart by their high bit.
 FILL = (b"0123456789abcdefghijklmnop" * 3000)
-NOISY = (b"$6\r\nCONFIX#EVI%BA&AM@roo\nconfi " * 3000)
+NOISY = (b"$6\r\nCONFIX#EVI%BA&AM@roo\nconfi \xff\x00\xaa" * 3000)
+HIGH = bytes(range(0x80, 0xff)) * 600
 OFFSETS = [0, 1, 7, 8, 9, 15, 16, 63, 64, 505, 511, 512, 513, 1023, 1024, 1025, 2047, 4088,
            4092, 4095, 4096, 4097, 8190, 8192, 12289, 20000, 65000]
 
@@ -81,7 +90,7 @@ def message(filler, pat, off, size):
 
 
 for name, (srv, pats) in cases.items():
-    for filler, fname in ((FILL, "quiet"), (NOISY, "noisy")):
+    for filler, fname in ((FILL, "quiet"), (NOISY, "noisy"), (HIGH, "high-byte")):
         # whole sends pass untouched
         m = filler[:65536]
         res, port = client(env, srv.port, [big(m)])

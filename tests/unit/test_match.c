@@ -340,6 +340,67 @@ static void dump_case(const char *text, const uint8_t *in, size_t len, const siz
 	printf("\n");
 }
 
+/* The word tests of the skipping scan (pd_hit*) against the bytes one by
+ * one: nonzero exactly when some byte of the word is one of the keys'.
+ * Words are drawn from the keys' bytes, bytes next to them (XOR 1, 0x80),
+ * 0, 0xff and random bytes, so that borrows and high bits are exercised;
+ * the keys are repeated bytes, below 0x80 for the _ascii forms. */
+static void word_tests(long n)
+{
+	static const char *what[] = { "pd_hit2_ascii", "pd_hit4_ascii", "pd_hit4" };
+	long bad[3] = { 0 }, hits[3] = { 0 };
+
+	for (long t = 0; t < n; t++) {
+		for (int f = 0; f < 3; f++) {
+			uint8_t kb[4], wb[8];
+			__u64 k[4], v = 0, got;
+			int want = 0, nk = f == 0 ? 2 : 4;
+
+			for (int j = 0; j < 4; j++) {
+				kb[j] = (uint8_t)rnd(256);
+				if (f < 2)
+					kb[j] &= 0x7f;
+				if (j >= nk)
+					kb[j] = kb[0];
+				k[j] = 0x0101010101010101ull * kb[j];
+			}
+			for (int b = 0; b < 8; b++) {
+				uint8_t x = kb[rnd((uint32_t)nk)];
+
+				switch (rnd(8)) {
+				case 0: wb[b] = x; break;
+				case 1: wb[b] = x ^ 1; break;
+				case 2: wb[b] = x ^ 0x80; break;
+				case 3: wb[b] = 0; break;
+				case 4: wb[b] = 0xff; break;
+				default: wb[b] = (uint8_t)rnd(256); break;
+				}
+				if (t & 1 && wb[b] == x)        /* half the words without a key */
+					wb[b] ^= 2;
+				for (int j = 0; j < nk; j++)
+					want |= wb[b] == kb[j];
+				v |= (__u64)wb[b] << (8 * b);
+			}
+			got = f == 0 ? pd_hit2_ascii(v, k[0], k[1], PD_BYTES_01, PD_BYTES_80) :
+			      f == 1 ? pd_hit4_ascii(v, k[0], k[1], k[2], k[3], PD_BYTES_01,
+						     PD_BYTES_80) :
+				       pd_hit4(v, k[0], k[1], k[2], k[3], PD_BYTES_01, PD_BYTES_80);
+			hits[f] += want;
+			if (!!got != want && bad[f]++ < 3)
+				printf("# %s: word %016llx keys %02x %02x %02x %02x: got %d, want %d\n",
+				       what[f], (unsigned long long)v, kb[0], kb[1], kb[2], kb[3],
+				       !!got, want);
+		}
+	}
+	for (int f = 0; f < 3; f++)
+		ok(!bad[f] && hits[f] > n / 8 && hits[f] < n - n / 8,
+		   "%s agrees with the bytes one by one on %ld words (%ld with a key's byte)",
+		   what[f], n, hits[f]);
+	ok(pd_keys_ascii(0x2424242424242424ull, 0x0a0a0a0a0a0a0a0aull, 0, 0) &&
+	   !pd_keys_ascii(0x2424242424242424ull, 0xffffffffffffffffull, 0, 0),
+	   "pd_keys_ascii tells keys below 0x80 from others");
+}
+
 int main(void)
 {
 	const char *e = getenv("PD_MATCH_SEED");
@@ -410,5 +471,6 @@ int main(void)
 	}
 	ok(failures == 0, "walk and reference agree on %ld random inputs over %ld policies",
 	   cases, rounds);
+	word_tests(200000);
 	return done_testing();
 }
