@@ -179,10 +179,56 @@ def with_firewall(env, kind, port, conf, patterns, fn):
         iptables_flush()
 
 
+# --- time the hypervisor takes ------------------------------------------
+
+# On a virtual machine the host runs other guests on the same cores, and
+# the time it takes from ours ("steal") comes and goes in phases of
+# seconds: iperf3 on loopback measured 28 Gbit/s with none stolen and
+# 17-22 with 15-26 % stolen, minutes apart, with nothing else changed. A
+# measurement during which more than STEAL_MAX % of the CPU time was
+# stolen is made again, up to TRIES times in all, a little later, and the
+# least stolen one kept.
+STEAL_MAX = float(os.environ.get("PD_BENCH_STEAL_MAX", "5"))
+TRIES = int(os.environ.get("PD_BENCH_TRIES", "3"))
+STEAL = {"kept": [], "again": 0}
+
+
+def cpu_ticks():
+    """(all CPU time, stolen CPU time) so far, in ticks, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), v[7]     # user nice system idle iowait irq softirq steal
+
+
+def calm(fn, what):
+    """fn() made again while more than STEAL_MAX % of the CPU time was
+    stolen during it; the least stolen result."""
+    best = None
+    for k in range(TRIES):
+        t0, s0 = cpu_ticks()
+        v = fn()
+        t1, s1 = cpu_ticks()
+        st = 100.0 * (s1 - s0) / max(1, t1 - t0)
+        if best is None or st < best[1]:
+            best = (v, st)
+        if st <= STEAL_MAX:
+            break
+        if k + 1 < TRIES:
+            STEAL["again"] += 1
+            log("  %s: %.0f %% of the CPU time stolen, measured again" % (what, st))
+            time.sleep(2)       # phases of steal last seconds
+    STEAL["kept"].append(best[1])
+    return best[0]
+
+
 # --- workloads -----------------------------------------------------------
 
 def redis_rps(env, port, pipeline, n):
     """SET and GET requests per second (the mean of the two) with 20 clients."""
+    return calm(lambda: redis_rps1(env, port, pipeline, n), "redis-benchmark")
+
+
+def redis_rps1(env, port, pipeline, n):
     out = env.run(PIN_CLIENT + ["redis-benchmark", "-p", str(port), "-t", "set,get", "-n", str(n),
                                 "-c", "20", "-P", str(pipeline), "-q", "--csv"], inside=True)
     rps = [float(m.group(1)) for m in re.finditer(r'^"(?:SET|GET)","([\d.]+)"', out, re.M)]
@@ -201,6 +247,10 @@ PIN_SERVER = ["taskset", "-c", "1"] if TWO_CPUS else []
 
 
 def iperf_gbps(env, port, secs):
+    return calm(lambda: iperf_gbps1(env, port, secs), "iperf3")
+
+
+def iperf_gbps1(env, port, secs):
     srv = env.start(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -303,6 +353,10 @@ def per_conn_objects():
 
 
 def conns(env, port, n):
+    return calm(lambda: conns1(env, port, n), "connections")
+
+
+def conns1(env, port, n):
     out = env.run([sys.executable, "-c", CONNS, str(n), str(port)], inside=True)
     rate, per = map(float, out.split())
     return rate, per
@@ -454,6 +508,7 @@ def main():
     results["conns"] = {"n": ncon, **cr}
     results["objects"] = per_conn_objects()
 
+    results["steal"] = STEAL
     with open(os.path.join(env.tmp, "results.json"), "w") as f:
         json.dump(results, f)
     report(results)
@@ -502,6 +557,7 @@ def bulk_only(env, redis_conf):
     for k, v in got.items():
         print("%-36s %6.2f Gbit/s  %.3f  (rounds: %s)" % (
             k, median(v), paired(v, got["none"]), " ".join("%.1f" % x for x in v)))
+    print(steal_line(STEAL))
 
 
 def redis_only(env, redis_conf):
@@ -525,6 +581,7 @@ def redis_only(env, redis_conf):
             print("-P %-2d %-25s %9.0f req/s  %.3f  (rounds: %s)" % (
                 pipeline, k, median(v), paired(v, got["none"]),
                 " ".join("%.0f" % x for x in v)))
+    print(steal_line(STEAL))
 
 
 def conns_only(env, redis_conf):
@@ -542,11 +599,21 @@ def conns_only(env, redis_conf):
                                                    median([b for _, b in v])))
     for row in per_conn_objects():
         print("%-50s %5d %s" % row)
+    print(steal_line(STEAL))
 
 
 def paired(xs, base):
     """The median of the per-round ratios xs[i] / base[i]."""
     return median([x / b for x, b in zip(xs, base)])
+
+
+def steal_line(st):
+    return ("Time the hypervisor took from this machine's CPUs (steal, /proc/stat) during the "
+            "%d measurements kept: median %.1f %%, at most %.1f %%. A measurement during which "
+            "more than %.0f %% was stolen was made again, up to %d times in all, keeping the "
+            "least stolen: %d were made again." % (
+                len(st["kept"]), median(st["kept"]), max(st["kept"]), STEAL_MAX, TRIES,
+                st["again"]))
 
 
 def report(res):
@@ -562,6 +629,7 @@ def report(res):
                  time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), res["rounds"],
                  2 * res["rounds"]))
     L.append("Machine: " + "; ".join(res["machine"]) + ".\n")
+    L.append(steal_line(res["steal"]) + "\n")
     L.append("## Redis, SET and GET, 20 clients, the Redis profile\n")
     L.append("| | -P 1 req/s | ratio | target | -P 16 req/s | ratio | target |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
