@@ -631,6 +631,99 @@ static long scan_window(__u32 w, void *arg)
 	return 0;
 }
 
+/* Sends of at most PD_SMALL bytes (requests of request/response
+ * protocols) are walked in one pass, without pd_scan's windows and
+ * callbacks. */
+#define PD_SMALL 128
+#define PD_SMALL_CONT 4
+
+/* The common small send, framing none, walked in one function: every
+ * byte through the table from the row in a register, the carried-over
+ * walk alongside while it lasts, nothing reported. Reads the send where
+ * the kernel points the program at its first scatterlist element, with
+ * no pull: so only a send that lies whole in it. Returns the bytes
+ * consumed (run.limit), with st->cur.m and st->run updated as pd_scan
+ * would; or -1 with nothing changed, for pd_scan to do it: longer, not
+ * in one element, a transition that reports (PD_T_MATCH: a rule, or a
+ * carried walk that ends a pattern, or goes on past PD_SMALL_CONT bytes),
+ * tables out of step. Global, so the verifier checks it once (92,870 ->
+ * 124,547 instructions processed for the program). Program time per run
+ * for redis-benchmark -P 1 with the Redis profile, medians of 4
+ * alternated (kernel.bpf_stats_enabled): 632 -> 418 ns; the floor, a
+ * policy that reads no byte, is ~200 ns. */
+__noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
+{
+	__u32 gen, key, n, k, row, crow = 0, rrow, cleft, base, cont = 0;
+	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
+	const struct pd_classmap *cm;
+	const struct pd_service *svc;
+	const __u8 *tab, *p, *end, *cls;
+	struct pd_match *m;
+
+	if (!msg || !st)
+		return -1;
+	n = st->run.limit;
+	if (!n || n > PD_SMALL)
+		return -1;
+	gen = st->cur.gen & 1;
+	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	cm = bpf_map_lookup_elem(&pd_classes, &key);
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	tab = bpf_map_lookup_elem(&pd_trans, &gen);
+	if (!cm || !svc || !tab)
+		return -1;
+	p = (const __u8 *)(long)msg->data;
+	end = (const __u8 *)(long)msg->data_end;
+	m = &st->cur.m;
+	base = gen * pd_slot_states;
+	row = (m->state - base) << pd_row_shift;
+	rrow = (svc->resume - base) << pd_row_shift;
+	cleft = m->cont_left;
+	if (cleft) {
+		/* the carried-over walk: mostly back in the resume state
+		 * after a byte or two; one that goes on longer is left to
+		 * pd_scan */
+		cont = 1;
+		crow = (m->cont - base) << pd_row_shift;
+#pragma unroll
+		for (k = 0; k < PD_SMALL_CONT; k++) {
+			barrier_var(cleft);     /* else the loop is not unrolled */
+			if (!cleft || k >= n)
+				break;
+			if (p + k + 1 > end || !table_step(&row, p[k], cm->cls, tab, last))
+				return -1;
+			cleft--;
+			if (!table_step(&crow, p[k], cm->cls, tab, last))
+				return -1;
+			if (crow == rrow) {
+				cleft = 0;
+				cont = 0;       /* back where it skips: ended */
+			}
+		}
+		if (cleft && k < n)
+			return -1;
+		p += k;
+		n -= k;
+	}
+	cls = cm->cls;
+	for (k = 0; k < PD_SMALL; k++) {
+		if (k >= n)
+			break;
+		if (p + k + 1 > end || !table_step(&row, p[k], cls, tab, last))
+			return -1;
+	}
+	m->state = (row >> pd_row_shift) + base;
+	if (m->cont_left) {
+		m->cont = cont ? (crow >> pd_row_shift) + base : PD_NO_STATE;
+		m->cont_left = cleft;
+	}
+	n = st->run.limit;
+	m->seen += n;
+	st->run.match_left -= n;
+	st->run.used = n;
+	return n;
+}
+
 /* Consume bytes [0, run.limit) of this sk_msg, window by window, until the
  * limit, a deny, or (line framing) the end of a line. Sets run.used, or
  * run.err to fail closed. Inline, with the caller's socket storage: one
@@ -866,7 +959,7 @@ int pd_msg(struct sk_msg_md *msg)
 		st->run.limit = st->run.match_left;
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
-	else
+	else if (st->run.line || small_walk(msg, st) < 0)
 		pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;

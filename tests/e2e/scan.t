@@ -4,12 +4,14 @@
 # with up to four different bytes: blocks of 64 words with one bounds
 # check, or word by word near a window's end; one test of a word when
 # those bytes are all below 0x80, another when not) or one byte at a time
-# by a table (more such bytes); it reads the message in 4 KiB windows. A
+# by a table (more such bytes); it reads the message in 4 KiB windows,
+# and sends of up to 128 bytes in one pass without windows. A
 # pattern is placed at every offset that matters for these steps (word,
 # block and window edges, straddling each) in sends of up to 64 KiB, for
 # each kind of service: every one is refused and the server never sees
 # it; the same sends without it arrive whole. Patterns split across two
-# sends, and ones that begin in a carried-over walk, are found too. A
+# sends (also over three, with one or two bytes in the middle), and ones
+# that begin in a carried-over walk, are found too. A
 # service without byte patterns reads no byte and still judges lengths.
 import os
 import sys
@@ -126,6 +128,51 @@ for name, (srv, pats) in cases.items():
                     bad.append((name, pat, cut, pre, res, len(got)))
 ok(not bad, "a pattern split across two sends, at every cut, is refused in the second "
    "send; the first arrives", "missed: %r" % bad[:10])
+
+# small sends (up to 128 bytes, walked in one pass without windows), and
+# the first sizes past them
+bad = []
+for name, (srv, pats) in cases.items():
+    for pat in pats:
+        for size, off in ((len(pat), 0), (40, 1), (40, 17), (128, 0), (128, 128 - len(pat)),
+                          (129, 129 - len(pat))):
+            m = message(FILL, pat, off, size)
+            res, port = client(env, srv.port, [send(m)], linger=0)
+            if res != [EACCES] or pat.lower() in srv.got(port).lower():
+                bad.append((name, pat, size, off, res))
+        m = FILL[:128]
+        res, port = client(env, srv.port, [send(m), send(m[:1]), send(m[:60])])
+        if res != [128, 1, 60] or srv.got(port) != m + m[:1] + m[:60]:
+            bad.append((name, "clean", res))
+ok(not bad, "small sends: a pattern anywhere in sends of 4 to 129 bytes is refused, the server "
+   "sees none; sends without one arrive whole", "missed: %r" % bad[:10])
+
+# the carried-over walk through small sends: a pattern split with a small
+# rest, over three sends with one or two bytes in the middle, and a near
+# miss that leaves nothing behind
+bad = []
+for name, (srv, pats) in cases.items():
+    for pat in pats:
+        for cut in range(1, len(pat)):
+            first, second = FILL[:5] + pat[:cut], pat[cut:] + FILL[:20]
+            res, port = client(env, srv.port, [send(first), ["sleep", 0.05], send(second)],
+                               linger=0)
+            if res != [len(first), EACCES] or srv.got(port) != first:
+                bad.append((name, pat, cut, res))
+        for a, b in ((1, 2), (len(pat) - 3, len(pat) - 1), (1, 3)):
+            parts = [FILL[:5] + pat[:a], pat[a:b], pat[b:] + FILL[:3]]
+            res, port = client(env, srv.port, [send(parts[0]), ["sleep", 0.05], send(parts[1]),
+                                               ["sleep", 0.05], send(parts[2])], linger=0)
+            if res != [len(parts[0]), len(parts[1]), EACCES] or \
+                    srv.got(port) != parts[0] + parts[1]:
+                bad.append((name, pat, (a, b), res))
+        near = [FILL[:5] + pat[:-1], bytes([pat[-1] ^ 1]) + FILL[:10], FILL[:7] + pat]
+        res, port = client(env, srv.port, [send(near[0]), ["sleep", 0.05], send(near[1]),
+                                           ["sleep", 0.05], send(near[2])], linger=0)
+        if res != [len(near[0]), len(near[1]), EACCES] or srv.got(port) != near[0] + near[1]:
+            bad.append((name, pat, "near miss", res))
+ok(not bad, "small sends: a pattern split with a small rest, over three sends, and after a near "
+   "miss is refused; what came before arrives", "missed: %r" % bad[:10])
 
 # line framing: '\n' ends a line wherever it falls, the next line is judged
 lines = b"".join(b"%s\n" % FILL[:n] for n in (0, 1, 7, 8, 9, 511, 512, 4095, 4096, 4097))
