@@ -356,7 +356,7 @@ static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const
 	return 1;
 }
 
-/* One way of testing words for skip_words: a block of PD_SKIP_WORDS
+/* One way of testing words for skip2_ascii and skip4: a block of PD_SKIP_WORDS
  * with one bounds check where n and the window have it, else word by
  * word up to n. Leaves q at the first word that holds a key's byte, or
  * past the last word tested. */
@@ -672,6 +672,7 @@ __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 	tab = bpf_map_lookup_elem(&pd_trans, &gen);
 	if (!cm || !svc || !tab)
 		return -1;
+	cls = cm->cls;
 	p = (const __u8 *)(long)msg->data;
 	end = (const __u8 *)(long)msg->data_end;
 	m = &st->cur.m;
@@ -690,10 +691,10 @@ __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 			barrier_var(cleft);     /* else the loop is not unrolled */
 			if (!cleft || k >= n)
 				break;
-			if (p + k + 1 > end || !table_step(&row, p[k], cm->cls, tab, last))
+			if (p + k + 1 > end || !table_step(&row, p[k], cls, tab, last))
 				return -1;
 			cleft--;
-			if (!table_step(&crow, p[k], cm->cls, tab, last))
+			if (!table_step(&crow, p[k], cls, tab, last))
 				return -1;
 			if (crow == rrow) {
 				cleft = 0;
@@ -705,7 +706,6 @@ __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 		p += k;
 		n -= k;
 	}
-	cls = cm->cls;
 	for (k = 0; k < PD_SMALL; k++) {
 		if (k >= n)
 			break;

@@ -150,17 +150,11 @@ PD_INLINE int pd_byte(struct pd_match *m, const struct pd_classmap *cm, int line
  * of x is zero. */
 #define PD_ZERO_BYTE(x) (((x) - PD_BYTES_01) & ~(x))
 
-/* Whether no byte of word v is k0 or k1 (each repeated in a word); and
- * the same for four. */
+/* Whether no byte of word v is k0 or k1 (each repeated in a word); four:
+ * pd_stays4, below. */
 PD_INLINE int pd_stays2(__u64 v, __u64 k0, __u64 k1)
 {
 	return !((PD_ZERO_BYTE(v ^ k0) | PD_ZERO_BYTE(v ^ k1)) & PD_BYTES_80);
-}
-
-PD_INLINE int pd_stays4(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3)
-{
-	return !((PD_ZERO_BYTE(v ^ k0) | PD_ZERO_BYTE(v ^ k1) |
-		  PD_ZERO_BYTE(v ^ k2) | PD_ZERO_BYTE(v ^ k3)) & PD_BYTES_80);
 }
 
 /* The same, as the data plane computes it: nonzero when some byte of v
@@ -193,6 +187,11 @@ PD_INLINE __u64 pd_hit4(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3, __u64 l
 	__u64 a = v ^ k0, b = v ^ k1, c = v ^ k2, d = v ^ k3;
 
 	return (((a - lo) & ~a) | ((b - lo) & ~b) | ((c - lo) & ~c) | ((d - lo) & ~d)) & hi;
+}
+
+PD_INLINE int pd_stays4(__u64 v, __u64 k0, __u64 k1, __u64 k2, __u64 k3)
+{
+	return !pd_hit4(v, k0, k1, k2, k3, PD_BYTES_01, PD_BYTES_80);
 }
 
 /* Whether the 8 bytes of word v leave the resume state where it is, with
