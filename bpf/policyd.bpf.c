@@ -356,10 +356,10 @@ static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const
 	return 1;
 }
 
-/* One way of testing words for skip2_ascii and skip4: a block of PD_SKIP_WORDS
- * with one bounds check where n and the window have it, else word by
- * word up to n. Leaves q at the first word that holds a key's byte, or
- * past the last word tested. */
+/* One way of testing words for skip2_ascii and skip4: a block of
+ * PD_SKIP_WORDS with one bounds check where n and the window have it,
+ * else word by word up to n. Leaves q at the first word that holds a
+ * key's byte, or past the last word tested. */
 #define SKIP_WORDS(hit)							\
 	do {								\
 		if (n >= PD_SKIP_WORDS && p + PD_SKIP_WORDS * 8 <= end) {	\
@@ -483,8 +483,8 @@ static __always_inline __u32 scan_fast(struct scan *s)
 			w = skip2_ascii(s->msg, i, words, svc->skip[0], svc->skip[1]);
 		else
 			w = skip4(s->msg, i, words, svc);
-		if (w > words)
-			w = words;
+		if (w > words)          /* a global function's result is not */
+			w = words;      /* bounded for the verifier */
 		hit = w < words && w < PD_SKIP_WORDS;
 		done = w * 8;
 		if (done)
