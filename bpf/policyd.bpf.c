@@ -356,6 +356,68 @@ static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const
 	return 1;
 }
 
+/* Two walks through the table at once. A byte's step waits for the one
+ * before it (its entry's address needs the row the previous entry gave),
+ * so one walk leaves the CPU waiting between loads; a second, independent
+ * walk costs little more. Walk A goes on from the current state over
+ * PD_DUAL + PD_SYNC bytes; walk B starts in the resume state at byte
+ * PD_DUAL and goes over PD_DUAL bytes, so the two overlap by PD_SYNC. B
+ * at first knows only what it has seen, but a pattern in progress
+ * depends only on the bytes since it began: where B's state after the
+ * overlap equals A's at the same byte, B's end state is exact (the
+ * automaton is deterministic). That fails only while A is in a pattern
+ * begun more than PD_SYNC bytes back (a long one, or a prefix rule's
+ * progress): then A's bytes alone count. At a byte that needs the slow
+ * way (PD_T_MATCH) in either walk nothing counts (0 returned, *d
+ * unchanged) and the walk one byte at a time takes over. Each step adds
+ * the row last, to the address of the class's entry in row 0: one
+ * addition and one load between steps. A function of its own, called
+ * with the bounds in a struct: inlined, the walks' values did not fit in
+ * the registers (11 instead of 13 instructions per step, no reloads).
+ * redis-benchmark GET -P 16 with the Redis profile (576-byte sends),
+ * program time per run, medians of 5 alternated: 1,626 -> 1,136 ns. */
+#define PD_DUAL 64
+#define PD_SYNC 16
+
+#define DUAL_STEP(r, b, t)							\
+	({								\
+		const __u8 *a_ = tab + ((__u32)cls[b] << 2);		\
+		asm volatile("" : "+r"(a_));	/* the row is added last */	\
+		(t) = *(const __u32 *)(a_ + (r));			\
+		(t) <= lim;						\
+	})
+
+struct dual {           /* 64-bit fields: the verifier keeps the bounds of whole-slot spills */
+	__u64 row;      /* in: the state's row; out: the row after the bytes walked */
+	__u64 rrow;     /* the resume state's row */
+	__u64 lim;      /* the last row two walks read (see dlim in scan_fast) */
+};
+
+static __noinline __u32 dual_walk(struct dual *d, const __u8 *p, const __u8 *cls, const __u8 *tab)
+{
+	__u32 ra = d->row, rb = d->rrow, lim = d->lim, rs = 0, ta, tb, k;
+
+#pragma unroll
+	for (k = 0; k < PD_DUAL + PD_SYNC; k++) {
+		if (!DUAL_STEP(ra, p[k], ta))
+			return 0;
+		ra = ta;
+		if (k < PD_DUAL) {
+			if (!DUAL_STEP(rb, p[PD_DUAL + k], tb))
+				return 0;
+			rb = tb;
+			if (k == PD_SYNC - 1)
+				rs = rb;
+		}
+	}
+	if (ra == rs) {
+		d->row = rb;
+		return 2 * PD_DUAL;
+	}
+	d->row = ra;
+	return PD_DUAL + PD_SYNC;
+}
+
 /* One way of testing words for skip2_ascii and skip4: a block of
  * PD_SKIP_WORDS with one bounds check where n and the window have it,
  * else word by word up to n. Leaves q at the first word that holds a
@@ -451,7 +513,7 @@ static __always_inline __u32 scan_fast(struct scan *s)
 	__u8 *data = s->data, *data_end = s->data_end, *p;
 	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
 	__u32 left = run->match_left, base = s->base, row, skipped = 0, hit = 0;
-	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
+	__u32 last = pd_slot_last_row + (pd_row_mask << 2), rrow, dlim;
 
 	if (i >= s->n)
 		return 0;
@@ -547,7 +609,22 @@ skipped:
 	 * where the window has it */
 	row = (state - base) << pd_row_shift;
 	p = data + (i & (PD_WINDOW - 1));
-	if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
+	rrow = (svc->resume - base) << pd_row_shift;
+	/* two walks at once where the send has the bytes; the class is not
+	 * masked there, so a row is read only if the table has 256 entries
+	 * past its start: up to dlim (smaller tables, the last rows of narrow
+	 * ones: one walk) */
+	dlim = last + 4 - 1024;
+	if (cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 &&
+	    row <= dlim && rrow <= dlim) {
+		struct dual d = { .row = row, .rrow = rrow, .lim = dlim };
+
+		done = dual_walk(&d, p, cls, tab);
+		row = d.row;
+	}
+	if (done) {
+		/* walked */
+	} else if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
 #pragma unroll
 		for (done = 0; done < PD_FAST_BYTES; done++)
 			if (!table_step(&row, p[done], cls, tab, last))

@@ -13,6 +13,11 @@
 # sends (also over three, with one or two bytes in the middle), and ones
 # that begin in a carried-over walk, are found too. A
 # service without byte patterns reads no byte and still judges lengths.
+# Where the walk goes through the table, it walks two parts of a send at
+# once, the second from the resume state, and keeps the second only when
+# the two agree where they overlap: patterns longer than the overlap and a
+# long prefix rule, whose progress only the first walk knows, are found
+# wherever they fall, and near misses of them pass.
 import os
 import sys
 
@@ -21,7 +26,7 @@ from pdtest import EACCES, Env, Policyd, Recorder, client, done, is_, ok, send
 
 env = Env("scan")
 two, four, many, line, length = Recorder(), Recorder(), Recorder(), Recorder(), Recorder()
-high = Recorder()
+high, long_ = Recorder(), Recorder()
 
 # two:  '$' and '\n' begin every pattern (the Redis profile's shape)
 # four: four bytes, one of them a nocase letter (both cases count)
@@ -29,6 +34,17 @@ high = Recorder()
 # line: line framing, where '\n' also stops the scan
 # length: no byte pattern, no scan
 # high: a pattern begins with a byte above 0x7f (the other word test)
+# long: patterns longer than the two walks' overlap, and a long prefix
+# long patterns made of the noisy filler's bytes, so that a walk through
+# it is deep in one of them at times (see NOISY below)
+LONG = b"$6\r\nCONFIX#EVI%BA&AM@roo-$6\r\nCONFIX#EVI%BA&AM@roo-end"
+PREFIX = b"$6\r\nCONFIX#EVI%BA&AM@roo" * 4 + b"!"
+
+
+def esc(b):
+    return b.decode().replace("\r", "\\r").replace("\n", "\\n")
+
+
 conf = env.write("policy.conf", """
 version = 1;
 daemon = { log_rate = 10000; };
@@ -52,9 +68,14 @@ services = (
     rules = ( { id = 41; action = "deny"; longer_than = 30000; } ); },
   { name = "high"; ports = [ %d ]; direction = "to"; framing = "none";
     rules = ( { id = 51; action = "deny"; hex_contains = "ff00aa55"; },
-              { id = 52; action = "deny"; contains = "#EVIL"; } ); }
+              { id = 52; action = "deny"; contains = "#EVIL"; } ); },
+  { name = "long"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 61; action = "deny"; contains = "%s"; },
+              { id = 62; action = "deny"; prefix = "%s"; },
+              { id = 63; action = "deny"; contains = "$6\\r\\nCONFIG"; } ); }
 );
-""" % (two.port, four.port, many.port, line.port, length.port, high.port))
+""" % (two.port, four.port, many.port, line.port, length.port, high.port, long_.port,
+       esc(LONG), esc(PREFIX)))
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts", pd.text()):
@@ -173,6 +194,32 @@ for name, (srv, pats) in cases.items():
             bad.append((name, pat, "near miss", res))
 ok(not bad, "small sends: a pattern split with a small rest, over three sends, and after a near "
    "miss is refused; what came before arrives", "missed: %r" % bad[:10])
+
+# two walks at once: a pattern longer than their overlap at every offset of
+# the first 260 bytes of a send (two blocks of the two walks: across where
+# the second walk begins and where the next block does), its near miss
+# repeated at every alignment, and a long prefix rule
+bad = []
+for off in range(0, 260):
+    m = message(NOISY, LONG, off, 1200)
+    res, port = client(env, long_.port, [send(m)], linger=0)
+    if res != [EACCES] or long_.got(port) != b"":
+        bad.append((off, res))
+for off in range(0, len(LONG) + 5):
+    m = NOISY[:off] + (LONG[:-1] + b"?" + NOISY[:5]) * 30
+    res, port = client(env, long_.port, [send(m)])
+    if res != [len(m)] or long_.got(port) != m:
+        bad.append((off, "near miss", res))
+ok(not bad, "long pattern: refused at each of 260 offsets in a send walked by two walks at "
+   "once; its near miss, again and again, arrives whole", "missed: %r" % bad[:10])
+bad = []
+for m, want in ((PREFIX + NOISY[:2000], EACCES), (PREFIX[:-1] + b"?" + NOISY[:2000], None),
+                (b"x" + PREFIX + NOISY[:2000], None)):
+    res, port = client(env, long_.port, [send(m)], linger=0)
+    if res != [want or len(m)] or long_.got(port) != (b"" if want else m):
+        bad.append((m[:8], res))
+ok(not bad, "long prefix: refused at a send's start, its near miss and the same one byte in "
+   "arrive whole", "wrong: %r" % bad)
 
 # line framing: '\n' ends a line wherever it falls, the next line is judged
 lines = b"".join(b"%s\n" % FILL[:n] for n in (0, 1, 7, 8, 9, 511, 512, 4095, 4096, 4097))
