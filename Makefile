@@ -104,7 +104,7 @@ E2E_BIN := $(patsubst tests/e2e/%.c,$(O)/tests/e2e_%,$(wildcard tests/e2e/*.c))
 deps:
 	$(Q)tests/deps.sh
 
-# check and demo first install what is missing, then build.
+# check, demo and bench first install what is missing, then build.
 check:
 	$(Q)$(MAKE) --no-print-directory deps
 	$(Q)$(MAKE) --no-print-directory test
@@ -124,8 +124,10 @@ demo:
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)O=$(O) tests/demo.sh
 
-bench: all
-	$(Q)tests/bench/run.sh
+bench:
+	$(Q)$(MAKE) --no-print-directory deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)O=$(O) tests/bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
