@@ -35,6 +35,7 @@ high, long_ = Recorder(), Recorder()
 # length: no byte pattern, no scan
 # high: a pattern begins with a byte above 0x7f (the other word test)
 # long: patterns longer than the two walks' overlap, and a long prefix
+
 # long patterns made of the noisy filler's bytes, so that a walk through
 # it is deep in one of them at times (see NOISY below)
 LONG = b"$6\r\nCONFIX#EVI%BA&AM@roo-$6\r\nCONFIX#EVI%BA&AM@roo-end"
