@@ -61,6 +61,9 @@ class Env(pdtest.Env):
     def cleanup(self):
         iptables_flush()
         super().cleanup()
+        # the socket map's pins, if a run stopped while it was attached
+        # (the cgroup it was attached to is gone by now)
+        shutil.rmtree(self.pin_dir + "-pass", ignore_errors=True)
 
 
 def wait_port(port, timeout=10):
@@ -152,6 +155,37 @@ def retarget(src, dst, port, **settings):
 
 
 FLOOR = "policyd, no byte patterns"
+SOCKMAP = "socket map alone"
+PASS_OBJ = os.path.join(ROOT, os.environ.get("O", "build"), "bench", "pass.bpf.o")
+
+
+class SocketMap:
+    """The kernel's socket-map path with nothing in it (tests/bench/pass.bpf.c),
+    loaded and attached to the bench's cgroup with bpftool: the part of a
+    policed send's cost that no sk_msg program can avoid."""
+
+    def __init__(self, env):
+        self.cgroup = env.cgroup
+        self.dir = env.pin_dir + "-pass"
+        os.makedirs(self.dir)
+        try:
+            bt = ["bpftool"]
+            subprocess.run(bt + ["prog", "loadall", PASS_OBJ, self.dir + "/p", "pinmaps",
+                                 self.dir + "/m"], check=True, capture_output=True)
+            subprocess.run(bt + ["prog", "attach", "pinned", self.dir + "/p/pass", "msg_verdict",
+                                 "pinned", self.dir + "/m/socks"], check=True, capture_output=True)
+            subprocess.run(bt + ["cgroup", "attach", self.cgroup, "sock_ops", "pinned",
+                                 self.dir + "/p/add"], check=True, capture_output=True)
+        except subprocess.CalledProcessError as e:
+            self.stop()
+            raise RuntimeError("socket map alone: %s: %s" % (" ".join(e.cmd[:3]),
+                                                            e.stderr.decode().strip()))
+
+    def stop(self):
+        if os.path.exists(self.dir + "/p/add"):
+            subprocess.run(["bpftool", "cgroup", "detach", self.cgroup, "sock_ops", "pinned",
+                            self.dir + "/p/add"], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def floor_conf(env, port):
@@ -165,12 +199,15 @@ def floor_conf(env, port):
 
 
 def with_firewall(env, kind, port, conf, patterns, fn):
-    """Run fn() under one configuration: 'none', 'iptables' or 'policyd'."""
+    """Run fn() under one configuration: 'none', 'iptables', 'policyd' or
+    SOCKMAP."""
     pd = None
     if kind == "iptables":
         iptables_string(port, patterns)
     elif kind == "policyd":
         pd = Policyd(env, conf)
+    elif kind == SOCKMAP:
+        pd = SocketMap(env)
     try:
         return fn()
     finally:
@@ -407,7 +444,7 @@ def main():
     rconf = retarget(redis_conf, os.path.join(env.tmp, "redis.conf"), rport)
     rpats = patterns_of(rconf)
     results["rpats"] = len(rpats)
-    kinds = ["none", "iptables", "policyd", FLOOR]
+    kinds = ["none", "iptables", "policyd", FLOOR, SOCKMAP]
     confs = {"policyd": rconf, FLOOR: floor_conf(env, rport)}
     # twice the rounds of half the requests: the machine's speed wanders
     # on the scale of a run, and more pairs make a steadier median
@@ -531,6 +568,7 @@ def bulk_kinds(env, redis_conf, port):
             for k, p in enumerate(("QQQQQ", "ZZZZZ", "&&&&&")))))
     return [
         ("none", None),
+        (SOCKMAP, None),
         (FLOOR, floor_conf(env, port)),
         ("policyd, 1 byte inspected", one),
         ("policyd inspect=4096", retarget(redis_conf, os.path.join(d, "bulk-4096.conf"), port,
@@ -568,7 +606,7 @@ def redis_only(env, redis_conf):
     confs = {"policyd": rconf, FLOOR: floor_conf(env, rport)}
     for pipeline, n in ((1, 50000), (16, 500000)):
         n = int(n * SCALE)
-        got = rounds(["none", "policyd", FLOOR], lambda k, r: with_firewall(
+        got = rounds(["none", "policyd", FLOOR, SOCKMAP], lambda k, r: with_firewall(
             env, "policyd" if k in confs else k, rport, confs.get(k), [],
             lambda: redis_rps(env, rport, pipeline, n)), 2 * ROUNDS)
         for k, v in got.items():
@@ -648,11 +686,16 @@ def report(res):
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     p1, p16 = res["redis_P1"], res["redis_P16"]
     for k, t1, t16 in (("none", "", ""), ("iptables", "", ""), ("policyd", ">= 0.95", ">= 0.85"),
-                       (FLOOR, "", "")):
+                       (FLOOR, "", ""), (SOCKMAP, "", "")):
         L.append("| %s | %.0f | %.3f | %s | %.0f | %.3f | %s |" % (
             k, median(p1[k]), r(p1[k], p1["none"]), t1, median(p16[k]), r(p16[k], p16["none"]),
             t16))
-    L.append("\niptables: one `-m string --algo bm --icase --from 52` rule per distinct "
+    L.append("\n%s: the kernel's socket-map path with nothing in it, loaded with bpftool "
+             "(tests/bench/pass.bpf.c): a sock_ops program puts the client's connections in a "
+             "SOCKHASH and an sk_msg program passes every message untouched. It is the cost "
+             "any sk_msg firewall pays before it reads a byte. %s: policyd with a policy that "
+             "reads no byte, so its own fixed work on top of that path.\n" % (SOCKMAP, FLOOR))
+    L.append("iptables: one `-m string --algo bm --icase --from 52` rule per distinct "
              "pattern of the profile (%d) in OUTPUT, REJECT with a TCP reset. (`--from 52` "
              "skips the IPv4 and TCP headers: searched from byte 0, random header bytes match "
              "the short patterns now and then and reset a benchmark client.)\n" % res["rpats"])
