@@ -780,11 +780,13 @@ set yrange [0:*]; set key bottom left; set grid
 plot '%(tmp)s/scaling.dat' using 1:2 with linespoints title 'policyd', \\
      '' using 1:3 with linespoints title 'iptables -m string', \\
      %(none)f with lines dashtype 2 title 'no firewall'
+set terminal pngcairo size 900,560 noenhanced
 set output '%(out)s/bulk.png'
 unset logscale x
 set title 'Bulk transfer (iperf3, one stream)'
 set style data histograms; set style fill solid 0.6; set boxwidth 0.7
-set xlabel ''; set ylabel 'Gbit/s'; set key off; set xtics rotate by -20
+set xlabel ''; set ylabel 'Gbit/s'; set key off; set xtics rotate by -40
+set bmargin 13; set rmargin 20
 plot '%(tmp)s/bulk.dat' using 2:xtic(1)
 """ % {"out": OUT, "tmp": tmp, "none": median(sc["none"][10])}
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
