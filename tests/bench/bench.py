@@ -169,22 +169,25 @@ class SocketMap:
         self.dir = env.pin_dir + "-pass"
         os.makedirs(self.dir)
         try:
-            bt = ["bpftool"]
-            subprocess.run(bt + ["prog", "loadall", PASS_OBJ, self.dir + "/p", "pinmaps",
-                                 self.dir + "/m"], check=True, capture_output=True)
-            subprocess.run(bt + ["prog", "attach", "pinned", self.dir + "/p/pass", "msg_verdict",
-                                 "pinned", self.dir + "/m/socks"], check=True, capture_output=True)
-            subprocess.run(bt + ["cgroup", "attach", self.cgroup, "sock_ops", "pinned",
-                                 self.dir + "/p/add"], check=True, capture_output=True)
-        except subprocess.CalledProcessError as e:
+            self.bpftool("prog", "loadall", PASS_OBJ, self.dir + "/p", "pinmaps", self.dir + "/m")
+            self.bpftool("prog", "attach", "pinned", self.dir + "/p/pass", "msg_verdict",
+                         "pinned", self.dir + "/m/socks")
+            self.bpftool("cgroup", "attach", self.cgroup, "sock_ops", "pinned", self.dir + "/p/add")
+        except RuntimeError:
             self.stop()
-            raise RuntimeError("socket map alone: %s: %s" % (" ".join(e.cmd[:3]),
-                                                            e.stderr.decode().strip()))
+            raise
+
+    @staticmethod
+    def bpftool(*args, check=True):
+        p = subprocess.run(["bpftool"] + list(args), capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise RuntimeError("socket map alone: bpftool %s %s: %s" % (
+                args[0], args[1], p.stderr.strip()))
 
     def stop(self):
         if os.path.exists(self.dir + "/p/add"):
-            subprocess.run(["bpftool", "cgroup", "detach", self.cgroup, "sock_ops", "pinned",
-                            self.dir + "/p/add"], capture_output=True)
+            self.bpftool("cgroup", "detach", self.cgroup, "sock_ops", "pinned",
+                         self.dir + "/p/add", check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
