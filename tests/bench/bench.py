@@ -174,21 +174,34 @@ class SocketMap:
                          "pinned", self.dir + "/m/socks")
             self.bpftool("cgroup", "attach", self.cgroup, "sock_ops", "pinned", self.dir + "/p/add")
         except RuntimeError:
-            self.stop()
+            self.stop(measured=False)
             raise
 
     @staticmethod
     def bpftool(*args, check=True):
-        p = subprocess.run(["bpftool"] + list(args), capture_output=True, text=True)
+        p = subprocess.run(["bpftool", "-j"] + list(args), capture_output=True, text=True)
         if check and p.returncode != 0:
             raise RuntimeError("socket map alone: bpftool %s %s: %s" % (
-                args[0], args[1], p.stderr.strip()))
+                args[0], args[1], (p.stderr or p.stdout).strip()))
+        return p.stdout
 
-    def stop(self):
-        if os.path.exists(self.dir + "/p/add"):
-            self.bpftool("cgroup", "detach", self.cgroup, "sock_ops", "pinned",
-                         self.dir + "/p/add", check=False)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def added(self):
+        """Connections the sock_ops program put in the socket map."""
+        out = json.loads(self.bpftool("map", "lookup", "pinned", self.dir + "/m/added",
+                                      "key", "0", "0", "0", "0"))
+        return int(out["formatted"]["value"])
+
+    def stop(self, measured=True):
+        try:
+            if os.path.exists(self.dir + "/p/add"):
+                n = self.added() if measured else 1
+                self.bpftool("cgroup", "detach", self.cgroup, "sock_ops", "pinned",
+                             self.dir + "/p/add", check=False)
+                if not n:
+                    raise RuntimeError("socket map alone: no connection was put in the socket "
+                                       "map; the figure would be that of no firewall")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def floor_conf(env, port):
