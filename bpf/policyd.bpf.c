@@ -7,8 +7,10 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 
+#include "pd_kern.h"
 #include "policyd.h"
 
 /* Address families (the UAPI headers leave them to libc). */
@@ -134,6 +136,15 @@ struct {
 	__type(value, __u64);
 } pd_trouble SEC(".maps");
 
+/* Bytes kept per socket for a while (struct pd_bytes): created the first
+ * time a socket needs them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pd_bytes);
+} pd_bytes SEC(".maps");
+
 /* Sockets a verdict dropped a message of, by cookie: the abort iterator
  * (pd_abort) ends their connections. LRU: an entry for a socket that
  * closed before the iterator ran ages out. */
@@ -144,10 +155,13 @@ struct {
 	__type(value, __u64);           /* when: bpf_ktime_get_ns() */
 } pd_doomed SEC(".maps");
 
-static __always_inline void doom(const struct pd_sock *st)
+/* The connection is to be aborted (pd_abort), and every later send on it
+ * dropped. */
+static __always_inline void doom(struct pd_sock *st)
 {
 	__u64 now = bpf_ktime_get_ns();
 
+	st->flags |= PD_SK_DEAD;
 	bpf_map_update_elem(&pd_doomed, &st->cookie, &now, BPF_NOEXIST);
 }
 
@@ -191,12 +205,26 @@ static __always_inline __u32 target_of(__u32 from, __u32 t)
 #define PD_ROW_MASK(ctx) pd_row_mask
 #include "pd_match.h"
 
-static __always_inline __u32 active_gen(void)
+static __always_inline struct pd_config *config(void)
 {
 	__u32 zero = 0;
-	struct pd_config *c = bpf_map_lookup_elem(&pd_config, &zero);
+
+	return bpf_map_lookup_elem(&pd_config, &zero);
+}
+
+static __always_inline __u32 active_gen(void)
+{
+	struct pd_config *c = config();
 
 	return c ? (c->active_gen & 1) : 0;
+}
+
+/* daemon.fail_mode = "open": what cannot be judged passes (logged) */
+static __always_inline int fail_open(void)
+{
+	struct pd_config *c = config();
+
+	return c && c->fail_open;
 }
 
 /* The service a connection belongs to: remote port for "to", local port
@@ -217,36 +245,72 @@ static __always_inline int service_of(__u32 remote_port_be, __u32 local_port, __
 	return svc ? (int)*svc : -1;
 }
 
+/* The same from ports in host byte order. */
+static __always_inline int service_by_port(__u16 rport, __u16 lport, __u32 gen)
+{
+	struct pd_port_key k = { .port = rport, .dir = PD_DIR_TO, .gen = (__u8)gen };
+	__u32 *svc = bpf_map_lookup_elem(&pd_ports, &k);
+
+	if (svc)
+		return *svc;
+	k.port = lport;
+	k.dir = PD_DIR_FROM;
+	svc = bpf_map_lookup_elem(&pd_ports, &k);
+	return svc ? (int)*svc : -1;
+}
+
 SEC("sockops")
 int pd_sockops(struct bpf_sock_ops *ops)
 {
+	struct bpf_sock *sk;
+	struct tcp_sock *tp;
 	struct pd_sock *st;
+	__u32 gen = active_gen();
 	__u64 cookie;
-	int svc, err;
+	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
-	if (ops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+	if (!active && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
-	svc = service_of(ops->remote_port, ops->local_port, active_gen());
-	if (svc < 0 || !ops->sk)
+	svc = service_of(ops->remote_port, ops->local_port, gen);
+	sk = ops->sk;
+	if (svc < 0 || !sk)
 		return 1;
-	st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st) {
+	st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!st || !tp) {
 		trouble(PD_TR_NO_STATE);
 		return 1;
 	}
 	cookie = bpf_get_socket_cookie(ops);
 	st->service = (__u32)svc;
-	st->cur.gen = active_gen();
+	st->cur.gen = gen;
 	st->cur.in_msg = 0;
-	st->sticky = 0;
-	st->cookie = cookie;
 	st->cur.m.state = PD_NO_STATE;      /* the service's resume state on first use */
+	st->cookie = cookie;
+	st->rport = bpf_ntohl(ops->remote_port) & 0xffff;
+	st->lport = ops->local_port & 0xffff;
+	st->flags = active ? PD_SK_ACTIVE : 0;
+	st->replay = 0;
+	st->held_since = 0;
+	/* Nothing was judged yet. A connecting socket's stream starts at the
+	 * first byte after its SYN: data queued before (TCP Fast Open) was
+	 * judged by no one. An accepted one has sent nothing yet. */
+	st->judged_end = active ? tp->snd_una : tp->write_seq;
+	if (tp->is_mptcp) {
+		/* a subflow of a Multipath TCP connection: the socket map
+		 * cannot take it */
+		st->flags |= PD_SK_UNMAPPED;
+		st->cause = PD_TR_MPTCP;
+		return 1;
+	}
 	err = bpf_sock_hash_update(ops, &pd_sockets, &cookie, BPF_ANY);
-	if (err)
-		trouble(err == -16 /* EBUSY */ ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL);
+	if (err) {
+		st->flags |= PD_SK_UNMAPPED;
+		st->cause = err == -16 /* EBUSY */ ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
+		trouble(st->cause);
+	}
 	return 1;
 }
 
@@ -866,6 +930,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->bytes = st->run.ev_bytes;
 	e->service = st->service;
 	e->verdict = st->run.ev_verdict;
+	e->cause = st->run.ev_cause;
 	e->rule_id = 0;
 	e->audit_id = 0;
 	e->sink = 0;
@@ -924,6 +989,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 static __always_inline void emit(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
 				 __u32 rule, __u32 len, __u32 bytes)
 {
+	st->run.ev_cause = 0;
 	st->run.ev_verdict = (__u8)verdict;
 	st->run.ev_rule = (__u16)rule;
 	st->run.ev_len = len;
@@ -957,13 +1023,28 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 		emit(msg, st, verdict, rule, len, bytes);
 }
 
-/* Pass, drop or divert. Every run sets apply and cork bytes itself: the
- * kernel keeps the values of an earlier run on the same sk_msg. */
+/* Let bytes out on this socket: apply of them (0: the rest of the
+ * sk_msg). By a redirect to the socket itself, not a plain pass: on a
+ * redirect the kernel forgets the verdict before it pushes, so bytes it
+ * then cannot push (a non-blocking send that meets a full buffer, a
+ * signal) leave no verdict behind, which it would apply to the next
+ * send unjudged. The next run finds them missing (wire_sync). A
+ * redirect also replaces any earlier target of the same sk_msg (a sink). */
+static __always_inline int push(struct sk_msg_md *msg, struct pd_sock *st, __u32 apply)
+{
+	__u64 self = st->cookie;
+
+	bpf_msg_cork_bytes(msg, 0);
+	bpf_msg_apply_bytes(msg, apply);
+	return bpf_msg_redirect_hash(msg, &pd_sockets, &self, 0);
+}
+
+/* Drop or divert. Every run sets apply and cork bytes itself: the kernel
+ * keeps the values of an earlier run on the same sk_msg. */
 static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
 			       __u32 rule, __u32 apply)
 {
 	__u32 rk = (st->cur.gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
-	__u64 self = st->cookie;
 	struct pd_rule *r;
 
 	bpf_msg_cork_bytes(msg, 0);
@@ -972,30 +1053,406 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 
 		doom(st);
 		return SK_DROP;
 	}
-	if (verdict == PD_V_REDIRECT) {
-		r = bpf_map_lookup_elem(&pd_rules, &rk);
-		/* the rest of this sk_msg keeps the target: see sticky */
-		st->sticky = apply != 0;
-		return bpf_msg_redirect_map(msg, &pd_sinks, r ? r->sink : 0, BPF_F_INGRESS);
+	r = bpf_map_lookup_elem(&pd_rules, &rk);
+	return bpf_msg_redirect_map(msg, &pd_sinks, r ? r->sink : 0, BPF_F_INGRESS);
+}
+
+/* ---- the wire: the socket's TCP stream against what was judged ---- */
+
+/* Whether a thread other than ours is inside a send on this socket:
+ * waiting for room in the send buffer (the socket lock released), or for
+ * the lock itself. */
+static __always_inline int others_inside(const struct sock *sk)
+{
+	const struct list_head *head = &sk->sk_lock.wq.head;
+
+	return sk->sk_write_pending > 0 || head->next != head;
+}
+
+/* Bytes TCP takes from a push now without waiting for room in the send
+ * buffer, at least: its buffer limit, TCP_NOTSENT_LOWAT, memory pressure.
+ * A lower bound with a margin for the queue's own overhead: an estimate
+ * too high costs a refused connection (the bytes left behind cannot be
+ * followed), never an unjudged byte. */
+#define PD_ROOM_SLACK 16384
+static __always_inline __u32 push_room(const struct tcp_sock *tp)
+{
+	const struct sock *sk = (const void *)tp;
+	long room = (long)sk->sk_sndbuf - (long)sk->sk_wmem_queued - PD_ROOM_SLACK;
+	__u32 lowat = tp->notsent_lowat, unsent = tp->write_seq - tp->snd_nxt;
+	const struct net *net = sk->__sk_common.skc_net.net;
+	const struct proto *prot = sk->__sk_common.skc_prot;
+	unsigned long pressure = 0, *mp;
+
+	if (room <= 0)
+		return 0;
+	room -= room >> 3;
+	if (!lowat && net)
+		lowat = net->ipv4.sysctl_tcp_notsent_lowat;
+	if (lowat && lowat != 0xffffffffu) {
+		if (unsent >= lowat)
+			return 0;
+		if (room > lowat - unsent - 1)
+			room = lowat - unsent - 1;
 	}
-	/* After a redirect, the kernel's sk_msg still names the sink, and a
-	 * plain pass would send the rest there too: pass by sending it out
-	 * on this very socket. */
-	if (st->sticky) {
-		if (!apply)
-			st->sticky = 0;
-		return bpf_msg_redirect_hash(msg, &pd_sockets, &self, 0);
+	mp = prot ? prot->memory_pressure : NULL;
+	if (mp && !bpf_probe_read_kernel(&pressure, sizeof(pressure), mp) && pressure)
+		return 0;
+	return room > 0x7fffffff ? 0x7fffffff : (__u32)room;
+}
+
+/* Walking kept bytes (pd_bytes) from a callback. */
+struct follow {
+	struct pd_match *m;
+	const struct pd_classmap *cm;
+	const struct pd_bytes *b;
+	__u32 resume;
+	__u32 line;
+	__u32 n;
+	__u32 left;             /* bytes still inside the inspect window */
+	__u32 err;
+};
+
+static long follow_step(__u32 i, void *arg)
+{
+	struct follow *f = arg;
+
+	if (i >= f->n || !f->left)
+		return 1;
+	f->left--;
+	if (pd_byte(f->m, f->cm, f->line, f->resume, f->b->bytes[i & (PD_BYTES_MAX - 1)],
+		    NULL) < 0) {
+		f->err = 1;
+		return 1;
 	}
+	return 0;
+}
+
+/* The kernel pushed only the first k bytes of the last piece (kept in
+ * pd_bytes): walk those from where the stream stood before the piece,
+ * so that the stream is followed as it left. Returns 0, or -1 when the
+ * bytes were not kept. Global: verified once. */
+__noinline int resync(struct sk_msg_md *msg, __u32 wseq)
+{
+	const struct pd_classmap *cm;
+	const struct pd_service *svc;
+	struct follow f = {};
+	struct pd_bytes *b;
+	struct pd_sock *st;
+	__u32 k, key;
+
+	if (!msg || !msg->sk)
+		return -1;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
+	if (!st || !b || b->kind != PD_BYTES_RISK)
+		return -1;
+	k = wseq - b->seq;
+	if (k >= b->len || k > PD_BYTES_MAX)
+		return -1;
+	st->cur = b->from;
+	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	cm = bpf_map_lookup_elem(&pd_classes, &key);
+	if (!svc || !cm)
+		return -1;
+	f.m = &st->cur.m;
+	f.cm = cm;
+	f.b = b;
+	f.resume = svc->resume;
+	f.line = svc->framing == PD_FRAME_LINE;
+	f.n = k;
+	f.left = 0xffffffff;
+	if (svc->inspect)
+		f.left = svc->inspect > st->cur.m.seen ? svc->inspect - st->cur.m.seen : 0;
+	bpf_loop(PD_BYTES_MAX, follow_step, &f, 0);
+	if (f.err)
+		return -1;
+	if (f.line) {
+		/* the line goes on: its end did not leave */
+		st->cur.msglen += k;
+		if (k)
+			st->cur.in_msg = 1;
+	} else {
+		/* framing none: the send that was cut short is the message */
+		pd_end(&st->cur.m, svc, st->cur.m.seen >= k);
+	}
+	st->judged_end = wseq;
+	st->replay = 0;
+	b->kind = PD_BYTES_NONE;
+	trouble(PD_TR_RESYNC);
+	return 0;
+}
+
+/* Compare the socket's stream with what was judged before this run.
+ * Returns 0 when every byte TCP queued so far was judged, in order
+ * (after following a send that was cut short, where the bytes were
+ * kept), else the cause (enum pd_trouble) that makes this send
+ * unjudgeable. */
+static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
+				     const struct tcp_sock *tp)
+{
+	const struct sock *sk = (const void *)tp;
+	__u32 wseq = tp->write_seq;
+	__s32 d;
+
+	if (st->flags & PD_SK_UNSYNCED) {
+		/* adopted: what was queued before was not ours to judge */
+		st->judged_end = wseq;
+		st->flags &= ~PD_SK_UNSYNCED;
+		return 0;
+	}
+	d = (__s32)(wseq - st->judged_end);
+	if (!d)
+		return 0;
+	if (d > 0) {
+		/* queued without a verdict; after shutdown(SHUT_WR) the FIN
+		 * took a sequence number, and no data can follow */
+		if (sk->sk_shutdown & SEND_SHUTDOWN) {
+			st->judged_end = wseq;
+			return 0;
+		}
+		return PD_TR_UNJUDGED;
+	}
+	/* fewer bytes queued than were judged: another thread's send is
+	 * still under way, or the last send was cut short */
+	if (others_inside(sk))
+		return PD_TR_CONCURRENT;
+	return resync(msg, wseq) ? PD_TR_CUT : 0;
+}
+
+/* A send that cannot be judged. Closed: refused, logged once, the
+ * connection aborted. Open: logged, and the stream taken as it stands.
+ * Returns the verdict, or -1 to go on judging. */
+static __always_inline int refuse(struct sk_msg_md *msg, struct pd_sock *st,
+				  const struct tcp_sock *tp, __u32 cause)
+{
+	trouble(cause);
+	st->run.ev_rule = 0;
+	st->run.ev_len = msg->size;
+	st->run.ev_bytes = msg->size;
+	st->run.ev_cause = (__u8)cause;
+	if (fail_open()) {
+		st->run.ev_verdict = PD_V_UNJUDGED;
+		pd_emit(msg);
+		st->judged_end = tp->write_seq;
+		st->replay = 0;
+		return -1;
+	}
+	st->cause = (__u8)cause;
+	st->run.ev_verdict = PD_V_REFUSE;
+	pd_emit(msg);
+	doom(st);
+	bpf_msg_cork_bytes(msg, 0);
+	bpf_msg_apply_bytes(msg, 0);
+	return SK_DROP;
+}
+
+/* A piece of a decided range that the send buffer could not take at
+ * once: walked again (so that where the stream stands is known at every
+ * piece's end), pushed, and, while the buffer is short of room, kept in
+ * pd_bytes so that a push the kernel cuts short can be followed. The
+ * last piece leaves cur where the decision left it. Global: verified
+ * once. */
+__noinline int replay_step(struct sk_msg_md *msg)
+{
+	const struct pd_service *svc;
+	struct pd_bytes *b = NULL;
+	struct tcp_sock *tp;
+	struct pd_sock *st;
+	__u32 n, room, key;
+	void *data, *end;
+
+	if (!msg || !msg->sk)
+		return SK_DROP;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	tp = bpf_skc_to_tcp_sock(msg->sk);
+	if (!st || !tp)
+		return SK_DROP;
+	n = st->replay;
+	if (!n || n > msg->size)
+		goto tables;
+	room = push_room(tp);
+	if (n > room) {
+		if (room >= PD_BYTES_MAX) {
+			n = room;
+		} else {
+			if (n > PD_BYTES_MAX)
+				n = PD_BYTES_MAX;
+			b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		}
+	}
+	if (b) {
+		/* kept; a socket without them falls back on a refused
+		 * connection should the push be cut short */
+		b->kind = PD_BYTES_NONE;
+		if (bpf_msg_pull_data(msg, 0, n, 0))
+			goto tables;
+		data = (void *)(long)msg->data;
+		end = (void *)(long)msg->data_end;
+		n &= 2 * PD_BYTES_MAX - 1;
+		if (n > PD_BYTES_MAX || data + n > end ||
+		    bpf_probe_read_kernel(b->bytes, n, data))
+			goto tables;
+		b->seq = st->judged_end;
+		b->len = n;
+		b->from = st->cur;
+		b->kind = PD_BYTES_RISK;
+	}
+	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	if (!svc)
+		goto tables;
+	st->run.line = svc->framing == PD_FRAME_LINE;
+	st->run.ended = 0;
+	st->run.err = 0;
+	st->run.used = 0;
+	st->run.limit = n;
+	st->run.match_left = 0xffffffff;
+	if (svc->inspect)
+		st->run.match_left = svc->inspect > st->cur.m.seen ?
+				     svc->inspect - st->cur.m.seen : 0;
+	if (!svc->noscan)
+		pd_scan(msg, st);
+	if (st->run.err)
+		goto tables;
+	if (st->run.line) {
+		st->cur.msglen += n;
+		st->cur.in_msg = 1;
+	}
+	st->judged_end += n;
+	st->replay -= n;
+	if (!st->replay)
+		st->cur = st->alt;
+	return push(msg, st, n < msg->size ? n : 0);
+tables:
+	trouble(PD_TR_TABLES);
+	doom(st);
+	return SK_DROP;
+}
+
+/* Let a decided range of apply bytes (0: the rest of the sk_msg) out:
+ * at once when the send buffer takes it, else piece by piece
+ * (replay_step), walked again from where this run's walk began. */
+static __always_inline int pass_range(struct sk_msg_md *msg, struct pd_sock *st,
+				      const struct tcp_sock *tp, __u32 apply)
+{
+	__u32 n = apply ? apply : msg->size;
+	struct pd_progress done;
+
+	if (n <= push_room(tp)) {
+		st->judged_end += n;
+		return push(msg, st, apply);
+	}
+	done = st->cur;
+	st->cur = st->alt;
+	st->alt = done;
+	st->replay = n;
+	return replay_step(msg);
+}
+
+/* Hold the rest of the sk_msg (a message's unfinished end) back: take
+ * it out of the send and keep it in pd_bytes, to be put back in front
+ * of the next bytes the socket sends (unhold) and judged with them;
+ * nothing of it leaves meanwhile. The sender's send() succeeds, as for
+ * any held message. Returns SK_PASS (nothing is left to pass), or -1
+ * when it cannot be held (longer than PD_BYTES_MAX). */
+static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st)
+{
+	__u32 n = msg->size;
+	struct pd_bytes *b;
+	void *data, *end;
+
+	if (!n || n > PD_BYTES_MAX)
+		return -1;
+	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!b || bpf_msg_pull_data(msg, 0, n, 0))
+		return -1;
+	data = (void *)(long)msg->data;
+	end = (void *)(long)msg->data_end;
+	n &= 2 * PD_BYTES_MAX - 1;
+	if (n > PD_BYTES_MAX || data + n > end || bpf_probe_read_kernel(b->bytes, n, data))
+		return -1;
+	if (bpf_msg_pop_data(msg, 0, n, 0))
+		return -1;
+	b->len = n;
+	b->kind = PD_BYTES_HELD;
+	if (!st->held_since)
+		st->held_since = bpf_ktime_get_ns();
+	st->cur = st->snap;
+	trouble(PD_TR_HELD);
+	bpf_msg_cork_bytes(msg, 0);
+	bpf_msg_apply_bytes(msg, 0);
 	return SK_PASS;
+}
+
+/* Writing kept bytes into the sk_msg (no helper writes into it), 8 at a
+ * time, from a callback. */
+struct unhold {
+	struct sk_msg_md *msg;
+	const struct pd_bytes *b;
+	__u32 n;
+	__u32 err;
+};
+
+static long unhold_step(__u32 i, void *arg)
+{
+	struct unhold *u = arg;
+	__u32 off = i * 8;
+	__u8 *p = (__u8 *)(long)u->msg->data, *end = (__u8 *)(long)u->msg->data_end;
+
+	if (off >= u->n)
+		return 1;
+	off &= PD_BYTES_MAX - 1;
+	p += off;
+	if (off + 8 <= u->n) {
+		if (p + 8 > end) {
+			u->err = 1;
+			return 1;
+		}
+		*(__u64 *)p = *(const __u64 *)&u->b->bytes[off];
+		return 0;
+	}
+	for (int k = 0; k < 7; k++) {
+		if (off + k >= u->n)
+			break;
+		if (p + k + 1 > end || off + k >= PD_BYTES_MAX) {
+			u->err = 1;
+			return 1;
+		}
+		p[k] = u->b->bytes[off + k];
+	}
+	return 1;
+}
+
+/* Put held bytes back in front of this sk_msg. Returns 0, or -1 when the
+ * kernel could not make room for them. */
+static __always_inline int unhold(struct sk_msg_md *msg)
+{
+	struct pd_bytes *b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
+	struct unhold u = { .msg = msg };
+
+	if (!b || b->kind != PD_BYTES_HELD)
+		return 0;
+	b->kind = PD_BYTES_NONE;
+	u.b = b;
+	u.n = b->len;
+	if (!u.n || u.n > PD_BYTES_MAX || bpf_msg_push_data(msg, 0, u.n, 0) ||
+	    bpf_msg_pull_data(msg, 0, u.n, 0))
+		return -1;
+	bpf_loop(PD_BYTES_MAX / 8 + 1, unhold_step, &u, 0);
+	return u.err ? -1 : 0;
 }
 
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
 	const struct pd_service *svc;
+	struct tcp_sock *tp;
 	struct pd_sock *st;
-	__u32 key, size = msg->size, verdict, rule = 0, win_done, used;
-	int hold;
+	__u32 key, size, verdict, rule = 0, win_done, used, apply = 0;
+	__u64 id;
+	int must_hold, r;
 
 	if (!msg->sk)
 		return SK_DROP;
@@ -1004,6 +1461,27 @@ int pd_msg(struct sk_msg_md *msg)
 		trouble(PD_TR_NO_STATE);
 		return SK_DROP;
 	}
+	if (st->flags & PD_SK_DEAD) {
+		bpf_msg_apply_bytes(msg, 0);
+		return SK_DROP;
+	}
+	tp = bpf_skc_to_tcp_sock(msg->sk);
+	if (!tp)
+		goto tables;
+	id = bpf_get_current_pid_tgid();
+	st->tgid = id >> 32;
+	st->uid = (__u32)bpf_get_current_uid_gid();
+	r = wire_sync(msg, st, tp);
+	if (r) {
+		r = refuse(msg, st, tp, r);
+		if (r >= 0)
+			return r;
+	}
+	if (st->replay)
+		return replay_step(msg);
+	if (unhold(msg))
+		goto tables;
+	size = msg->size;
 	/* a held message is judged again from here */
 	st->snap = st->cur;
 	if (!st->cur.in_msg) {
@@ -1024,6 +1502,9 @@ int pd_msg(struct sk_msg_md *msg)
 			goto tables;
 		st->cur.msglen = 0;
 	}
+	/* where this run's walk begins: a decided range the send buffer
+	 * cannot take at once is walked again from here */
+	st->alt = st->cur;
 	st->run.line = svc->framing == PD_FRAME_LINE;
 	st->run.ended = 0;
 	st->run.err = 0;
@@ -1048,7 +1529,7 @@ int pd_msg(struct sk_msg_md *msg)
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 		pd_end(&st->cur.m, svc, used == size);
 		decided(msg, st, verdict, rule, size, size);
-		return act(msg, st, verdict, rule, 0);
+		goto out;
 	}
 
 	st->cur.msglen += used;
@@ -1061,22 +1542,28 @@ int pd_msg(struct sk_msg_md *msg)
 		pd_end(&st->cur.m, svc, 1);
 		/* a drop covers the whole sk_msg: the kernel frees all of it,
 		 * and only then tells the sender the right count */
-		return act(msg, st, verdict, rule,
-			   verdict != PD_V_DENY && used < size ? used : 0);
+		if (verdict != PD_V_DENY && used < size)
+			apply = used;
+		goto out;
 	}
 	/* the line goes on past this sk_msg */
-	hold = win_done ? 0 : pd_must_hold(&st->cur.m, svc, NULL);
-	if (hold < 0)
+	must_hold = win_done ? 0 : pd_must_hold(&st->cur.m, svc, NULL);
+	if (must_hold < 0)
 		goto tables;
-	if (hold) {
-		/* keep it back until more of the line arrives; the kernel runs
-		 * us on the whole held part again, from the state saved above.
-		 * If it cannot hold (buffer full), the drop applies. */
-		st->cur = st->snap;
-		trouble(PD_TR_HELD);
-		bpf_msg_apply_bytes(msg, 0);
-		bpf_msg_cork_bytes(msg, size + 1);
-		return SK_DROP;
+	if (must_hold) {
+		r = hold(msg, st);
+		if (r >= 0)
+			return r;
+		/* longer than can be held: an allow list's line not allowed
+		 * within it is refused; a prefix is never that long */
+		trouble(PD_TR_HOLD_FULL);
+		if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect) {
+			st->cur.in_msg = 0;
+			decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
+			verdict = PD_V_DENY;
+			rule = 0;
+			goto out;
+		}
 	}
 	st->cur.in_msg = 1;
 	verdict = PD_V_PASS;
@@ -1089,26 +1576,269 @@ int pd_msg(struct sk_msg_md *msg)
 		emit(msg, st, verdict, rule, st->cur.msglen, size);
 	else
 		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
-	return act(msg, st, verdict, rule, 0);
+out:
+	st->held_since = 0;
+	if (verdict == PD_V_DENY || verdict == PD_V_REDIRECT)
+		return act(msg, st, verdict, rule, apply);
+	return pass_range(msg, st, tp, apply);
 tables:
 	trouble(PD_TR_TABLES);
 	doom(st);
 	return SK_DROP;
 }
 
-/* The kernel's types the abort iterator reads, resolved against its BTF
- * at load time (CO-RE): only the fields used are declared. */
-struct sock_common {
-	unsigned short skc_family;
-} __attribute__((preserve_access_index));
+/* ---- the enforcement boundary beyond sk_msg ----
+ * Paths a sk_msg program does not see: bytes a send puts into the TCP
+ * stream without a verdict (a verdict the kernel kept from an earlier
+ * send, a send that raced the handshake, a socket not in the socket map,
+ * Fast Open data in a SYN), urgent data, Multipath TCP. The cgroup
+ * programs below close them: the egress program is the last line, the
+ * others refuse early where they can, with an errno an application
+ * understands. Each refusal is an event with its cause, and counted; with
+ * fail_mode = "open" the same is logged and passed. */
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define SOCK_STREAM 1
+#define SOL_TCP 6
+#define TCP_FASTOPEN_CONNECT 30
+#define TCPHDR_SYN 0x02
+#define TCPHDR_URG 0x20
+#define EOPNOTSUPP 95
+#define ENOPROTOOPT 92
+
+/* An event for a refusal outside the sk_msg program: the socket's ends
+ * from its bpf_sock, the process from the caller (tgid/uid; 0 when
+ * unknown: the egress path runs where the packet is sent, not always in
+ * the sender's context). */
+static __always_inline void emit_sock(struct bpf_sock *sk, __u32 verdict, __u32 cause, __u32 svc,
+				      __u32 tgid, __u32 uid, __u32 len, int ends)
+{
+	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
+
+	if (!e) {
+		trouble(PD_TR_RINGBUF);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->verdict = (__u8)verdict;
+	e->cause = (__u8)cause;
+	e->service = svc;
+	e->tgid = e->pid = tgid;
+	e->uid = uid;
+	e->len = len;
+	e->family = (__u8)sk->family;
+	if (!ends) {
+		/* a socket being created has none yet */
+	} else if (sk->family == AF_INET6) {
+		e->saddr[0] = sk->src_ip6[0];
+		e->saddr[1] = sk->src_ip6[1];
+		e->saddr[2] = sk->src_ip6[2];
+		e->saddr[3] = sk->src_ip6[3];
+		e->daddr[0] = sk->dst_ip6[0];
+		e->daddr[1] = sk->dst_ip6[1];
+		e->daddr[2] = sk->dst_ip6[2];
+		e->daddr[3] = sk->dst_ip6[3];
+	} else {
+		e->saddr[0] = sk->src_ip4;
+		e->daddr[0] = sk->dst_ip4;
+	}
+	if (ends) {
+		e->sport = (__u16)sk->src_port;
+		e->dport = bpf_ntohs(sk->dst_port);
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Bytes leaving a policed socket without a verdict. Closed: the segment
+ * is dropped (it never leaves the host: TCP keeps it queued) and the
+ * connection aborted; open: it leaves. Reported once per socket. */
+static __always_inline int unjudged(struct __sk_buff *skb, struct bpf_sock *sk, __u32 svc,
+				    __u32 cause, __u32 len)
+{
+	struct pd_sock *st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	int open = fail_open();
+
+	trouble(cause);
+	if (!st)
+		return open;
+	if (!(st->flags & PD_SK_REPORTED)) {
+		st->flags |= PD_SK_REPORTED;
+		if (!st->cause)
+			st->cause = (__u8)cause;
+		emit_sock(sk, open ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, st->tgid, st->uid,
+			  len, 1);
+	}
+	if (open)
+		return 1;
+	if (!st->cookie)
+		st->cookie = bpf_get_socket_cookie(skb);
+	doom(st);
+	return 0;
+}
+
+/* Every segment a socket of the policed cgroup sends. A policed one may
+ * carry bytes only up to where verdicts let its stream go (judged_end);
+ * a segment beyond, with urgent data, or of a policed connection that
+ * is not in the socket map, is refused. */
+SEC("cgroup_skb/egress")
+int pd_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct pd_sock *st;
+	__u8 h[20], v;
+	__u32 off, len, seq, gen;
+	int svc;
+
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return 1;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, &v, 1))
+			return 1;
+		off = (v & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		/* extension headers before TCP: hop-by-hop (a GSO packet
+		 * over 64 KiB carries its jumbo length there), destination
+		 * options, routing */
+		if (bpf_skb_load_bytes(skb, 6, &v, 1))
+			return 1;
+		off = 40;
+		for (int i = 0; i < 3; i++) {
+			if (v == IPPROTO_TCP)
+				break;
+			if ((v != 0 && v != 43 && v != 60) || bpf_skb_load_bytes(skb, off, h, 2))
+				return 1;
+			v = h[0];
+			off += ((__u32)h[1] + 1) * 8;
+		}
+		if (v != IPPROTO_TCP)
+			return 1;
+	} else {
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+		return 1;
+	off += (h[12] >> 4) * 4;
+	if (skb->len <= off && !(h[13] & TCPHDR_URG))
+		return 1;               /* no payload */
+	len = skb->len > off ? skb->len - off : 0;
+	seq = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) | ((__u32)h[6] << 8) | h[7];
+	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
+	gen = active_gen();
+	if (!st || !st->cookie) {
+		svc = service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen);
+		if (svc < 0)
+			return 1;
+		/* a policed connection sock_ops did not set up: data in a
+		 * SYN (TCP Fast Open), or it was open before policyd
+		 * started and not adopted */
+		return unjudged(skb, sk, svc, (h[13] & TCPHDR_SYN) ? PD_TR_FASTOPEN :
+				PD_TR_UNMAPPED, len);
+	}
+	if (h[13] & TCPHDR_URG)
+		return unjudged(skb, sk, st->service, PD_TR_OOB, len);
+	if (st->flags & PD_SK_UNMAPPED)
+		return unjudged(skb, sk, st->service, st->cause ? st->cause : PD_TR_UNMAPPED, len);
+	if (st->flags & PD_SK_UNSYNCED)
+		return 1;               /* adopted: queued before, not judged yet */
+	if ((__s32)(seq + len - st->judged_end) > 0)
+		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len);
+	return 1;
+}
+
+/* Multipath TCP sends through subflows the socket map cannot hold: an
+ * MPTCP socket is refused at its creation, with the errno of a kernel
+ * where MPTCP is disabled, so that applications fall back to TCP. */
+SEC("cgroup/sock_create")
+int pd_sock_create(struct bpf_sock *sk)
+{
+	__u64 id;
+
+	if (sk->protocol != IPPROTO_MPTCP || (sk->family != AF_INET && sk->family != AF_INET6))
+		return 1;
+	trouble(PD_TR_MPTCP);
+	id = bpf_get_current_pid_tgid();
+	emit_sock(sk, fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, id >> 32,
+		  (__u32)bpf_get_current_uid_gid(), 0, 0);
+	if (fail_open())
+		return 1;
+	bpf_set_retval(-ENOPROTOOPT);
+	return 0;
+}
+
+/* A connection towards a policed port with TCP Fast Open (its data would
+ * leave in the SYN, before sock_ops can set the socket up), or from an
+ * MPTCP socket made before policyd started: refused, with the errno of a
+ * kernel where Fast Open is off (applications then connect plainly). */
+static __always_inline int connect_check(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct tcp_sock *tp;
+	__u32 cause = 0;
+	__u64 id;
+	int svc;
+
+	if (!sk || ctx->type != SOCK_STREAM)
+		return 1;
+	svc = service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, active_gen());
+	if (svc < 0)
+		return 1;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (ctx->protocol == IPPROTO_MPTCP)
+		cause = PD_TR_MPTCP;
+	else if (tp && (tp->fastopen_req || BPF_CORE_READ_BITFIELD_PROBED(tp, fastopen_connect)))
+		cause = PD_TR_FASTOPEN;
+	if (!cause)
+		return 1;
+	trouble(cause);
+	id = bpf_get_current_pid_tgid();
+	emit_sock(sk, fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, id >> 32,
+		  (__u32)bpf_get_current_uid_gid(), 0, 0);
+	if (fail_open())
+		return 1;
+	bpf_set_retval(-EOPNOTSUPP);
+	return 0;
+}
+
+SEC("cgroup/connect4")
+int pd_connect4(struct bpf_sock_addr *ctx)
+{
+	return connect_check(ctx);
+}
+
+SEC("cgroup/connect6")
+int pd_connect6(struct bpf_sock_addr *ctx)
+{
+	return connect_check(ctx);
+}
+
+/* TCP_FASTOPEN_CONNECT: connect() returns at once and the first write
+ * goes out in the SYN. Refused as on a kernel where Fast Open is off;
+ * applications set it as an optimisation and go on without. */
+SEC("cgroup/setsockopt")
+int pd_setsockopt(struct bpf_sockopt *ctx)
+{
+	__u8 *v = ctx->optval, *end = ctx->optval_end;
+
+	if (ctx->level != SOL_TCP || ctx->optname != TCP_FASTOPEN_CONNECT)
+		return 1;
+	if (v + sizeof(int) > end || !*(int *)v)
+		return 1;               /* turned off, or the value is out of reach */
+	trouble(PD_TR_FASTOPEN);
+	if (fail_open())
+		return 1;
+	bpf_set_retval(-EOPNOTSUPP);
+	return 0;
+}
+
+/* The context of a TCP iterator program (kernel types: pd_kern.h). */
 struct bpf_iter_meta;
 struct bpf_iter__tcp {
 	struct bpf_iter_meta *meta;
 	struct sock_common *sk_common;
-} __attribute__((preserve_access_index));
-struct tcp_sock {
-	__u32 snd_una;
-	__u32 write_seq;
 } __attribute__((preserve_access_index));
 
 /* How long an abort waits for the bytes passed before the drop to be

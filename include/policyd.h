@@ -24,8 +24,9 @@
 
 /* Layout version of pinned maps. Bump on any change to a struct below or
  * to the set of maps (2: pd_doomed; 3: pd_trans holds one table per slot,
- * pd_service.skip; 4: pd_service.noscan). */
-#define PD_LAYOUT_VERSION 4
+ * pd_service.skip; 4: pd_service.noscan; 5: the wire position and port
+ * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes). */
+#define PD_LAYOUT_VERSION 5
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -111,7 +112,8 @@ struct pd_config {
 	__u32 layout;           /* PD_LAYOUT_VERSION of the programs and maps */
 	__u32 slot_states;      /* states per policy slot in pd_trans / pd_outs */
 	__u32 row_width;        /* entries per pd_trans row */
-	__u32 pad;
+	__u32 fail_open;        /* daemon.fail_mode = "open": a send that cannot be
+	                         * judged passes (logged); 0: it is refused */
 };
 
 /* pd_names (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services; the
@@ -238,6 +240,9 @@ enum pd_verdict {
 	PD_V_AUDIT = 1,
 	PD_V_REDIRECT = 2,
 	PD_V_DENY = 3,
+	PD_V_REFUSE = 4,        /* could not be judged: refused (fail_mode closed);
+	                         * pd_event.cause says why */
+	PD_V_UNJUDGED = 5,      /* could not be judged: passed (fail_mode open) */
 };
 
 /* pd_events (RINGBUF): one record per logged verdict. */
@@ -260,7 +265,8 @@ struct pd_event {
 	__u16 sport;            /* host byte order */
 	__u16 dport;            /* host byte order */
 	__u16 excerpt_len;      /* bytes valid in excerpt */
-	__u16 pad;
+	__u8 cause;             /* PD_V_REFUSE, PD_V_UNJUDGED: enum pd_trouble */
+	__u8 pad;
 	char comm[PD_COMM_LEN];
 	__u8 excerpt[PD_EXCERPT_MAX];
 };
@@ -278,7 +284,8 @@ struct pd_run {
 	__u8 line;              /* line framing */
 	__u8 ended;             /* a '\n' ended the message */
 	__u8 err;               /* fail closed */
-	__u8 pad[2];
+	__u8 ev_cause;          /* event: enum pd_trouble, for PD_V_REFUSE */
+	__u8 pad;
 	__u32 wused;            /* bytes of the current window consumed (here, not
 	                         * on the stack: the verifier need not follow it) */
 };
@@ -294,17 +301,65 @@ struct pd_progress {
 
 /* pd_sk (SK_STORAGE): per policed socket. The sock_ops program creates it
  * when a connection is established; policyd writes it when it adopts a
- * connection that was open before it started. */
+ * connection that was open before it started.
+ *
+ * The wire: judged_end is the TCP sequence number just after the last byte
+ * a verdict let into the socket's stream. Every run of the sk_msg program
+ * first compares it with the socket's write_seq: equal means every byte
+ * queued so far was judged, in order. The egress program drops any segment
+ * that carries a byte at or after it (plus a pending hold). */
 struct pd_sock {
 	struct pd_progress cur; /* the message in progress (or the last one: carry) */
 	struct pd_progress snap;/* cur when this run began: a held message is
 	                         * judged again from there */
+	struct pd_progress alt; /* cur where this run's walk began (so that a decided
+	                         * range can be walked again piece by piece); during
+	                         * a replay, cur after the decided range */
 	__u64 cookie;           /* socket cookie: the key in pd_sockets */
-	__u32 service;          /* service index */
-	__u8 sticky;            /* the kernel's sk_msg still carries a redirect
-	                         * target from an earlier part of it */
-	__u8 pad[3];
+	__u64 held_since;       /* bpf_ktime_get_ns() when a message began to be held */
+	__u32 service;          /* service index (re-bound by port after a reload) */
+	__u8 flags;             /* PD_SK_* */
+	__u8 cause;             /* PD_SK_UNMAPPED, PD_SK_DEAD: enum pd_trouble */
+	__u16 rport;            /* remote port, host byte order */
+	__u16 lport;            /* local port, host byte order */
+	__u16 pad;
+	__u32 judged_end;       /* see above */
+	__u32 replay;           /* bytes of a decided range still to be pushed piece
+	                         * by piece (the send buffer could not take them at once) */
+	__u32 tgid;             /* the last process that sent on it, and its uid: */
+	__u32 uid;              /* named when the egress program refuses its bytes */
 	struct pd_run run;
+};
+
+/* pd_sock.flags */
+#define PD_SK_UNSYNCED 0x01     /* judged_end not read from the socket yet (adopted) */
+#define PD_SK_DEAD 0x02         /* refused or denied: every later send is dropped */
+#define PD_SK_UNMAPPED 0x04     /* not in the socket map: no byte of it can be judged */
+#define PD_SK_BUSY 0x08         /* ... because another sockmap user holds it */
+#define PD_SK_REPORTED 0x10     /* its refusal was reported once */
+#define PD_SK_ACTIVE 0x20       /* it connected (direction to); else it was accepted */
+
+/* pd_bytes (SK_STORAGE, created when first needed): bytes of the stream
+ * the data plane keeps for a while, one use at a time.
+ *  - PD_BYTES_RISK: the last piece pushed while the send buffer was short
+ *    of room, and where the stream stood before it (from). If the kernel
+ *    pushes only part of the piece (a non-blocking send, a signal), the
+ *    next run walks the part that left from there: the stream is
+ *    followed exactly.
+ *  - PD_BYTES_HELD: the end of a message held back until it can be
+ *    decided, taken out of the send; the next run puts them back in
+ *    front of what follows and judges them with it. */
+#define PD_BYTES_MAX 4096
+#define PD_BYTES_NONE 0
+#define PD_BYTES_RISK 1
+#define PD_BYTES_HELD 2
+struct pd_bytes {
+	__u32 kind;             /* PD_BYTES_* */
+	__u32 len;              /* valid bytes */
+	__u32 seq;              /* PD_BYTES_RISK: sequence number of bytes[0] */
+	__u32 pad;
+	struct pd_progress from;
+	__u8 bytes[PD_BYTES_MAX];
 };
 
 /* pd_trouble (PERCPU_ARRAY): data-plane troubles, counted. */
@@ -314,7 +369,20 @@ enum pd_trouble {
 	PD_TR_NO_STATE,         /* message on a socket without state: dropped */
 	PD_TR_TABLES,           /* inconsistent tables or a failed pull: dropped */
 	PD_TR_RINGBUF,          /* event lost: ring buffer full */
-	PD_TR_HELD,             /* messages held back (cork) until decidable */
+	PD_TR_HELD,             /* messages held back until decidable */
+	/* sends that could not be judged (refused, or passed with
+	 * fail_mode = "open"), by cause */
+	PD_TR_CONCURRENT,       /* while another send on the socket was under way */
+	PD_TR_CUT,              /* after a send cut short where the stream could not
+	                         * be followed */
+	PD_TR_UNJUDGED,         /* bytes reached TCP without a verdict */
+	PD_TR_UNMAPPED,         /* a policed connection that is not in the socket map */
+	PD_TR_OOB,              /* urgent data (MSG_OOB) */
+	PD_TR_MPTCP,            /* a Multipath TCP socket */
+	PD_TR_FASTOPEN,         /* TCP Fast Open towards a policed port */
+	/* informational */
+	PD_TR_RESYNC,           /* a send cut short, followed exactly */
+	PD_TR_HOLD_FULL,        /* a held message outgrew what can be held: decided */
 	PD_TR_MAX,
 };
 

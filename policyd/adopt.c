@@ -88,6 +88,11 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	st.cookie = cookie;
 	st.service = (uint32_t)svc;
 	st.cur.gen = d->gen;
+	st.rport = port_of(&ra);
+	st.lport = port_of(&la);
+	/* what it queued before now was not ours to judge: the data plane
+	 * takes the stream's position at its first send */
+	st.flags = PD_SK_UNSYNCED;
 	/* NOEXIST: a socket the sock_ops program already set up keeps its state */
 	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_NOEXIST)) {
 		if (errno == EEXIST)

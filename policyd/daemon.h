@@ -16,6 +16,18 @@
 struct bpf_link;
 struct ring_buffer;
 
+/* The programs attached to the policed cgroup, each by a link pinned
+ * under the pin directory as link_NAME. */
+enum pd_cg_prog {
+	PD_CG_SOCKOPS,          /* puts policed connections in the socket map */
+	PD_CG_EGRESS,           /* drops bytes that leave without a verdict */
+	PD_CG_SOCK_CREATE,      /* refuses Multipath TCP sockets */
+	PD_CG_CONNECT4,         /* refuses Fast Open (and MPTCP) towards policed ports */
+	PD_CG_CONNECT6,
+	PD_CG_SETSOCKOPT,       /* refuses TCP_FASTOPEN_CONNECT */
+	PD_CG_PROGS,
+};
+
 /* A redirect sink at run time: policyd's end of a loopback TCP pair sits
  * in pd_sinks; what the data plane diverts arrives on it. */
 struct pd_sink_rt {
@@ -35,7 +47,8 @@ struct pd_daemon {
 	char cgroup[4096];
 	char pin_dir[4096];
 	int cg_fd;
-	struct bpf_link *sockops;
+	/* the programs attached to the policed cgroup (run.c: cg_progs) */
+	struct bpf_link *links[PD_CG_PROGS];
 	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop */
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */

@@ -32,6 +32,29 @@ const char *pd_direction_name(unsigned d)
 	return d == PD_DIR_TO ? "to" : d == PD_DIR_FROM ? "from" : "both";
 }
 
+const char *pd_trouble_name(unsigned t)
+{
+	static const char *const n[PD_TR_MAX] = {
+		[PD_TR_SOCKHASH_BUSY] = "sockhash_busy",
+		[PD_TR_SOCKHASH_FULL] = "sockhash_refused",
+		[PD_TR_NO_STATE] = "no_state",
+		[PD_TR_TABLES] = "tables",
+		[PD_TR_RINGBUF] = "events_lost",
+		[PD_TR_HELD] = "held",
+		[PD_TR_CONCURRENT] = "concurrent",
+		[PD_TR_CUT] = "cut_short",
+		[PD_TR_UNJUDGED] = "unjudged",
+		[PD_TR_UNMAPPED] = "unmapped",
+		[PD_TR_OOB] = "oob",
+		[PD_TR_MPTCP] = "mptcp",
+		[PD_TR_FASTOPEN] = "fastopen",
+		[PD_TR_RESYNC] = "resync",
+		[PD_TR_HOLD_FULL] = "hold_full",
+	};
+
+	return t < PD_TR_MAX && n[t] ? n[t] : "?";
+}
+
 /* Bytes as a libconfig string body: printable ASCII as is, the rest \xNN. */
 static void put_escaped(FILE *f, const uint8_t *p, size_t n, bool json)
 {
@@ -149,8 +172,10 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 	else
 		fprintf(f, "  # cgroup: the cgroup2 mount\n");
 	fprintf(f, "  user = \"%s\";\n  pin_dir = \"%s\";\n  on_exit = \"%s\";\n"
-		"  log_rate = %u;\n  excerpt = %u;\n};\n\n", dm->user, dm->pin_dir,
-		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt);
+		"  log_rate = %u;\n  excerpt = %u;\n  fail_mode = \"%s\";\n"
+		"  max_connections = %u;\n};\n\n", dm->user, dm->pin_dir,
+		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt,
+		dm->fail_open ? "open" : "closed", dm->max_connections);
 	fprintf(f, "sinks = (");
 	for (size_t i = 0; i < p->nsinks; i++)
 		fprintf(f, "%s\n  { name = \"%s\"; file = \"%s\"; }", i ? "," : "",
@@ -221,8 +246,10 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 	json_str(f, dm->user);
 	fprintf(f, ", \"pin_dir\": ");
 	json_str(f, dm->pin_dir);
-	fprintf(f, ", \"on_exit\": \"%s\", \"log_rate\": %u, \"excerpt\": %u},\n",
-		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt);
+	fprintf(f, ", \"on_exit\": \"%s\", \"log_rate\": %u, \"excerpt\": %u, "
+		"\"fail_mode\": \"%s\", \"max_connections\": %u},\n",
+		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt,
+		dm->fail_open ? "open" : "closed", dm->max_connections);
 	fprintf(f, "  \"image\": {\"services\": %u, \"rules\": %zu, \"states\": %u, "
 		"\"row_width\": %u, \"bytes\": %llu},\n  \"sinks\": [", img->nservices, p->nrules,
 		img->nstates, img->row_width, (unsigned long long)img->bytes);

@@ -97,12 +97,44 @@ static const char *service_name(const struct pd_daemon *d, uint32_t svc)
 	return svc < d->pol.nservices ? d->pol.services[svc].name : "?";
 }
 
+/* The sender's name when the data plane could not read it (a refusal by
+ * the egress program): from /proc while the process lives; "-" else. */
+static void comm_of(const struct pd_event *e, char *out, size_t cap)
+{
+	char path[64], name[PD_COMM_LEN + 1] = "";
+	FILE *f;
+
+	if (e->comm[0]) {
+		escape_comm(out, cap, e->comm);
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%u/comm", e->tgid);
+	f = e->tgid ? fopen(path, "re") : NULL;
+	if (f && fgets(name, sizeof(name), f))
+		name[strcspn(name, "\n")] = '\0';
+	if (f)
+		fclose(f);
+	if (name[0])
+		escape_comm(out, cap, name);
+	else
+		snprintf(out, cap, "-");
+}
+
 /* The common part of a log line and a sink record. */
 static void describe(const struct pd_daemon *d, const struct pd_event *e, char *out, size_t cap)
 {
 	char comm[PD_COMM_LEN * 4 + 1], src[64], dst[64];
 
-	escape_comm(comm, sizeof(comm), e->comm);
+	comm_of(e, comm, sizeof(comm));
+	if (!e->sport && !e->dport) {
+		/* a socket refused as it was made: no ends yet */
+		snprintf(src, sizeof(src), "-");
+		snprintf(dst, sizeof(dst), "-");
+		snprintf(out, cap, "service=%s pid=%u comm=%s uid=%u src=%s dst=%s len=%u",
+			 e->verdict >= PD_V_REFUSE && !e->service && e->cause == PD_TR_MPTCP ?
+			 "-" : service_name(d, e->service), e->tgid, comm, e->uid, src, dst, e->len);
+		return;
+	}
 	endpoint(src, sizeof(src), e->family, e->saddr, e->sport);
 	endpoint(dst, sizeof(dst), e->family, e->daddr, e->dport);
 	snprintf(out, cap, "service=%s pid=%u comm=%s uid=%u src=%s dst=%s len=%u",
@@ -205,7 +237,16 @@ int pd_on_event(void *ctx, void *data, size_t size)
 	switch (e->verdict) {
 	case PD_V_DENY: what = "deny"; prio = LOG_WARNING; break;
 	case PD_V_REDIRECT: what = "redirect"; prio = LOG_NOTICE; break;
+	case PD_V_REFUSE: what = "refuse"; prio = LOG_WARNING; break;
+	case PD_V_UNJUDGED: what = "unjudged"; prio = LOG_WARNING; break;
 	default: what = "audit"; prio = LOG_INFO; break;
+	}
+	if (e->verdict == PD_V_REFUSE || e->verdict == PD_V_UNJUDGED) {
+		/* a send that could not be judged: refused (fail_mode closed)
+		 * or passed (open), with its cause */
+		if (may_log(d))
+			pd_log(d, prio, "%s cause=%s %s", what, pd_trouble_name(e->cause), common);
+		return 0;
 	}
 	if (e->verdict == PD_V_PASS && e->audit)
 		snprintf(rule, sizeof(rule), "%u", e->audit_id);

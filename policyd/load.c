@@ -5,6 +5,7 @@
  * this file writes policy into the kernel.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,7 +23,27 @@ void pd_bpf_verifier_stats(bool on)
 	verifier_stats = on;
 }
 
-static int load_once(const struct pd_image *img, const struct pd_kept *kept,
+/* The socket map's capacity: asked for, or that of the kept map. */
+static uint32_t socket_capacity(const struct pd_kept *kept, uint32_t sockets)
+{
+	struct bpf_map_info info;
+	uint32_t len = sizeof(info);
+	char path[4200];
+	int fd;
+
+	if (!kept)
+		return sockets;
+	snprintf(path, sizeof(path), "%s/pd_sockets", kept->dir);
+	fd = bpf_obj_get(path);
+	memset(&info, 0, sizeof(info));
+	if (fd >= 0 && !bpf_obj_get_info_by_fd(fd, &info, &len))
+		sockets = info.max_entries;
+	if (fd >= 0)
+		close(fd);
+	return sockets;
+}
+
+static int load_once(const struct pd_image *img, const struct pd_kept *kept, uint32_t sockets,
 		     struct pd_loaded *l, const char **why, bool stats)
 {
 	struct policyd_bpf *s;
@@ -58,7 +79,9 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept,
 	s->rodata->pd_slot_states = states;
 	s->rodata->pd_slot_last_row = (states - 1) * width * sizeof(uint32_t);
 	if ((err = bpf_map__set_value_size(s->maps.pd_trans, states * width * sizeof(uint32_t))) ||
-	    (err = bpf_map__set_max_entries(s->maps.pd_outs, 2 * states))) {
+	    (err = bpf_map__set_max_entries(s->maps.pd_outs, 2 * states)) ||
+	    (err = bpf_map__set_max_entries(s->maps.pd_sockets,
+					    socket_capacity(kept, sockets)))) {
 		*why = "cannot size the automaton maps";
 		policyd_bpf__destroy(s);
 		return err;
@@ -101,16 +124,16 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept,
 	return 0;
 }
 
-int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
-		const char **why)
+int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, uint32_t sockets,
+		struct pd_loaded *l, const char **why)
 {
-	int err = load_once(img, kept, l, why, verifier_stats);
+	int err = load_once(img, kept, sockets, l, why, verifier_stats);
 
 	/* a log level asked for is all the kernel writes: for the reason
 	 * of a refusal, load again the default way (libbpf then retries
 	 * with the verifier's full log) */
 	if (err && verifier_stats)
-		err = load_once(img, kept, l, why, false);
+		err = load_once(img, kept, sockets, l, why, false);
 	return err;
 }
 

@@ -29,10 +29,11 @@ struct pd_kept {
 };
 
 /* Open and load the BPF programs with maps sized for img (and a later
- * image of the same size), or, with kept, over the maps pinned there.
- * Returns 0 or -errno; *why says what failed. */
-int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, struct pd_loaded *l,
-		const char **why);
+ * image of the same size) and a socket map of sockets connections, or,
+ * with kept, over the maps pinned there. Returns 0 or -errno; *why says
+ * what failed. */
+int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, uint32_t sockets,
+		struct pd_loaded *l, const char **why);
 /* Have libbpf's log show the verifier's statistics of the data plane's
  * program (policyd -v). */
 void pd_bpf_verifier_stats(bool on);

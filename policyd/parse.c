@@ -240,8 +240,10 @@ static bool want_list(struct parse *c, const config_setting_t *s)
 static void parse_daemon(struct parse *c, const config_setting_t *g)
 {
 	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
-					    "log_rate", "excerpt", NULL };
+					    "log_rate", "excerpt", "fail_mode",
+					    "max_connections", NULL };
 	static const char *const on_exit[] = { "detach", "keep", NULL };
+	static const char *const fail_mode[] = { "closed", "open", NULL };
 	struct pd_daemon_src *dm = &c->p->daemon;
 	const config_setting_t *s;
 	int64_t v;
@@ -274,6 +276,15 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 	if ((s = config_setting_get_member(g, "excerpt")) &&
 	    get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
 		dm->excerpt = (uint32_t)v;
+	if ((s = config_setting_get_member(g, "fail_mode"))) {
+		int w = get_word(c, s, fail_mode);
+
+		if (w >= 0)
+			dm->fail_open = w == 1;
+	}
+	if ((s = config_setting_get_member(g, "max_connections")) &&
+	    get_uint(c, s, 1, PD_MAX_CONNECTIONS, &v))
+		dm->max_connections = (uint32_t)v;
 }
 
 /* ---- sinks ---- */
@@ -812,6 +823,7 @@ int pd_policy_load_string(const char *text, const char *file, struct pd_policy *
 	p->daemon.pin_dir = strdup(PD_DEFAULT_PIN_DIR);
 	p->daemon.log_rate = PD_DEFAULT_LOG_RATE;
 	p->daemon.excerpt = PD_DEFAULT_EXCERPT;
+	p->daemon.max_connections = PD_DEFAULT_MAX_CONNECTIONS;
 	config_init(&cfg);
 	copy = strdup(text);
 	if (!copy) {

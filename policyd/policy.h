@@ -18,6 +18,8 @@
 #define PD_DEFAULT_PIN_DIR "/sys/fs/bpf/policyd"
 #define PD_DEFAULT_USER "nobody"
 #define PD_DEFAULT_LOG_RATE 100
+#define PD_DEFAULT_MAX_CONNECTIONS 65536
+#define PD_MAX_CONNECTIONS (1u << 24)
 #define PD_DEFAULT_EXCERPT 64
 #define PD_DEFAULT_INSPECT 0
 #define PD_MAX_INSPECT (1u << 30)
@@ -87,6 +89,8 @@ struct pd_daemon_src {
 	bool keep;              /* on_exit = "keep" */
 	uint32_t log_rate;
 	uint32_t excerpt;
+	bool fail_open;         /* fail_mode = "open" */
+	uint32_t max_connections;       /* policed connections the socket map holds */
 };
 
 struct pd_policy {
@@ -141,6 +145,9 @@ const char *pd_action_name(unsigned a);
 const char *pd_default_name(unsigned d);
 const char *pd_framing_name(unsigned f);
 const char *pd_direction_name(unsigned d);
+/* enum pd_trouble: the cause of a send that could not be judged, and the
+ * data plane's other counted troubles ("oob", "unjudged", ...) */
+const char *pd_trouble_name(unsigned t);
 void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img);
 void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img);
 

@@ -201,6 +201,7 @@ static int write_config(const struct pd_daemon *d)
 		.layout = PD_LAYOUT_VERSION,
 		.slot_states = d->l.slot_states,
 		.row_width = d->l.row_width,
+		.fail_open = d->pol.daemon.fail_open,
 	};
 	uint32_t zero = 0;
 
@@ -219,11 +220,13 @@ static void teardown(struct pd_daemon *d, bool unpin)
 {
 	bool root = !d->reaper;
 
-	if (d->sockops) {
+	for (int i = 0; i < PD_CG_PROGS; i++) {
+		if (!d->links[i])
+			continue;
 		if (d->pinned && root && unpin)
-			bpf_link__unpin(d->sockops);
-		bpf_link__destroy(d->sockops);
-		d->sockops = NULL;
+			bpf_link__unpin(d->links[i]);
+		bpf_link__destroy(d->links[i]);
+		d->links[i] = NULL;
 	}
 	if (d->abort_iter) {
 		bpf_link__destroy(d->abort_iter);
@@ -319,23 +322,48 @@ static int read_kept(const struct pd_daemon *d, struct pd_config *c)
 	return 0;
 }
 
-/* The sock_ops link of the kept state, switched to our program. It must
- * be attached to the cgroup this instance is told to police. */
-static int take_sockops(struct pd_daemon *d, const char *path)
+/* The cgroup programs: their link pins' names, and the program each is. */
+static const char *const cg_name[PD_CG_PROGS] = {
+	[PD_CG_SOCKOPS] = "sockops",
+	[PD_CG_EGRESS] = "egress",
+	[PD_CG_SOCK_CREATE] = "sock_create",
+	[PD_CG_CONNECT4] = "connect4",
+	[PD_CG_CONNECT6] = "connect6",
+	[PD_CG_SETSOCKOPT] = "setsockopt",
+};
+
+static struct bpf_program *cg_prog(const struct pd_daemon *d, int i)
+{
+	struct policyd_bpf *s = d->l.skel;
+	struct bpf_program *p[PD_CG_PROGS] = {
+		[PD_CG_SOCKOPS] = s->progs.pd_sockops,
+		[PD_CG_EGRESS] = s->progs.pd_egress,
+		[PD_CG_SOCK_CREATE] = s->progs.pd_sock_create,
+		[PD_CG_CONNECT4] = s->progs.pd_connect4,
+		[PD_CG_CONNECT6] = s->progs.pd_connect6,
+		[PD_CG_SETSOCKOPT] = s->progs.pd_setsockopt,
+	};
+
+	return p[i];
+}
+
+/* A link of the kept state, switched to our program. It must be attached
+ * to the cgroup this instance is told to police. */
+static int take_link(struct pd_daemon *d, int i, const char *path)
 {
 	struct bpf_link_info info;
 	uint32_t len = sizeof(info);
 	struct stat st;
 
-	d->sockops = bpf_link__open(path);
-	if (!d->sockops) {
-		d->sockops = NULL;
+	d->links[i] = bpf_link__open(path);
+	if (!d->links[i]) {
+		d->links[i] = NULL;
 		fprintf(stderr, "policyd: cannot open the kept link %s: %s\n", path,
 			strerror(errno));
 		return -1;
 	}
 	memset(&info, 0, sizeof(info));
-	if (bpf_obj_get_info_by_fd(bpf_link__fd(d->sockops), &info, &len) ||
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(d->links[i]), &info, &len) ||
 	    fstat(d->cg_fd, &st)) {
 		fprintf(stderr, "policyd: cannot inspect %s: %s\n", path, strerror(errno));
 		return -1;
@@ -347,9 +375,32 @@ static int take_sockops(struct pd_daemon *d, const char *path)
 			(unsigned long long)info.cgroup.cgroup_id, d->cgroup);
 		return -1;
 	}
-	if (bpf_link__update_program(d->sockops, d->l.skel->progs.pd_sockops)) {
-		fprintf(stderr, "policyd: cannot switch the kept link to this policyd's sock_ops "
-			"program: %s\n", strerror(errno));
+	if (bpf_link__update_program(d->links[i], cg_prog(d, i))) {
+		fprintf(stderr, "policyd: cannot switch the kept link %s to this policyd's "
+			"program: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Attach cgroup program i to the policed cgroup (or take its kept link
+ * over) and pin its link. */
+static int attach_link(struct pd_daemon *d, int i)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/link_%s", d->pin_dir, cg_name[i]);
+	if (d->kept)
+		return take_link(d, i, path);
+	d->links[i] = bpf_program__attach_cgroup(cg_prog(d, i), d->cg_fd);
+	if (!d->links[i]) {
+		d->links[i] = NULL;
+		fprintf(stderr, "policyd: cannot attach the %s program to %s: %s\n", cg_name[i],
+			d->cgroup, strerror(errno));
+		return -1;
+	}
+	if (bpf_link__pin(d->links[i], path)) {
+		fprintf(stderr, "policyd: cannot pin %s: %s\n", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -359,7 +410,6 @@ static int setup(struct pd_daemon *d)
 {
 	const struct pd_opts *o = d->o;
 	const char *why = "";
-	char path[4200];
 	unsigned adopted = 0;
 	struct pd_config kept_cfg = { 0 };
 	double t_load, t_write, t_done;
@@ -402,7 +452,8 @@ static int setup(struct pd_daemon *d)
 	d->kept = !err;
 	t_load = now_ms();
 	err = pd_bpf_load(&d->img, d->kept ? &(struct pd_kept){ d->pin_dir, kept_cfg.slot_states,
-					 kept_cfg.row_width } : NULL, &d->l, &why);
+					 kept_cfg.row_width } : NULL,
+			  d->pol.daemon.max_connections, &d->l, &why);
 	if (err) {
 		fprintf(stderr, "policyd: %s: %s%s\n", why, strerror(-err),
 			err == -EPERM ? " (run as root: loading needs CAP_BPF, CAP_NET_ADMIN "
@@ -453,29 +504,8 @@ static int setup(struct pd_daemon *d)
 		return -1;
 	}
 	d->msg_attached = true;
-	snprintf(path, sizeof(path), "%s/link_sockops", d->pin_dir);
-	if (d->kept) {
-		if (take_sockops(d, path))
-			return -1;
-		/* the flip: from here on the kept state enforces this policy */
-		if ((err = write_config(d))) {
-			fprintf(stderr, "policyd: cannot switch the kept state to the policy: %s; "
-				"the kept policy keeps enforcing\n", strerror(-err));
-			return -1;
-		}
-	} else {
-		d->sockops = bpf_program__attach_cgroup(d->l.skel->progs.pd_sockops, d->cg_fd);
-		if (!d->sockops) {
-			d->sockops = NULL;
-			fprintf(stderr, "policyd: cannot attach the sock_ops program to %s: %s\n",
-				d->cgroup, strerror(errno));
-			return -1;
-		}
-		if (bpf_link__pin(d->sockops, path)) {
-			fprintf(stderr, "policyd: cannot pin %s: %s\n", path, strerror(errno));
-			return -1;
-		}
-	}
+	if (attach_link(d, PD_CG_SOCKOPS))
+		return -1;
 	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
 	if (!d->abort_iter) {
 		d->abort_iter = NULL;
@@ -487,6 +517,19 @@ static int setup(struct pd_daemon *d)
 	 * the other, and one caught by both is adopted once */
 	if (pd_adopt(d, &adopted))
 		return -1;
+	/* then the programs that refuse what cannot be judged: a connection
+	 * open before policyd started is adopted by now */
+	for (int i = PD_CG_SOCKOPS + 1; i < PD_CG_PROGS; i++)
+		if (attach_link(d, i))
+			return -1;
+	if (d->kept) {
+		/* the flip: from here on the kept state enforces this policy */
+		if ((err = write_config(d))) {
+			fprintf(stderr, "policyd: cannot switch the kept state to the policy: %s; "
+				"the kept policy keeps enforcing\n", strerror(-err));
+			return -1;
+		}
+	}
 	d->rb = ring_buffer__new(bpf_map__fd(d->l.skel->maps.pd_events), pd_on_event, d, NULL);
 	if (!d->rb) {
 		fprintf(stderr, "policyd: cannot read the event ring buffer: %s\n",

@@ -52,14 +52,6 @@ static const char *action_name(unsigned a)
 	return a < 5 ? n[a] : "?";
 }
 
-static const char *trouble_name(unsigned t)
-{
-	static const char *const n[] = { "sockhash_busy", "sockhash_refused", "no_state",
-					 "tables", "events_lost", "held" };
-
-	return t < PD_TR_MAX ? n[t] : "?";
-}
-
 int pd_cmd_stats(const struct pd_opts *o)
 {
 	const char *dir = o->pin_dir ? o->pin_dir : PD_DEFAULT_PIN_DIR;
@@ -148,10 +140,10 @@ int pd_cmd_stats(const struct pd_opts *o)
 				tot += v[i];
 		free(v);
 		if (o->json)
-			printf("%s\"%s\":%llu", t ? "," : "", trouble_name(t),
+			printf("%s\"%s\":%llu", t ? "," : "", pd_trouble_name(t),
 			       (unsigned long long)tot);
 		else if (tot)
-			printf("trouble  %-30s %12llu\n", trouble_name(t), (unsigned long long)tot);
+			printf("trouble  %-30s %12llu\n", pd_trouble_name(t), (unsigned long long)tot);
 	}
 	if (o->json)
 		printf("}}\n");

@@ -29,7 +29,7 @@ static void one(const char *file)
 		pd_diag_free(&d);
 		return;
 	}
-	err = pd_bpf_load(&img, NULL, &l, &why);
+	err = pd_bpf_load(&img, NULL, PD_DEFAULT_MAX_CONNECTIONS, &l, &why);
 	if (ok(!err, "%s: the kernel loads the programs (%s)", file,
 	       err ? why : "verifier accepted")) {
 		struct pd_service svc;

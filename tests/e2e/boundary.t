@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+# The enforcement boundary: send paths that sk_msg alone does not judge
+# are judged or refused. Each case is an attack a policed process could
+# try, checked by what the server received, the errno the sender saw and
+# the log line: a send after a short count (non-blocking, and blocking cut
+# by a signal), two threads on one socket, urgent data, Multipath TCP,
+# TCP Fast Open, a send that races the handshake, a full socket map; and
+# that allowed bytes around them arrive whole.
+import errno
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pdtest import Env, Policyd, Recorder, done, is_, ok
+
+env = Env("boundary")
+kv = Recorder()
+
+
+def run_inside(code, *args, timeout=60):
+    """Run python code as a process of the policed cgroup; its stdout is
+    parsed as JSON."""
+    prog = ("import os, sys\n"
+            "open(os.path.join(%r, 'cgroup.procs'), 'w').write(str(os.getpid()))\n" %
+            env.cgroup) + code
+    out = subprocess.run([sys.executable, "-c", prog] + [str(a) for a in args],
+                         capture_output=True, text=True, timeout=timeout)
+    if out.returncode:
+        raise RuntimeError("client failed: " + out.stderr)
+    return json.loads(out.stdout)
+
+
+conf = env.write("policy.conf", """
+version = 1;
+daemon = { log_rate = 0; max_connections = 8; };
+services = (
+  { name = "kv"; ports = [ %d ]; framing = "line";
+    rules = ( { id = 1; action = "deny"; contains = "FORBIDDEN"; } ); }
+);
+""" % kv.port)
+pd = Policyd(env, conf)
+if not ok(pd.running(), "policyd runs", pd.text()):
+    done()
+
+# --- a send after a short count ---
+SHORT = r"""
+import json, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setblocking(False)
+big = (b"a" * 1023 + b"\n") * 8192          # 8 MiB of allowed lines
+try:
+    n = s.send(big)
+except BlockingIOError:
+    n = 0
+time.sleep(0.3)
+res = {"first": n, "port": s.getsockname()[1]}
+mode = sys.argv[2]
+s.setblocking(True)
+try:
+    if mode == "deny":
+        res["second"] = s.send(b"\nFORBIDDEN\n")
+    else:
+        s.sendall(big[n:] + b"tail\n")   # what a careful sender does next
+        res["second"] = 0
+except OSError as e:
+    res["second"] = -e.errno
+time.sleep(0.5)
+s.close()
+print(json.dumps(res))
+"""
+r = run_inside(SHORT, kv.port, "deny")
+got = kv.got(r["port"])
+ok(0 < r["first"] < 8 << 20, "non-blocking send of 8 MiB returns a short count (%d)" % r["first"])
+ok(b"FORBIDDEN" not in got, "the next send's denied line does not reach the server",
+   "server got %d bytes" % len(got))
+ok(pd.lines(r"^policyd: deny rule=1 service=kv .*excerpt=\"FORBIDDEN"),
+   "... and it is logged as a deny")
+r = run_inside(SHORT, kv.port, "allow")
+got = kv.got(r["port"], timeout=15)
+want = (b"a" * 1023 + b"\n") * 8192 + b"tail\n"
+ok(r["second"] == 0 and got == want,
+   "after a short count, the rest and what follows arrive whole, in order",
+   "second %r, server got %d bytes (want %d), first difference at %s" % (
+       r["second"], len(got), len(want),
+       next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))))
+
+# --- a blocking send cut short by a signal ---
+# a server that lets the sender block before it reads; on ::1 (the policy
+# is by port)
+slow_srv = subprocess.Popen([sys.executable, "-c", r"""
+import socket, sys, time
+ls = socket.socket(socket.AF_INET6); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("::1", int(sys.argv[1]))); ls.listen(4)
+open(sys.argv[3], "w").close()
+c, _ = ls.accept()
+time.sleep(1.5)                              # let the sender block
+data = b""
+c.settimeout(3)
+try:
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        data += b
+except OSError:
+    pass
+open(sys.argv[2], "wb").write(data)
+""", str(kv.port), env.tmp + "/slow.out", env.tmp + "/slow.ready"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+env.procs.append(slow_srv)
+for _ in range(100):
+    if os.path.exists(env.tmp + "/slow.ready"):
+        break
+    time.sleep(0.05)
+r = run_inside(r"""
+import json, signal, socket, sys, time
+signal.signal(signal.SIGALRM, lambda *a: None)
+s = socket.create_connection(("::1", int(sys.argv[1])))
+signal.setitimer(signal.ITIMER_REAL, 0.4)
+try:
+    n = s.send((b"b" * 1023 + b"\n") * 8192)
+except InterruptedError:
+    n = 0
+res = {"first": n}
+try:
+    res["second"] = s.send(b"\nFORBIDDEN\n")
+except OSError as e:
+    res["second"] = -e.errno
+time.sleep(2)
+s.close()
+print(json.dumps(res))
+""", kv.port)
+slow_srv.wait(timeout=30)
+got = open(env.tmp + "/slow.out", "rb").read()
+ok(0 < r["first"] < 8 << 20, "a blocking send cut short by a signal (%d bytes)" % r["first"])
+ok(b"FORBIDDEN" not in got and len(got) >= r["first"],
+   "the next send's denied line does not reach the server; the bytes before it do",
+   "result %r, server got %d bytes" % (r, len(got)))
+
+# a big send over IPv6 (its GSO packets carry a hop-by-hop header)
+kv6 = Recorder("::1", kv.port)
+r = run_inside(r"""
+import json, socket, sys, time
+s = socket.create_connection(("::1", int(sys.argv[1])))
+s.sendall((b"d" * 1023 + b"\n") * 4096)
+time.sleep(0.3)
+print(json.dumps({"port": s.getsockname()[1]}))
+""", kv.port)
+ok(kv6.got(r["port"], timeout=10) == (b"d" * 1023 + b"\n") * 4096,
+   "4 MiB of allowed lines over IPv6 arrive whole")
+kv6.ls.shutdown(socket.SHUT_RDWR)    # free [::1]:port (wakes its accept)
+kv6.ls.close()
+
+# --- two threads on one socket ---
+r = run_inside(r"""
+import json, socket, sys, threading, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+stop = time.time() + 3
+res = {"a": [], "b": []}
+def a():
+    block = (b"c" * 1023 + b"\n") * 8192
+    while time.time() < stop:
+        try:
+            s.sendall(block)
+        except OSError as e:
+            res["a"].append(e.errno)
+            return
+def b():
+    while time.time() < stop:
+        try:
+            s.send(b"\nFORBIDDEN\n")
+        except OSError as e:
+            res["b"].append(e.errno)
+            return
+        time.sleep(0.02)
+ta, tb = threading.Thread(target=a), threading.Thread(target=b)
+ta.start(); tb.start(); ta.join(); tb.join()
+res["port"] = s.getsockname()[1]
+s.close()
+print(json.dumps(res))
+""", kv.port)
+got = kv.got(r["port"], timeout=10)
+ok(b"FORBIDDEN" not in got, "two threads: no denied line of the second thread reaches the server",
+   "server got %d bytes, results %r" % (len(got), r))
+ok(r["b"] and r["b"][0] in (errno.EACCES, errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED),
+   "... its send is refused (%r)" % r["b"])
+
+# --- urgent data ---
+r = run_inside(r"""
+import json, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+res = []
+for data, flags in ((b"FORBID", 0), (b"X", socket.MSG_OOB), (b"DEN\n", 0)):
+    try:
+        res.append(s.send(data, flags))
+    except OSError as e:
+        res.append(-e.errno)
+    time.sleep(0.1)
+time.sleep(0.5)
+print(json.dumps({"res": res, "port": s.getsockname()[1]}))
+""", kv.port)
+got = kv.got(r["port"])
+ok(b"FORBIDDEN" not in got.replace(b"X", b""),
+   "MSG_OOB: the urgent byte does not split a denied line past the filter",
+   "results %r, server got %r" % (r["res"], got))
+ok(pd.lines(r"^policyd: refuse cause=oob service=kv "), "... the urgent data is refused and logged")
+
+# --- Multipath TCP ---
+r = run_inside(r"""
+import json, socket
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    print(json.dumps({"errno": 0}))
+except OSError as e:
+    print(json.dumps({"errno": e.errno}))
+""")
+is_(r["errno"], errno.ENOPROTOOPT, "an MPTCP socket is refused as on a kernel without MPTCP")
+ok(pd.lines(r"^policyd: refuse cause=mptcp "), "... and logged")
+
+# --- TCP Fast Open ---
+r = run_inside(r"""
+import json, socket, sys
+res = {}
+s = socket.socket()
+try:
+    s.sendto(b"FORBIDDEN\n", socket.MSG_FASTOPEN, ("127.0.0.1", int(sys.argv[1])))
+    res["sendto"] = 0
+except OSError as e:
+    res["sendto"] = e.errno
+s = socket.socket()
+try:
+    s.setsockopt(socket.IPPROTO_TCP, 30, 1)      # TCP_FASTOPEN_CONNECT
+    res["setsockopt"] = 0
+except OSError as e:
+    res["setsockopt"] = e.errno
+print(json.dumps(res))
+""", kv.port)
+is_(r["sendto"], errno.EOPNOTSUPP, "sendto(MSG_FASTOPEN) to a policed port is refused")
+is_(r["setsockopt"], errno.EOPNOTSUPP, "TCP_FASTOPEN_CONNECT is refused")
+
+# --- a send that races the handshake ---
+# a listener whose accept queue is full drops the SYN: the client stays in
+# SYN_SENT until the retransmission a second later
+r = run_inside(r"""
+import errno, json, socket, sys, time
+port = int(sys.argv[1])
+ls = socket.socket(socket.AF_INET6)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("::1", port)); ls.listen(0)
+filler = socket.create_connection(("::1", port))
+time.sleep(0.1)
+c = socket.socket(socket.AF_INET6)
+c.setblocking(False)
+try:
+    c.connect(("::1", port))
+except BlockingIOError:
+    pass
+res = {}
+c.setblocking(True)
+import threading
+def accept_later():
+    time.sleep(0.3)
+    a, _ = ls.accept()          # room in the queue: the retransmitted SYN gets in
+    a.close()
+    global srv
+    srv, _ = ls.accept()
+    srv.settimeout(3)
+threading.Thread(target=accept_later).start()
+try:
+    res["send"] = c.send(b"FORBIDDEN\n")     # waits for the handshake inside the kernel
+except OSError as e:
+    res["send"] = -e.errno
+time.sleep(3)
+data = b""
+try:
+    while True:
+        b = srv.recv(4096)
+        if not b:
+            break
+        data += b
+except Exception:
+    pass
+res["got"] = data.hex()
+print(json.dumps(res))
+""", kv.port, timeout=30)
+is_(bytes.fromhex(r["got"]), b"", "a send made while the handshake is under way never reaches the "
+    "server (result %r)" % r["send"])
+
+# --- the socket map's capacity ---
+socks = run_inside(r"""
+import json, socket, sys, time
+port = int(sys.argv[1])
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+time.sleep(0.3)
+res = []
+for c in conns:
+    try:
+        res.append(c.send(b"hello\n"))
+    except OSError as e:
+        res.append(-e.errno)
+time.sleep(0.5)
+print(json.dumps({"res": res, "ports": [c.getsockname()[1] for c in conns]}))
+""", kv.port)
+arrived = [kv.got(p, timeout=1) == b"hello\n" for p in socks["ports"]]
+ok(sum(arrived) <= 8 and sum(arrived) >= 1,
+   "max_connections = 8: at most 8 connections are policed and pass (%d did)" % sum(arrived))
+ok(pd.lines(r"^policyd: refuse cause=sockhash_refused service=kv "),
+   "... the others' bytes are refused and logged")
+
+st = pd.stats()
+ok(st and st["troubles"].get("oob", 0) >= 1 and st["troubles"].get("mptcp", 0) >= 1,
+   "the refusals are counted by cause in stats", st and st["troubles"])
+is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
+
+# --- fail_mode = "open": logged and passed ---
+os.unlink(pd.log)                # a fresh log for the next instance
+conf2 = env.write("open.conf", open(conf).read().replace(
+    "max_connections = 8;", "max_connections = 8; fail_mode = \"open\";"))
+pd = Policyd(env, conf2)
+ok(pd.running(), "policyd runs with fail_mode = \"open\"", pd.text())
+r = run_inside(r"""
+import json, socket
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+    print(json.dumps({"errno": 0}))
+except OSError as e:
+    print(json.dumps({"errno": e.errno}))
+""")
+is_(r["errno"], 0, "fail_mode open: an MPTCP socket is made")
+ok(pd.lines(r"^policyd: unjudged cause=mptcp "), "... and logged as unjudged", pd.text())
+is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
+done()
