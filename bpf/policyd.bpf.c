@@ -136,6 +136,15 @@ struct {
 	__type(value, __u64);
 } pd_trouble SEC(".maps");
 
+/* The sk_msg program's second part, reached by a tail call (a fresh
+ * stack): slot 0, pd_replay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} pd_progs SEC(".maps");
+
 /* Bytes kept per socket for a while (struct pd_bytes): created the first
  * time a socket needs them. */
 struct {
@@ -219,6 +228,14 @@ static __always_inline __u32 active_gen(void)
 	return c ? (c->active_gen & 1) : 0;
 }
 
+/* The generation policy slot gen holds (0 while being rewritten). */
+static __always_inline __u32 slot_gen(__u32 gen)
+{
+	struct pd_config *c = config();
+
+	return c ? c->slot_gen[gen & 1] : 0;
+}
+
 /* daemon.fail_mode = "open": what cannot be judged passes (logged) */
 static __always_inline int fail_open(void)
 {
@@ -286,6 +303,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	cookie = bpf_get_socket_cookie(ops);
 	st->service = (__u32)svc;
 	st->cur.gen = gen;
+	st->cur.slot_gen = slot_gen(gen);
 	st->cur.in_msg = 0;
 	st->cur.m.state = PD_NO_STATE;      /* the service's resume state on first use */
 	st->cookie = cookie;
@@ -1252,9 +1270,11 @@ static __always_inline int refuse(struct sk_msg_md *msg, struct pd_sock *st,
  * once: walked again (so that where the stream stands is known at every
  * piece's end), pushed, and, while the buffer is short of room, kept in
  * pd_bytes so that a push the kernel cuts short can be followed. The
- * last piece leaves cur where the decision left it. Global: verified
- * once. */
-__noinline int replay_step(struct sk_msg_md *msg)
+ * last piece leaves cur where the decision left it. A program of its
+ * own, reached from pd_msg by a tail call (replay): its walk would not
+ * fit the stack on top of pd_msg's. */
+SEC("sk_msg")
+int pd_replay(struct sk_msg_md *msg)
 {
 	const struct pd_service *svc;
 	struct pd_bytes *b = NULL;
@@ -1312,7 +1332,7 @@ __noinline int replay_step(struct sk_msg_md *msg)
 	if (svc->inspect)
 		st->run.match_left = svc->inspect > st->cur.m.seen ?
 				     svc->inspect - st->cur.m.seen : 0;
-	if (!svc->noscan)
+	if (!svc->noscan && st->service != PD_NO_SERVICE)
 		pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;
@@ -1331,24 +1351,34 @@ tables:
 	return SK_DROP;
 }
 
+/* Go on in pd_replay. */
+static __always_inline int replay(struct sk_msg_md *msg, struct pd_sock *st)
+{
+	bpf_tail_call(msg, &pd_progs, 0);
+	/* not loaded: nothing judged can leave */
+	trouble(PD_TR_TABLES);
+	doom(st);
+	return SK_DROP;
+}
+
 /* Let a decided range of apply bytes (0: the rest of the sk_msg) out:
  * at once when the send buffer takes it, else piece by piece
- * (replay_step), walked again from where this run's walk began. */
+ * (pd_replay), walked again from where this run's walk began. */
 static __always_inline int pass_range(struct sk_msg_md *msg, struct pd_sock *st,
 				      const struct tcp_sock *tp, __u32 apply)
 {
 	__u32 n = apply ? apply : msg->size;
-	struct pd_progress done;
 
 	if (n <= push_room(tp)) {
 		st->judged_end += n;
 		return push(msg, st, apply);
 	}
-	done = st->cur;
+	/* swap (snap is free once a run decides: it serves holds only) */
+	st->snap = st->cur;
 	st->cur = st->alt;
-	st->alt = done;
+	st->alt = st->snap;
 	st->replay = n;
-	return replay_step(msg);
+	return replay(msg, st);
 }
 
 /* Hold the rest of the sk_msg (a message's unfinished end) back: take
@@ -1444,6 +1474,117 @@ static __always_inline int unhold(struct sk_msg_md *msg)
 	return u.err ? -1 : 0;
 }
 
+/* ---- reloads ---- */
+
+/* Walking the first bytes of a message from a callback. */
+struct carry {
+	struct sk_msg_md *msg;
+	struct pd_match m;
+	const struct pd_classmap *cm;
+	__u32 resume;
+	__u32 n;
+	__u32 err;
+};
+
+static long carry_step(__u32 i, void *arg)
+{
+	struct carry *c = arg;
+	__u8 *p = (__u8 *)(long)c->msg->data, *end = (__u8 *)(long)c->msg->data_end;
+
+	if (i >= c->n || c->m.deny || c->m.state == c->resume)
+		return 1;
+	p += i & (PD_MAX_PATTERN - 1);
+	if (p + 1 > end || pd_byte(&c->m, c->cm, 0, c->resume, *p, NULL) < 0) {
+		c->err = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Framing none, a new message after a reload: what the previous message
+ * left half-matched is walked on through this one's first bytes in the
+ * old slot's automaton, so that a pattern split across the reload is
+ * judged by the policy it began under. Returns the old slot's deny rule
+ * index when it completes one, 0 when none, -1 on an error. Global:
+ * verified once. */
+__noinline int carry_over(struct sk_msg_md *msg)
+{
+	const struct pd_state_out *o;
+	const struct pd_service *svc;
+	struct carry c = { .msg = msg };
+	struct pd_sock *st;
+	__u32 key, n;
+
+	if (!msg || !msg->sk)
+		return -1;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	if (!st || st->service == PD_NO_SERVICE)
+		return st ? 0 : -1;
+	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	c.cm = bpf_map_lookup_elem(&pd_classes, &key);
+	if (!svc || !c.cm)
+		return -1;
+	if (svc->framing != PD_FRAME_NONE || !svc->carry || st->cur.m.state == PD_NO_STATE)
+		return 0;
+	o = out_of(st->cur.m.state);
+	if (!o)
+		return -1;
+	if (o->cont == svc->resume)
+		return 0;
+	n = msg->size < svc->carry ? msg->size : svc->carry;
+	if (n > PD_MAX_PATTERN)
+		n = PD_MAX_PATTERN;
+	if (!n || bpf_msg_pull_data(msg, 0, n, 0))
+		return n ? -1 : 0;
+	c.m.state = o->cont;
+	c.m.cont = PD_NO_STATE;
+	c.resume = svc->resume;
+	c.n = n;
+	bpf_loop(PD_MAX_PATTERN, carry_step, &c, 0);
+	return c.err ? -1 : c.m.deny;
+}
+
+/* Which policy slot judges this run, after a reload. A message in
+ * progress stays with the slot it began in while that slot is intact; a
+ * new message moves to the active slot, its service found again by port
+ * (a reload may reorder, add or remove services). A message whose slot
+ * a second reload rewrote goes on under the active policy from where a
+ * message's middle starts (what it had half-matched is lost).
+ * Returns 0; 1 when the socket's port is no longer policed; 2 when the
+ * old slot denies the message (carry_over; the rule index in
+ * st->run.ev_rule, st->cur.gen left on the old slot); -1 on an error. */
+static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
+{
+	struct pd_config *c = config();
+	__u32 gen, old = st->cur.gen & 1;
+	int svc, r;
+
+	if (!c)
+		return -1;
+	gen = c->active_gen & 1;
+	if (st->cur.in_msg && c->slot_gen[old] == st->cur.slot_gen)
+		return 0;
+	if (!st->cur.in_msg && gen == old && c->slot_gen[gen] == st->cur.slot_gen)
+		return st->service == PD_NO_SERVICE;
+	if (!st->cur.in_msg && gen != old && c->slot_gen[old] == st->cur.slot_gen) {
+		r = carry_over(msg);
+		if (r) {
+			st->run.ev_rule = r > 0 ? (__u16)r : 0;
+			return r > 0 ? 2 : -1;
+		}
+	}
+	st->cur.gen = gen;
+	st->cur.slot_gen = c->slot_gen[gen];
+	st->cur.m.state = PD_NO_STATE;
+	st->cur.m.cont = PD_NO_STATE;
+	st->cur.m.cont_left = 0;
+	st->cur.m.deny = st->cur.m.redirect = st->cur.m.allow = st->cur.m.audit = 0;
+	svc = service_by_port(st->rport, st->lport, gen);
+	st->service = svc < 0 ? PD_NO_SERVICE : (__u32)svc;
+	return svc < 0;
+}
+
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
@@ -1478,18 +1619,26 @@ int pd_msg(struct sk_msg_md *msg)
 			return r;
 	}
 	if (st->replay)
-		return replay_step(msg);
+		return replay(msg, st);
 	if (unhold(msg))
 		goto tables;
 	size = msg->size;
 	/* a held message is judged again from here */
 	st->snap = st->cur;
-	if (!st->cur.in_msg) {
-		__u32 gen = active_gen();
-
-		if (gen != st->cur.gen)
-			st->cur.m.state = PD_NO_STATE;      /* nothing carries across a reload */
-		st->cur.gen = gen;
+	r = policy_of(msg, st);
+	if (r < 0)
+		goto tables;
+	if (r == 1) {
+		/* not policed any more: everything passes */
+		st->held_since = 0;
+		st->alt = st->cur;
+		return pass_range(msg, st, tp, 0);
+	}
+	if (r == 2) {
+		/* a pattern split across the reload: denied by the old policy */
+		rule = st->run.ev_rule;
+		decided(msg, st, PD_V_DENY, rule, size, size);
+		return act(msg, st, PD_V_DENY, rule, 0);
 	}
 	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);

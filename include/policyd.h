@@ -114,6 +114,10 @@ struct pd_config {
 	__u32 row_width;        /* entries per pd_trans row */
 	__u32 fail_open;        /* daemon.fail_mode = "open": a send that cannot be
 	                         * judged passes (logged); 0: it is refused */
+	__u32 slot_gen[2];      /* the generation (low 32 bits) each policy slot holds;
+	                         * 0 while the daemon rewrites it. A message begun
+	                         * under a slot that was rewritten since cannot go
+	                         * on there. */
 };
 
 /* pd_names (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services; the
@@ -294,6 +298,7 @@ struct pd_run {
 struct pd_progress {
 	struct pd_match m;
 	__u32 gen;              /* policy slot m belongs to */
+	__u32 slot_gen;         /* pd_config.slot_gen[gen] when m began there */
 	__u32 msglen;           /* bytes of the current message judged so far */
 	__u8 in_msg;            /* line framing: a message is in progress */
 	__u8 pad[3];
@@ -330,6 +335,9 @@ struct pd_sock {
 	__u32 uid;              /* named when the egress program refuses its bytes */
 	struct pd_run run;
 };
+
+/* pd_sock.service of a socket whose port a reload stopped policing */
+#define PD_NO_SERVICE 0xffffffffu
 
 /* pd_sock.flags */
 #define PD_SK_UNSYNCED 0x01     /* judged_end not read from the socket yet (adopted) */

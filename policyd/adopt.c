@@ -88,6 +88,7 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	st.cookie = cookie;
 	st.service = (uint32_t)svc;
 	st.cur.gen = d->gen;
+	st.cur.slot_gen = d->slot_gen[d->gen];
 	st.rport = port_of(&ra);
 	st.lport = port_of(&la);
 	/* what it queued before now was not ours to judge: the data plane

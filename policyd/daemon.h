@@ -57,6 +57,7 @@ struct pd_daemon {
 	struct ring_buffer *rb;
 	int sigfd;
 	uint32_t gen;           /* active policy slot */
+	uint32_t slot_gen[2];   /* the generation each slot holds (pd_config) */
 	uint64_t generation;    /* loads so far */
 	double compile_ms;      /* reading and compiling the policy at start */
 	struct pd_sink_rt sinks[PD_MAX_SINKS];

@@ -118,6 +118,18 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 		policyd_bpf__destroy(s);
 		return err;
 	}
+	/* pd_msg goes on in pd_replay by a tail call */
+	{
+		uint32_t zero = 0;
+		int fd = bpf_program__fd(s->progs.pd_replay);
+
+		if (bpf_map_update_elem(bpf_map__fd(s->maps.pd_progs), &zero, &fd, BPF_ANY)) {
+			err = -errno;
+			*why = "cannot link the data plane's programs";
+			policyd_bpf__destroy(s);
+			return err;
+		}
+	}
 	l->skel = s;
 	l->slot_states = states;
 	l->row_width = width;

@@ -202,6 +202,7 @@ static int write_config(const struct pd_daemon *d)
 		.slot_states = d->l.slot_states,
 		.row_width = d->l.row_width,
 		.fail_open = d->pol.daemon.fail_open,
+		.slot_gen = { d->slot_gen[0], d->slot_gen[1] },
 	};
 	uint32_t zero = 0;
 
@@ -464,6 +465,22 @@ static int setup(struct pd_daemon *d)
 	 * over with one write, once everything else is in place */
 	d->gen = d->kept ? kept_cfg.active_gen ^ 1 : 0;
 	d->generation = d->kept ? kept_cfg.generation + 1 : 1;
+	if (d->kept) {
+		/* the idle slot is about to be rewritten: a message still
+		 * under it (two policies back) must see that */
+		d->slot_gen[0] = kept_cfg.slot_gen[0];
+		d->slot_gen[1] = kept_cfg.slot_gen[1];
+		d->slot_gen[d->gen] = 0;
+		d->gen ^= 1;
+		err = write_config(d);
+		d->gen ^= 1;
+		if (err) {
+			fprintf(stderr, "policyd: cannot write the kept state's settings: %s\n",
+				strerror(-err));
+			return -1;
+		}
+	}
+	d->slot_gen[d->gen] = (uint32_t)d->generation;
 	if (d->kept && !pd_bpf_fits(&d->l, &d->img)) {
 		fprintf(stderr, "policyd: the policy needs %u states of %u classes, the kept "
 			"maps under %s hold %u of %u; the kept policy keeps enforcing. To load "
@@ -584,7 +601,11 @@ static void reload(struct pd_daemon *d)
 	if (pd_sinks_open(d, &p, sinks, &nsinks))
 		goto drop_new;
 	t1 = now_ms();
-	if ((err = pd_bpf_write_image(&d->l, &img, next)) || (err = write_names(d, &p, next))) {
+	/* mark the idle slot as being rewritten: a message still under it
+	 * (two policies back) must not walk the new tables */
+	d->slot_gen[next] = 0;
+	if ((err = write_config(d)) || (err = pd_bpf_write_image(&d->l, &img, next)) ||
+	    (err = write_names(d, &p, next))) {
 		pd_log(d, LOG_ERR, "reload failed writing the maps: %s; policy generation %llu "
 		       "keeps enforcing", strerror(-err), (unsigned long long)d->generation);
 		pd_sinks_close(sinks, nsinks);
@@ -606,6 +627,7 @@ static void reload(struct pd_daemon *d)
 	d->img = img;
 	d->gen = next;
 	d->generation++;
+	d->slot_gen[next] = (uint32_t)d->generation;
 	t2 = now_ms();
 	write_config(d);
 	t3 = now_ms();

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -316,6 +317,79 @@ ok(pd.lines(r"^policyd: refuse cause=sockhash_refused service=kv "),
 st = pd.stats()
 ok(st and st["troubles"].get("oob", 0) >= 1 and st["troubles"].get("mptcp", 0) >= 1,
    "the refusals are counted by cause in stats", st and st["troubles"])
+is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
+
+# --- reloads: connections obey the current policy for their port ---
+a, b, c = Recorder(), Recorder(), Recorder()
+def services(order):
+    svc = {
+        "a": '{ name = "a"; ports = [ %d ]; framing = "none"; rules = ( '
+             '{ id = 10; action = "deny"; contains = "FORBIDDEN"; } ); }' % a.port,
+        "b": '{ name = "b"; ports = [ %d ]; framing = "line"; rules = ( '
+             '{ id = 20; action = "deny"; contains = "BRAVO"; } ); }' % b.port,
+        "c": '{ name = "c"; ports = [ %d ]; framing = "line"; rules = ( '
+             '{ id = 30; action = "deny"; contains = "CHARLIE"; } ); }' % c.port,
+    }
+    return ('version = 1;\ndaemon = { log_rate = 0; };\nservices = (\n' +
+            ",\n".join(svc[k] for k in order) + "\n);\n")
+rconf = env.write("reload.conf", services("abc"))
+os.unlink(pd.log)
+pd = Policyd(env, rconf)
+ok(pd.running(), "policyd runs (services a, b, c)", pd.text())
+go = [os.path.join(env.tmp, "go%d" % i) for i in range(1)]
+RELOAD_CLIENT = r"""
+import json, os, socket, sys, time
+steps = json.loads(sys.argv[1])
+conns = {}
+out = {}
+for st in steps:
+    if st[0] == "wait":
+        while not os.path.exists(st[1]):
+            time.sleep(0.02)
+        continue
+    name, port, data = st
+    if name not in conns:
+        conns[name] = socket.create_connection(("127.0.0.1", port))
+    try:
+        out.setdefault(name, []).append(conns[name].send(data.encode()))
+    except OSError as e:
+        out.setdefault(name, []).append(-e.errno)
+    time.sleep(0.1)
+time.sleep(0.3)
+print(json.dumps({"res": out, "ports": {k: v.getsockname()[1] for k, v in conns.items()}}))
+"""
+steps = [["a", a.port, "x FORBID"], ["b", b.port, "hello\n"], ["c", c.port, "hello\n"],
+         ["wait", go[0]],
+         ["a", a.port, "DEN x"],                  # the pattern split across the reload
+         ["b", b.port, "BRAVO\n"], ["c", c.port, "CHARLIE\n"]]
+cl = subprocess.Popen([sys.executable, "-c",
+                       "import os; open(os.path.join(%r, 'cgroup.procs'), 'w').write("
+                       "str(os.getpid()))\n" % env.cgroup + RELOAD_CLIENT, json.dumps(steps)],
+                      stdout=subprocess.PIPE, text=True)
+env.procs.append(cl)
+time.sleep(1.0)
+# reorder the services and drop c: b's rules must follow b's port, c's port
+# is no longer policed
+open(rconf, "w").write(services("ba"))
+pd.signal(signal.SIGHUP)
+for _ in range(400):
+    if "generation 2" in pd.text():
+        break
+    time.sleep(0.05)
+ok("generation 2" in pd.text(), "the reload took place", pd.text())
+open(go[0], "w").close()
+out, _ = cl.communicate(timeout=30)
+r = json.loads(out)
+got_a = a.got(r["ports"]["a"])
+ok(b"FORBIDDEN" not in got_a and got_a == b"x FORBID",
+   "framing none: a pattern split across a reload is refused (old policy)",
+   "server got %r, results %r" % (got_a, r["res"]))
+got_b = b.got(r["ports"]["b"])
+ok(got_b == b"hello\n", "services reordered: an open connection keeps its port's rules (BRAVO "
+   "refused)", "server got %r, results %r" % (got_b, r["res"]))
+got_c = c.got(r["ports"]["c"])
+ok(got_c == b"hello\nCHARLIE\n", "service removed: its port is no longer policed",
+   "server got %r" % got_c)
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
 
 # --- fail_mode = "open": logged and passed ---
