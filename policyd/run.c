@@ -465,22 +465,6 @@ static int setup(struct pd_daemon *d)
 	 * over with one write, once everything else is in place */
 	d->gen = d->kept ? kept_cfg.active_gen ^ 1 : 0;
 	d->generation = d->kept ? kept_cfg.generation + 1 : 1;
-	if (d->kept) {
-		/* the idle slot is about to be rewritten: a message still
-		 * under it (two policies back) must see that */
-		d->slot_gen[0] = kept_cfg.slot_gen[0];
-		d->slot_gen[1] = kept_cfg.slot_gen[1];
-		d->slot_gen[d->gen] = 0;
-		d->gen ^= 1;
-		err = write_config(d);
-		d->gen ^= 1;
-		if (err) {
-			fprintf(stderr, "policyd: cannot write the kept state's settings: %s\n",
-				strerror(-err));
-			return -1;
-		}
-	}
-	d->slot_gen[d->gen] = (uint32_t)d->generation;
 	if (d->kept && !pd_bpf_fits(&d->l, &d->img)) {
 		fprintf(stderr, "policyd: the policy needs %u states of %u classes, the kept "
 			"maps under %s hold %u of %u; the kept policy keeps enforcing. To load "
@@ -489,6 +473,22 @@ static int setup(struct pd_daemon *d)
 			d->l.slot_states, d->l.row_width);
 		return -1;
 	}
+	if (d->kept) {
+		/* the idle slot is about to be rewritten: a message still
+		 * under it (two policies back) must see that */
+		struct pd_config c = kept_cfg;
+
+		c.slot_gen[d->gen] = 0;
+		d->slot_gen[0] = c.slot_gen[0];
+		d->slot_gen[1] = c.slot_gen[1];
+		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_config), &(uint32_t){ 0 },
+					&c, BPF_ANY)) {
+			fprintf(stderr, "policyd: cannot write the kept state's settings: %s; the "
+				"kept policy keeps enforcing\n", strerror(errno));
+			return -1;
+		}
+	}
+	d->slot_gen[d->gen] = (uint32_t)d->generation;
 	t_write = now_ms();
 	if ((err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
 	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
