@@ -43,7 +43,7 @@ LDLIBS := -lconfig -lbpf -lcap -lelf -lz
 ABI := include/policyd.h include/pd_match.h
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
-	policyd/stats.c policyd/privs.c
+	policyd/stats.c policyd/privs.c policyd/instance.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))

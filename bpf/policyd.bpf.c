@@ -60,6 +60,14 @@ struct {
 	__type(value, struct pd_classmap);
 } pd_classes SEC(".maps");
 
+/* This instance's pin directory and cgroup (read by other instances). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pd_instance);
+} pd_instance SEC(".maps");
+
 /* Service names (read by policyd stats only). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -286,8 +294,13 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	__u64 cookie;
 	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
-	if (!active && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+	if (!active && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		/* never true: makes pd_instance one of this program's maps,
+		 * where another instance finds who attached it */
+		if (ops->op == 0xffffffff)
+			bpf_map_lookup_elem(&pd_instance, &gen);
 		return 1;
+	}
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
 	svc = service_of(ops->remote_port, ops->local_port, gen);

@@ -120,6 +120,14 @@ struct pd_config {
 	                         * on there. */
 };
 
+/* pd_instance (ARRAY, 1 entry): where this instance lives, so that another
+ * instance that finds its programs on a related cgroup can name it. */
+#define PD_PATH_MAX 4096
+struct pd_instance {
+	char pin_dir[PD_PATH_MAX];
+	char cgroup[PD_PATH_MAX];
+};
+
 /* pd_names (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services; the
  * service's name, so that `policyd stats` needs nothing but the pins. */
 struct pd_name {

@@ -97,6 +97,12 @@ int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep);
 void pd_reaper_finish(struct pd_daemon *d, bool keep);
 void pd_reaper_on_exit(struct pd_daemon *d, bool keep);
 
+/* instance.c: refuse to start beside an instance on a related cgroup
+ * (mount: the cgroup2 mount point); publish this instance's pins and
+ * cgroup for others to read. */
+int pd_instance_check(const struct pd_daemon *d, const char *mount);
+int pd_instance_write(const struct pd_daemon *d);
+
 /* adopt.c: put connections open before policyd started under policy. */
 int pd_adopt(struct pd_daemon *d, unsigned *adopted);
 

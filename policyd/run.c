@@ -411,6 +411,7 @@ static int setup(struct pd_daemon *d)
 {
 	const struct pd_opts *o = d->o;
 	const char *why = "";
+	char mount[4096];
 	unsigned adopted = 0;
 	struct pd_config kept_cfg = { 0 };
 	double t_load, t_write, t_done;
@@ -446,6 +447,8 @@ static int setup(struct pd_daemon *d)
 		return -1;
 	}
 	if (lock_pin_dir(d))
+		return -1;
+	if (cgroup2_mount(mount, sizeof(mount)) || pd_instance_check(d, mount))
 		return -1;
 	err = read_kept(d, &kept_cfg);
 	if (err < 0)
@@ -490,7 +493,7 @@ static int setup(struct pd_daemon *d)
 	}
 	d->slot_gen[d->gen] = (uint32_t)d->generation;
 	t_write = now_ms();
-	if ((err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
+	if ((err = pd_instance_write(d)) || (err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
 	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
 		fprintf(stderr, "policyd: cannot write the policy into the maps: %s\n",
 			strerror(-err));

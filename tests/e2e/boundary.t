@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pdtest import Env, Policyd, Recorder, done, is_, ok
+from pdtest import POLICYD, Env, Policyd, Recorder, done, is_, ok
 
 env = Env("boundary")
 kv = Recorder()
@@ -409,4 +409,35 @@ except OSError as e:
 is_(r["errno"], 0, "fail_mode open: an MPTCP socket is made")
 ok(pd.lines(r"^policyd: unjudged cause=mptcp "), "... and logged as unjudged", pd.text())
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
+
+# --- nested instances ---
+os.unlink(pd.log)
+pd = Policyd(env, conf)
+ok(pd.running(), "policyd A runs on the test cgroup", pd.text())
+child = os.path.join(env.cgroup, "child")
+os.mkdir(child)
+try:
+    def second(cgroup):
+        pin = env.pin_dir + "-b"
+        out = subprocess.run([POLICYD, "run", "-c", conf, "--cgroup", cgroup, "--pin-dir", pin,
+                              "--foreground"], capture_output=True, text=True, timeout=60)
+        left = os.path.exists(pin)
+        return out.returncode, out.stderr, left
+    rc, err, left = second(child)
+    ok(rc == 3 and "another policyd (pins %s) polices cgroup %s, above %s" % (
+        env.pin_dir, env.cgroup, child) in err and not left,
+       "a second instance on a child cgroup is refused (exit 3), naming the first", err)
+    rc, err, left = second(env.cgroup)
+    ok(rc == 3 and "the same as" in err and not left,
+       "... and one on the same cgroup with other pins", err)
+    is_(pd.stop(), 0, "SIGTERM: policyd A exits 0")
+    os.unlink(pd.log)
+    pd = Policyd(env, conf, extra=("--cgroup", child))
+    ok(pd.running(), "policyd A' runs on the child cgroup", pd.text())
+    rc, err, left = second(env.cgroup)
+    ok(rc == 3 and "below" in err and not left, "a second instance on the parent is refused",
+       err)
+    is_(pd.stop(), 0, "SIGTERM: policyd A' exits 0")
+finally:
+    os.rmdir(child)
 done()
