@@ -10,6 +10,7 @@
 #define PD_KERN_H
 
 #include <linux/types.h>
+#include <linux/in6.h>
 
 #define PD_CORE __attribute__((preserve_access_index))
 
@@ -45,12 +46,16 @@ struct proto {
 } PD_CORE;
 
 struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
 	__u16 skc_num;          /* local port, host byte order */
 	__be16 skc_dport;
 	struct proto *skc_prot;
 	possible_net_t skc_net;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 } PD_CORE;
 
 struct sock {

@@ -1394,6 +1394,22 @@ static __always_inline int pass_range(struct sk_msg_md *msg, struct pd_sock *st,
 	return replay(msg, st);
 }
 
+/* What keeps the message held (pd_sock.held_rule): the default of an
+ * allow list not yet satisfied, the lowest prefix rule that may still
+ * match, or the bound on unfinished lines (why 2). */
+static __always_inline __u16 held_rule(const struct pd_sock *st, const struct pd_service *svc,
+				       int why)
+{
+	const struct pd_state_out *o;
+
+	if (why == 2)
+		return PD_HELD_LINE;
+	if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect)
+		return 0;
+	o = out_of(st->cur.m.state);
+	return o && (o->flags & PD_SF_ANCHORED) ? (__u16)PD_SF_HOLD_RULE(o->flags) : 0;
+}
+
 /* Hold the rest of the sk_msg (a message's unfinished end) back: take
  * it out of the send and keep it in pd_bytes, to be put back in front
  * of the next bytes the socket sends (unhold) and judged with them;
@@ -1712,12 +1728,16 @@ int pd_msg(struct sk_msg_md *msg)
 	must_hold = win_done ? 0 : pd_must_hold(&st->cur.m, svc, NULL);
 	if (must_hold < 0)
 		goto tables;
+	if (!must_hold && !win_done && (svc->hold & PD_HOLD_LINE))
+		must_hold = 2;          /* an unfinished line, held while it fits */
 	if (must_hold) {
+		st->held_rule = held_rule(st, svc, must_hold);
 		r = hold(msg, st);
 		if (r >= 0)
 			return r;
 		/* longer than can be held: an allow list's line not allowed
-		 * within it is refused; a prefix is never that long */
+		 * within it is refused; a prefix is never that long; an
+		 * unfinished line goes out as it comes */
 		trouble(PD_TR_HOLD_FULL);
 		if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect) {
 			st->cur.in_msg = 0;
@@ -1996,12 +2016,92 @@ int pd_setsockopt(struct bpf_sockopt *ctx)
 	return 0;
 }
 
+/* ---- hold timeouts ---- */
+
+struct bpf_iter_meta {
+	__u64 seq_num;
+} __attribute__((preserve_access_index));
+
 /* The context of a TCP iterator program (kernel types: pd_kern.h). */
-struct bpf_iter_meta;
 struct bpf_iter__tcp {
 	struct bpf_iter_meta *meta;
 	struct sock_common *sk_common;
 } __attribute__((preserve_access_index));
+
+/* Held messages not yet past their hold_timeout, counted by the last pass
+ * of pd_holds (the daemon reads it: while there are none, and no new hold
+ * was counted, it need not run the pass again). */
+__u32 pd_holds_pending;
+
+/* Every TCP socket of policyd's network namespace, when the daemon runs
+ * it (the kernel's iterator over its socket storage cannot be loaded
+ * everywhere): a message held longer than its service's hold_timeout is
+ * decided: refused, logged with the rule that kept it held, and the
+ * connection aborted (its sender waits for a reply that cannot come). */
+SEC("iter/tcp")
+int pd_holds(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	const struct pd_service *svc;
+	struct pd_event *e;
+	struct tcp_sock *tp;
+	struct pd_sock *st;
+	struct sock *sk;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 key;
+
+	if (ctx->meta->seq_num == 0)
+		pd_holds_pending = 0;
+	if (!skc || (skc->skc_family != AF_INET && skc->skc_family != AF_INET6) ||
+	    skc->skc_state != TCP_ESTABLISHED)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	sk = (struct sock *)tp;
+	st = bpf_sk_storage_get(&pd_sk, tp, 0, 0);
+	if (!st || !st->held_since || (st->flags & PD_SK_DEAD) || st->service == PD_NO_SERVICE)
+		return 0;
+	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	if (!svc)
+		return 0;
+	if (now - st->held_since < (__u64)svc->hold_ms * 1000000) {
+		pd_holds_pending++;
+		return 0;
+	}
+	trouble(PD_TR_HOLD_TIMEOUT);
+	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
+	if (e) {
+		__builtin_memset(e, 0, sizeof(*e));
+		e->verdict = fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE;
+		e->cause = PD_TR_HOLD_TIMEOUT;
+		e->service = st->service;
+		e->tgid = e->pid = st->tgid;
+		e->uid = st->uid;
+		e->len = st->cur.msglen;
+		e->audit_id = st->held_rule;    /* the rule index that kept it held */
+		e->family = (__u8)sk->__sk_common.skc_family;
+		if (e->family == AF_INET6) {
+			bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+			bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+		} else {
+			e->saddr[0] = sk->__sk_common.skc_rcv_saddr;
+			e->daddr[0] = sk->__sk_common.skc_daddr;
+		}
+		e->sport = sk->__sk_common.skc_num;
+		e->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+		bpf_ringbuf_submit(e, 0);
+	} else {
+		trouble(PD_TR_RINGBUF);
+	}
+	if (fail_open()) {
+		st->held_since = 0;     /* logged once; it waits on */
+		return 0;
+	}
+	doom(st);
+	return 0;
+}
 
 /* How long an abort waits for the bytes passed before the drop to be
  * acknowledged by the peer (an abort discards unsent data). */

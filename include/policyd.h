@@ -101,6 +101,9 @@ enum pd_direction {
 
 /* Flags of a state (pd_state_out.flags). */
 #define PD_SF_ANCHORED 0x1    /* a prefix rule may still match later in this message */
+/* bits 16-31: the lowest rule index such a prefix rule has (what holds a
+ * message back here) */
+#define PD_SF_HOLD_RULE(flags) ((flags) >> 16)
 
 /* ---- maps ---- */
 
@@ -174,14 +177,20 @@ struct pd_service {
 	__u32 nskip;
 	__u32 noscan;           /* framing none and no byte pattern: no byte of a
 	                         * message is read, only its length counts */
+	__u32 hold_ms;          /* hold_timeout: how long a message may be held;
+	                         * 0: never held */
+	__u32 pad2;
 	__u64 skip[PD_SKIP_MAX];
 };
 
 /* pd_service.hold bits (line framing only; framing none never holds: each
- * message is whole when it is judged). */
+ * message is whole when it is judged; none of them with hold_ms 0). */
 #define PD_HOLD_ANCHORED 0x1  /* while a prefix rule may still match */
 #define PD_HOLD_ALLOWLIST 0x2 /* default deny: until an allow rule matched or the
                                * message ended */
+#define PD_HOLD_LINE 0x4      /* a deny or redirect rule exists: any unfinished
+                               * line, while it fits what can be held, so that
+                               * no byte of a line refused at its end leaves */
 
 /* pd_classes (ARRAY, 2 * PD_MAX_SERVICES): same key as pd_services. */
 struct pd_classmap {
@@ -312,6 +321,8 @@ struct pd_progress {
 	__u8 pad[3];
 };
 
+#define PD_HELD_LINE 0xffff
+
 /* pd_sk (SK_STORAGE): per policed socket. The sock_ops program creates it
  * when a connection is established; policyd writes it when it adopts a
  * connection that was open before it started.
@@ -330,6 +341,9 @@ struct pd_sock {
 	                         * a replay, cur after the decided range */
 	__u64 cookie;           /* socket cookie: the key in pd_sockets */
 	__u64 held_since;       /* bpf_ktime_get_ns() when a message began to be held */
+	__u16 held_rule;        /* the rule index that keeps it held: 0 the default
+	                         * (an allow list), PD_HELD_LINE an unfinished line */
+	__u16 pad3[3];
 	__u32 service;          /* service index (re-bound by port after a reload) */
 	__u8 flags;             /* PD_SK_* */
 	__u8 cause;             /* PD_SK_UNMAPPED, PD_SK_DEAD: enum pd_trouble */
@@ -399,6 +413,7 @@ enum pd_trouble {
 	/* informational */
 	PD_TR_RESYNC,           /* a send cut short, followed exactly */
 	PD_TR_HOLD_FULL,        /* a held message outgrew what can be held: decided */
+	PD_TR_HOLD_TIMEOUT,     /* a message held longer than hold_timeout: refused */
 	PD_TR_MAX,
 };
 

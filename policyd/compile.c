@@ -33,6 +33,8 @@ struct node {
 	uint32_t nedges, cap;
 	uint32_t out;           /* head of this node's output list (0: none) */
 	bool anchored;          /* belongs to the prefix trie */
+	uint16_t later;         /* anchored: the lowest rule index a longer prefix
+	                         * through this node reports (0: none) */
 };
 
 struct outlink {
@@ -300,8 +302,13 @@ static void state_out(struct builder *b, const uint32_t *s, uint32_t n, struct p
 	for (uint32_t i = 0; i < n; i++) {
 		const struct node *nd = &b->nodes[s[i]];
 
-		if (nd->anchored && nd->nedges)
+		if (nd->anchored && nd->nedges) {
+			uint32_t h = PD_SF_HOLD_RULE(o->flags);
+
 			o->flags |= PD_SF_ANCHORED;
+			if (nd->later && (!h || nd->later < h))
+				o->flags = (o->flags & 0xffff) | ((uint32_t)nd->later << 16);
+		}
 		for (uint32_t l = nd->out; l; l = b->outs[l].next) {
 			uint16_t r = (uint16_t)b->outs[l].rule, *slot = NULL;
 
@@ -476,6 +483,23 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	b->bucket = calloc(256, sizeof(*b->bucket));
 	if (b->oom || !b->bucket)
 		goto oom;
+	/* for each prefix-trie node, the lowest rule a longer prefix through
+	 * it reports: what keeps a message held there. Children are made
+	 * after their parents, so one pass from the last node does it. */
+	for (uint32_t i = b->nnodes; anchored && i-- > roota;) {
+		struct node *nd = &b->nodes[i];
+
+		for (uint32_t e = 0; e < nd->nedges; e++) {
+			const struct node *c = &b->nodes[nd->edges[e].child];
+			uint16_t lo = c->later;
+
+			for (uint32_t l = c->out; l; l = b->outs[l].next)
+				if (!lo || b->outs[l].rule < lo)
+					lo = (uint16_t)b->outs[l].rule;
+			if (lo && (!nd->later || lo < nd->later))
+				nd->later = lo;
+		}
+	}
 	make_classes(b, s->framing == PD_FRAME_LINE);
 	b->tmp.n = 0;
 	if (!vec_push(&b->tmp, rootu))
@@ -518,7 +542,7 @@ static uint32_t pow2_at_least(uint32_t x)
 static void service_entry(const struct pd_service_src *s, struct pd_service *svc)
 {
 	size_t maxlen = 0;
-	bool prefix = false, allow = false, pattern = false;
+	bool prefix = false, allow = false, pattern = false, stop = false;
 
 	memset(svc, 0, sizeof(*svc));
 	svc->framing = s->framing;
@@ -529,12 +553,18 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 
 		if (r->kind == PD_M_CONTAINS && r->patlen > maxlen)
 			maxlen = r->patlen;
-		if (r->kind == PD_M_PREFIX)
+		/* a prefix that would deny or divert the message holds it back
+		 * until it is decided; allow and audit prefixes change nothing
+		 * that has left */
+		if (r->kind == PD_M_PREFIX &&
+		    (r->action == PD_ACT_DENY || r->action == PD_ACT_REDIRECT))
 			prefix = true;
 		if (r->kind == PD_M_PREFIX || r->kind == PD_M_CONTAINS)
 			pattern = true;
 		if (r->action == PD_ACT_ALLOW || r->action == PD_ACT_REDIRECT)
 			allow = true;
+		if (r->action == PD_ACT_DENY || r->action == PD_ACT_REDIRECT)
+			stop = true;
 		if (r->kind == PD_M_LONGER_THAN && svc->nlen < PD_MAX_LEN_RULES) {
 			struct pd_len_rule *l = &svc->len_rules[svc->nlen++];
 
@@ -547,12 +577,15 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 		svc->carry = (uint32_t)(maxlen - 1);
 	/* under line framing the scan still looks for the ends of lines */
 	svc->noscan = s->framing == PD_FRAME_NONE && !pattern;
-	if (s->framing == PD_FRAME_LINE) {
+	if (s->framing == PD_FRAME_LINE && s->hold_timeout) {
 		if (prefix)
 			svc->hold |= PD_HOLD_ANCHORED;
 		if (s->def == PD_DEF_DENY && allow)
 			svc->hold |= PD_HOLD_ALLOWLIST;
+		if (stop)
+			svc->hold |= PD_HOLD_LINE;
 	}
+	svc->hold_ms = s->hold_timeout;
 }
 
 /* The bytes that lead out of the resume state (local state 0): the first

@@ -50,6 +50,9 @@ struct pd_daemon {
 	/* the programs attached to the policed cgroup (run.c: cg_progs) */
 	struct bpf_link *links[PD_CG_PROGS];
 	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop */
+	struct bpf_link *holds_iter;    /* pd_holds: decides messages held too long */
+	uint64_t holds_seen;            /* PD_TR_HELD when pd_holds last ran */
+	double holds_at;                /* when it last ran (ms, monotonic) */
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */
 	bool kept;              /* set up over the pins of a kept instance */
@@ -81,6 +84,8 @@ void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
 /* events.c: the ring buffer's records as log lines and sink records. */
 int pd_on_event(void *ctx, void *data, size_t size);
 void pd_tick(struct pd_daemon *d);
+/* A data-plane trouble counter (enum pd_trouble), summed over CPUs. */
+uint64_t pd_trouble_total(const struct pd_daemon *d, uint32_t what);
 /* Open the sinks of p into out; a sink whose name and file match one in
  * d->sinks shares its file and sockets (a reload after the privilege
  * drop could not open them again). */

@@ -50,6 +50,7 @@ const char *pd_trouble_name(unsigned t)
 		[PD_TR_FASTOPEN] = "fastopen",
 		[PD_TR_RESYNC] = "resync",
 		[PD_TR_HOLD_FULL] = "hold_full",
+		[PD_TR_HOLD_TIMEOUT] = "hold_timeout",
 	};
 
 	return t < PD_TR_MAX && n[t] ? n[t] : "?";
@@ -146,14 +147,15 @@ static void put_skip(FILE *f, const struct pd_service *svc, bool json)
 	fputc('"', f);
 }
 
+/* When the service holds a message back: "never", or its reasons. */
 static const char *hold_name(unsigned h)
 {
-	switch (h) {
-	case 0: return "never";
-	case PD_HOLD_ANCHORED: return "prefix";
-	case PD_HOLD_ALLOWLIST: return "allowlist";
-	}
-	return "prefix,allowlist";
+	static const char *const n[8] = {
+		"never", "prefix", "allowlist", "prefix,allowlist", "line", "prefix,line",
+		"allowlist,line", "prefix,allowlist,line",
+	};
+
+	return n[h & 7];
 }
 
 /* The text form is itself a valid policy: comments carry what the
@@ -195,9 +197,9 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 		fprintf(f, "    name = \"%s\";\n    ports = [ ", s->name);
 		put_ports(f, s);
 		fprintf(f, " ];\n    direction = \"%s\";\n    framing = \"%s\";\n"
-			"    inspect = %u;\n    default = \"%s\";\n    rules = (",
-			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
-			pd_default_name(s->def));
+			"    inspect = %u;\n    default = \"%s\";\n    hold_timeout = %u;\n"
+			"    rules = (", pd_direction_name(s->dir), pd_framing_name(s->framing),
+			s->inspect, pd_default_name(s->def), s->hold_timeout);
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];
 
@@ -273,10 +275,11 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 		for (size_t k = 0; k < s->nports; k++)
 			fprintf(f, "%s[%u, %u]", k ? ", " : "", s->ports[k].lo, s->ports[k].hi);
 		fprintf(f, "], \"direction\": \"%s\", \"framing\": \"%s\", \"inspect\": %u, "
-			"\"default\": \"%s\",\n     \"automaton\": {\"states\": %u, \"reporting\": %u, "
-			"\"classes\": %u, \"hold\": \"%s\", \"carry\": %u, \"scan\": \"%s\", \"skip_to\": ",
+			"\"default\": \"%s\", \"hold_timeout\": %u,\n     \"automaton\": {\"states\": %u, "
+			"\"reporting\": %u, \"classes\": %u, \"hold\": \"%s\", \"carry\": %u, "
+			"\"scan\": \"%s\", \"skip_to\": ",
 			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
-			pd_default_name(s->def), is->nstates, acc, is->svc.nclasses,
+			pd_default_name(s->def), s->hold_timeout, is->nstates, acc, is->svc.nclasses,
 			hold_name(is->svc.hold), is->svc.carry,
 			is->svc.noscan ? "none" : is->svc.nskip ? "words" : "bytes");
 		put_skip(f, &is->svc, true);

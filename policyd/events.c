@@ -223,6 +223,16 @@ static bool may_log(struct pd_daemon *d)
 	return true;
 }
 
+/* The id of rule index i of the running policy, as text in buf. */
+static const char *rule_id(const struct pd_daemon *d, uint32_t i, char *buf)
+{
+	if (i && i <= d->img.nrules)
+		snprintf(buf, 16, "%u", d->img.rules[i].id);
+	else
+		snprintf(buf, 16, "?");
+	return buf;
+}
+
 int pd_on_event(void *ctx, void *data, size_t size)
 {
 	struct pd_daemon *d = ctx;
@@ -243,9 +253,16 @@ int pd_on_event(void *ctx, void *data, size_t size)
 	}
 	if (e->verdict == PD_V_REFUSE || e->verdict == PD_V_UNJUDGED) {
 		/* a send that could not be judged: refused (fail_mode closed)
-		 * or passed (open), with its cause */
+		 * or passed (open), with its cause; a hold that lasted too
+		 * long with the rule that kept the message held */
+		char held[32] = "";
+
+		if (e->cause == PD_TR_HOLD_TIMEOUT)
+			snprintf(held, sizeof(held), " rule=%s", e->audit_id == PD_HELD_LINE ? "-" :
+				 !e->audit_id ? "default" : rule_id(d, e->audit_id, rule));
 		if (may_log(d))
-			pd_log(d, prio, "%s cause=%s %s", what, pd_trouble_name(e->cause), common);
+			pd_log(d, prio, "%s cause=%s%s %s", what, pd_trouble_name(e->cause), held,
+			       common);
 		return 0;
 	}
 	if (e->verdict == PD_V_PASS && e->audit)
@@ -268,7 +285,7 @@ int pd_on_event(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static uint64_t trouble_total(const struct pd_daemon *d, uint32_t what)
+uint64_t pd_trouble_total(const struct pd_daemon *d, uint32_t what)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	uint64_t *v, sum = 0;
@@ -305,7 +322,7 @@ void pd_tick(struct pd_daemon *d)
 	if (!d->l.skel)
 		return;
 	for (size_t i = 0; i < sizeof(report) / sizeof(report[0]); i++) {
-		uint64_t now = trouble_total(d, report[i].what);
+		uint64_t now = pd_trouble_total(d, report[i].what);
 
 		if (now > d->trouble_seen[report[i].what])
 			pd_log(d, report[i].prio, "%llu %s",

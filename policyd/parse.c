@@ -533,7 +533,7 @@ bad:
 static void parse_service(struct parse *c, const config_setting_t *g, struct pd_service_src *svc)
 {
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
-					    "default", "rules", NULL };
+					    "default", "hold_timeout", "rules", NULL };
 	static const char *const dirs[] = { "to", "from", "both", NULL };
 	static const char *const framings[] = { "none", "line", NULL };
 	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
@@ -546,6 +546,7 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	svc->framing = PD_FRAME_NONE;
 	svc->def = PD_DEF_ALLOW;
 	svc->inspect = PD_DEFAULT_INSPECT;
+	svc->hold_timeout = PD_DEFAULT_HOLD_TIMEOUT;
 	check_keys(c, g, "a service", keys);
 	if ((s = config_setting_get_member(g, "name")))
 		get_name(c, s, &svc->name);
@@ -563,6 +564,9 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 		svc->def = (uint8_t)w;
 	if ((s = config_setting_get_member(g, "inspect")) && get_uint(c, s, 0, PD_MAX_INSPECT, &v))
 		svc->inspect = (uint32_t)v;
+	if ((s = config_setting_get_member(g, "hold_timeout")) &&
+	    get_uint(c, s, 0, PD_MAX_HOLD_TIMEOUT, &v))
+		svc->hold_timeout = (uint32_t)v;
 	if (!(s = config_setting_get_member(g, "rules")) || !want_list(c, s))
 		return;
 	svc->rules = calloc(config_setting_length(s) + 1, sizeof(*svc->rules));

@@ -23,6 +23,8 @@
 #define PD_DEFAULT_EXCERPT 64
 #define PD_DEFAULT_INSPECT 0
 #define PD_MAX_INSPECT (1u << 30)
+#define PD_DEFAULT_HOLD_TIMEOUT 3000    /* ms */
+#define PD_MAX_HOLD_TIMEOUT 3600000
 
 /* ---- diagnostics: every error is one "FILE:LINE: message" line ---- */
 struct pd_diag {
@@ -72,6 +74,7 @@ struct pd_service_src {
 	uint8_t framing;        /* enum pd_framing */
 	uint8_t def;            /* enum pd_default */
 	uint32_t inspect;
+	uint32_t hold_timeout;  /* ms a held message may wait; 0: never hold */
 	struct pd_rule_src *rules;
 	size_t nrules;
 };

@@ -89,11 +89,12 @@ for k, name in enumerate(PROFILES, 1):
     framing = "%s";
     inspect = %d;
     default = "allow";
+    hold_timeout = %d;
     rules = (
 %s
     );
   }''' % (name, svc["name"], ports(svc["ports"]), svc["direction"], svc["framing"],
-          svc["inspect"], ",\n".join(rules)))
+          svc["inspect"], svc["hold_timeout"], ",\n".join(rules)))
 text.append(",\n".join(services))
 text.append(");")
 with open(out, "w") as f:
