@@ -162,6 +162,33 @@ struct {
 	__type(value, struct pd_bytes);
 } pd_bytes SEC(".maps");
 
+/* Sockets holding a message back, by cookie: a timer each, armed when
+ * the message began to be held, that decides it when its service's
+ * hold_timeout passes (held_too_long); the entry goes when the message
+ * is decided or the socket closes. Sized like pd_sockets by the loader. */
+struct pd_held {
+	struct bpf_timer timer;
+	__u64 cookie;
+	__u32 service;
+	__u32 tgid;
+	__u32 uid;
+	__u32 len;
+	__u16 rule;             /* what keeps it held: pd_sock.held_rule */
+	__u8 family;
+	__u8 expired;           /* decided: every later send is dropped */
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct pd_held);
+} pd_held SEC(".maps");
+
 /* Sockets a verdict dropped a message of, by cookie: the abort iterator
  * (pd_abort) ends their connections. LRU: an entry for a socket that
  * closed before the iterator ran ages out. */
@@ -180,6 +207,26 @@ static __always_inline void doom(struct pd_sock *st)
 
 	st->flags |= PD_SK_DEAD;
 	bpf_map_update_elem(&pd_doomed, &st->cookie, &now, BPF_NOEXIST);
+}
+
+/* The message held so far is decided (or its socket closes). */
+static __always_inline void unhold_timer(struct pd_sock *st)
+{
+	if (!st->held_since)
+		return;
+	st->held_since = 0;
+	bpf_map_delete_elem(&pd_held, &st->cookie);
+}
+
+/* Whether the socket's held message ran past its hold_timeout. */
+static __always_inline int hold_expired(const struct pd_sock *st)
+{
+	struct pd_held *h;
+
+	if (!st->held_since)
+		return 0;
+	h = bpf_map_lookup_elem(&pd_held, &st->cookie);
+	return h && h->expired;
 }
 
 static __always_inline void trouble(__u32 what)
@@ -294,6 +341,13 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	__u64 cookie;
 	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
+	if (ops->op == BPF_SOCK_OPS_STATE_CB) {
+		/* a socket that closes while it holds a message: its timer goes */
+		if (ops->args[1] == BPF_TCP_CLOSE && ops->sk &&
+		    (st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, 0)))
+			unhold_timer(st);
+		return 1;
+	}
 	if (!active && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
 		/* never true: makes pd_instance one of this program's maps,
 		 * where another instance finds who attached it */
@@ -336,6 +390,8 @@ int pd_sockops(struct bpf_sock_ops *ops)
 		st->cause = PD_TR_MPTCP;
 		return 1;
 	}
+	/* be told when it closes (a held message's timer) */
+	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	err = bpf_sock_hash_update(ops, &pd_sockets, &cookie, BPF_ANY);
 	if (err) {
 		st->flags |= PD_SK_UNMAPPED;
@@ -1410,13 +1466,85 @@ static __always_inline __u16 held_rule(const struct pd_sock *st, const struct pd
 	return o && (o->flags & PD_SF_ANCHORED) ? (__u16)PD_SF_HOLD_RULE(o->flags) : 0;
 }
 
+/* A message held longer than its service's hold_timeout: refused, logged
+ * with the rule that kept it held, and the connection aborted (its sender
+ * waits for a reply that cannot come). With fail_mode = "open" it is
+ * logged, and waits on. A timer callback: runs in softirq. */
+static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
+{
+	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
+	__u64 now = bpf_ktime_get_ns();
+	int open = fail_open();
+
+	trouble(PD_TR_HOLD_TIMEOUT);
+	if (e) {
+		__builtin_memset(e, 0, sizeof(*e));
+		e->verdict = open ? PD_V_UNJUDGED : PD_V_REFUSE;
+		e->cause = PD_TR_HOLD_TIMEOUT;
+		e->service = h->service;
+		e->tgid = e->pid = h->tgid;
+		e->uid = h->uid;
+		e->len = h->len;
+		e->audit_id = h->rule;          /* the rule index that kept it held */
+		e->family = h->family;
+		__builtin_memcpy(e->saddr, h->saddr, sizeof(e->saddr));
+		__builtin_memcpy(e->daddr, h->daddr, sizeof(e->daddr));
+		e->sport = h->sport;
+		e->dport = h->dport;
+		bpf_ringbuf_submit(e, 0);
+	} else {
+		trouble(PD_TR_RINGBUF);
+	}
+	if (!open) {
+		h->expired = 1;
+		bpf_map_update_elem(&pd_doomed, cookie, &now, BPF_NOEXIST);
+	}
+	return 0;
+}
+
+/* The first hold of a message: a timer for its hold_timeout. */
+static __always_inline void arm_hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
+{
+	struct pd_held h = {}, *v;
+
+	h.cookie = st->cookie;
+	h.service = st->service;
+	h.tgid = st->tgid;
+	h.uid = st->uid;
+	h.len = st->cur.msglen + msg->size;
+	h.rule = st->held_rule;
+	h.family = (__u8)msg->family;
+	if (msg->family == AF_INET6) {
+		h.saddr[0] = msg->local_ip6[0];
+		h.saddr[1] = msg->local_ip6[1];
+		h.saddr[2] = msg->local_ip6[2];
+		h.saddr[3] = msg->local_ip6[3];
+		h.daddr[0] = msg->remote_ip6[0];
+		h.daddr[1] = msg->remote_ip6[1];
+		h.daddr[2] = msg->remote_ip6[2];
+		h.daddr[3] = msg->remote_ip6[3];
+	} else {
+		h.saddr[0] = msg->local_ip4;
+		h.daddr[0] = msg->remote_ip4;
+	}
+	h.sport = (__u16)msg->local_port;
+	h.dport = bpf_ntohl(msg->remote_port) & 0xffff;
+	if (bpf_map_update_elem(&pd_held, &st->cookie, &h, BPF_ANY))
+		return;                 /* full: it waits for its line's end */
+	v = bpf_map_lookup_elem(&pd_held, &st->cookie);
+	if (!v || bpf_timer_init(&v->timer, &pd_held, 1 /* CLOCK_MONOTONIC */) ||
+	    bpf_timer_set_callback(&v->timer, held_too_long))
+		return;
+	bpf_timer_start(&v->timer, (__u64)hold_ms * 1000000, 0);
+}
+
 /* Hold the rest of the sk_msg (a message's unfinished end) back: take
  * it out of the send and keep it in pd_bytes, to be put back in front
  * of the next bytes the socket sends (unhold) and judged with them;
  * nothing of it leaves meanwhile. The sender's send() succeeds, as for
  * any held message. Returns SK_PASS (nothing is left to pass), or -1
  * when it cannot be held (longer than PD_BYTES_MAX). */
-static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st)
+static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
 {
 	__u32 n = msg->size;
 	struct pd_bytes *b;
@@ -1436,8 +1564,10 @@ static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st)
 		return -1;
 	b->len = n;
 	b->kind = PD_BYTES_HELD;
-	if (!st->held_since)
+	if (!st->held_since) {
 		st->held_since = bpf_ktime_get_ns();
+		arm_hold(msg, st, hold_ms);
+	}
 	st->cur = st->snap;
 	trouble(PD_TR_HELD);
 	bpf_msg_cork_bytes(msg, 0);
@@ -1631,7 +1761,8 @@ int pd_msg(struct sk_msg_md *msg)
 		trouble(PD_TR_NO_STATE);
 		return SK_DROP;
 	}
-	if (st->flags & PD_SK_DEAD) {
+	if ((st->flags & PD_SK_DEAD) || hold_expired(st)) {
+		st->flags |= PD_SK_DEAD;
 		bpf_msg_apply_bytes(msg, 0);
 		return SK_DROP;
 	}
@@ -1659,7 +1790,7 @@ int pd_msg(struct sk_msg_md *msg)
 		goto tables;
 	if (r == 1) {
 		/* not policed any more: everything passes */
-		st->held_since = 0;
+		unhold_timer(st);
 		st->alt = st->cur;
 		return pass_range(msg, st, tp, 0);
 	}
@@ -1732,7 +1863,7 @@ int pd_msg(struct sk_msg_md *msg)
 		must_hold = 2;          /* an unfinished line, held while it fits */
 	if (must_hold) {
 		st->held_rule = held_rule(st, svc, must_hold);
-		r = hold(msg, st);
+		r = hold(msg, st, svc->hold_ms);
 		if (r >= 0)
 			return r;
 		/* longer than can be held: an allow list's line not allowed
@@ -1759,7 +1890,7 @@ int pd_msg(struct sk_msg_md *msg)
 	else
 		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
 out:
-	st->held_since = 0;
+	unhold_timer(st);
 	if (verdict == PD_V_DENY || verdict == PD_V_REDIRECT)
 		return act(msg, st, verdict, rule, apply);
 	return pass_range(msg, st, tp, apply);
@@ -2016,8 +2147,6 @@ int pd_setsockopt(struct bpf_sockopt *ctx)
 	return 0;
 }
 
-/* ---- hold timeouts ---- */
-
 struct bpf_iter_meta {
 	__u64 seq_num;
 } __attribute__((preserve_access_index));
@@ -2027,81 +2156,6 @@ struct bpf_iter__tcp {
 	struct bpf_iter_meta *meta;
 	struct sock_common *sk_common;
 } __attribute__((preserve_access_index));
-
-/* Held messages not yet past their hold_timeout, counted by the last pass
- * of pd_holds (the daemon reads it: while there are none, and no new hold
- * was counted, it need not run the pass again). */
-__u32 pd_holds_pending;
-
-/* Every TCP socket of policyd's network namespace, when the daemon runs
- * it (the kernel's iterator over its socket storage cannot be loaded
- * everywhere): a message held longer than its service's hold_timeout is
- * decided: refused, logged with the rule that kept it held, and the
- * connection aborted (its sender waits for a reply that cannot come). */
-SEC("iter/tcp")
-int pd_holds(struct bpf_iter__tcp *ctx)
-{
-	struct sock_common *skc = ctx->sk_common;
-	const struct pd_service *svc;
-	struct pd_event *e;
-	struct tcp_sock *tp;
-	struct pd_sock *st;
-	struct sock *sk;
-	__u64 now = bpf_ktime_get_ns();
-	__u32 key;
-
-	if (ctx->meta->seq_num == 0)
-		pd_holds_pending = 0;
-	if (!skc || (skc->skc_family != AF_INET && skc->skc_family != AF_INET6) ||
-	    skc->skc_state != TCP_ESTABLISHED)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(skc);
-	if (!tp)
-		return 0;
-	sk = (struct sock *)tp;
-	st = bpf_sk_storage_get(&pd_sk, tp, 0, 0);
-	if (!st || !st->held_since || (st->flags & PD_SK_DEAD) || st->service == PD_NO_SERVICE)
-		return 0;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
-	svc = bpf_map_lookup_elem(&pd_services, &key);
-	if (!svc)
-		return 0;
-	if (now - st->held_since < (__u64)svc->hold_ms * 1000000) {
-		pd_holds_pending++;
-		return 0;
-	}
-	trouble(PD_TR_HOLD_TIMEOUT);
-	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
-	if (e) {
-		__builtin_memset(e, 0, sizeof(*e));
-		e->verdict = fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE;
-		e->cause = PD_TR_HOLD_TIMEOUT;
-		e->service = st->service;
-		e->tgid = e->pid = st->tgid;
-		e->uid = st->uid;
-		e->len = st->cur.msglen;
-		e->audit_id = st->held_rule;    /* the rule index that kept it held */
-		e->family = (__u8)sk->__sk_common.skc_family;
-		if (e->family == AF_INET6) {
-			bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-			bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
-		} else {
-			e->saddr[0] = sk->__sk_common.skc_rcv_saddr;
-			e->daddr[0] = sk->__sk_common.skc_daddr;
-		}
-		e->sport = sk->__sk_common.skc_num;
-		e->dport = bpf_ntohs(sk->__sk_common.skc_dport);
-		bpf_ringbuf_submit(e, 0);
-	} else {
-		trouble(PD_TR_RINGBUF);
-	}
-	if (fail_open()) {
-		st->held_since = 0;     /* logged once; it waits on */
-		return 0;
-	}
-	doom(st);
-	return 0;
-}
 
 /* How long an abort waits for the bytes passed before the drop to be
  * acknowledged by the peer (an abort discards unsent data). */

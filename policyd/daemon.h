@@ -50,9 +50,6 @@ struct pd_daemon {
 	/* the programs attached to the policed cgroup (run.c: cg_progs) */
 	struct bpf_link *links[PD_CG_PROGS];
 	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop */
-	struct bpf_link *holds_iter;    /* pd_holds: decides messages held too long */
-	uint64_t holds_seen;            /* PD_TR_HELD when pd_holds last ran */
-	double holds_at;                /* when it last ran (ms, monotonic) */
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */
 	bool kept;              /* set up over the pins of a kept instance */

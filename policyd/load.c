@@ -81,6 +81,8 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 	if ((err = bpf_map__set_value_size(s->maps.pd_trans, states * width * sizeof(uint32_t))) ||
 	    (err = bpf_map__set_max_entries(s->maps.pd_outs, 2 * states)) ||
 	    (err = bpf_map__set_max_entries(s->maps.pd_sockets,
+					    socket_capacity(kept, sockets))) ||
+	    (err = bpf_map__set_max_entries(s->maps.pd_held,
 					    socket_capacity(kept, sockets)))) {
 		*why = "cannot size the automaton maps";
 		policyd_bpf__destroy(s);

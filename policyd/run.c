@@ -233,10 +233,6 @@ static void teardown(struct pd_daemon *d, bool unpin)
 		bpf_link__destroy(d->abort_iter);
 		d->abort_iter = NULL;
 	}
-	if (d->holds_iter) {
-		bpf_link__destroy(d->holds_iter);
-		d->holds_iter = NULL;
-	}
 	if (d->msg_attached && root && unpin)
 		bpf_prog_detach2(bpf_program__fd(d->l.skel->progs.pd_msg),
 				 bpf_map__fd(d->l.skel->maps.pd_sockets), BPF_SK_MSG_VERDICT);
@@ -530,15 +526,6 @@ static int setup(struct pd_daemon *d)
 	d->msg_attached = true;
 	if (attach_link(d, PD_CG_SOCKOPS))
 		return -1;
-	{
-		d->holds_iter = bpf_program__attach_iter(d->l.skel->progs.pd_holds, NULL);
-		if (!d->holds_iter) {
-			d->holds_iter = NULL;
-			fprintf(stderr, "policyd: cannot set up the iterator that ends messages held "
-				"too long: %s\n", strerror(errno));
-			return -1;
-		}
-	}
 	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
 	if (!d->abort_iter) {
 		d->abort_iter = NULL;
@@ -692,32 +679,6 @@ static bool abort_doomed(struct pd_daemon *d)
 	return any_doomed(d);
 }
 
-/* Decide the messages held longer than their hold_timeout: one pass of
- * pd_holds, every 250 ms while a hold may be pending (the last pass saw
- * one waiting, or the data plane has held a message since). */
-static void expire_holds(struct pd_daemon *d)
-{
-	uint64_t held = pd_trouble_total(d, PD_TR_HELD);
-	double now = now_ms();
-	char buf[64];
-	int fd;
-
-	if (now - d->holds_at < 250 ||
-	    (held == d->holds_seen && !d->l.skel->bss->pd_holds_pending))
-		return;
-	d->holds_seen = held;
-	d->holds_at = now;
-	fd = bpf_iter_create(bpf_link__fd(d->holds_iter));
-	if (fd < 0) {
-		pd_log(d, LOG_ERR, "cannot run the hold-timeout pass: %s; held messages wait "
-		       "for the rest of their line", strerror(errno));
-		return;
-	}
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	close(fd);
-}
-
 static int loop(struct pd_daemon *d)
 {
 	struct pollfd pf[2] = {
@@ -729,14 +690,13 @@ static int loop(struct pd_daemon *d)
 
 	for (;;) {
 		/* while an abort waits for passed bytes to drain, look again soon */
-		int n = poll(pf, 2, draining ? 20 : 250);
+		int n = poll(pf, 2, draining ? 20 : 1000);
 
 		if (n < 0 && errno != EINTR) {
 			pd_log(d, LOG_ERR, "poll: %s", strerror(errno));
 			return -1;
 		}
 		ring_buffer__consume(d->rb);
-		expire_holds(d);
 		draining = abort_doomed(d);
 		pd_tick(d);
 		if (n > 0 && (pf[1].revents & POLLIN) &&
