@@ -159,6 +159,47 @@ static void test_bad(const struct bad *b)
 	pd_diag_free(&d);
 }
 
+/* The rule index a state reports as holding the line back, after
+ * walking text from service k's start state. */
+static unsigned hold_rule_at(const struct pd_image *img, uint32_t k, const char *text)
+{
+	const struct pd_image_service *is = &img->services[k];
+	uint32_t st = is->svc.start;
+
+	for (const char *c = text; *c; c++)
+		st = img->trans[(size_t)st * img->row_width +
+				is->classes.cls[(uint8_t)*c]] & PD_T_STATE;
+	return (img->outs[st].flags & PD_SF_ANCHORED) ? PD_SF_HOLD_RULE(img->outs[st].flags) : 0;
+}
+
+static void test_hold(void)
+{
+	static const char text[] =
+		"version = 1;\n"
+		"services = ({ name = \"a\"; ports = [ 1 ]; framing = \"line\"; hold_timeout = 0;\n"
+		"  rules = ({ id = 1; action = \"deny\"; prefix = \"KILL\"; }); },\n"
+		"{ name = \"b\"; ports = [ 2 ]; framing = \"line\";\n"
+		"  rules = ({ id = 2; action = \"allow\"; prefix = \"GET\"; },\n"
+		"           { id = 3; action = \"audit\"; prefix = \"PUT\"; }); });\n";
+	struct pd_policy p;
+	struct pd_image img;
+	struct pd_diag d = { 0 };
+
+	if (!ok(!pd_policy_load_string(text, "hold.conf", &p, &d) && !pd_compile(&p, &img, &d),
+		"hold_timeout policy compiles")) {
+		pd_diag_print(&d, stdout);
+		pd_diag_free(&d);
+		return;
+	}
+	ok(img.services[0].svc.hold == 0 && img.services[0].svc.hold_ms == 0,
+	   "hold_timeout = 0: the service never holds");
+	ok(img.services[1].svc.hold == 0,
+	   "allow and audit prefixes in a default-allow service hold nothing");
+	pd_image_free(&img);
+	pd_policy_free(&p);
+	pd_diag_free(&d);
+}
+
 static void test_good(void)
 {
 	static const char text[] =
@@ -198,7 +239,11 @@ static void test_good(void)
 		ok(img.nports == 8, "eight port entries (6379, 7000-7005, 80)");
 		ok(img.rules[1].id == 100 && img.rules[2].action == PD_ACT_REDIRECT &&
 		   img.rules[4].service == 0, "rule table in file order");
-		ok(img.services[0].svc.hold == PD_HOLD_ANCHORED, "line framing with a prefix rule holds");
+		ok(img.services[0].svc.hold == (PD_HOLD_ANCHORED | PD_HOLD_LINE) &&
+		   img.services[0].svc.hold_ms == PD_DEFAULT_HOLD_TIMEOUT,
+		   "line framing with a redirect prefix and deny rules holds, for 3000 ms");
+		ok(hold_rule_at(&img, 0, "DEB") == 2, "a state inside \"DEBUG\" names the "
+		   "redirect rule (index 2) as what holds the line");
 		ok(img.services[0].svc.nlen == 1 && img.services[0].svc.len_rules[0].len == 1048576,
 		   "longer_than in the service entry");
 		pd_image_free(&img);
@@ -249,6 +294,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		test_bad(&bad[i]);
 	test_good();
+	test_hold();
 	test_large();
 	return done_testing();
 }
