@@ -561,6 +561,13 @@ static int setup(struct pd_daemon *d)
 		       "generation %llu, layout %u) without a gap; this policy is generation %llu",
 		       d->pin_dir, (unsigned long long)kept_cfg.generation, kept_cfg.layout,
 		       (unsigned long long)d->generation);
+	/* what stays open on this host (policyd(8), WHAT IS POLICED) */
+	pd_log(d, LOG_NOTICE, "boundary: every send of the cgroup's TCP sockets on a policed port "
+	       "is judged or %s (fail_mode %s); not covered: UDP, Unix sockets%s%s",
+	       d->pol.daemon.fail_open ? "passed and logged" : "refused",
+	       d->pol.daemon.fail_open ? "open" : "closed",
+	       strcmp(d->cgroup, mount) ? ", TCP sockets made outside " : "",
+	       strcmp(d->cgroup, mount) ? d->cgroup : "");
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
 	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s; compiled in "
 	       "%.1f ms, loaded in %.1f ms, written in %.1f ms", d->config, d->pol.nservices,

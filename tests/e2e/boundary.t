@@ -50,6 +50,10 @@ services = (
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd runs", pd.text()):
     done()
+ok(pd.lines(r"^policyd: boundary: every send of the cgroup's TCP sockets on a policed port is "
+            r"judged or refused \(fail_mode closed\); not covered: UDP, Unix sockets, TCP "
+            r"sockets made outside %s$" % re.escape(env.cgroup)),
+   "the start says what stays open on this host", pd.text())
 
 # --- a send after a short count ---
 SHORT = r"""
@@ -85,7 +89,7 @@ ok(b"FORBIDDEN" not in got, "the next send's denied line does not reach the serv
 ok(pd.lines(r"^policyd: deny rule=1 service=kv .*excerpt=\"FORBIDDEN"),
    "... and it is logged as a deny")
 r = run_inside(SHORT, kv.port, "allow")
-got = kv.got(r["port"], timeout=15)
+got = kv.got(r["port"], timeout=60)
 want = (b"a" * 1023 + b"\n") * 8192 + b"tail\n"
 ok(r["second"] == 0 and got == want,
    "after a short count, the rest and what follows arrive whole, in order",
