@@ -25,8 +25,10 @@
 /* Layout version of pinned maps. Bump on any change to a struct below or
  * to the set of maps (2: pd_doomed; 3: pd_trans holds one table per slot,
  * pd_service.skip; 4: pd_service.noscan; 5: the wire position and port
- * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes). */
-#define PD_LAYOUT_VERSION 5
+ * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes; 6:
+ * pd_sinks per slot, the diverted bytes in pd_sink_data,
+ * pd_event.sink_seq and gen). */
+#define PD_LAYOUT_VERSION 6
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -269,6 +271,8 @@ enum pd_verdict {
 /* pd_events (RINGBUF): one record per logged verdict. */
 struct pd_event {
 	__u64 cgroup_id;
+	__u64 sink_seq;         /* redirect: the number of this diversion (from 1), the
+	                         * key of its bytes in pd_sink_data; else 0 */
 	__u32 pid;              /* thread id of the sender */
 	__u32 tgid;             /* process id of the sender */
 	__u32 uid;
@@ -287,9 +291,27 @@ struct pd_event {
 	__u16 dport;            /* host byte order */
 	__u16 excerpt_len;      /* bytes valid in excerpt */
 	__u8 cause;             /* PD_V_REFUSE, PD_V_UNJUDGED: enum pd_trouble */
-	__u8 pad;
+	__u8 gen;               /* policy slot that decided (sink: gen * PD_MAX_SINKS + sink) */
 	char comm[PD_COMM_LEN];
 	__u8 excerpt[PD_EXCERPT_MAX];
+};
+
+/* pd_sink_data (RINGBUF): the bytes each redirect diverted, copied in
+ * pieces right after its event, so that a sink record always holds its
+ * own message's bytes: a piece carries the number of its diversion, and
+ * what the ring buffer had no room for is known to be missing. The
+ * diverted bytes themselves go to policyd's socket in pd_sinks, which
+ * only drains them. At most PD_SINK_KEEP bytes of a message are copied. */
+#define PD_SINK_PIECE 4096
+#define PD_SINK_KEEP (1u << 20)
+struct pd_sink_piece {
+	__u64 seq;              /* pd_event.sink_seq of the diversion */
+	__u32 off;              /* where data starts in the diverted bytes */
+	__u32 len;              /* bytes valid in data */
+	__u8 gen;               /* policy slot and sink, as in the event */
+	__u8 sink;
+	__u8 pad[6];
+	__u8 data[PD_SINK_PIECE];
 };
 
 /* Scratch of one sk_msg program run, kept with the socket (the socket is
