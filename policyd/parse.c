@@ -241,7 +241,7 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 {
 	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
 					    "log_rate", "excerpt", "fail_mode",
-					    "max_connections", NULL };
+					    "max_connections", "name", NULL };
 	static const char *const on_exit[] = { "detach", "keep", NULL };
 	static const char *const fail_mode[] = { "closed", "open", NULL };
 	struct pd_daemon_src *dm = &c->p->daemon;
@@ -253,6 +253,8 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 	check_keys(c, g, "daemon", keys);
 	if ((s = config_setting_get_member(g, "cgroup")))
 		get_path(c, s, &dm->cgroup);
+	if ((s = config_setting_get_member(g, "name")))
+		get_name(c, s, &dm->name);
 	if ((s = config_setting_get_member(g, "pin_dir")))
 		get_path(c, s, &dm->pin_dir);
 	if ((s = config_setting_get_member(g, "user"))) {
@@ -929,6 +931,7 @@ void pd_policy_free(struct pd_policy *p)
 	free(p->daemon.cgroup);
 	free(p->daemon.user);
 	free(p->daemon.pin_dir);
+	free(p->daemon.name);
 	free(p->file);
 	memset(p, 0, sizeof(*p));
 }

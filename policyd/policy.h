@@ -94,6 +94,7 @@ struct pd_daemon_src {
 	uint32_t excerpt;
 	bool fail_open;         /* fail_mode = "open" */
 	uint32_t max_connections;       /* policed connections the socket map holds */
+	char *name;             /* instance name in log lines; NULL: the pin dir's last part */
 };
 
 struct pd_policy {
