@@ -58,6 +58,7 @@ static struct {
 	enum pd_log_target target;
 	bool foreground;
 	bool syslog_down;       /* said once: syslog went away */
+	int no_syslog;          /* errno of /dev/log at start, until said */
 	char instance[64];
 	int fd;                 /* the /dev/log socket */
 	int socktype;
@@ -137,8 +138,7 @@ void pd_log_open(const char *instance, bool foreground)
 		return;
 	}
 	L.target = PD_LOG_STDERR;
-	fprintf(stderr, "policyd: warning: no journal and no syslog at %s (%s): log lines "
-		"go to stderr\n", PD_SYSLOG_PATH, strerror(-err));
+	L.no_syslog = -err;
 }
 
 enum pd_log_target pd_log_target(void)
@@ -210,6 +210,14 @@ static int to_journal(const struct entry *e)
 static void write_entry(const struct entry *e)
 {
 	bool err = false;
+
+	/* said with the first line (a start that fails before it has its
+	 * own message on stderr) */
+	if (L.no_syslog) {
+		fprintf(stderr, "policyd: warning: no journal and no syslog at %s (%s): log "
+			"lines go to stderr\n", PD_SYSLOG_PATH, strerror(L.no_syslog));
+		L.no_syslog = 0;
+	}
 
 	if (L.target == PD_LOG_JOURNAL)
 		err = to_journal(e) != 0;

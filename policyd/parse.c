@@ -6,10 +6,13 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <libconfig.h>
 
@@ -856,15 +859,33 @@ int pd_policy_load_string(const char *text, const char *file, struct pd_policy *
 
 int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d)
 {
-	FILE *f = fopen(file, "rb");
+	/* not blocking: opening a FIFO would wait for a writer */
+	int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	char *text = NULL;
 	size_t len = 0, cap = 0, nread;
+	struct stat st;
+	FILE *f;
 	int ret;
 
 	d->file = file;
 	memset(p, 0, sizeof(*p));
-	if (!f) {
+	if (fd < 0 || fstat(fd, &st)) {
 		pd_diag_add(d, 0, "cannot open: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		pd_diag_add(d, 0, "not a regular file (%s): a policy is read from a file",
+			    S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" :
+			    S_ISCHR(st.st_mode) ? "a character device" : S_ISSOCK(st.st_mode) ?
+			    "a socket" : "a device");
+		close(fd);
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, O_RDONLY) || !(f = fdopen(fd, "rb"))) {
+		pd_diag_add(d, 0, "cannot open: %s", strerror(errno));
+		close(fd);
 		return -1;
 	}
 	for (;;) {

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
+#include <sys/capability.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -102,6 +103,36 @@ static int ensure_bpffs(const char *dir)
 		return 0;
 	}
 	errno = ENOTSUP;
+	return -1;
+}
+
+/* The capabilities setup uses, named when missing (a run as an ordinary
+ * user would otherwise fail at the first probe as if the kernel lacked
+ * the feature). */
+static int check_privileges(void)
+{
+	static const struct { cap_value_t cap; const char *name; } need[] = {
+		{ CAP_BPF, "CAP_BPF" }, { CAP_NET_ADMIN, "CAP_NET_ADMIN" },
+		{ CAP_SYS_ADMIN, "CAP_SYS_ADMIN" }, { CAP_SETUID, "CAP_SETUID" },
+		{ CAP_SETGID, "CAP_SETGID" },
+	};
+	char missing[128] = "";
+	cap_t caps = cap_get_proc();
+
+	for (size_t i = 0; caps && i < sizeof(need) / sizeof(need[0]); i++) {
+		cap_flag_value_t v = CAP_CLEAR;
+
+		if (cap_get_flag(caps, need[i].cap, CAP_EFFECTIVE, &v) || v != CAP_SET)
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
+				 "%s%s", missing[0] ? ", " : "", need[i].name);
+	}
+	cap_free(caps);
+	if (!missing[0])
+		return 0;
+	fprintf(stderr, "policyd: run needs root, and this process (uid %u) lacks %s: loading "
+		"and attaching the BPF programs takes CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, "
+		"dropping to the unprivileged user CAP_SETUID and CAP_SETGID; start it as root\n",
+		(unsigned)geteuid(), missing);
 	return -1;
 }
 
@@ -424,6 +455,8 @@ static int setup(struct pd_daemon *d)
 		fprintf(stderr, "policyd: %s is not a cgroup v2 directory\n", d->cgroup);
 		return -1;
 	}
+	if (check_privileges())
+		return -1;
 	d->cg_fd = open(d->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->cg_fd < 0) {
 		fprintf(stderr, "policyd: cannot open %s: %s\n", d->cgroup, strerror(errno));
