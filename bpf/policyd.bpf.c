@@ -1062,11 +1062,11 @@ __noinline int pd_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32
  * however many paths lead here. */
 __noinline int pd_emit(struct sk_msg_md *msg)
 {
-	__u32 zero = 0, ex = 0, avail, gen, rk, sink = 0;
-	struct pd_config *cfg;
+	__u32 zero = 0, ex = 0, avail, gen, rk, sink = 0, key;
+	const struct pd_service *svc;
+	struct pd_rule *r, *exr = NULL;
 	struct pd_event *e;
 	struct pd_sock *st;
-	struct pd_rule *r;
 	__u64 id, seq = 0, *next;
 
 	if (!msg || !msg->sk)
@@ -1076,7 +1076,6 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 		return -1;
 	avail = msg->size;
 	gen = st->cur.gen & 1;
-	cfg = bpf_map_lookup_elem(&pd_config, &zero);
 	if (st->run.ev_verdict == PD_V_REDIRECT) {
 		rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
 		r = bpf_map_lookup_elem(&pd_rules, &rk);
@@ -1112,11 +1111,16 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	if (r) {
 		e->rule_id = r->id;
 		e->sink = r->sink;
+		exr = r;
 	}
 	rk = gen * (PD_MAX_RULES + 1) + st->cur.m.audit;
 	r = st->cur.m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
-	if (r)
+	if (r) {
 		e->audit_id = r->id;
+		/* an audit line names the audit rule: its excerpt */
+		if (e->verdict == PD_V_PASS)
+			exr = r;
+	}
 	e->family = (__u8)msg->family;
 	if (msg->family == AF_INET6) {
 		e->saddr[0] = msg->local_ip6[0];
@@ -1135,8 +1139,13 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	}
 	e->sport = (__u16)msg->local_port;
 	e->dport = bpf_ntohl(msg->remote_port) & 0xffff;
-	if (cfg)
-		ex = cfg->excerpt;
+	/* the rule's excerpt (0 for a rule on secrets), else the service's */
+	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	svc = exr ? NULL : bpf_map_lookup_elem(&pd_services, &key);
+	if (exr)
+		ex = exr->excerpt;
+	else if (svc)
+		ex = svc->excerpt;
 	if (ex > PD_EXCERPT_MAX)
 		ex = PD_EXCERPT_MAX;
 	if (ex > avail)

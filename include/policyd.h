@@ -27,8 +27,8 @@
  * pd_service.skip; 4: pd_service.noscan; 5: the wire position and port
  * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes; 6:
  * pd_sinks per slot, the diverted bytes in pd_sink_data,
- * pd_event.sink_seq and gen). */
-#define PD_LAYOUT_VERSION 6
+ * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt). */
+#define PD_LAYOUT_VERSION 7
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -112,7 +112,8 @@ enum pd_direction {
 /* pd_config (ARRAY, 1 entry): settings the daemon changes at run time. */
 struct pd_config {
 	__u32 active_gen;       /* 0 or 1: the policy slot the data plane reads */
-	__u32 excerpt;          /* payload bytes copied into events (<= PD_EXCERPT_MAX) */
+	__u32 excerpt;          /* daemon.excerpt (the data plane reads each rule's and
+	                         * service's, in which the compiler resolved it) */
 	__u64 generation;       /* increases by one per successful load (for logs) */
 	__u32 layout;           /* PD_LAYOUT_VERSION of the programs and maps */
 	__u32 slot_states;      /* states per policy slot in pd_trans / pd_outs */
@@ -181,7 +182,7 @@ struct pd_service {
 	                         * message is read, only its length counts */
 	__u32 hold_ms;          /* hold_timeout: how long a message may be held;
 	                         * 0: never held */
-	__u32 pad2;
+	__u32 excerpt;          /* payload bytes an event of the default copies */
 	__u64 skip[PD_SKIP_MAX];
 };
 
@@ -230,6 +231,9 @@ struct pd_rule {
 	__u8 action;            /* enum pd_action */
 	__u8 sink;              /* redirect: sink index; else 0 */
 	__u32 service;          /* service index */
+	__u16 excerpt;          /* payload bytes its events copy (<= PD_EXCERPT_MAX): the
+	                         * rule's, else its service's, else daemon.excerpt */
+	__u16 pad;
 };
 
 /* Matching state of the message a socket is sending (also kept per socket
