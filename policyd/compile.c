@@ -889,6 +889,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		struct builder *b = &bs[i].b;
 
 		service_entry(s, &is->svc);
+		is->svc.excerpt = s->excerpt >= 0 ? (uint32_t)s->excerpt : p->daemon.excerpt;
 		is->svc.start = base + bs[i].start;
 		is->svc.resume = base;
 		is->svc.nclasses = b->ncls;
@@ -906,6 +907,8 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 				.id = (uint16_t)r->id, .action = (uint8_t)r->action,
 				.sink = (uint8_t)(r->action == PD_ACT_REDIRECT ? r->sink_index : 0),
 				.service = i,
+				.excerpt = (uint16_t)(r->excerpt >= 0 ? (uint32_t)r->excerpt :
+						      is->svc.excerpt),
 			};
 		}
 	}

@@ -395,7 +395,7 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 		       struct pd_rule_src *r)
 {
 	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
-					    "hex_prefix", "longer_than", "nocase", "sink", NULL };
+					    "hex_prefix", "longer_than", "nocase", "sink", "excerpt", NULL };
 	static const char *const actions[] = { "audit", "allow", "redirect", "deny", NULL };
 	static const char *const kinds[] = { "contains", "prefix", "hex_contains", "hex_prefix",
 					     "longer_than", NULL };
@@ -404,7 +404,10 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 	int nmatch = 0;
 
 	r->line = line_of(g);
+	r->excerpt = -1;
 	check_keys(c, g, "a rule", keys);
+	if ((s = config_setting_get_member(g, "excerpt")) && get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
+		r->excerpt = (int)v;
 	if ((s = config_setting_get_member(g, "id"))) {
 		if (get_uint(c, s, 1, PD_MAX_RULES, &v))
 			r->id = (unsigned)v;
@@ -538,7 +541,7 @@ bad:
 static void parse_service(struct parse *c, const config_setting_t *g, struct pd_service_src *svc)
 {
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
-					    "default", "hold_timeout", "rules", NULL };
+					    "default", "hold_timeout", "rules", "excerpt", NULL };
 	static const char *const dirs[] = { "to", "from", "both", NULL };
 	static const char *const framings[] = { "none", "line", NULL };
 	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
@@ -552,7 +555,10 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	svc->def = PD_DEF_ALLOW;
 	svc->inspect = PD_DEFAULT_INSPECT;
 	svc->hold_timeout = PD_DEFAULT_HOLD_TIMEOUT;
+	svc->excerpt = -1;
 	check_keys(c, g, "a service", keys);
+	if ((s = config_setting_get_member(g, "excerpt")) && get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
+		svc->excerpt = (int)v;
 	if ((s = config_setting_get_member(g, "name")))
 		get_name(c, s, &svc->name);
 	else
