@@ -22,6 +22,8 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+/* the lines' fields are the log's, not where in policyd they were sent */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
 #include "log.h"
