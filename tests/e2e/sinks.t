@@ -87,6 +87,14 @@ sent=$(( $(cat "$TMP/flood.1") + $(cat "$TMP/flood.2") ))
 sleep 1
 kill -CONT "$PDPID"
 sleep $((4 * SLOW))
+# and after it, diversions one by one: each must still get its own bytes
+in_cgroup python3 -c '
+import socket, sys, time
+for i in range(20):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.sendall(b"DEBUG from=%d seq=%d after\n" % (s.getsockname()[1], i)); s.close(); time.sleep(0.02)' "$port"
+sent=$((sent + 20))
+sleep $((3 * SLOW))
 python3 - "$TMP/flood.log" <<'EOF' > "$TMP/flood.check"
 import re, sys
 good = unknown = wrong = 0
@@ -97,7 +105,7 @@ for line in open(sys.argv[1], "rb"):
         unknown += 1
         continue
     src = re.search(rb" src=127\.0\.0\.1:(\d+) ", line)
-    one = re.fullmatch(rb"DEBUG from=(\d+) seq=\d+ x*\\n", data)
+    one = re.fullmatch(rb"DEBUG from=(\d+) seq=\d+ (x*|after)\\n", data)
     if src and one and one.group(1) == src.group(1):
         good += 1
     else:
