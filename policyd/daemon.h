@@ -90,6 +90,7 @@ struct pd_daemon {
 	/* diversions waiting for their event or their bytes */
 	struct pd_divert *diverts;
 	size_t ndiverts, capdiverts;
+	size_t divert_bytes;    /* their bytes */
 	uint64_t divert_lost;   /* records since the last report that miss bytes */
 	/* log rate limiting: lines traffic caused in the current second */
 	uint32_t log_rate;

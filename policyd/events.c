@@ -348,6 +348,7 @@ static void divert_write(struct pd_daemon *d, size_t i)
 		d->divert_lost++;
 	free(esc);
 	free(v->data);
+	d->divert_bytes -= v->got;
 	file_put(d, v->file);
 	d->diverts[i] = d->diverts[--d->ndiverts];
 }
@@ -374,6 +375,7 @@ static void divert_event(struct pd_daemon *d, const struct pd_event *e)
 	if (!sink_of(d, v, e->gen, e->sink)) {
 		/* no such sink (cannot happen): nothing to write */
 		free(v->data);
+		d->divert_bytes -= v->got;
 		*v = d->diverts[--d->ndiverts];
 		return;
 	}
@@ -385,19 +387,14 @@ int pd_on_sink_data(void *ctx, void *data, size_t size)
 {
 	struct pd_daemon *d = ctx;
 	const struct pd_sink_piece *p = data;
-	size_t held = 0;
 	struct pd_divert *v;
 	uint8_t *nd;
 
 	if (size < offsetof(struct pd_sink_piece, data) ||
 	    p->len > size - offsetof(struct pd_sink_piece, data) || p->len > PD_SINK_PIECE)
 		return 0;
-	for (size_t i = 0; i < d->ndiverts; i++)
-		held += d->diverts[i].got;
-	while (d->ndiverts && (d->ndiverts >= PD_DIVERT_MAX || held > PD_DIVERT_BYTES)) {
-		held -= d->diverts[0].got;
+	while (d->ndiverts && (d->ndiverts >= PD_DIVERT_MAX || d->divert_bytes > PD_DIVERT_BYTES))
 		divert_write(d, 0);
-	}
 	v = divert_find(d, p->seq);
 	if (!v || !sink_of(d, v, p->gen, p->sink))
 		return 0;
@@ -410,6 +407,7 @@ int pd_on_sink_data(void *ctx, void *data, size_t size)
 		v->data = nd;
 		memcpy(v->data + v->got, p->data, p->len);
 		v->got += p->len;
+		d->divert_bytes += p->len;
 	}
 	if (divert_complete(v))
 		divert_write(d, (size_t)(v - d->diverts));
