@@ -363,6 +363,16 @@ static bool divert_complete(const struct pd_divert *v)
 	return v->got >= want || v->hole;
 }
 
+/* A diversion to a sink that does not exist (cannot happen): nothing to
+ * write, forget it. */
+static void divert_drop(struct pd_daemon *d, struct pd_divert *v)
+{
+	free(v->data);
+	d->divert_bytes -= v->got;
+	file_put(d, v->file);
+	*v = d->diverts[--d->ndiverts];
+}
+
 /* A redirect event: its diversion has its description now. */
 static void divert_event(struct pd_daemon *d, const struct pd_event *e)
 {
@@ -373,10 +383,7 @@ static void divert_event(struct pd_daemon *d, const struct pd_event *e)
 	v->have_event = true;
 	v->ev = *e;
 	if (!sink_of(d, v, e->gen, e->sink)) {
-		/* no such sink (cannot happen): nothing to write */
-		free(v->data);
-		d->divert_bytes -= v->got;
-		*v = d->diverts[--d->ndiverts];
+		divert_drop(d, v);
 		return;
 	}
 	if (divert_complete(v))
@@ -396,8 +403,12 @@ int pd_on_sink_data(void *ctx, void *data, size_t size)
 	while (d->ndiverts && (d->ndiverts >= PD_DIVERT_MAX || d->divert_bytes > PD_DIVERT_BYTES))
 		divert_write(d, 0);
 	v = divert_find(d, p->seq);
-	if (!v || !sink_of(d, v, p->gen, p->sink))
+	if (!v)
 		return 0;
+	if (!sink_of(d, v, p->gen, p->sink)) {
+		divert_drop(d, v);
+		return 0;
+	}
 	if (p->off != v->got || v->hole) {
 		v->hole = true;         /* a piece before this one was lost */
 	} else if (v->got + p->len <= PD_SINK_KEEP) {
