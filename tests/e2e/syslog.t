@@ -86,7 +86,9 @@ for i in range(12):
     s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
     try: s.send(b"FLUSHALL\n")
     except OSError: pass' "$port"
-sleep 2.5
+# the summary comes at the next second's start: wait for it (10 s at most)
+for _ in $(seq 100); do grep -q ': suppressed ' "$TMP/syslog.out" && break; sleep 0.1; done
+sleep 1.5
 n=$(grep -c 'deny rule=7' "$TMP/syslog.out")
 ok $(( n >= 4 && n < 13 ? 0 : 1 )) "13 denies under log_rate = 3: $n deny lines in syslog"
 sup=$(sed -En 's/^daemon\.warning policyd\[[0-9]+\]: suppressed ([0-9]+) deny lines over log_rate=3 per second instance=policyd-syslog-[0-9]+$/\1/p' "$TMP/syslog.out" |
