@@ -38,12 +38,12 @@ BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include -I policyd -I $(O)
-LDLIBS := -lconfig -lbpf -lcap -lelf -lz
+LDLIBS := -lconfig -lbpf -lcap -lelf -lz -lsystemd -lpthread
 
 ABI := include/policyd.h include/pd_match.h
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
-	policyd/stats.c policyd/privs.c policyd/instance.c
+	policyd/stats.c policyd/privs.c policyd/instance.c policyd/log.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))

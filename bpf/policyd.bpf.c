@@ -123,13 +123,38 @@ struct {
 	__type(value, struct pd_sock);
 } pd_sk SEC(".maps");
 
-/* Redirect sinks: one socket of policyd's own per sink index. */
+/* Redirect sinks: slot * PD_MAX_SINKS + sink -> a socket of policyd's
+ * own, where the diverted bytes go (policyd drains it; the bytes it
+ * writes to the sink file come from pd_sink_data). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKMAP);
-	__uint(max_entries, PD_MAX_SINKS);
+	__uint(max_entries, 2 * PD_MAX_SINKS);
 	__type(key, __u32);
 	__type(value, __u64);
 } pd_sinks SEC(".maps");
+
+/* Diversions so far: numbers each redirect event and its pieces. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pd_sink_seq SEC(".maps");
+
+/* A piece of diverted bytes being put together for pd_sink_data. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pd_sink_piece);
+} pd_sink_buf SEC(".maps");
+
+/* The diverted bytes, in pieces, for the sink records. Apart from
+ * pd_events: a flood of diverted bytes never crowds out deny events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} pd_sink_data SEC(".maps");
 
 /* Deny, redirect and audit events for the daemon. */
 struct {
@@ -983,16 +1008,66 @@ static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
 	return 0;
 }
 
-/* Send the event described by st->run.ev_* to the daemon. Global, so the
- * verifier checks it once however many paths lead here. */
+struct divert {
+	struct sk_msg_md *msg;
+	struct pd_sink_piece *p;
+	__u32 bytes;
+};
+
+/* Piece i of the diverted bytes into pd_sink_data. */
+static long divert_piece(__u32 i, void *arg)
+{
+	struct divert *dv = arg;
+	struct pd_sink_piece *p = dv->p;
+	__u32 off = i * PD_SINK_PIECE, n;
+
+	if (off >= dv->bytes)
+		return 1;
+	n = dv->bytes - off;
+	if (n > PD_SINK_PIECE)
+		n = PD_SINK_PIECE;
+	if (bpf_msg_pull_data(dv->msg, off, off + n, 0) ||
+	    bpf_probe_read_kernel(p->data, n, (void *)(long)dv->msg->data))
+		return 1;
+	p->off = off;
+	p->len = n;
+	/* a piece the ring buffer has no room for is missing from the
+	 * record, which says so */
+	bpf_ringbuf_output(&pd_sink_data, p, __builtin_offsetof(struct pd_sink_piece, data) + n, 0);
+	return 0;
+}
+
+/* Copy the first bytes (at most PD_SINK_KEEP) of what this redirect
+ * diverts, in pieces numbered seq. */
+__noinline int pd_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32 sink,
+			      __u32 bytes)
+{
+	struct divert dv = { .msg = msg, .bytes = bytes };
+	__u32 zero = 0;
+
+	dv.p = bpf_map_lookup_elem(&pd_sink_buf, &zero);
+	if (!msg || !dv.p)
+		return -1;
+	if (dv.bytes > PD_SINK_KEEP)
+		dv.bytes = PD_SINK_KEEP;
+	dv.p->seq = seq;
+	dv.p->gen = (__u8)gen;
+	dv.p->sink = (__u8)sink;
+	bpf_loop(PD_SINK_KEEP / PD_SINK_PIECE, divert_piece, &dv, 0);
+	return 0;
+}
+
+/* Send the event described by st->run.ev_* to the daemon, and for a
+ * redirect the bytes it diverts. Global, so the verifier checks it once
+ * however many paths lead here. */
 __noinline int pd_emit(struct sk_msg_md *msg)
 {
-	__u32 zero = 0, ex = 0, avail, gen, rk;
-	struct pd_config *cfg;
+	__u32 zero = 0, ex = 0, avail, gen, rk, sink = 0, key;
+	const struct pd_service *svc;
+	struct pd_rule *r, *exr = NULL;
 	struct pd_event *e;
 	struct pd_sock *st;
-	struct pd_rule *r;
-	__u64 id;
+	__u64 id, seq = 0, *next;
 
 	if (!msg || !msg->sk)
 		return -1;
@@ -1001,12 +1076,21 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 		return -1;
 	avail = msg->size;
 	gen = st->cur.gen & 1;
-	cfg = bpf_map_lookup_elem(&pd_config, &zero);
+	if (st->run.ev_verdict == PD_V_REDIRECT) {
+		rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
+		r = bpf_map_lookup_elem(&pd_rules, &rk);
+		sink = r ? r->sink : 0;
+		next = bpf_map_lookup_elem(&pd_sink_seq, &zero);
+		if (next)
+			seq = __sync_fetch_and_add(next, 1) + 1;
+	}
 	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 	if (!e) {
 		trouble(PD_TR_RINGBUF);
-		return -1;
+		goto divert;
 	}
+	e->sink_seq = seq;
+	e->gen = (__u8)gen;
 	id = bpf_get_current_pid_tgid();
 	e->pid = (__u32)id;
 	e->tgid = id >> 32;
@@ -1027,13 +1111,17 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	if (r) {
 		e->rule_id = r->id;
 		e->sink = r->sink;
+		exr = r;
 	}
 	rk = gen * (PD_MAX_RULES + 1) + st->cur.m.audit;
 	r = st->cur.m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
-	if (r)
+	if (r) {
 		e->audit_id = r->id;
+		/* an audit line names the audit rule: its excerpt */
+		if (e->verdict == PD_V_PASS)
+			exr = r;
+	}
 	e->family = (__u8)msg->family;
-	e->pad = 0;
 	if (msg->family == AF_INET6) {
 		e->saddr[0] = msg->local_ip6[0];
 		e->saddr[1] = msg->local_ip6[1];
@@ -1051,8 +1139,13 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	}
 	e->sport = (__u16)msg->local_port;
 	e->dport = bpf_ntohl(msg->remote_port) & 0xffff;
-	if (cfg)
-		ex = cfg->excerpt;
+	/* the rule's excerpt (0 for a rule on secrets), else the service's */
+	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	svc = exr ? NULL : bpf_map_lookup_elem(&pd_services, &key);
+	if (exr)
+		ex = exr->excerpt;
+	else if (svc)
+		ex = svc->excerpt;
 	if (ex > PD_EXCERPT_MAX)
 		ex = PD_EXCERPT_MAX;
 	if (ex > avail)
@@ -1070,6 +1163,9 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 			e->excerpt_len = ex;
 	}
 	bpf_ringbuf_submit(e, 0);
+divert:
+	if (seq)
+		pd_divert_copy(msg, seq, gen, sink, st->run.ev_bytes);
 	return 0;
 }
 
@@ -1141,7 +1237,9 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 
 		return SK_DROP;
 	}
 	r = bpf_map_lookup_elem(&pd_rules, &rk);
-	return bpf_msg_redirect_map(msg, &pd_sinks, r ? r->sink : 0, BPF_F_INGRESS);
+	return bpf_msg_redirect_map(msg, &pd_sinks,
+				    (st->cur.gen & 1) * PD_MAX_SINKS + (r ? r->sink : 0),
+				    BPF_F_INGRESS);
 }
 
 /* ---- the wire: the socket's TCP stream against what was judged ---- */

@@ -25,8 +25,10 @@
 /* Layout version of pinned maps. Bump on any change to a struct below or
  * to the set of maps (2: pd_doomed; 3: pd_trans holds one table per slot,
  * pd_service.skip; 4: pd_service.noscan; 5: the wire position and port
- * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes). */
-#define PD_LAYOUT_VERSION 5
+ * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes; 6:
+ * pd_sinks per slot, the diverted bytes in pd_sink_data,
+ * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt). */
+#define PD_LAYOUT_VERSION 7
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -110,7 +112,8 @@ enum pd_direction {
 /* pd_config (ARRAY, 1 entry): settings the daemon changes at run time. */
 struct pd_config {
 	__u32 active_gen;       /* 0 or 1: the policy slot the data plane reads */
-	__u32 excerpt;          /* payload bytes copied into events (<= PD_EXCERPT_MAX) */
+	__u32 excerpt;          /* daemon.excerpt (the data plane reads each rule's and
+	                         * service's, in which the compiler resolved it) */
 	__u64 generation;       /* increases by one per successful load (for logs) */
 	__u32 layout;           /* PD_LAYOUT_VERSION of the programs and maps */
 	__u32 slot_states;      /* states per policy slot in pd_trans / pd_outs */
@@ -179,7 +182,7 @@ struct pd_service {
 	                         * message is read, only its length counts */
 	__u32 hold_ms;          /* hold_timeout: how long a message may be held;
 	                         * 0: never held */
-	__u32 pad2;
+	__u32 excerpt;          /* payload bytes an event of the default copies */
 	__u64 skip[PD_SKIP_MAX];
 };
 
@@ -228,6 +231,9 @@ struct pd_rule {
 	__u8 action;            /* enum pd_action */
 	__u8 sink;              /* redirect: sink index; else 0 */
 	__u32 service;          /* service index */
+	__u16 excerpt;          /* payload bytes its events copy (<= PD_EXCERPT_MAX): the
+	                         * rule's, else its service's, else daemon.excerpt */
+	__u16 pad;
 };
 
 /* Matching state of the message a socket is sending (also kept per socket
@@ -269,6 +275,8 @@ enum pd_verdict {
 /* pd_events (RINGBUF): one record per logged verdict. */
 struct pd_event {
 	__u64 cgroup_id;
+	__u64 sink_seq;         /* redirect: the number of this diversion (from 1), the
+	                         * key of its bytes in pd_sink_data; else 0 */
 	__u32 pid;              /* thread id of the sender */
 	__u32 tgid;             /* process id of the sender */
 	__u32 uid;
@@ -287,9 +295,27 @@ struct pd_event {
 	__u16 dport;            /* host byte order */
 	__u16 excerpt_len;      /* bytes valid in excerpt */
 	__u8 cause;             /* PD_V_REFUSE, PD_V_UNJUDGED: enum pd_trouble */
-	__u8 pad;
+	__u8 gen;               /* policy slot that decided (sink: gen * PD_MAX_SINKS + sink) */
 	char comm[PD_COMM_LEN];
 	__u8 excerpt[PD_EXCERPT_MAX];
+};
+
+/* pd_sink_data (RINGBUF): the bytes each redirect diverted, copied in
+ * pieces right after its event, so that a sink record always holds its
+ * own message's bytes: a piece carries the number of its diversion, and
+ * what the ring buffer had no room for is known to be missing. The
+ * diverted bytes themselves go to policyd's socket in pd_sinks, which
+ * only drains them. At most PD_SINK_KEEP bytes of a message are copied. */
+#define PD_SINK_PIECE 4096
+#define PD_SINK_KEEP (1u << 20)
+struct pd_sink_piece {
+	__u64 seq;              /* pd_event.sink_seq of the diversion */
+	__u32 off;              /* where data starts in the diverted bytes */
+	__u32 len;              /* bytes valid in data */
+	__u8 gen;               /* policy slot and sink, as in the event */
+	__u8 sink;
+	__u8 pad[6];
+	__u8 data[PD_SINK_PIECE];
 };
 
 /* Scratch of one sk_msg program run, kept with the socket (the socket is

@@ -21,17 +21,20 @@
 #include "policy.h"
 
 #define LABEL_FOLD 256          /* labels 256..281: a nocase letter a..z */
+/* Node entries of the state sets while building (4 bytes each): with the
+ * trie, the rows and the image, what bounds the compiler's memory. */
+#define PD_MAX_SET_NODES (1u << 25)
 #define NLABELS (256 + 26)
 
-struct edge {
-	uint16_t label;
-	uint32_t child;
-};
-
+/* A trie node, with the edge that leads to it: its children are a list
+ * (child, then sibling), so that the nodes of long patterns, which have
+ * one child each, need no allocation of their own. */
 struct node {
-	struct edge *edges;
-	uint32_t nedges, cap;
+	uint32_t child;         /* first child (0: none; the roots are no child) */
+	uint32_t sibling;       /* next child of the same parent */
+	uint16_t label;         /* of the edge from the parent */
 	uint32_t out;           /* head of this node's output list (0: none) */
+	uint32_t depth;         /* bytes from its root */
 	bool anchored;          /* belongs to the prefix trie */
 	uint16_t later;         /* anchored: the lowest rule index a longer prefix
 	                         * through this node reports (0: none) */
@@ -51,7 +54,11 @@ struct vec32 {
 struct builder {
 	struct pd_diag *d;
 	int line;               /* the service's line, for errors */
-	uint32_t state_budget;  /* states this service may still create */
+	uint32_t state_budget;  /* states this service may still create (PD_MAX_STATES) */
+	uint32_t byte_states;   /* ... before the image passes PD_MAX_IMAGE_BYTES */
+	uint32_t width;         /* the image's row width with this service in it */
+	uint32_t prev_states;   /* states of the services before it */
+	uint32_t ntrie[2];      /* nodes of the contains and the prefix trie */
 	struct node *nodes;
 	uint32_t nnodes, capnodes;
 	struct outlink *outs;
@@ -74,6 +81,7 @@ struct builder {
 	struct vec32 touched;
 	struct vec32 tmp;
 	bool oom;
+	bool full;              /* past a limit (said) */
 };
 
 static __attribute__((noinline)) bool vec_grow(struct vec32 *v)
@@ -139,25 +147,36 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 	uint32_t cur = root;
 	struct outlink *o;
 
-	for (size_t i = 0; i < r->patlen && !b->oom; i++) {
+	for (size_t i = 0; i < r->patlen && !b->oom && !b->full; i++) {
 		uint16_t l = label_of(r->pat[i], r->nocase);
 		struct node *n = &b->nodes[cur];
-		uint32_t next = 0;
+		uint32_t next = 0, last = 0;
 
-		for (uint32_t e = 0; e < n->nedges; e++)
-			if (n->edges[e].label == l)
-				next = n->edges[e].child;
+		for (uint32_t c = n->child; c && !next; c = b->nodes[c].sibling) {
+			if (b->nodes[c].label == l)
+				next = c;
+			last = c;
+		}
 		if (!next) {
+			/* each node of a trie is (in) a state of its own */
+			if (++b->ntrie[b->nodes[root].anchored] > b->state_budget) {
+				pd_diag_add(b->d, r->line, "the patterns of the service up to this "
+					    "rule make more than %u automaton states (the limit, with "
+					    "the services before it): use fewer or shorter patterns",
+					    b->state_budget);
+				b->full = true;
+				return;
+			}
 			next = new_node(b, b->nodes[root].anchored);
 			if (b->oom)
 				return;
-			n = &b->nodes[cur];
-			n->edges = grow(n->edges, &n->cap, n->nedges + 1, sizeof(*n->edges));
-			if (!n->edges) {
-				b->oom = true;
-				return;
-			}
-			n->edges[n->nedges++] = (struct edge){ l, next };
+			b->nodes[next].depth = b->nodes[cur].depth + 1;
+			b->nodes[next].label = l;
+			/* children in the order the patterns name them */
+			if (last)
+				b->nodes[last].sibling = next;
+			else
+				b->nodes[cur].child = next;
 		}
 		cur = next;
 	}
@@ -183,8 +202,8 @@ static void make_classes(struct builder *b, bool line)
 	 * the data plane's table flag exactly those transitions */
 	used['\n'] = line;
 	for (uint32_t i = 0; i < b->nnodes; i++)
-		for (uint32_t e = 0; e < b->nodes[i].nedges; e++)
-			used[b->nodes[i].edges[e].label] = true;
+		for (uint32_t c = b->nodes[i].child; c; c = b->nodes[c].sibling)
+			used[b->nodes[c].label] = true;
 	memset(b->cls, 0, sizeof(b->cls));
 	b->ncls = 1;
 	for (int l = 0; l < NLABELS; l++) {
@@ -302,7 +321,7 @@ static void state_out(struct builder *b, const uint32_t *s, uint32_t n, struct p
 	for (uint32_t i = 0; i < n; i++) {
 		const struct node *nd = &b->nodes[s[i]];
 
-		if (nd->anchored && nd->nedges) {
+		if (nd->anchored && nd->child) {
 			uint32_t h = PD_SF_HOLD_RULE(o->flags);
 
 			o->flags |= PD_SF_ANCHORED;
@@ -329,6 +348,36 @@ static bool has_out(const struct pd_state_out *o)
 	return o->deny || o->redirect || o->allow || o->audit;
 }
 
+/* The service needs at least `states` states: past one of the limits. */
+static void too_big(struct builder *b, uint32_t states)
+{
+	if (!b->state_budget || states > b->state_budget + b->set_off.n)
+		pd_diag_add(b->d, b->line, "the service's automaton grows past the limit of %u "
+			    "states (with the services before it): use fewer or shorter "
+			    "patterns", PD_MAX_STATES);
+	else
+		pd_diag_add(b->d, b->line, "the compiled policy grows past %llu MiB of kernel "
+			    "memory: this service's automaton needs more than %u states of %u "
+			    "byte classes; use fewer or shorter patterns",
+			    (unsigned long long)(PD_MAX_IMAGE_BYTES >> 20), states - 1, b->ncls);
+}
+
+/* The state id of node set v (sorted, unique), or ~0u with *slot where it
+ * would go. */
+static uint32_t find(const struct builder *b, const struct vec32 *v, uint32_t *slot)
+{
+	uint32_t k = hash_set(v->v, v->n) & (b->hcap - 1), id;
+
+	for (; b->hash[k]; k = (k + 1) & (b->hcap - 1)) {
+		id = b->hash[k] - 1;
+		if (b->set_len.v[id] == v->n &&
+		    !memcmp(&b->sets.v[b->set_off.v[id]], v->v, v->n * sizeof(uint32_t)))
+			return id;
+	}
+	*slot = k;
+	return ~0u;
+}
+
 /* The state id of node set v (sorted, unique), created if new; ~0u on failure. */
 static uint32_t intern(struct builder *b, const struct vec32 *v)
 {
@@ -336,19 +385,22 @@ static uint32_t intern(struct builder *b, const struct vec32 *v)
 
 	if (b->set_off.n * 2 >= b->hcap && !rehash(b))
 		goto oom;
-	k = hash_set(v->v, v->n) & (b->hcap - 1);
-	for (; b->hash[k]; k = (k + 1) & (b->hcap - 1)) {
-		id = b->hash[k] - 1;
-		if (b->set_len.v[id] == v->n &&
-		    !memcmp(&b->sets.v[b->set_off.v[id]], v->v, v->n * sizeof(uint32_t)))
-			return id;
+	id = find(b, v, &k);
+	if (id != ~0u)
+		return id;
+	if (!b->state_budget || !b->byte_states) {
+		too_big(b, b->set_off.n + 1);
+		return ~0u;
 	}
-	if (!b->state_budget) {
-		pd_diag_add(b->d, b->line, "the service's automaton grows past the limit of %u "
-			    "states: use fewer or shorter patterns", PD_MAX_STATES);
+	if (b->sets.n + v->n > PD_MAX_SET_NODES) {
+		pd_diag_add(b->d, b->line, "building the service's automaton takes more than "
+			    "%u MiB (%u states so far): use fewer or shorter patterns, or fewer "
+			    "nocase ones", (unsigned)((uint64_t)PD_MAX_SET_NODES * 4 >> 20),
+			    b->set_off.n);
 		return ~0u;
 	}
 	b->state_budget--;
+	b->byte_states--;
 	id = b->set_off.n;
 	b->souts = grow(b->souts, &b->capsouts, id + 1, sizeof(*b->souts));
 	if (!b->souts || !vec_push(&b->set_off, b->sets.n) || !vec_push(&b->set_len, v->n))
@@ -364,11 +416,91 @@ oom:
 	return ~0u;
 }
 
+/* Put node x's children into the buckets of their classes. */
+static bool bucket_edges(struct builder *b, const struct node *nd)
+{
+	for (uint32_t c = nd->child; c; c = b->nodes[c].sibling) {
+		uint16_t l = b->nodes[c].label;
+
+		for (uint8_t j = 0; j < b->label_ncls[l]; j++) {
+			struct vec32 *bk = &b->bucket[b->label_cls[l][j]];
+
+			if (!bk->n && !vec_push(&b->touched, b->label_cls[l][j]))
+				return false;
+			if (!vec_push(bk, c))
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * The row of state id (node set S) from the row of a state expanded
+ * before it. A byte leads S to {U's root} and the children on that byte
+ * of every node of S; so S and S without its deepest node x (the state
+ * of x's longest proper suffix, found before S) lead to the same set but
+ * for the bytes x has edges on, where x's children join. That is one or
+ * two sets to make instead of one per class the nodes of S have edges on
+ * (about 40 with case-folded patterns, the root's). 1: done; 0: no such
+ * state (the row is made the long way); -1: failure.
+ */
+static int expand_from_smaller(struct builder *b, uint32_t id)
+{
+	uint32_t off = b->set_off.v[id], n = b->set_len.v[id], xi = ~0u, depth = 0, fid, slot;
+	uint32_t *row;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t dp = b->nodes[b->sets.v[off + i]].depth;
+
+		if (dp > depth) {
+			depth = dp;
+			xi = i;
+		}
+	}
+	if (xi == ~0u)
+		return 0;
+	b->tmp.n = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (i != xi && !vec_push(&b->tmp, b->sets.v[off + i]))
+			goto oom;
+	fid = find(b, &b->tmp, &slot);
+	if (fid == ~0u || fid >= id)
+		return 0;
+	row = &b->rows[(size_t)id * b->ncls];
+	memcpy(row, &b->rows[(size_t)fid * b->ncls], b->ncls * sizeof(*row));
+	b->touched.n = 0;
+	if (!bucket_edges(b, &b->nodes[b->sets.v[off + xi]]))
+		goto oom;
+	for (uint32_t t = 0; t < b->touched.n; t++) {
+		uint32_t c = b->touched.v[t], to = row[c];
+		struct vec32 *bk = &b->bucket[c];
+
+		b->tmp.n = 0;
+		for (uint32_t i = 0; i < b->set_len.v[to]; i++)
+			if (!vec_push(&b->tmp, b->sets.v[b->set_off.v[to] + i]))
+				goto oom;
+		for (uint32_t i = 0; i < bk->n; i++)
+			if (!vec_push(&b->tmp, bk->v[i]))
+				goto oom;
+		bk->n = 0;
+		sort_unique(&b->tmp);
+		to = intern(b, &b->tmp);
+		if (to == ~0u)
+			return -1;
+		row[c] = to;
+	}
+	return 1;
+oom:
+	b->oom = true;
+	return -1;
+}
+
 /* Fill the transition row of state id; returns false on failure. */
 static bool expand(struct builder *b, uint32_t id, uint32_t resume)
 {
 	uint32_t off = b->set_off.v[id], n = b->set_len.v[id];
 	uint32_t *row;
+	int r;
 
 	if ((size_t)(id + 1) * b->ncls > b->caprows) {
 		size_t cap = b->caprows ? b->caprows * 2 : (size_t)1024 * b->ncls;
@@ -379,23 +511,13 @@ static bool expand(struct builder *b, uint32_t id, uint32_t resume)
 		b->rows = nr;
 		b->caprows = cap;
 	}
+	r = expand_from_smaller(b, id);
+	if (r)
+		return r > 0;
 	b->touched.n = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct node *nd = &b->nodes[b->sets.v[off + i]];
-
-		for (uint32_t e = 0; e < nd->nedges; e++) {
-			uint16_t l = nd->edges[e].label;
-
-			for (uint8_t j = 0; j < b->label_ncls[l]; j++) {
-				struct vec32 *bk = &b->bucket[b->label_cls[l][j]];
-
-				if (!bk->n && !vec_push(&b->touched, b->label_cls[l][j]))
-					return !(b->oom = true);
-				if (!vec_push(bk, nd->edges[e].child))
-					return !(b->oom = true);
-			}
-		}
-	}
+	for (uint32_t i = 0; i < n; i++)
+		if (!bucket_edges(b, &b->nodes[b->sets.v[off + i]]))
+			return !(b->oom = true);
 	row = &b->rows[(size_t)id * b->ncls];
 	for (uint32_t c = 0; c < b->ncls; c++)
 		row[c] = resume;
@@ -438,10 +560,30 @@ static uint32_t unanchored(struct builder *b, uint32_t id)
 	return intern(b, &b->tmp);
 }
 
+/* Free what only building needed; place() and skip_set() read the rows,
+ * the state outputs and the classes. */
+static void builder_trim(struct builder *b)
+{
+	free(b->nodes);
+	free(b->outs);
+	free(b->sets.v);
+	free(b->set_len.v);
+	free(b->hash);
+	if (b->bucket)
+		for (uint32_t c = 0; c < 256; c++)
+			free(b->bucket[c].v);
+	free(b->bucket);
+	free(b->touched.v);
+	free(b->tmp.v);
+	b->nodes = NULL;
+	b->outs = NULL;
+	b->sets.v = b->set_len.v = b->touched.v = b->tmp.v = NULL;
+	b->hash = NULL;
+	b->bucket = NULL;
+}
+
 static void builder_free(struct builder *b)
 {
-	for (uint32_t i = 0; i < b->nnodes; i++)
-		free(b->nodes[i].edges);
 	free(b->nodes);
 	free(b->outs);
 	free(b->sets.v);
@@ -458,6 +600,15 @@ static void builder_free(struct builder *b)
 	free(b->tmp.v);
 }
 
+static uint32_t pow2_at_least(uint32_t x)
+{
+	uint32_t p = 1;
+
+	while (p < x)
+		p <<= 1;
+	return p;
+}
+
 /*
  * Build one service's automaton into b. Local state 0 is "resume" (U's
  * root alone), state 1 is the start state when the service has prefix
@@ -470,7 +621,7 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 
 	rootu = new_node(b, false);
 	roota = new_node(b, true);
-	for (size_t k = 0; k < s->nrules && !b->oom; k++) {
+	for (size_t k = 0; k < s->nrules && !b->oom && !b->full; k++) {
 		const struct pd_rule_src *r = &s->rules[k];
 
 		if (r->kind == PD_M_CONTAINS)
@@ -480,6 +631,8 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 			anchored = true;
 		}
 	}
+	if (b->full)
+		return -1;
 	b->bucket = calloc(256, sizeof(*b->bucket));
 	if (b->oom || !b->bucket)
 		goto oom;
@@ -489,8 +642,8 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	for (uint32_t i = b->nnodes; anchored && i-- > roota;) {
 		struct node *nd = &b->nodes[i];
 
-		for (uint32_t e = 0; e < nd->nedges; e++) {
-			const struct node *c = &b->nodes[nd->edges[e].child];
+		for (uint32_t ci = nd->child; ci; ci = b->nodes[ci].sibling) {
+			const struct node *c = &b->nodes[ci];
 			uint16_t lo = c->later;
 
 			for (uint32_t l = c->out; l; l = b->outs[l].next)
@@ -501,6 +654,19 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 		}
 	}
 	make_classes(b, s->framing == PD_FRAME_LINE);
+	/* the states the image has room for, now that the row width is
+	 * known; and at least one state per node of either trie: a policy
+	 * that cannot fit is refused before its automaton is built */
+	if (pow2_at_least(b->ncls) > b->width)
+		b->width = pow2_at_least(b->ncls);
+	b->byte_states = (uint32_t)(PD_MAX_IMAGE_BYTES / ((uint64_t)b->width * sizeof(uint32_t) +
+							  sizeof(struct pd_state_out)));
+	b->byte_states = b->byte_states > b->prev_states ? b->byte_states - b->prev_states : 0;
+	if (b->ntrie[0] + 1 > b->state_budget || b->ntrie[0] + 1 > b->byte_states ||
+	    b->ntrie[1] + 1 > b->state_budget || b->ntrie[1] + 1 > b->byte_states) {
+		too_big(b, (b->ntrie[0] > b->ntrie[1] ? b->ntrie[0] : b->ntrie[1]) + 1);
+		return -1;
+	}
 	b->tmp.n = 0;
 	if (!vec_push(&b->tmp, rootu))
 		goto oom;
@@ -529,14 +695,6 @@ oom:
 	return -2;
 }
 
-static uint32_t pow2_at_least(uint32_t x)
-{
-	uint32_t p = 1;
-
-	while (p < x)
-		p <<= 1;
-	return p;
-}
 
 /* Fill the service entry (everything but the automaton). */
 static void service_entry(const struct pd_service_src *s, struct pd_service *svc)
@@ -694,11 +852,14 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		b->d = d;
 		b->line = p->services[i].line;
 		b->state_budget = budget;
+		b->prev_states = total;
+		b->width = pow2_at_least(maxcls);
 		r = build_service(b, &p->services[i], &bs[i].start);
 		if (r == -2)
 			goto oom;
 		if (r < 0)
 			goto out;
+		builder_trim(b);
 		budget -= b->set_off.n;
 		total += b->set_off.n;
 		if (b->ncls > maxcls)
@@ -728,6 +889,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		struct builder *b = &bs[i].b;
 
 		service_entry(s, &is->svc);
+		is->svc.excerpt = s->excerpt >= 0 ? (uint32_t)s->excerpt : p->daemon.excerpt;
 		is->svc.start = base + bs[i].start;
 		is->svc.resume = base;
 		is->svc.nclasses = b->ncls;
@@ -745,6 +907,8 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 				.id = (uint16_t)r->id, .action = (uint8_t)r->action,
 				.sink = (uint8_t)(r->action == PD_ACT_REDIRECT ? r->sink_index : 0),
 				.service = i,
+				.excerpt = (uint16_t)(r->excerpt >= 0 ? (uint32_t)r->excerpt :
+						      is->svc.excerpt),
 			};
 		}
 	}

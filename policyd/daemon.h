@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "load.h"
+#include "log.h"
 #include "policy.h"
 
 struct bpf_link;
@@ -28,14 +29,34 @@ enum pd_cg_prog {
 	PD_CG_PROGS,
 };
 
+/* A sink file, shared by every sink (of either policy slot) that names
+ * it; SIGHUP opens it again by its path. */
+struct pd_sink_file {
+	char *path;
+	int fd;                 /* O_APPEND */
+	unsigned refs;
+	uint64_t failed;        /* records not written since the last report */
+	int err;                /* errno of the last of them */
+};
+
 /* A redirect sink at run time: policyd's end of a loopback TCP pair sits
- * in pd_sinks; what the data plane diverts arrives on it. */
+ * in pd_sinks, the data plane's redirect target; policyd drains it. The
+ * record of a diverted message is made from its event and its bytes in
+ * pd_sink_data. */
 struct pd_sink_rt {
 	char name[PD_NAME_MAX];
-	char *path;
-	int file;               /* the sink file, O_APPEND */
-	int rx;                 /* policyd's socket in pd_sinks: diverted bytes */
+	struct pd_sink_file *file;
+	int rx;                 /* policyd's socket in pd_sinks */
 	int peer;               /* the other end, kept open */
+};
+
+struct pd_divert;
+
+/* Lines of one kind suppressed by log_rate in the current second. */
+#define PD_LOG_KINDS 8
+struct pd_log_kind {
+	char name[16];          /* the line's first word: deny, audit ... */
+	uint64_t suppressed;
 };
 
 struct pd_daemon {
@@ -60,13 +81,22 @@ struct pd_daemon {
 	uint32_t slot_gen[2];   /* the generation each slot holds (pd_config) */
 	uint64_t generation;    /* loads so far */
 	double compile_ms;      /* reading and compiling the policy at start */
-	struct pd_sink_rt sinks[PD_MAX_SINKS];
-	size_t nsinks;
-	/* log rate limiting: events logged in the current second */
+	/* the sinks of each policy slot (pd_sinks key slot * PD_MAX_SINKS +
+	 * sink), and the files they write */
+	struct pd_sink_rt sinks[2][PD_MAX_SINKS];
+	size_t nsinks[2];
+	struct pd_sink_file *files[2 * PD_MAX_SINKS];
+	size_t nfiles;
+	/* diversions waiting for their event or their bytes */
+	struct pd_divert *diverts;
+	size_t ndiverts, capdiverts;
+	size_t divert_bytes;    /* their bytes */
+	uint64_t divert_lost;   /* records since the last report that miss bytes */
+	/* log rate limiting: lines traffic caused in the current second */
 	uint32_t log_rate;
-	time_t window;
+	long window;            /* the current second (monotonic) */
 	uint32_t in_window;
-	uint64_t suppressed;
+	struct pd_log_kind kinds[PD_LOG_KINDS];
 	uint64_t trouble_seen[PD_TR_MAX];
 	/* after the privilege drop: the process that removes the pins */
 	pid_t reaper;
@@ -74,21 +104,36 @@ struct pd_daemon {
 	int reaper_done;
 };
 
-/* A line to syslog (and to stderr with --foreground). */
-void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* events.c: the ring buffer's records as log lines and sink records. */
 int pd_on_event(void *ctx, void *data, size_t size);
+int pd_on_sink_data(void *ctx, void *data, size_t size);
+/* Each pass of the event loop: drain the sinks' sockets, write the
+ * records whose bytes are in (or overdue); once a second, report what
+ * was suppressed, lost or left unpoliced. */
 void pd_tick(struct pd_daemon *d);
 /* A data-plane trouble counter (enum pd_trouble), summed over CPUs. */
 uint64_t pd_trouble_total(const struct pd_daemon *d, uint32_t what);
-/* Open the sinks of p into out; a sink whose name and file match one in
- * d->sinks shares its file and sockets (a reload after the privilege
- * drop could not open them again). */
+/* Whether one more line of this kind (its first word) fits this second's
+ * log_rate; if not it is counted for the once-a-second report. Every
+ * line that traffic causes goes through here. */
+bool pd_log_may(struct pd_daemon *d, const char *kind);
+/* Open the sinks of p into out (*n of them): their files (shared with
+ * the open ones of the same path; a new file made as root is given to
+ * the account policyd runs as, so that it can open it again) and their
+ * sockets. Returns 0, or -1 with the reason in why. */
 int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink_rt *out,
-		  size_t *n);
-void pd_sinks_close(struct pd_sink_rt *s, size_t n);
+		  size_t *n, char *why, size_t cap);
+/* Put the sinks opened for policy slot gen into pd_sinks, then make them
+ * the slot's (closing the slot's earlier ones). Returns 0, or -1 with
+ * the reason in why (and nothing changed but the slot's idle entries). */
+int pd_sinks_install(struct pd_daemon *d, uint32_t gen, struct pd_sink_rt *s, size_t n,
+		     char *why, size_t cap);
+void pd_sinks_close(struct pd_daemon *d, struct pd_sink_rt *s, size_t n);
+/* SIGHUP: open every sink file again by its path (after logrotate moved
+ * or removed it); one that cannot be opened keeps its old descriptor. */
+void pd_sinks_reopen(struct pd_daemon *d);
+/* Stop: write the records still waiting, close every sink. */
+void pd_sinks_finish(struct pd_daemon *d);
 /* Escape bytes for a log line: printable ASCII as is, '"' and '\\'
  * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
 size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);

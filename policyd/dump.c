@@ -173,6 +173,8 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 		fprintf(f, "  cgroup = \"%s\";\n", dm->cgroup);
 	else
 		fprintf(f, "  # cgroup: the cgroup2 mount\n");
+	if (dm->name)
+		fprintf(f, "  name = \"%s\";\n", dm->name);
 	fprintf(f, "  user = \"%s\";\n  pin_dir = \"%s\";\n  on_exit = \"%s\";\n"
 		"  log_rate = %u;\n  excerpt = %u;\n  fail_mode = \"%s\";\n"
 		"  max_connections = %u;\n};\n\n", dm->user, dm->pin_dir,
@@ -197,9 +199,12 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 		fprintf(f, "    name = \"%s\";\n    ports = [ ", s->name);
 		put_ports(f, s);
 		fprintf(f, " ];\n    direction = \"%s\";\n    framing = \"%s\";\n"
-			"    inspect = %u;\n    default = \"%s\";\n    hold_timeout = %u;\n"
-			"    rules = (", pd_direction_name(s->dir), pd_framing_name(s->framing),
-			s->inspect, pd_default_name(s->def), s->hold_timeout);
+			"    inspect = %u;\n    default = \"%s\";\n    hold_timeout = %u;\n",
+			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
+			pd_default_name(s->def), s->hold_timeout);
+		if (s->excerpt >= 0)
+			fprintf(f, "    excerpt = %d;\n", s->excerpt);
+		fputs("    rules = (", f);
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];
 
@@ -219,6 +224,8 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			}
 			if (r->sink)
 				fprintf(f, " sink = \"%s\";", r->sink);
+			if (r->excerpt >= 0)
+				fprintf(f, " excerpt = %d;", r->excerpt);
 			fputs(" }", f);
 		}
 		fprintf(f, "%s);\n  }", s->nrules ? "\n    " : "");
@@ -283,7 +290,10 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			hold_name(is->svc.hold), is->svc.carry,
 			is->svc.noscan ? "none" : is->svc.nskip ? "words" : "bytes");
 		put_skip(f, &is->svc, true);
-		fprintf(f, "},\n     \"rules\": [");
+		fputc('}', f);
+		if (s->excerpt >= 0)
+			fprintf(f, ", \"excerpt\": %d", s->excerpt);
+		fprintf(f, ",\n     \"rules\": [");
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];
 
@@ -301,6 +311,8 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 				fputs(", \"sink\": ", f);
 				json_str(f, r->sink);
 			}
+			if (r->excerpt >= 0)
+				fprintf(f, ", \"excerpt\": %d", r->excerpt);
 			fputc('}', f);
 		}
 		fprintf(f, "%s]}", s->nrules ? "\n     " : "");

@@ -6,10 +6,13 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include <libconfig.h>
 
@@ -241,7 +244,7 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 {
 	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
 					    "log_rate", "excerpt", "fail_mode",
-					    "max_connections", NULL };
+					    "max_connections", "name", NULL };
 	static const char *const on_exit[] = { "detach", "keep", NULL };
 	static const char *const fail_mode[] = { "closed", "open", NULL };
 	struct pd_daemon_src *dm = &c->p->daemon;
@@ -253,6 +256,8 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 	check_keys(c, g, "daemon", keys);
 	if ((s = config_setting_get_member(g, "cgroup")))
 		get_path(c, s, &dm->cgroup);
+	if ((s = config_setting_get_member(g, "name")))
+		get_name(c, s, &dm->name);
 	if ((s = config_setting_get_member(g, "pin_dir")))
 		get_path(c, s, &dm->pin_dir);
 	if ((s = config_setting_get_member(g, "user"))) {
@@ -390,7 +395,7 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 		       struct pd_rule_src *r)
 {
 	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
-					    "hex_prefix", "longer_than", "nocase", "sink", NULL };
+					    "hex_prefix", "longer_than", "nocase", "sink", "excerpt", NULL };
 	static const char *const actions[] = { "audit", "allow", "redirect", "deny", NULL };
 	static const char *const kinds[] = { "contains", "prefix", "hex_contains", "hex_prefix",
 					     "longer_than", NULL };
@@ -399,7 +404,10 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 	int nmatch = 0;
 
 	r->line = line_of(g);
+	r->excerpt = -1;
 	check_keys(c, g, "a rule", keys);
+	if ((s = config_setting_get_member(g, "excerpt")) && get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
+		r->excerpt = (int)v;
 	if ((s = config_setting_get_member(g, "id"))) {
 		if (get_uint(c, s, 1, PD_MAX_RULES, &v))
 			r->id = (unsigned)v;
@@ -533,7 +541,7 @@ bad:
 static void parse_service(struct parse *c, const config_setting_t *g, struct pd_service_src *svc)
 {
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
-					    "default", "hold_timeout", "rules", NULL };
+					    "default", "hold_timeout", "rules", "excerpt", NULL };
 	static const char *const dirs[] = { "to", "from", "both", NULL };
 	static const char *const framings[] = { "none", "line", NULL };
 	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
@@ -547,7 +555,10 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	svc->def = PD_DEF_ALLOW;
 	svc->inspect = PD_DEFAULT_INSPECT;
 	svc->hold_timeout = PD_DEFAULT_HOLD_TIMEOUT;
+	svc->excerpt = -1;
 	check_keys(c, g, "a service", keys);
+	if ((s = config_setting_get_member(g, "excerpt")) && get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
+		svc->excerpt = (int)v;
 	if ((s = config_setting_get_member(g, "name")))
 		get_name(c, s, &svc->name);
 	else
@@ -854,15 +865,33 @@ int pd_policy_load_string(const char *text, const char *file, struct pd_policy *
 
 int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d)
 {
-	FILE *f = fopen(file, "rb");
+	/* not blocking: opening a FIFO would wait for a writer */
+	int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	char *text = NULL;
 	size_t len = 0, cap = 0, nread;
+	struct stat st;
+	FILE *f;
 	int ret;
 
 	d->file = file;
 	memset(p, 0, sizeof(*p));
-	if (!f) {
+	if (fd < 0 || fstat(fd, &st)) {
 		pd_diag_add(d, 0, "cannot open: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		pd_diag_add(d, 0, "not a regular file (%s): a policy is read from a file",
+			    S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" :
+			    S_ISCHR(st.st_mode) ? "a character device" : S_ISSOCK(st.st_mode) ?
+			    "a socket" : "a device");
+		close(fd);
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, O_RDONLY) || !(f = fdopen(fd, "rb"))) {
+		pd_diag_add(d, 0, "cannot open: %s", strerror(errno));
+		close(fd);
 		return -1;
 	}
 	for (;;) {
@@ -929,6 +958,7 @@ void pd_policy_free(struct pd_policy *p)
 	free(p->daemon.cgroup);
 	free(p->daemon.user);
 	free(p->daemon.pin_dir);
+	free(p->daemon.name);
 	free(p->file);
 	memset(p, 0, sizeof(*p));
 }

@@ -58,6 +58,7 @@ struct pd_rule_src {
 	char *sink;             /* redirect: sink name */
 	int sink_index;         /* redirect: index into policy sinks */
 	uint32_t index;         /* rule index in the image (1-based, file order) */
+	int excerpt;            /* payload bytes its log lines quote; -1: the service's */
 };
 
 struct pd_port_range {
@@ -75,6 +76,7 @@ struct pd_service_src {
 	uint8_t def;            /* enum pd_default */
 	uint32_t inspect;
 	uint32_t hold_timeout;  /* ms a held message may wait; 0: never hold */
+	int excerpt;            /* -1: daemon.excerpt */
 	struct pd_rule_src *rules;
 	size_t nrules;
 };
@@ -94,6 +96,7 @@ struct pd_daemon_src {
 	uint32_t excerpt;
 	bool fail_open;         /* fail_mode = "open" */
 	uint32_t max_connections;       /* policed connections the socket map holds */
+	char *name;             /* instance name in log lines; NULL: the pin dir's last part */
 };
 
 struct pd_policy {

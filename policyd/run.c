@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,6 +25,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
+#include <sys/capability.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -31,19 +33,6 @@
 #include "daemon.h"
 #include "kernel.h"
 #include "policyd.skel.h"
-
-void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
-{
-	char line[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	syslog(prio, "%s", line);
-	if (!d || d->o->foreground)
-		fprintf(stderr, "policyd: %s\n", line);
-}
 
 static double now_ms(void)
 {
@@ -114,6 +103,36 @@ static int ensure_bpffs(const char *dir)
 		return 0;
 	}
 	errno = ENOTSUP;
+	return -1;
+}
+
+/* The capabilities setup uses, named when missing (a run as an ordinary
+ * user would otherwise fail at the first probe as if the kernel lacked
+ * the feature). */
+static int check_privileges(void)
+{
+	static const struct { cap_value_t cap; const char *name; } need[] = {
+		{ CAP_BPF, "CAP_BPF" }, { CAP_NET_ADMIN, "CAP_NET_ADMIN" },
+		{ CAP_SYS_ADMIN, "CAP_SYS_ADMIN" }, { CAP_SETUID, "CAP_SETUID" },
+		{ CAP_SETGID, "CAP_SETGID" },
+	};
+	char missing[128] = "";
+	cap_t caps = cap_get_proc();
+
+	for (size_t i = 0; caps && i < sizeof(need) / sizeof(need[0]); i++) {
+		cap_flag_value_t v = CAP_CLEAR;
+
+		if (cap_get_flag(caps, need[i].cap, CAP_EFFECTIVE, &v) || v != CAP_SET)
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
+				 "%s%s", missing[0] ? ", " : "", need[i].name);
+	}
+	cap_free(caps);
+	if (!missing[0])
+		return 0;
+	fprintf(stderr, "policyd: run needs root, and this process (uid %u) lacks %s: loading "
+		"and attaching the BPF programs takes CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, "
+		"dropping to the unprivileged user CAP_SETUID and CAP_SETGID; start it as root\n",
+		(unsigned)geteuid(), missing);
 	return -1;
 }
 
@@ -244,11 +263,11 @@ static void teardown(struct pd_daemon *d, bool unpin)
 	}
 	d->pinned = false;
 	if (d->rb) {
+		ring_buffer__consume(d->rb);
 		ring_buffer__free(d->rb);
 		d->rb = NULL;
 	}
-	pd_sinks_close(d->sinks, d->nsinks);
-	d->nsinks = 0;
+	pd_sinks_finish(d);
 	if (d->l.skel)
 		pd_bpf_unload(&d->l);
 	if (d->cg_fd >= 0)
@@ -414,6 +433,9 @@ static int setup(struct pd_daemon *d)
 	char mount[4096];
 	unsigned adopted = 0;
 	struct pd_config kept_cfg = { 0 };
+	struct pd_sink_rt sinks[PD_MAX_SINKS];
+	size_t nsinks = 0;
+	char why_sink[1024];
 	double t_load, t_write, t_done;
 	int err;
 
@@ -433,6 +455,8 @@ static int setup(struct pd_daemon *d)
 		fprintf(stderr, "policyd: %s is not a cgroup v2 directory\n", d->cgroup);
 		return -1;
 	}
+	if (check_privileges())
+		return -1;
 	d->cg_fd = open(d->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (d->cg_fd < 0) {
 		fprintf(stderr, "policyd: cannot open %s: %s\n", d->cgroup, strerror(errno));
@@ -500,17 +524,14 @@ static int setup(struct pd_daemon *d)
 		return -1;
 	}
 	t_done = now_ms();
-	if (pd_sinks_open(d, &d->pol, d->sinks, &d->nsinks))
+	if (pd_sinks_open(d, &d->pol, sinks, &nsinks, why_sink, sizeof(why_sink))) {
+		fprintf(stderr, "policyd: %s\n", why_sink);
 		return -1;
-	for (size_t i = 0; i < d->nsinks; i++) {
-		uint32_t k = (uint32_t)i;
-		uint64_t fd = (uint64_t)d->sinks[i].rx;   /* the map's values are 64-bit */
-
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sinks), &k, &fd, BPF_ANY)) {
-			fprintf(stderr, "policyd: cannot set up sink %s: %s\n", d->sinks[i].name,
-				strerror(errno));
-			return -1;
-		}
+	}
+	if (pd_sinks_install(d, d->gen, sinks, nsinks, why_sink, sizeof(why_sink))) {
+		pd_sinks_close(d, sinks, nsinks);
+		fprintf(stderr, "policyd: %s\n", why_sink);
+		return -1;
 	}
 	if (!d->kept && bpf_object__pin_maps(d->l.skel->obj, d->pin_dir)) {
 		fprintf(stderr, "policyd: cannot pin the maps under %s: %s\n", d->pin_dir,
@@ -551,7 +572,8 @@ static int setup(struct pd_daemon *d)
 		}
 	}
 	d->rb = ring_buffer__new(bpf_map__fd(d->l.skel->maps.pd_events), pd_on_event, d, NULL);
-	if (!d->rb) {
+	if (!d->rb || ring_buffer__add(d->rb, bpf_map__fd(d->l.skel->maps.pd_sink_data),
+				       pd_on_sink_data, d)) {
 		fprintf(stderr, "policyd: cannot read the event ring buffer: %s\n",
 			strerror(errno));
 		return -1;
@@ -577,8 +599,23 @@ static int setup(struct pd_daemon *d)
 	return 0;
 }
 
-/* SIGHUP: the new policy goes into the idle slot, then one write flips
- * the generation. A bad policy changes nothing. */
+/* A reload that stops short: said in one line, like a policy that does
+ * not parse, and nothing changed for the enforcing policy. */
+static void refuse(const struct pd_daemon *d, const char *fmt, ...)
+{
+	char why[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	pd_log(d, LOG_ERR, "reload refused: %s; policy generation %llu keeps enforcing", why,
+	       (unsigned long long)d->generation);
+}
+
+/* SIGHUP: the sink files are opened again (log rotation); the new policy
+ * goes into the idle slot with its sinks, then one write flips the
+ * generation. Any failure changes nothing that enforces. */
 static void reload(struct pd_daemon *d)
 {
 	struct pd_policy p = { 0 };
@@ -586,74 +623,87 @@ static void reload(struct pd_daemon *d)
 	struct pd_diag diag = { 0 };
 	struct pd_sink_rt sinks[PD_MAX_SINKS];
 	size_t nsinks = 0;
+	struct pd_policy old_pol;
+	struct pd_image old_img;
 	uint32_t next = d->gen ^ 1;
 	double t0 = now_ms(), t1, t2, t3;
+	char why[1024];
 	int err;
 
+	pd_sinks_reopen(d);
 	if (pd_policy_load(d->config, &p, &diag) || pd_compile(&p, &img, &diag)) {
 		for (size_t i = 0; i < diag.n; i++)
 			pd_log(d, LOG_ERR, "%s", diag.lines[i]);
-		pd_log(d, LOG_ERR, "reload refused: %s is invalid; policy generation %llu "
-		       "keeps enforcing", d->config, (unsigned long long)d->generation);
+		refuse(d, "%s is invalid", d->config);
 		if (p.file)
 			pd_policy_free(&p);
 		pd_diag_free(&diag);
-		return;
+		goto out;
 	}
 	pd_diag_free(&diag);
 	if (!pd_bpf_fits(&d->l, &img)) {
-		pd_log(d, LOG_ERR, "reload refused: the new policy needs %u states of %u "
-		       "classes, the running maps hold %u of %u; restart policyd to load it; "
-		       "policy generation %llu keeps enforcing", img.nstates, img.row_width,
-		       d->l.slot_states, d->l.row_width, (unsigned long long)d->generation);
+		refuse(d, "the new policy needs %u states of %u classes, the running maps hold "
+		       "%u of %u; restart policyd to load it", img.nstates, img.row_width,
+		       d->l.slot_states, d->l.row_width);
 		goto drop_new;
 	}
-	if (pd_sinks_open(d, &p, sinks, &nsinks))
+	if (pd_sinks_open(d, &p, sinks, &nsinks, why, sizeof(why))) {
+		refuse(d, "%s", why);
 		goto drop_new;
+	}
 	t1 = now_ms();
 	/* mark the idle slot as being rewritten: a message still under it
 	 * (two policies back) must not walk the new tables */
 	d->slot_gen[next] = 0;
 	if ((err = write_config(d)) || (err = pd_bpf_write_image(&d->l, &img, next)) ||
 	    (err = write_names(d, &p, next))) {
-		pd_log(d, LOG_ERR, "reload failed writing the maps: %s; policy generation %llu "
-		       "keeps enforcing", strerror(-err), (unsigned long long)d->generation);
-		pd_sinks_close(sinks, nsinks);
+		refuse(d, "cannot write the new policy into the maps: %s", strerror(-err));
+		pd_sinks_close(d, sinks, nsinks);
 		goto drop_new;
 	}
-	for (size_t i = 0; i < nsinks; i++) {
-		uint32_t k = (uint32_t)i;
-		uint64_t fd = (uint64_t)sinks[i].rx;
-
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sinks), &k, &fd, BPF_ANY))
-			pd_log(d, LOG_ERR, "reload: sink %s cannot take diverted messages: %s",
-			       sinks[i].name, strerror(errno));
+	if (pd_sinks_install(d, next, sinks, nsinks, why, sizeof(why))) {
+		refuse(d, "%s", why);
+		pd_sinks_close(d, sinks, nsinks);
+		goto drop_new;
 	}
-	if (p.daemon.keep != d->pol.daemon.keep)
-		pd_reaper_on_exit(d, p.daemon.keep);
-	pd_policy_free(&d->pol);
-	pd_image_free(&d->img);
+	/* the flip: d describes the new policy for write_config, and the
+	 * old one again if the write fails */
+	old_pol = d->pol;
+	old_img = d->img;
 	d->pol = p;
 	d->img = img;
 	d->gen = next;
 	d->generation++;
 	d->slot_gen[next] = (uint32_t)d->generation;
 	t2 = now_ms();
-	write_config(d);
+	if ((err = write_config(d))) {
+		d->pol = old_pol;
+		d->img = old_img;
+		d->gen = next ^ 1;
+		d->generation--;
+		d->slot_gen[next] = 0;
+		refuse(d, "cannot switch to the new policy: %s", strerror(-err));
+		goto drop_new;
+	}
 	t3 = now_ms();
-	/* what was diverted before the flip is still read from the old sinks */
 	ring_buffer__consume(d->rb);
-	pd_sinks_close(d->sinks, d->nsinks);
-	memcpy(d->sinks, sinks, sizeof(sinks));
-	d->nsinks = nsinks;
+	if (p.daemon.keep != old_pol.daemon.keep)
+		pd_reaper_on_exit(d, p.daemon.keep);
+	pd_policy_free(&old_pol);
+	pd_image_free(&old_img);
+	d->log_rate = p.daemon.log_rate;
 	pd_log(d, LOG_NOTICE, "reloaded: policy %s is generation %llu (%zu services, %zu "
 	       "rules, %u states); compiled in %.1f ms, written in %.1f ms, switched in "
 	       "%.3f ms", d->config, (unsigned long long)d->generation, p.nservices, p.nrules,
 	       img.nstates, t1 - t0, t2 - t1, t3 - t2);
-	return;
+	goto out;
 drop_new:
 	pd_image_free(&img);
 	pd_policy_free(&p);
+out:
+	/* a large policy's compilation leaves freed heap behind: give it
+	 * back, refused or not */
+	malloc_trim(0);
 }
 
 static bool any_doomed(const struct pd_daemon *d)
@@ -721,10 +771,37 @@ static int loop(struct pd_daemon *d)
 	}
 }
 
+/* The name on every log line: daemon.name, else the pin directory's last
+ * component (what tells instances apart on one host). */
+static void instance_name(const struct pd_daemon *d, char *out, size_t cap)
+{
+	const char *pin = d->o->pin_dir ? d->o->pin_dir : d->pol.daemon.pin_dir ?
+			  d->pol.daemon.pin_dir : PD_DEFAULT_PIN_DIR;
+	const char *base;
+	size_t len;
+
+	if (d->pol.daemon.name) {
+		snprintf(out, cap, "%s", d->pol.daemon.name);
+		return;
+	}
+	len = strlen(pin);
+	while (len > 1 && pin[len - 1] == '/')
+		len--;
+	base = pin + len;
+	while (base > pin && base[-1] != '/')
+		base--;
+	snprintf(out, cap, "%.*s", (int)(pin + len - base), base);
+	/* one token in a key=value line */
+	for (char *c = out; *c; c++)
+		if (*c <= ' ' || *c == '"' || *c == '=' || *c >= 0x7f)
+			*c = '_';
+}
+
 int pd_cmd_run(const struct pd_opts *o)
 {
 	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .sigfd = -1,
 			       .lock_fd = -1 };
+	char name[PD_NAME_MAX];
 	sigset_t set;
 	int ret;
 
@@ -736,7 +813,8 @@ int pd_cmd_run(const struct pd_opts *o)
 	if (ret)
 		return ret;
 	d.log_rate = d.pol.daemon.log_rate;
-	openlog("policyd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	instance_name(&d, name, sizeof(name));
+	pd_log_open(name, o->foreground);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -752,9 +830,16 @@ int pd_cmd_run(const struct pd_opts *o)
 		teardown(&d, !d.kept);
 		pd_image_free(&d.img);
 		pd_policy_free(&d.pol);
+		pd_log_close();
 		return PD_EXIT_RUNTIME;
 	}
+	if ((ret = pd_log_start())) {
+		pd_log(&d, LOG_ERR, "cannot start the log writer: %s", strerror(-ret));
+		ret = PD_EXIT_RUNTIME;
+		goto out;
+	}
 	ret = loop(&d) ? PD_EXIT_RUNTIME : PD_EXIT_OK;
+out:
 	/* the reload may have changed on_exit */
 	teardown(&d, !d.pol.daemon.keep);
 	if (d.pol.daemon.keep)
@@ -765,6 +850,6 @@ int pd_cmd_run(const struct pd_opts *o)
 	pd_image_free(&d.img);
 	pd_policy_free(&d.pol);
 	close(d.sigfd);
-	closelog();
+	pd_log_close();
 	return ret;
 }

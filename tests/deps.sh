@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
 	# build
 	make gcc clang llvm libbpf-dev libconfig-dev libcap-dev libelf-dev zlib1g-dev
-	linux-libc-dev bpftool pkg-config libclang-rt-14-dev
+	linux-libc-dev bpftool pkg-config libclang-rt-14-dev libsystemd-dev
 	# tests and demo: the peers of the profiles' end-to-end tests
 	perl iproute2 procps util-linux redis-server redis-tools python3 rsyslog man-db
 	memcached nginx-light curl openssl postgresql swaks

@@ -80,6 +80,8 @@ for k, name in enumerate(PROFILES, 1):
                 m = "%s = %s;" % (r["match"], quote(bytes.fromhex(r["hex"])))
             if r["nocase"]:
                 m += " nocase = true;"
+            if "excerpt" in r:
+                m += " excerpt = %d;" % r["excerpt"]
             rules.append('      { id = %d; action = "audit"; %s }' % (1000 * k + r["id"], m))
         services.append('''  {
     # from %s.conf
@@ -89,12 +91,15 @@ for k, name in enumerate(PROFILES, 1):
     framing = "%s";
     inspect = %d;
     default = "allow";
-    hold_timeout = %d;
+    hold_timeout = %d;%s
     rules = (
 %s
     );
   }''' % (name, svc["name"], ports(svc["ports"]), svc["direction"], svc["framing"],
-          svc["inspect"], svc["hold_timeout"], ",\n".join(rules)))
+          svc["inspect"], svc["hold_timeout"],
+          # a profile's excerpt = 0 keeps what it matches (secrets) out of the log here too
+          "\n    excerpt = %d;" % svc["excerpt"] if "excerpt" in svc else "",
+          ",\n".join(rules)))
 text.append(",\n".join(services))
 text.append(");")
 with open(out, "w") as f:

@@ -136,11 +136,11 @@ ok(b"FLUSHALL" not in got and got == big[:len(got)] and len(got) <= pos,
 # --- audit and redirect ---
 check("audit: KEYS passes", [send(b"KEYS *\n")], [7], b"KEYS *\n")
 ok(pd.lines(r"^policyd: audit rule=102 service=kv pid=\d+ comm=python3 uid=0 "
-            r"src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:%d len=7 excerpt=\"KEYS \*\\n\"$" % kv.port),
+            r"src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:%d len=7 excerpt=\"KEYS \*\\n\" instance=\S+$" % kv.port),
    "audit log line names rule 102 with the excerpt")
 check("audit in a pipelined send", [send(b"GET a\nKEYS user:*\nGET b\n")], [24],
       b"GET a\nKEYS user:*\nGET b\n")
-ok(pd.lines(r"^policyd: audit rule=102 service=kv .* len=12 excerpt=\"KEYS user:\*\\n\"$"),
+ok(pd.lines(r"^policyd: audit rule=102 service=kv .* len=12 excerpt=\"KEYS user:\*\\n\" instance=\S+$"),
    "... its excerpt quotes that line only, not the next one of the same send")
 check("redirect: DEBUG goes to the sink, the connection goes on",
       [send(b"DEBUG SEGFAULT\n"), send(b"GET a\n")], [15, 6], b"GET a\n")
@@ -220,7 +220,8 @@ txt = subprocess.run([POLICYD, "stats", "--pin-dir", env.pin_dir], capture_outpu
                      text=True).stdout
 ok(re.search(r"^100\s+deny\s+kv\s+\d+\s+\d+$", txt, re.M), "stats table row for rule 100", txt)
 ok(re.search(r"^policyd: deny rule=100 service=kv pid=\d+ comm=python3 uid=0 "
-             r"src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:%d len=9 excerpt=\"FLUSHALL\\n\"$" % kv.port,
+             r"src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:%d len=9 excerpt=\"FLUSHALL\\n\" "
+             r"instance=policyd-test-dataplane-\d+$" % kv.port,
              pd.text(), re.M), "deny log line in DESIGN.md's format")
 ok(pd.lines(r"^policyd: deny rule=100 service=kv .* src=\[::1\]:\d+ dst=\[::1\]:%d " % kv.port),
    "IPv6 addresses in the log line")

@@ -44,9 +44,9 @@ is "$(in_cgroup curl -s -o /dev/null -w '%{http_code}' -X TRACE "http://127.0.0.
 	"TRACE reaches nginx (it would be refused by http-client.conf), which answers 405"
 is "$(in_cgroup curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$hport/")" 200 "GET /"
 sleep 0.5
-grep -qE '^policyd: audit rule=1100 service=redis .* excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n"$' "$TMP/policyd.log"
+grep -qE '^policyd: audit rule=1100 service=redis .* excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n" instance=[^ ]+$' "$TMP/policyd.log"
 ok $? "FLUSHALL is logged as audit rule=1100 (redis.conf's rule 100)"
-grep -qE '^policyd: audit rule=3100 service=http-client .* excerpt="TRACE / HTTP/1.1\\r\\n"$' "$TMP/policyd.log"
+grep -qE '^policyd: audit rule=3100 service=http-client .* excerpt="TRACE / HTTP/1.1\\r\\n" instance=[^ ]+$' "$TMP/policyd.log"
 ok $? "TRACE is logged as audit rule=3100 (http-client.conf's rule 100)" || grep audit "$TMP/policyd.log" | sed "s/^/# /"
 is "$(grep -c '^policyd: audit ' "$TMP/policyd.log")" 2 "nothing else is logged"
 is "$(grep -c '^policyd: deny ' "$TMP/policyd.log")" 0 "nothing is denied"

@@ -59,6 +59,9 @@ done
 n=$(grep -c 'deny rule=' "$TMP/policyd.log"); is "$n" 6 "each is logged"
 grep -Eq 'deny rule=100 service=secrets-egress pid=[0-9]+ comm=nginx uid=[0-9]+ src=127\.0\.0\.1:'$port' ' "$TMP/policyd.log"
 ok $? "the log names nginx and its port as the sender"
+is "$(grep 'deny rule=' "$TMP/policyd.log" | grep -vc ' excerpt="" ')" 0 "no deny line quotes the reply (excerpt = 0)"
+grep -aqE 'PRIVATE KEY|aws_secret|private_key_id|AccountKey|AKIA' "$TMP/policyd.log"
+ok $(( ! $? )) "... so no blocked secret is in the log"
 grep -q '(13: Permission denied) while sending' "$TMP/ngx/error.log"; ok $? "nginx saw EACCES from its send" ||
 	sed 's/^/# /' "$TMP/ngx/error.log"
 is "$(get "$u/")" "200/0" "the server goes on serving other connections"

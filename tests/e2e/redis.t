@@ -37,7 +37,7 @@ is "$(redis-cli -p "$port" GET k)" "v" "GET outside the cgroup sees the key"
 sleep 0.5
 n=$(grep -c '^policyd: deny rule=' "$TMP/policyd.log")
 ok $(( n >= 12 ? 0 : 1 )) "a deny line per refused command ($n)"
-grep -qE '^policyd: deny rule=100 service=redis pid=[0-9]+ comm=redis-cli uid=0 src=127\.0\.0\.1:[0-9]+ dst=127\.0\.0\.1:'"$port"' len=18 excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n"$' "$TMP/policyd.log"
+grep -qE '^policyd: deny rule=100 service=redis pid=[0-9]+ comm=redis-cli uid=0 src=127\.0\.0\.1:[0-9]+ dst=127\.0\.0\.1:'"$port"' len=18 excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n" instance=[^ ]+$' "$TMP/policyd.log"
 ok $? "the FLUSHALL deny line, in full"
 # the whole default redis-benchmark test set, from inside the cgroup
 in_cgroup redis-benchmark -p "$port" -q -n 2000 -c 20 >"$TMP/bench.out" 2>"$TMP/bench.err"
