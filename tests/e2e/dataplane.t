@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pdtest import (EACCES, Env, Policyd, Recorder, client, done, free_port, is_, ok,
-                    send, PEER, POLICYD)
+                    send, slow, PEER, POLICYD)
 import json
 
 env = Env("dataplane")
@@ -61,7 +61,7 @@ early = env.start([sys.executable, PEER, "client", env.cgroup, json.dumps(
     {"host": "127.0.0.1", "port": kv.port,
      "steps": [send(b"SET early 1\n"), ["wait", go], send(b"FLUSHALL\n")]})],
     stdout=subprocess.PIPE, text=True)
-time.sleep(0.5)
+time.sleep(slow(0.5))
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts (cgroup %s)" % env.cgroup, pd.text()):
@@ -69,7 +69,7 @@ if not ok(pd.running(), "policyd run starts (cgroup %s)" % env.cgroup, pd.text()
 ok(re.search(r"1 open connections adopted", pd.text()), "the open connection was adopted",
    pd.text())
 open(go, "w").close()
-out, _ = early.communicate(timeout=30)
+out, _ = early.communicate(timeout=slow(30))
 r = json.loads(out)
 is_(r["results"][1], EACCES, "adopted connection: FLUSHALL refused with EACCES")
 is_(kv.got(r["port"]), b"SET early 1\n", "adopted connection: server got only the line before")
@@ -146,7 +146,7 @@ check("redirect: DEBUG goes to the sink, the connection goes on",
       [send(b"DEBUG SEGFAULT\n"), send(b"GET a\n")], [15, 6], b"GET a\n")
 check("redirect in the middle of a pipelined send: later lines still reach the server",
       [send(b"GET a\nDEBUG OBJECT k\nGET b\n")], [27], b"GET a\nGET b\n")
-time.sleep(0.5)
+time.sleep(slow(0.5))
 sink = open(sink_file).read() if os.path.exists(sink_file) else ""
 ok(re.search(r'rule=103 sink=quarantine service=kv pid=\d+ comm=python3 .* data="DEBUG '
              r'SEGFAULT\\n"', sink), "sink file holds the diverted message with its metadata",
@@ -205,7 +205,7 @@ for _ in range(200):
         break
     time.sleep(0.02)
 res, _ = client(env, reply_port, [["recv", 64]], inside=False)
-out, _ = srv.communicate(timeout=30)
+out, _ = srv.communicate(timeout=slow(30))
 is_(json.loads(out)["results"], [6, EACCES], "direction from: the server's reply with a key "
     "is refused")
 is_(bytes.fromhex(res[0]), b"hello\n", "direction from: the client got only the clean reply")
