@@ -26,7 +26,7 @@ ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(64)
 def serve(c):
     while c.recv(65536): pass
 while True:
-    c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()' "$port" &
+    c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()' "$port" >"$TMP/server.log" 2>&1 &
 PIDS+=($!)
 
 cat > "$TMP/rsyslog.conf" <<EOF
@@ -49,7 +49,7 @@ unshare -m --propagation private bash -c '
 		: > "$TMP/dev/$n"; mount --bind "/dev/$n" "$TMP/dev/$n"
 	done
 	mount --bind "$TMP/dev" /dev
-	rsyslogd -n -f "$TMP/rsyslog.conf" -i "$TMP/rsyslog.pid" &
+	rsyslogd -n -f "$TMP/rsyslog.conf" -i "$TMP/rsyslog.pid" >"$TMP/rsyslog.log" 2>&1 &
 	echo $! > "$TMP/rsyslog.pid.own"
 	for _ in $(seq 100); do [ -S /dev/log ] && break; sleep 0.05; done
 	[ -S /dev/log ]
@@ -76,7 +76,7 @@ grep -Eq '^daemon\.notice policyd\[[0-9]+\]: running as nobody' "$TMP/syslog.out
 ok $? "the privilege drop is logged"
 
 # rate limit: 12 denies in a burst, at most 3 lines a second, and a summary
-for _ in $(seq 12); do sendline FLUSHALL >/dev/null; done
+sendlines 12 FLUSHALL >/dev/null
 sleep 2
 n=$(grep -c 'deny rule=7' "$TMP/syslog.out")
 ok $(( n >= 4 && n < 13 ? 0 : 1 )) "13 denies under log_rate = 3: $n deny lines in syslog"
