@@ -16,7 +16,7 @@ layout=$("$PD" --version | sed -n 's/.*map layout \([0-9]*\).*/\1/p')
 pol() { local f=$1 e=$2; shift 2; kv_policy "$f" 1 "on_exit = \"$e\";" "$@"; }
 
 # a listener that keeps every byte it receives, outside the cgroup
-python3 - "$port" "$TMP/server.out" <<'PY' &
+python3 - "$port" "$TMP/server.out" <<'PY' >"$TMP/server.log" 2>&1 &
 import socket, sys, threading
 threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

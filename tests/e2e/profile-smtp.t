@@ -16,7 +16,7 @@ sed "s/ports = \[ 25, 587 \]/ports = [ $port ]/" policy-examples/smtp.conf > "$T
 grep -q "ports = \[ $port \]" "$TMP/p.conf"; ok $? "the profile's ports are adapted to $port"
 
 # the server: RFC 5321 enough for the clients, every command line kept
-python3 - "$port" "$TMP/lines" "$TMP/mail" <<'PY' &
+python3 - "$port" "$TMP/lines" "$TMP/mail" <<'PY' >"$TMP/server.log" 2>&1 &
 import socket, sys, threading
 threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
