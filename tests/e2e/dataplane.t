@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pdtest import (EACCES, Env, Policyd, Recorder, client, done, free_port, is_, ok,
-                    send, slow, PEER, POLICYD)
+                    send, skip, slow, PEER, POLICYD)
 import json
 
 env = Env("dataplane")
@@ -93,11 +93,15 @@ res, port = client(env, kv.port, [send(b"FLUSHALL\n"), send(b"GET a\n")])
 # EACCES while the connection waits for its abort, the abort's errors after
 ok(res[0] == EACCES and res[1] in (EACCES, -errno.ECONNABORTED, -errno.EPIPE) and
    kv.got(port) == b"", "after a drop every later send fails too", "results %r" % res)
-port = check("a denied connection is aborted: lines passed before the deny arrive, then the "
-             "client's read fails with ECONNABORTED, and later sends still fail",
-             [send(b"GET a\nFLUSHALL\n"), ["sleep", 0.3], ["recv", 10], send(b"GET b\n")],
-             [6, -errno.ECONNABORTED, EACCES], b"GET a\n")
-is_(kv.errors.get(port), errno.ECONNRESET, "... and the server sees the connection reset")
+if "a denied connection is not aborted" in pd.text():
+    skip(2, "kernel: policyd does not run its abort iterator on %s (a TCP iterator not "
+         "known to be fixed; tests/e2e/abort.t)" % os.uname().release)
+else:
+    port = check("a denied connection is aborted: lines passed before the deny arrive, then "
+                 "the client's read fails with ECONNABORTED, and later sends still fail",
+                 [send(b"GET a\nFLUSHALL\n"), ["sleep", 0.3], ["recv", 10], send(b"GET b\n")],
+                 [6, -errno.ECONNABORTED, EACCES], b"GET a\n")
+    is_(kv.errors.get(port), errno.ECONNRESET, "... and the server sees the connection reset")
 check("deny prefix: CONFIG SET at a line start", [send(b"config set dir /tmp\n")],
       [EACCES], b"")
 check("prefix anchors at the line start only: SET CONFIG passes",
