@@ -110,7 +110,7 @@ check:
 	$(Q)$(MAKE) --no-print-directory test
 
 # Each file runs under tests/run-test: a time limit (PD_TEST_LIMIT s, default
-# 900, times PD_SLOW), no process left behind, no kernel warning logged.
+# 1200, times PD_SLOW), no process left behind, no kernel warning logged.
 # PD_SLOW (default 1): how many times slower the machine is (an emulated
 # guest: 5 to 35); every bound on time a test checks or waits for scales.
 test: all $(UNIT_BIN) $(E2E_BIN) $(O)/fuzz_policy
