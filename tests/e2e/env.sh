@@ -59,6 +59,12 @@ env_cleanup() {
 	[ "$bad" = 0 ] || { echo "cleanup failed: see above" >&2; exit $(( st ? st : 1 )); }
 }
 
+# wait_port PORT: wait until a server listens on 127.0.0.1:PORT (at most
+# 10 s times PD_SLOW; a python3 server can take seconds to start on a busy
+# machine); the probe is a connection that closes at once
+wait_port() { wait_for 10 _port_open "$1"; }
+_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # start_bg NAME CMD...: start CMD (a server) in the background, its output
 # in $TMP/NAME.log; it is stopped at cleanup
 start_bg() {

@@ -33,7 +33,7 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
-sleep 0.3
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 # a connection from the cgroup that stays open across the restarts
 coproc CONN { in_cgroup python3 -u -c '
 import socket, sys

@@ -17,6 +17,7 @@ ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(64)
 while True:
     c, _ = ls.accept(); c.close()' "$port" >"$TMP/server.log" 2>&1 &
 PIDS+=($!)
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 pol() {
 	printf 'version = 1;\nservices = ( { name = "kv"; ports = [ %s ]; framing = "line"; rules = (\n  { id = 1; action = "deny"; contains = "%s"; } ); } );\n' "$port" "$1" > "$TMP/p.conf"
 }

@@ -51,7 +51,7 @@ while True:
     c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
-sleep 0.3
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 start_policyd "$TMP/p.conf"; ok $? "policyd runs the smtp profile"
 
 body=$'Hello,\r\nplease verify your account; the vrfy and expn commands are off.\r\nTurn left at the expn building.\r\nDebugging notes: kill -HUP is fine.\r\n.leading dot\r\nBye'

@@ -41,7 +41,7 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
-sleep 0.3
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 
 start_policyd "$TMP/a.conf"; ok $? "policyd runs"
 out=$("$PD" run -c "$TMP/a.conf" --cgroup "$CG" --pin-dir "$PIN" 2>&1); rc=$?

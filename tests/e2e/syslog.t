@@ -28,6 +28,7 @@ def serve(c):
 while True:
     c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()' "$port" >"$TMP/server.log" 2>&1 &
 PIDS+=($!)
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 
 cat > "$TMP/rsyslog.conf" <<EOF
 global(workDirectory="$TMP")
