@@ -152,8 +152,8 @@ is "$(sendline FLUSHALL)" 0 "nothing policed any more"
 pol "$TMP/p.conf" keep FLUSHALL
 start_policyd "$TMP/p.conf"; ok $? "policyd runs with on_exit = keep"
 pol "$TMP/p.conf" detach FLUSHALL
-kill -HUP "$PDPID"; sleep 0.5
-grep -q 'reloaded:' "$TMP/policyd.log"; ok $? "reloaded to on_exit = detach"
+kill -HUP "$PDPID"
+wait_for 10 grep -q 'reloaded:' "$TMP/policyd.log"; ok $? "reloaded to on_exit = detach"
 kill -KILL "$PDPID"; wait "$PDPID" 2>/dev/null
 for _ in $(seq 50); do [ -e "$PIN" ] || break; sleep 0.1; done
 [ ! -e "$PIN" ]; ok $? "SIGKILL after that reload: the reaper removed the pins"

@@ -46,8 +46,8 @@ is "$n" "0" "the reaper holds no BPF object"
 is "$(sendline FLUSHALL)" 13 "enforcement works after the drop (EACCES)"
 is "$(sendline SHUTDOWN)" 0 "SHUTDOWN passes under policy 1"
 pol SHUTDOWN
-kill -HUP "$PDPID"; sleep 0.5
-grep -q 'reloaded: .* generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reload works unprivileged"
+kill -HUP "$PDPID"
+wait_for 10 grep -q 'reloaded: .* generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reload works unprivileged"
 is "$(sendline SHUTDOWN)" 13 "the new rule enforces"
 is "$(sendline FLUSHALL)" 0 "the old rule is gone"
 

@@ -66,8 +66,8 @@ is "$(say 'SET a 1')" 8 "open connection: an allowed line passes"
 is "$(say 'SHUTDOWN now')" 13 "open connection: SHUTDOWN passes under policy 1"
 
 pol "$TMP/a.conf" FLUSHALL SHUTDOWN
-kill -HUP "$PDPID"; sleep 0.5
-grep -q 'reloaded: policy .* is generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reloads (generation 2)"
+kill -HUP "$PDPID"
+wait_for 10 grep -q 'reloaded: policy .* is generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reloads (generation 2)"
 is "$(say 'SHUTDOWN now')" -13 "the open connection obeys the new rule at its next message"
 
 kill "$CONN_PID"; wait "$CONN_PID" 2>/dev/null
@@ -76,8 +76,8 @@ PIDS+=($CONN2_PID)
 say2() { echo "$1" >&"${CONN2[1]}"; read -r -t 10 r <&"${CONN2[0]}"; echo "$r"; }
 is "$(say2 'GET a')" 6 "a new connection under policy 2"
 echo 'version = 1; services = ( { name = "kv"; ports = [ 1 ]; rules = ( { id = 1; action = "nope"; contains = "x"; } ); } );' > "$TMP/a.conf"
-kill -HUP "$PDPID"; sleep 0.5
-grep -q "reload refused: $TMP/a.conf is invalid; policy generation 2 keeps enforcing" "$TMP/policyd.log"
+kill -HUP "$PDPID"
+wait_for 10 grep -q "reload refused: $TMP/a.conf is invalid; policy generation 2 keeps enforcing" "$TMP/policyd.log"
 ok $? "a bad reload is refused with a log line"
 grep -q "$TMP/a.conf:1: " "$TMP/policyd.log"; ok $? "... which logs the error with file:line"
 kill -0 "$PDPID"; ok $? "... and policyd stays up"
