@@ -2264,7 +2264,8 @@ extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 /* After a drop the kernel fails every later send on the socket, but the
  * connection stays open: a client that then waits for a reply (libpq,
  * many RPC clients) would wait for ever, and so would the server. The
- * daemon runs this iterator over the TCP sockets after a drop; it aborts
+ * daemon runs this iterator over the TCP sockets after a drop (where the
+ * kernel's TCP iterator is safe to walk: pd_tcp_iter_fixed()); it aborts
  * the doomed ones as `ss -K` would: the peer gets a reset, the sender's
  * next call fails with ECONNABORTED. Not before the peer acknowledged
  * every byte sent before the drop (passed lines of the same send): an
@@ -2277,6 +2278,11 @@ int pd_abort(struct bpf_iter__tcp *ctx)
 	__u64 cookie, *when;
 
 	if (!sk || (sk->skc_family != AF_INET && sk->skc_family != AF_INET6))
+		return 0;
+	/* only a connection's own socket can be doomed: not a listener, a
+	 * request socket or a TIME_WAIT one, which the walk also shows */
+	if (sk->skc_state == BPF_TCP_LISTEN || sk->skc_state == BPF_TCP_NEW_SYN_RECV ||
+	    sk->skc_state == BPF_TCP_TIME_WAIT)
 		return 0;
 	cookie = bpf_get_socket_cookie(sk);
 	when = bpf_map_lookup_elem(&pd_doomed, &cookie);

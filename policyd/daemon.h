@@ -70,7 +70,9 @@ struct pd_daemon {
 	int cg_fd;
 	/* the programs attached to the policed cgroup (run.c: cg_progs) */
 	struct bpf_link *links[PD_CG_PROGS];
-	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop */
+	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop;
+					 * NULL where the kernel's TCP iterator is unsafe */
+	double abort_last;              /* when pd_abort last ran (ms) */
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */
 	bool kept;              /* set up over the pins of a kept instance */

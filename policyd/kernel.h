@@ -9,7 +9,9 @@
 #define POLICYD_KERNEL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define PD_KERNEL_FLOOR_MAJOR 6
 #define PD_KERNEL_FLOOR_MINOR 13
@@ -30,6 +32,51 @@ static inline bool pd_release_below(const char *release, long major, long minor)
 	if (end == release)
 		return true;
 	return ma < major || (ma == major && mi < minor);
+}
+
+/* The stable release of a kernel: major.minor.patch from the uname
+ * release, or, where the release says .0 (Debian 12: "6.1.0-37-amd64"),
+ * from the uname version ("#1 SMP ... Debian 6.1.187-1 (...)"). False if
+ * the release does not start with major.minor. */
+static inline bool pd_kernel_release(const char *release, const char *version,
+				     long *major, long *minor, long *patch)
+{
+	char tag[32];
+	const char *v;
+	int n;
+
+	*patch = 0;
+	n = sscanf(release, "%ld.%ld.%ld", major, minor, patch);
+	if (n < 2)
+		return false;
+	if (*patch || !version)
+		return true;
+	snprintf(tag, sizeof(tag), " %ld.%ld.", *major, *minor);
+	for (v = strstr(version, tag); v; v = strstr(v + 1, tag))
+		if (sscanf(v + strlen(tag), "%ld", patch) == 1 && *patch)
+			break;
+	return true;
+}
+
+/* Whether the kernel's TCP socket iterator (iter/tcp) is known not to race
+ * with a listener taking connections. Before "bpf: tcp: Fix use-after-free
+ * in bpf_iter_tcp_established_batch()" (7.3 has it; stable 6.12.104 and
+ * 6.1.183), the iterator took a reference on every socket of a bucket of
+ * the established hash with sock_hold(), request sockets included; a
+ * listener hashes a request socket before it sets its reference count
+ * (from 0 to 3, reqsk_queue_hash_req()), so an iterator that locks the
+ * bucket in between adds to 0: "refcount_t: addition on 0", then the
+ * listener's count saturates and the iterator's put underflows it, a
+ * use-after-free. Kernels this does not name are taken as unfixed. */
+static inline bool pd_tcp_iter_fixed(const char *release, const char *version)
+{
+	long ma, mi, pa;
+
+	if (!pd_kernel_release(release, version, &ma, &mi, &pa))
+		return false;
+	if (ma > 7 || (ma == 7 && mi >= 3))
+		return true;
+	return ma == 6 && ((mi == 12 && pa >= 104) || (mi == 1 && pa >= 183));
 }
 
 #endif

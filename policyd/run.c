@@ -188,6 +188,33 @@ static void warn_old_kernel(const struct pd_daemon *d)
 	       u.release);
 }
 
+/* The iterator that aborts denied connections, where the kernel's TCP
+ * iterator can walk the established hash safely (pd_tcp_iter_fixed(), in
+ * kernel.h, says why not before the fix). Elsewhere policyd does not run
+ * it: a denied connection stays open with every send failing, and the
+ * start says so. */
+static int abort_setup(struct pd_daemon *d)
+{
+	struct utsname u;
+
+	if (uname(&u) || !pd_tcp_iter_fixed(u.release, u.version)) {
+		pd_log(d, LOG_WARNING, "warning: kernel %s: its TCP iterator can take a reference "
+		       "on a listener's new request socket before the socket has one (a "
+		       "use-after-free, fixed in 6.1.183, 6.12.104 and 7.3); policyd does not run "
+		       "it, so a denied connection is not aborted: it stays open and its sends "
+		       "fail", u.release);
+		return 0;
+	}
+	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
+	if (!d->abort_iter) {
+		d->abort_iter = NULL;
+		fprintf(stderr, "policyd: cannot set up the iterator that ends denied "
+			"connections (bpf_sock_destroy, Linux 6.5): %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Write service names of slot gen for `policyd stats`. */
 static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uint32_t gen)
 {
@@ -547,13 +574,8 @@ static int setup(struct pd_daemon *d)
 	d->msg_attached = true;
 	if (attach_link(d, PD_CG_SOCKOPS))
 		return -1;
-	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
-	if (!d->abort_iter) {
-		d->abort_iter = NULL;
-		fprintf(stderr, "policyd: cannot set up the iterator that ends denied "
-			"connections (bpf_sock_destroy, Linux 6.5): %s\n", strerror(errno));
+	if (abort_setup(d))
 		return -1;
-	}
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
 	if (pd_adopt(d, &adopted))
@@ -713,17 +735,28 @@ static bool any_doomed(const struct pd_daemon *d)
 	return !bpf_map_get_next_key(bpf_map__fd(d->l.skel->maps.pd_doomed), NULL, &key);
 }
 
+/* Least time between two passes of the abort iterator: each walks every
+ * TCP socket of the network namespace, so however often events wake the
+ * loop, it walks at most 50 times a second. */
+#define PD_ABORT_GAP_MS 20.0
+
 /* Abort the connections the data plane dropped a message of: one pass of
  * the iterator over this network namespace's TCP sockets, when any is
  * waiting. Needs no privilege: the iterator was attached during setup.
- * Returns whether some wait still (for their passed bytes to drain). */
+ * Returns whether some wait still (for their passed bytes to drain, or
+ * for the next pass). */
 static bool abort_doomed(struct pd_daemon *d)
 {
 	char buf[64];
+	double now;
 	int fd;
 
-	if (!any_doomed(d))
+	if (!d->abort_iter || !any_doomed(d))
 		return false;
+	now = now_ms();
+	if (now - d->abort_last < PD_ABORT_GAP_MS)
+		return true;
+	d->abort_last = now;
 	fd = bpf_iter_create(bpf_link__fd(d->abort_iter));
 	if (fd < 0) {
 		pd_log(d, LOG_ERR, "cannot run the abort iterator: %s; denied connections stay "

@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pdtest import (EACCES, Env, Policyd, Recorder, client, done, free_port, is_, ok,
-                    send, PEER, POLICYD)
+                    send, skip, slow, PEER, POLICYD)
 import json
 
 env = Env("dataplane")
@@ -61,7 +61,7 @@ early = env.start([sys.executable, PEER, "client", env.cgroup, json.dumps(
     {"host": "127.0.0.1", "port": kv.port,
      "steps": [send(b"SET early 1\n"), ["wait", go], send(b"FLUSHALL\n")]})],
     stdout=subprocess.PIPE, text=True)
-time.sleep(0.5)
+time.sleep(slow(0.5))
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts (cgroup %s)" % env.cgroup, pd.text()):
@@ -69,7 +69,7 @@ if not ok(pd.running(), "policyd run starts (cgroup %s)" % env.cgroup, pd.text()
 ok(re.search(r"1 open connections adopted", pd.text()), "the open connection was adopted",
    pd.text())
 open(go, "w").close()
-out, _ = early.communicate(timeout=30)
+out, _ = early.communicate(timeout=slow(30))
 r = json.loads(out)
 is_(r["results"][1], EACCES, "adopted connection: FLUSHALL refused with EACCES")
 is_(kv.got(r["port"]), b"SET early 1\n", "adopted connection: server got only the line before")
@@ -93,11 +93,15 @@ res, port = client(env, kv.port, [send(b"FLUSHALL\n"), send(b"GET a\n")])
 # EACCES while the connection waits for its abort, the abort's errors after
 ok(res[0] == EACCES and res[1] in (EACCES, -errno.ECONNABORTED, -errno.EPIPE) and
    kv.got(port) == b"", "after a drop every later send fails too", "results %r" % res)
-port = check("a denied connection is aborted: lines passed before the deny arrive, then the "
-             "client's read fails with ECONNABORTED, and later sends still fail",
-             [send(b"GET a\nFLUSHALL\n"), ["sleep", 0.3], ["recv", 10], send(b"GET b\n")],
-             [6, -errno.ECONNABORTED, EACCES], b"GET a\n")
-is_(kv.errors.get(port), errno.ECONNRESET, "... and the server sees the connection reset")
+if "a denied connection is not aborted" in pd.text():
+    skip(2, "kernel: policyd does not run its abort iterator on %s (a TCP iterator not "
+         "known to be fixed; tests/e2e/abort.t)" % os.uname().release)
+else:
+    port = check("a denied connection is aborted: lines passed before the deny arrive, then "
+                 "the client's read fails with ECONNABORTED, and later sends still fail",
+                 [send(b"GET a\nFLUSHALL\n"), ["sleep", 0.3], ["recv", 10], send(b"GET b\n")],
+                 [6, -errno.ECONNABORTED, EACCES], b"GET a\n")
+    is_(kv.errors.get(port), errno.ECONNRESET, "... and the server sees the connection reset")
 check("deny prefix: CONFIG SET at a line start", [send(b"config set dir /tmp\n")],
       [EACCES], b"")
 check("prefix anchors at the line start only: SET CONFIG passes",
@@ -146,7 +150,7 @@ check("redirect: DEBUG goes to the sink, the connection goes on",
       [send(b"DEBUG SEGFAULT\n"), send(b"GET a\n")], [15, 6], b"GET a\n")
 check("redirect in the middle of a pipelined send: later lines still reach the server",
       [send(b"GET a\nDEBUG OBJECT k\nGET b\n")], [27], b"GET a\nGET b\n")
-time.sleep(0.5)
+time.sleep(slow(0.5))
 sink = open(sink_file).read() if os.path.exists(sink_file) else ""
 ok(re.search(r'rule=103 sink=quarantine service=kv pid=\d+ comm=python3 .* data="DEBUG '
              r'SEGFAULT\\n"', sink), "sink file holds the diverted message with its metadata",
@@ -205,7 +209,7 @@ for _ in range(200):
         break
     time.sleep(0.02)
 res, _ = client(env, reply_port, [["recv", 64]], inside=False)
-out, _ = srv.communicate(timeout=30)
+out, _ = srv.communicate(timeout=slow(30))
 is_(json.loads(out)["results"], [6, EACCES], "direction from: the server's reply with a key "
     "is refused")
 is_(bytes.fromhex(res[0]), b"hello\n", "direction from: the client got only the clean reply")

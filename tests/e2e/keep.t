@@ -16,7 +16,7 @@ layout=$("$PD" --version | sed -n 's/.*map layout \([0-9]*\).*/\1/p')
 pol() { local f=$1 e=$2; shift 2; kv_policy "$f" 1 "on_exit = \"$e\";" "$@"; }
 
 # a listener that keeps every byte it receives, outside the cgroup
-python3 - "$port" "$TMP/server.out" <<'PY' &
+python3 - "$port" "$TMP/server.out" <<'PY' >"$TMP/server.log" 2>&1 &
 import socket, sys, threading
 threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -33,7 +33,7 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
-sleep 0.3
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 # a connection from the cgroup that stays open across the restarts
 coproc CONN { in_cgroup python3 -u -c '
 import socket, sys
@@ -152,8 +152,8 @@ is "$(sendline FLUSHALL)" 0 "nothing policed any more"
 pol "$TMP/p.conf" keep FLUSHALL
 start_policyd "$TMP/p.conf"; ok $? "policyd runs with on_exit = keep"
 pol "$TMP/p.conf" detach FLUSHALL
-kill -HUP "$PDPID"; sleep 0.5
-grep -q 'reloaded:' "$TMP/policyd.log"; ok $? "reloaded to on_exit = detach"
+kill -HUP "$PDPID"
+wait_for 10 grep -q 'reloaded:' "$TMP/policyd.log"; ok $? "reloaded to on_exit = detach"
 kill -KILL "$PDPID"; wait "$PDPID" 2>/dev/null
 for _ in $(seq 50); do [ -e "$PIN" ] || break; sleep 0.1; done
 [ ! -e "$PIN" ]; ok $? "SIGKILL after that reload: the reaper removed the pins"

@@ -4,6 +4,13 @@ servers on loopback, and clients run inside or outside the cgroup.
 
 Safety: only a child cgroup we create is ever attached to; servers listen
 on 127.0.0.1 and ::1 only; we stop only processes we started.
+
+What every test gets from Env and done(), as the shell harness does
+(tests/lib.sh, tests/e2e/env.sh): the kernel log is checked from Env() to
+done() (tests/kmsg.py); a policyd that does not start ends the test at
+once with its log; the processes a test starts write to files, never to
+the test's output; cleanup empties and removes the cgroup or says loudly
+that it could not. Bounds on time are multiplied by PD_SLOW (slow()).
 """
 import atexit
 import json
@@ -20,11 +27,37 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("O", "build"))
-POLICYD = os.path.join(BUILD, "policyd")
+POLICYD = os.path.abspath(os.environ.get("PD") or os.path.join(BUILD, "policyd"))
 PEER = os.path.join(ROOT, "tests", "e2e", "peer.py")
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import kmsg  # noqa: E402
 
 _n = 0
 _failed = 0
+_kmsg_mark = None
+
+
+def _slowness():
+    v = os.environ.get("PD_SLOW") or "1"
+    try:
+        f = float(v)
+    except ValueError:
+        f = -1
+    if f <= 0:
+        sys.exit("PD_SLOW=%s is not a positive number" % v)
+    return f
+
+
+# How many times slower than this project's own machines the one under test
+# is (an emulated guest: 5 to 35). Every bound on time a test checks or
+# waits for is multiplied by it; 1 checks what it always did.
+SLOW = _slowness()
+
+
+def slow(x):
+    """A bound on time (or a count of tries), scaled by PD_SLOW."""
+    return x * SLOW
 
 
 def ok(cond, name, diag=None):
@@ -43,14 +76,83 @@ def is_(got, want, name):
     return ok(got == want, name, "got:  %r\nwant: %r" % (got, want))
 
 
+def kernel_log_mark():
+    """From here on, a line the kernel logs that says it went wrong fails the
+    test at done() (Env() takes the mark itself)."""
+    global _kmsg_mark
+    try:
+        _kmsg_mark = kmsg.mark()
+    except OSError as e:
+        print("# cannot read the kernel log (%s): not checked" % e.strerror, flush=True)
+
+
+def kernel_log_check():
+    """The kernel log check, as a test of its own."""
+    global _kmsg_mark
+    if _kmsg_mark is None:
+        return True
+    try:
+        bad = kmsg.bad_since(_kmsg_mark)
+    except OSError as e:
+        bad = [(-1, "cannot read the kernel log: %s" % e.strerror)]
+    _kmsg_mark = None
+    lines = "\n".join("kernel log #%d: %s" % b for b in bad)
+    if bad:
+        print(lines, file=sys.stderr, flush=True)
+    return ok(not bad, "the kernel logged no warning while the test ran", lines)
+
+
 def done():
+    kernel_log_check()
     print("1..%d" % _n, flush=True)
     sys.exit(1 if _failed else 0)
+
+
+def fail_now(why, diag=None):
+    """One failed check saying why, and the test ends here (cleanup runs)."""
+    ok(False, why, diag)
+    print("# stopped: " + why, file=sys.stderr, flush=True)
+    done()
 
 
 def skip_all(why):
     print("1..0 # SKIP " + why, flush=True)
     sys.exit(0)
+
+
+def skip(count, why):
+    """The next count checks are skipped, saying why."""
+    global _n
+    for _ in range(count):
+        _n += 1
+        print("ok %d # SKIP %s" % (_n, why), flush=True)
+
+
+def kernel_has(feature):
+    """Whether the running kernel has feature: "sock_destroy" (the
+    bpf_sock_destroy kfunc, Linux 6.5), "bpf_lsm" (BPF LSM active),
+    "cgroup_kill" (Linux 5.14)."""
+    if feature == "sock_destroy":
+        out = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux"],
+                             capture_output=True, text=True)
+        return re.search(r"^\[\d+\] FUNC 'bpf_sock_destroy'", out.stdout, re.M) is not None
+    if feature == "bpf_lsm":
+        try:
+            with open("/sys/kernel/security/lsm") as f:
+                return "bpf" in f.read().split(",")
+        except OSError:
+            return False
+    if feature == "cgroup_kill":
+        mount = cgroup2_mount()
+        return bool(mount) and any(os.path.exists(os.path.join(mount, d, "cgroup.kill"))
+                                   for d in os.listdir(mount))
+    raise ValueError("kernel_has: no such feature: " + feature)
+
+
+def require_kernel(feature, why):
+    """Skip the whole test, distinctly, when the kernel lacks a feature."""
+    if not kernel_has(feature):
+        skip_all("kernel: no %s on %s (%s)" % (feature, os.uname().release, why))
 
 
 def cgroup2_mount():
@@ -81,37 +183,72 @@ class Env:
         atexit.register(self.cleanup)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *a: sys.exit(130))
+        kernel_log_mark()
 
     def start(self, cmd, **kw):
+        """Start a process we stop at cleanup; unless told otherwise its
+        output goes to a file in tmp, never to the test's output."""
+        if "stdout" not in kw or "stderr" not in kw:
+            log = open(os.path.join(self.tmp, "%s-%d.log" % (os.path.basename(cmd[0]),
+                                                              len(self.procs))), "ab")
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
         p = subprocess.Popen(cmd, **kw)
         self.procs.append(p)
         return p
+
+    def empty_cgroup(self):
+        """End every process in our cgroup (they are ours: clients we moved
+        there) and remove it; False, saying what is left, if it cannot."""
+        procs = os.path.join(self.cgroup, "cgroup.procs")
+        kill = os.path.join(self.cgroup, "cgroup.kill")
+        for _ in range(100):
+            if not os.path.isdir(self.cgroup):
+                return True
+            try:
+                if os.path.exists(kill):
+                    with open(kill, "w") as f:
+                        f.write("1")
+                else:   # before Linux 5.14: kill what is there until it is empty
+                    with open(procs) as f:
+                        for pid in f.read().split():
+                            os.kill(int(pid), signal.SIGKILL)
+                os.rmdir(self.cgroup)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError:
+                time.sleep(0.05)
+        try:
+            with open(procs) as f:
+                left = " ".join(f.read().split())
+        except OSError:
+            left = "?"
+        print("cannot remove the test's cgroup %s; processes left in it: %s"
+              % (self.cgroup, left), file=sys.stderr, flush=True)
+        return False
 
     def cleanup(self):
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        # processes left in our cgroup are ours (clients we moved there)
-        try:
-            with open(os.path.join(self.cgroup, "cgroup.procs")) as f:
-                for pid in f.read().split():
-                    os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            pass
-        for _ in range(50):
-            try:
-                os.rmdir(self.cgroup)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.05)
+        bad = not self.empty_cgroup()
         if os.path.isdir(self.pin_dir):
             for f in os.listdir(self.pin_dir):
                 os.unlink(os.path.join(self.pin_dir, f))
             os.rmdir(self.pin_dir)
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if _kmsg_mark is not None:      # the test ended before done()
+            try:
+                for b in kmsg.bad_since(_kmsg_mark):
+                    print("kernel log #%d: %s" % b, file=sys.stderr, flush=True)
+                    bad = True
+            except OSError:
+                pass
+        if bad:
+            sys.stdout.flush()
+            os._exit(1)
 
     def write(self, name, text):
         path = os.path.join(self.tmp, name)
@@ -130,20 +267,27 @@ def free_port(host="127.0.0.1"):
 
 
 class Policyd:
-    """policyd run --foreground, its stderr kept in a file."""
+    """policyd run --foreground, its stderr kept in a file. One that does not
+    start ends the test at once with its log (must_start=False: the test
+    looks at running() itself)."""
 
-    def __init__(self, env, conf, extra=()):
+    def __init__(self, env, conf, extra=(), must_start=True):
         self.env = env
         self.log = os.path.join(env.tmp, "policyd.log")
         self.logf = open(self.log, "ab")
         self.p = env.start([POLICYD, "run", "-c", conf, "--cgroup", env.cgroup,
                             "--pin-dir", env.pin_dir, "--foreground"] + list(extra),
                            stdout=self.logf, stderr=self.logf)
-        deadline = time.time() + 20
+        deadline = time.time() + slow(20)
         while time.time() < deadline and self.p.poll() is None:
             if "started:" in self.text():
                 break
             time.sleep(0.05)
+        if must_start and not self.running():
+            st = self.p.poll()
+            fail_now("policyd starts (%s; its log:)" % (
+                "it exited with status %d" % st if st is not None
+                else "no 'started:' line after %.0f s" % slow(20)), self.text()[-4000:])
 
     def running(self):
         return self.p.poll() is None and "started:" in self.text()
@@ -153,7 +297,7 @@ class Policyd:
             return f.read()
 
     def lines(self, pattern):
-        time.sleep(0.3)
+        time.sleep(slow(0.3))
         return [l for l in self.text().splitlines() if re.search(pattern, l)]
 
     def signal(self, sig):
@@ -162,7 +306,7 @@ class Policyd:
     def stop(self):
         self.p.send_signal(signal.SIGTERM)
         try:
-            return self.p.wait(timeout=20)
+            return self.p.wait(timeout=slow(20))
         except subprocess.TimeoutExpired:
             self.p.kill()
             return -1
@@ -228,7 +372,7 @@ class Recorder:
         c.close()
 
     def got(self, port, timeout=5):
-        deadline = time.time() + timeout
+        deadline = time.time() + slow(timeout)
         while time.time() < deadline:
             with self.lock:
                 ev = self.done.get(port)
@@ -245,7 +389,7 @@ def client(env, port, steps, host="127.0.0.1", inside=True, linger=0.2):
     (results, local port)."""
     spec = {"host": host, "port": port, "steps": steps, "linger": linger}
     out = subprocess.run([sys.executable, PEER, "client", env.cgroup if inside else "-",
-                          json.dumps(spec)], capture_output=True, text=True, timeout=60)
+                          json.dumps(spec)], capture_output=True, text=True, timeout=slow(60))
     if out.returncode != 0:
         raise RuntimeError("client failed: " + out.stderr)
     r = json.loads(out.stdout)

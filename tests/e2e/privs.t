@@ -15,8 +15,9 @@ import socket, sys
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(64)
 while True:
-    c, _ = ls.accept(); c.close()' "$port" &
+    c, _ = ls.accept(); c.close()' "$port" >"$TMP/server.log" 2>&1 &
 PIDS+=($!)
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 pol() {
 	printf 'version = 1;\nservices = ( { name = "kv"; ports = [ %s ]; framing = "line"; rules = (\n  { id = 1; action = "deny"; contains = "%s"; } ); } );\n' "$port" "$1" > "$TMP/p.conf"
 }
@@ -45,8 +46,8 @@ is "$n" "0" "the reaper holds no BPF object"
 is "$(sendline FLUSHALL)" 13 "enforcement works after the drop (EACCES)"
 is "$(sendline SHUTDOWN)" 0 "SHUTDOWN passes under policy 1"
 pol SHUTDOWN
-kill -HUP "$PDPID"; sleep 0.5
-grep -q 'reloaded: .* generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reload works unprivileged"
+kill -HUP "$PDPID"
+wait_for 10 grep -q 'reloaded: .* generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reload works unprivileged"
 is "$(sendline SHUTDOWN)" 13 "the new rule enforces"
 is "$(sendline FLUSHALL)" 0 "the old rule is gone"
 

@@ -14,7 +14,7 @@ env_setup memcached || skip_all "cannot make a cgroup"
 port=$(free_port)
 sed "s/ports = \[ 11211 \]/ports = [ $port ]/" policy-examples/memcached.conf > "$TMP/p.conf"
 grep -q "ports = \[ $port \]" "$TMP/p.conf"; ok $? "the profile's port is adapted to $port"
-memcached -B ascii -l 127.0.0.1 -p "$port" -U 0 -u nobody -m 16 &
+memcached -B ascii -l 127.0.0.1 -p "$port" -U 0 -u nobody -m 16 >"$TMP/memcached.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 50); do python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null && break; sleep 0.1; done
 start_policyd "$TMP/p.conf"; ok $? "policyd runs the memcached profile"

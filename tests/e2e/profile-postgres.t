@@ -77,11 +77,20 @@ attacks=(
 	"CREATE EXTENSION plpython3u"
 	"CREATE FUNCTION p() RETURNS int AS \$\$ import os \$\$ LANGUAGE plperlu"
 )
+# where policyd does not abort a denied connection (a kernel whose TCP
+# iterator is not known to be fixed, see policyd.8), libpq waits for ever
+# for the answer to a query whose send failed: there psql gets 5 s
+aborts=1
+grep -q 'a denied connection is not aborted' "$TMP/policyd.log" && aborts=0
 for a in "${attacks[@]}"; do
-	out=$(q "$a"); st=$?
-	case $out in *"Permission denied"*|*"server closed the connection"*|*"connection to server was lost"*)
+	if [ "$aborts" = 1 ]; then out=$(q "$a"); st=$?
+	else out=$(in_cgroup timeout "$(slow 5)" psql -X -q -A -t -c "$a" 2>&1); st=$?; fi
+	case $aborts/$st/$out in
+	1/*/*"Permission denied"*|1/*/*"server closed the connection"*|1/*/*"connection to server was lost"*)
 		is "$st" 2 "refused (psql: lost the connection): $(echo "$a" | tr '\n' ' ')";;
-	*) ok 1 "refused: $(echo "$a" | tr '\n' ' '): psql said: $out";; esac
+	0/124/)
+		ok 0 "refused (psql still waits for an answer: not aborted on $(uname -r)): $(echo "$a" | tr '\n' ' ')";;
+	*) ok 1 "refused: $(echo "$a" | tr '\n' ' '): psql said ($st): $out";; esac
 done
 n=$(grep -c 'deny rule=' "$TMP/policyd.log"); is "$n" "${#attacks[@]}" "each refusal is logged"
 seen=$(grep -Eic 'program +(e?'"'"'|\$|/\*|$)|pg_read|pg_ls_|pg_stat_file|lo_import|lo_export|alter +system +(set|reset)|language c|plpython3u|plperlu|'"'"'/etc|'"'"'/tmp' "$TMP/pg/server.log")

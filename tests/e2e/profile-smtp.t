@@ -16,7 +16,7 @@ sed "s/ports = \[ 25, 587 \]/ports = [ $port ]/" policy-examples/smtp.conf > "$T
 grep -q "ports = \[ $port \]" "$TMP/p.conf"; ok $? "the profile's ports are adapted to $port"
 
 # the server: RFC 5321 enough for the clients, every command line kept
-python3 - "$port" "$TMP/lines" "$TMP/mail" <<'PY' &
+python3 - "$port" "$TMP/lines" "$TMP/mail" <<'PY' >"$TMP/server.log" 2>&1 &
 import socket, sys, threading
 threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,7 +51,7 @@ while True:
     c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
-sleep 0.3
+wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 start_policyd "$TMP/p.conf"; ok $? "policyd runs the smtp profile"
 
 body=$'Hello,\r\nplease verify your account; the vrfy and expn commands are off.\r\nTurn left at the expn building.\r\nDebugging notes: kill -HUP is fine.\r\n.leading dot\r\nBye'
