@@ -412,7 +412,7 @@ def run(env, names):
         t = time.time()
         RUN[name](env, rows, configs)
         log("section %s: %.0f s" % (name, time.time() - t))
-    return rows, {k: (h.config, h.patterns) for k, h in configs.items()}
+    return rows, {k: (h.config, h.patterns, h.checks) for k, h in configs.items()}
 
 
 # --- report -------------------------------------------------------------------
@@ -472,7 +472,9 @@ def report(rows, configs):
                  "on a growing buffer can only be decided by the delay). So HAProxy here does "
                  "less than policyd, which judges every send; what it costs is the proxying "
                  "itself.\n" % (w.haproxy_version(), w.HAPROXY_DELAY_MS))
-        for name, (text, npat) in configs.items():
+        for name, (text, npat, checks) in configs.items():
+            L.append("In front of %s, before the rounds: %s.\n" % (name, "; ".join(
+                "`%s` refused %d times in %d" % c for c in checks)))
             L.append("<details><summary>In front of %s (%d patterns)</summary>\n" % (name, npat))
             L.append("```\n%s```\n</details>\n" % text)
     return L
