@@ -15,7 +15,9 @@ PD_BENCH_ONLY=SECTION[,SECTION...] (those sections only, printed, no
 report): bulk, redis, conns, and the profile sections redis-all, http,
 memcached, postgres, smtp, connrate ("profiles": all six);
 PD_BENCH_REPORT=1 (results.md and the plots again from the figures of
-the last full run, $O/bench/results.json, measuring nothing).
+the last full run, $O/bench/results.json, measuring nothing);
+PD_BENCH_NOTE (a paragraph for results.md about the run, e.g. that the
+machine was shared).
 """
 import json
 import os
@@ -480,6 +482,8 @@ def report(res):
              "connection rate >= 0.90 of no firewall; and ahead of HAProxy on every workload "
              "it is measured on.\n")
     L.append("Machine: " + "; ".join(res["machine"]) + ".\n")
+    if os.environ.get("PD_BENCH_NOTE"):
+        L.append(os.environ["PD_BENCH_NOTE"] + "\n")
     L.append(steal_line(res["steal"]) + "\n")
     L.append("## The profiles on their own workloads\n")
     L.append("Each profile of `policy-examples/` with the real server and load generator it "

@@ -467,11 +467,15 @@ def report(rows, configs):
                  "`req.payload(0,0)`, rules on what the server sends back (secrets-egress) "
                  "`tcp-response content` rules on `res.payload(0,0)`. In TCP mode HAProxy "
                  "judges the bytes that have arrived when the inspect delay (%d ms) ends or a "
-                 "pattern matches, once per connection: what a client sends after that passes "
-                 "unjudged (there are no message boundaries in TCP mode, and a substring rule "
-                 "on a growing buffer can only be decided by the delay). So HAProxy here does "
-                 "less than policyd, which judges every send; what it costs is the proxying "
-                 "itself.\n" % (w.haproxy_version(), w.HAPROXY_DELAY_MS))
+                 "pattern matches, once per connection and direction: what is sent after that "
+                 "passes unjudged (there are no message boundaries in TCP mode, and a "
+                 "substring rule on a growing buffer can only be decided by the delay). The "
+                 "delay counts from the connection's start (requests) or from the server's "
+                 "connection (replies), so on a loaded machine a slow reply passes unjudged "
+                 "too; a longer delay holds every connection's first request and reply that "
+                 "long. So HAProxy here does less than policyd, which judges every send; what "
+                 "it costs is mostly the proxying itself.\n" % (
+                     w.haproxy_version(), w.HAPROXY_DELAY_MS))
         for name, (text, npat, checks) in configs.items():
             L.append("In front of %s, before the rounds: %s.\n" % (name, "; ".join(
                 "`%s` refused %d times in %d" % c for c in checks)))
