@@ -478,7 +478,7 @@ def report(rows, configs):
                      w.haproxy_version(), w.HAPROXY_DELAY_MS))
         for name, (text, npat, checks) in configs.items():
             L.append("In front of %s, before the rounds: %s.\n" % (name, "; ".join(
-                "`%s` refused %d times in %d" % c for c in checks)))
+                "`%s` refused %d times in %d" % tuple(c) for c in checks)))
             L.append("<details><summary>In front of %s (%d patterns)</summary>\n" % (name, npat))
             L.append("```\n%s```\n</details>\n" % text)
     return L

@@ -177,7 +177,7 @@ class HAProxy:
         if want not in got:
             raise RuntimeError("HAProxy did not pass %r: got %r" % (allowed, got[:80]))
         refused = sum(1 for _ in range(tries) if not exchange(self.port, denied))
-        self.checks.append((denied.split(b"\r\n")[0].decode(), refused, tries))
+        self.checks.append((repr(denied)[2:-1], refused, tries))
         if not refused:
             raise RuntimeError("HAProxy passed %r in %d tries out of %d" % (denied, tries, tries))
 
