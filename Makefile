@@ -159,6 +159,7 @@ help:
 	@echo '  check    build and run every test (unit, CLI, fuzz smoke, end-to-end)'
 	@echo '  fuzz     fuzz parse+compile for FUZZ_SECONDS (default 600)'
 	@echo '  demo     show policyd enforcing the Redis profile on real traffic'
-	@echo '  bench    benchmarks against no firewall and iptables string match'
+	@echo '  bench    benchmarks: every profile on its own workload against no firewall,'
+	@echo '           the socket map alone and HAProxy; iptables string match (root)'
 	@echo '  install  install binary, man pages, examples, unit (PREFIX, DESTDIR)'
 	@echo '  clean    remove $(O)'

@@ -2,10 +2,13 @@
 /*
  * make bench's "socket map alone": the kernel's socket-map path with no
  * work in it. sock_ops adds every connection the cgroup's processes open
- * to a SOCKHASH, and the sk_msg program on that map passes every message
- * untouched. What a run costs with this and no more is what any sk_msg
- * firewall pays before it reads a byte; policyd's own cost is the rest.
- * Loaded and attached with bpftool by tests/bench/bench.py.
+ * or accept to a SOCKHASH, and the sk_msg program on that map passes every
+ * message untouched. What a run costs with this and no more is what any
+ * sk_msg firewall pays before it reads a byte; policyd's own cost is the
+ * rest. The bench puts in the cgroup only the side of a workload a policy
+ * polices: the clients for direction "to", the server for "from" (nginx
+ * under secrets-egress), both where both are policed. Loaded and attached
+ * with bpftool by tests/bench/harness.py.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -35,7 +38,8 @@ int add(struct bpf_sock_ops *ops)
 	__u32 zero = 0;
 	__u64 cookie, *n;
 
-	if (ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+	if (ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ||
+	    ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
 		cookie = bpf_get_socket_cookie(ops);
 		n = bpf_map_lookup_elem(&added, &zero);
 		if (!bpf_sock_hash_update(ops, &socks, &cookie, BPF_ANY) && n)

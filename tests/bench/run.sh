@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "make bench: run as root (BPF, cgroups, namespaces)" >&2; exit 1; }
 bash tests/deps.sh
+bash tests/bench/deps.sh
 # in the namespace only: reuse TIME_WAIT ports for new connections, so that
 # the 10,000 connections of one configuration do not slow the next one down
 exec unshare --net -- sh -c 'ip link set lo up &&
