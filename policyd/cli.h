@@ -23,6 +23,8 @@ struct pd_opts {
 	bool json;
 	bool foreground;
 	bool verbose;
+	bool monitor;           /* --monitor: mode "monitor" whatever the policy says */
+	bool openmetrics;       /* stats --format openmetrics */
 };
 
 int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,

@@ -104,6 +104,8 @@ int main(int argc, char **argv)
 		{ "pin-dir", required_argument, NULL, 'p' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "monitor", no_argument, NULL, 'm' },
+		{ "format", required_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -144,6 +146,18 @@ int main(int argc, char **argv)
 		case 'p': o.pin_dir = optarg; break;
 		case 'u': o.user = optarg; break;
 		case 'f': o.foreground = true; break;
+		case 'm': o.monitor = true; break;
+		case 'F':
+			if (!strcmp(optarg, "openmetrics"))
+				o.openmetrics = true;
+			else if (!strcmp(optarg, "json"))
+				o.json = true;
+			else if (strcmp(optarg, "text")) {
+				fprintf(stderr, "policyd: --format is text, json or openmetrics, "
+					"not '%s'\n", optarg);
+				return PD_EXIT_USAGE;
+			}
+			break;
 		case 'v': o.verbose = true; break;
 		case 'h':
 			usage(stdout);
@@ -157,13 +171,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "policyd: unexpected argument '%s'\n", argv[optind]);
 		return PD_EXIT_USAGE;
 	}
-	if (!strcmp(cmd, "check") && !o.json && !o.cgroup && !o.pin_dir && !o.user && !o.foreground)
+	if (!strcmp(cmd, "check") && !o.json && !o.cgroup && !o.pin_dir && !o.user && !o.foreground && !o.monitor)
 		return cmd_check(&o);
-	if (!strcmp(cmd, "dump") && !o.cgroup && !o.pin_dir && !o.user && !o.foreground)
+	if (!strcmp(cmd, "dump") && !o.cgroup && !o.pin_dir && !o.user && !o.foreground && !o.monitor)
 		return cmd_dump(&o);
 	if (!strcmp(cmd, "run") && !o.json)
 		return pd_cmd_run(&o);
-	if (!strcmp(cmd, "stats") && !o.cgroup && !o.user && !o.foreground &&
+	if (!strcmp(cmd, "stats") && !o.cgroup && !o.user && !o.foreground && !o.monitor &&
 	    !o.config_given)
 		return pd_cmd_stats(&o);
 	if (strcmp(cmd, "check") && strcmp(cmd, "dump") && strcmp(cmd, "run") &&

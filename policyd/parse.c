@@ -244,9 +244,10 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 {
 	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
 					    "log_rate", "excerpt", "fail_mode",
-					    "max_connections", "name", NULL };
+					    "max_connections", "name", "mode", NULL };
 	static const char *const on_exit[] = { "detach", "keep", NULL };
 	static const char *const fail_mode[] = { "closed", "open", NULL };
+	static const char *const modes[] = { "enforce", "monitor", NULL };
 	struct pd_daemon_src *dm = &c->p->daemon;
 	const config_setting_t *s;
 	int64_t v;
@@ -275,6 +276,12 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 
 		if (w >= 0)
 			dm->keep = w == 1;
+	}
+	if ((s = config_setting_get_member(g, "mode"))) {
+		int w = get_word(c, s, modes);
+
+		if (w >= 0)
+			dm->monitor = w == 1;
 	}
 	if ((s = config_setting_get_member(g, "log_rate")) && get_uint(c, s, 0, 1000000, &v))
 		dm->log_rate = (uint32_t)v;

@@ -92,6 +92,7 @@ struct pd_daemon_src {
 	char *user;
 	char *pin_dir;
 	bool keep;              /* on_exit = "keep" */
+	bool monitor;           /* mode = "monitor" */
 	uint32_t log_rate;
 	uint32_t excerpt;
 	bool fail_open;         /* fail_mode = "open" */
