@@ -25,11 +25,13 @@ struct pd_opts {
 	bool verbose;
 	bool monitor;           /* --monitor: mode "monitor" whatever the policy says */
 	bool openmetrics;       /* stats --format openmetrics */
+	int pid;                /* reload --pid: 0 when not given */
 };
 
 int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
 			double *ms);
 int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);
+int pd_cmd_reload(const struct pd_opts *o);
 
 #endif

@@ -29,6 +29,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <systemd/sd-daemon.h>
 
 #include "daemon.h"
 #include "kernel.h"
@@ -260,6 +261,7 @@ static int write_config(const struct pd_daemon *d)
 		.reloads_refused = d->reloads_refused,
 		.last_reload_time = d->last_reload_time,
 		.last_reload = d->last_reload,
+		.pid = (__u32)getpid(),
 	};
 	uint32_t zero = 0;
 
@@ -763,6 +765,27 @@ out:
 	malloc_trim(0);
 }
 
+/* systemd (Type=notify): a reload begins; it ends with notify_status().
+ * Without NOTIFY_SOCKET these do nothing. */
+static void notify_reloading(const struct pd_daemon *d)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+		   (unsigned long long)ts.tv_sec * 1000000ull +
+		   (unsigned long long)ts.tv_nsec / 1000, d->config);
+}
+
+/* systemd: ready (after start or a reload), and what enforces now. */
+static void notify_status(const struct pd_daemon *d)
+{
+	sd_notifyf(0, "READY=1\nSTATUS=%s%spolicy generation %llu enforcing, mode %s",
+		   d->last_reload == PD_RELOAD_REFUSED ? "reload refused (see the log); " : "",
+		   d->last_reload == PD_RELOAD_OK ? "reloaded; " : "",
+		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
+}
+
 static bool any_doomed(const struct pd_daemon *d)
 {
 	uint64_t key;
@@ -827,7 +850,9 @@ static int loop(struct pd_daemon *d)
 		if (n > 0 && (pf[1].revents & POLLIN) &&
 		    read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
 			if (si.ssi_signo == SIGHUP) {
+				notify_reloading(d);
 				reload(d);
+				notify_status(d);
 				continue;
 			}
 			pd_log(d, LOG_NOTICE, "stopping on %s: %s", strsignal(si.ssi_signo),
@@ -907,7 +932,9 @@ int pd_cmd_run(const struct pd_opts *o)
 		ret = PD_EXIT_RUNTIME;
 		goto out;
 	}
+	notify_status(&d);
 	ret = loop(&d) ? PD_EXIT_RUNTIME : PD_EXIT_OK;
+	sd_notify(0, "STOPPING=1");
 out:
 	/* the reload may have changed on_exit */
 	teardown(&d, !d.pol.daemon.keep);
