@@ -25,6 +25,7 @@ struct pd_opts {
 	bool verbose;
 	bool monitor;           /* --monitor: mode "monitor" whatever the policy says */
 	bool openmetrics;       /* stats --format openmetrics */
+	bool prometheus;        /* stats --format prometheus (text format 0.0.4) */
 	int pid;                /* reload --pid: 0 when not given */
 };
 

@@ -25,7 +25,7 @@ static void usage(FILE *f)
 		"       policyd run   [-c FILE] [--cgroup DIR] [--pin-dir DIR] [--user NAME]\n"
 		"                     [--foreground] [--monitor] [--verbose]\n"
 		"       policyd reload [-c FILE] [--pin-dir DIR] [--pid PID]\n"
-		"       policyd stats [--pin-dir DIR] [--json | --format text|json|openmetrics]\n"
+		"       policyd stats [--pin-dir DIR] [--json | --format FMT]\n"
 		"       policyd --help | --version\n"
 		"\n"
 		"  -c, --config FILE  policy file (default %s; - reads standard input)\n"
@@ -36,7 +36,7 @@ static void usage(FILE *f)
 		"      --monitor      log would-deny and would-redirect, change nothing\n"
 		"      --pid PID      reload: the daemon to signal (checked against the pins)\n"
 		"  -j, --json         machine-readable output\n"
-		"      --format FMT   stats: text, json or openmetrics\n"
+		"      --format FMT   stats: text, json, openmetrics or prometheus\n"
 		"  -v, --verbose      also print libbpf's messages\n"
 		"  -h, --help         this summary\n"
 		"  -V, --version      the version, policy language and map layout\n"
@@ -277,10 +277,13 @@ int main(int argc, char **argv)
 			given |= B(O_FORMAT);
 			if (!strcmp(optarg, "openmetrics"))
 				o.openmetrics = true;
+			else if (!strcmp(optarg, "prometheus"))
+				o.prometheus = true;
 			else if (!strcmp(optarg, "json"))
 				o.json = true;
 			else if (strcmp(optarg, "text"))
-				return usage_error("--format is text, json or openmetrics, not '%s'",
+				return usage_error("--format is text, json, openmetrics or prometheus, "
+						   "not '%s'",
 						   optarg);
 			break;
 		case 'h':
@@ -297,8 +300,8 @@ int main(int argc, char **argv)
 				opt_names[k], cmd, commands[c].takes);
 			return PD_EXIT_USAGE;
 		}
-	if ((given & B(O_JSON)) && o.openmetrics)
-		return usage_error("give --json or --format openmetrics, not both");
+	if ((given & B(O_JSON)) && (o.openmetrics || o.prometheus))
+		return usage_error("give --json or --format, not both");
 	/* check and dump also take the policy file as their one argument */
 	if (optind < argc && (c == 0 || c == 1) && !o.config_given && optind + 1 == argc) {
 		o.config = argv[optind++];

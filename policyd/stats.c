@@ -258,14 +258,28 @@ static void print_json(const struct snapshot *s)
 	printf("}}\n");
 }
 
+/* The Prometheus text format (0.0.4) instead of OpenMetrics: what
+ * node_exporter's textfile collector reads with its types. A counter's
+ * TYPE and HELP then name its samples (foo_total), and there is no UNIT
+ * and no # EOF. */
+static bool prometheus;
+
+/* The TYPE, UNIT and HELP lines of a family. */
+static void om_head(const char *name, const char *type, const char *unit, const char *help)
+{
+	const char *total = prometheus && !strcmp(type, "counter") ? "_total" : "";
+
+	printf("# TYPE %s%s %s\n", name, total, type);
+	if (unit && !prometheus)
+		printf("# UNIT %s %s\n", name, unit);
+	printf("# HELP %s%s %s\n", name, total, help);
+}
+
 /* One counter family of the rows: field selects msgs, bytes, would_*. */
 static void om_rows(const struct snapshot *s, const char *name, const char *unit,
 		    const char *help, size_t field)
 {
-	printf("# TYPE %s counter\n", name);
-	if (unit)
-		printf("# UNIT %s %s\n", name, unit);
-	printf("# HELP %s %s\n", name, help);
+	om_head(name, "counter", unit, help);
 	for (size_t i = 0; i < s->nrows; i++) {
 		const struct row *r = &s->rows[i];
 		char id[16];
@@ -281,11 +295,8 @@ static void om_rows(const struct snapshot *s, const char *name, const char *unit
 static void om_one(const char *name, const char *type, const char *unit, const char *help,
 		   unsigned long long v)
 {
-	printf("# TYPE %s %s\n", name, type);
-	if (unit)
-		printf("# UNIT %s %s\n", name, unit);
-	printf("# HELP %s %s\n%s%s %llu\n", name, help, name,
-	       strcmp(type, "counter") ? "" : "_total", v);
+	om_head(name, type, unit, help);
+	printf("%s%s %llu\n", name, strcmp(type, "counter") ? "" : "_total", v);
 }
 
 /* The OpenMetrics text format (application/openmetrics-text 1.0.0). */
@@ -301,8 +312,8 @@ static void print_openmetrics(const struct snapshot *s)
 		offsetof(struct pd_counter, would_msgs));
 	om_rows(s, "policyd_rule_would_bytes", "bytes", "Bytes of the messages counted in "
 		"policyd_rule_would_messages.", offsetof(struct pd_counter, would_bytes));
-	printf("# TYPE policyd_troubles counter\n# HELP policyd_troubles Data-plane troubles "
-	       "by cause (see policyd(8)).\n");
+	om_head("policyd_troubles", "counter", NULL, "Data-plane troubles by cause (see "
+		"policyd(8)).");
 	for (uint32_t t = 0; t < PD_TR_MAX; t++)
 		printf("policyd_troubles_total{cause=\"%s\"} %llu\n", pd_trouble_name(t),
 		       (unsigned long long)s->trouble[t]);
@@ -323,7 +334,8 @@ static void print_openmetrics(const struct snapshot *s)
 	       s->cfg.last_reload_time ? s->cfg.last_reload_time : s->cfg.started);
 	om_one("policyd_start_time_seconds", "gauge", "seconds", "When the daemon started "
 	       "(Unix time).", s->cfg.started);
-	printf("# EOF\n");
+	if (!prometheus)
+		printf("# EOF\n");
 }
 
 int pd_cmd_stats(const struct pd_opts *o)
@@ -335,8 +347,10 @@ int pd_cmd_stats(const struct pd_opts *o)
 	if (ret == PD_EXIT_OK) {
 		if (o->json)
 			print_json(&s);
-		else if (o->openmetrics)
+		else if (o->openmetrics || o->prometheus) {
+			prometheus = o->prometheus;
 			print_openmetrics(&s);
+		}
 		else
 			print_text(&s);
 	}

@@ -129,6 +129,59 @@ is "$(tail -1 "$TMP/om.txt")" "# EOF" "openmetrics ends with # EOF"
 grep -qx 'policyd_rule_would_messages_total{service="kv",rule="200",action="deny"} 3' "$TMP/om.txt"
 ok $? "openmetrics: would-be denies per rule"
 grep -qx 'policyd_monitor_mode 1' "$TMP/om.txt"; ok $? "openmetrics: monitor mode 1"
+grep -qx 'policyd_troubles_total{cause="events_lost"} 0' "$TMP/om.txt"; ok $? "openmetrics: trouble counters also at 0"
+grep -qx 'policyd_rule_messages_total{service="kv",rule="default",action="allow"} [1-9][0-9]*' "$TMP/om.txt"
+ok $? "openmetrics: the service default with its action"
+# a strict parser: prometheus_client's OpenMetrics parser (Debian's python3)
+if /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null; then
+	out=$(/usr/bin/python3 - "$TMP/om.txt" <<'PY' 2>&1
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+def val(fam, **labels):
+    return [s.value for s in fams[fam].samples
+            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())][0]
+print(fams["policyd_rule_would_messages"].type, fams["policyd_rule_bytes"].unit,
+      *map(int, (val("policyd_rule_would_messages", rule="200"), val("policyd_rule_would_bytes", rule="200"),
+      val("policyd_rule_messages", rule="200"))), len(fams["policyd_troubles"].samples),
+      fams["policyd_start_time_seconds"].samples[0].value > 1.7e9)
+PY
+)
+	is "$out" "counter bytes 3 26 0 6 True" "the OpenMetrics parser reads it: types, units, values, 6 trouble causes"
+else
+	ok 0 "# SKIP python3-prometheus-client is not installed (make deps)"
+fi
+"$PD" stats --pin-dir "$PIN" --format prometheus > "$TMP/prom.txt"
+if /usr/bin/python3 -c 'import prometheus_client' 2>/dev/null; then
+	out=$(/usr/bin/python3 - "$TMP/prom.txt" <<'PY' 2>&1
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+print(fams["policyd_rule_would_messages"].type, fams["policyd_reloads"].type,
+      fams["policyd_policed_connections"].type)
+PY
+)
+	is "$out" "counter counter gauge" "--format prometheus: the text format 0.0.4 parser reads it with its types"
+fi
+if command -v prometheus-node-exporter >/dev/null; then
+	mkdir "$TMP/textfile"
+	"$PD" stats --pin-dir "$PIN" --format prometheus > "$TMP/textfile/policyd.prom.$$" &&
+		mv "$TMP/textfile/policyd.prom.$$" "$TMP/textfile/policyd.prom"
+	neport=$(free_port)
+	prometheus-node-exporter --collector.disable-defaults --collector.textfile \
+		--collector.textfile.directory="$TMP/textfile" --web.listen-address="127.0.0.1:$neport" \
+		>"$TMP/ne.log" 2>&1 &
+	PIDS+=($!)
+	for _ in $(seq 100); do curl -s -o "$TMP/scrape.txt" "http://127.0.0.1:$neport/metrics" && break; sleep 0.1; done
+	grep -qx 'node_textfile_scrape_error 0' "$TMP/scrape.txt" &&
+		grep -qx '# TYPE policyd_rule_would_messages_total counter' "$TMP/scrape.txt" &&
+		grep -qx 'policyd_rule_would_messages_total{action="deny",rule="200",service="kv"} 3' "$TMP/scrape.txt"
+	ok $? "node_exporter's textfile collector serves the metrics, typed, without error"
+fi
+err=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$PD" stats --pin-dir "$PIN" 2>&1); st=$?
+is "$st" 3 "stats as nobody: exit 3"
+case $err in *"permission denied reading the pins in $PIN"*"CAP_BPF or CAP_SYS_ADMIN; run as root"*) ok 0 "... saying which permission it lacks";;
+	*) ok 1 "... saying which permission it lacks: $err";; esac
 
 # SIGHUP to enforce: the same rules now act
 policy enforce
