@@ -76,7 +76,7 @@ all: $(O)/policyd $(O)/policyd.service
 # the man pages (whose sources name the default PREFIX, /usr/local).
 SUBST := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 	-e 's|/usr/local/sbin|$(SBINDIR)|g' -e 's|/usr/local/share/policyd|$(DATADIR)/policyd|g' \
-	-e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g'
+	-e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' -e 's|/usr/local/lib/sysusers.d|$(SYSUSERSDIR)|g'
 $(O)/policyd.service: policyd/policyd.service.in Makefile | $(O)
 	$(call msg,GEN,$@)
 	$(Q)$(SUBST) $< > $@
