@@ -113,7 +113,7 @@ static bool fails_at(const char *parsed, size_t n, int line)
 int pd_syntax_hint(const char *orig, const char *parsed, int line, char *msg, size_t cap)
 {
 	const char *q = orig;
-	int l = 1;
+	int l = 1, tries = 0;
 
 	snprintf(msg, cap, "syntax error");
 	while (*q) {
@@ -134,7 +134,8 @@ int pd_syntax_hint(const char *orig, const char *parsed, int line, char *msg, si
 			l++;
 		if (l > line)
 			break;
-		if (l == line && !isspace((unsigned char)*q)) {
+		/* each try parses the text up to here again: a few dozen tokens */
+		if (l == line && !isspace((unsigned char)*q) && tries++ < 64) {
 			/* one token: a name or number, or one character */
 			size_t n = strspn(q, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 					  "0123456789_.+-*");
