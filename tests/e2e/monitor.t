@@ -49,6 +49,7 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
+for _ in $(seq 400); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.05; done
 start_redis "$rport"; ok $? "redis-server on 127.0.0.1:$rport"
 
 # sends CHUNK...: one connection from the cgroup, one send per argument

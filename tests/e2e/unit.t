@@ -17,6 +17,7 @@ env_setup unit || skip_all "cannot make a cgroup"
 unit_in=policyd/policyd.service.in
 port=$(free_port)
 pol() { kv_policy "$TMP/p.conf" 100 "" "$@"; }
+wait_listen() { for _ in $(seq 400); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
 pol FLUSHALL
 
 # --- the unit file ---
@@ -94,7 +95,7 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
 PIDS+=($!)
-sleep 0.3
+wait_listen "$port" || ok 1 "the recording server listens"
 in_cgroup python3 -c '
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -108,7 +109,7 @@ strace -f -qq -o "$TMP/strace" "$PD" run -c "$TMP/p.conf" --cgroup "$CG" --pin-d
 	>"$TMP/policyd.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1200); do grep -q 'started:' "$TMP/policyd.log" && break; sleep 0.05; done
-PDPID=$(pgrep -P "${PIDS[-1]}" -x policyd)
+for _ in $(seq 100); do PDPID=$(pgrep -P "${PIDS[-1]}" -x policyd) && break; sleep 0.05; done
 grep -q " 1 open connections adopted" "$TMP/policyd.log"; ok $? "under strace: started, one connection adopted" || sed "s/^/# /" "$TMP/policyd.log"
 is "$(sendline 'FLUSHALL')" 13 "under strace: a denied send fails"
 pol FLUSHALL SHUTDOWN
