@@ -2,7 +2,18 @@
 # the commands. `make help` lists the targets.
 
 O ?= build
+# install paths; the unit, the man pages and the starter policy are
+# written with them (`make install PREFIX=/usr` for a system install)
 PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
 DESTDIR ?=
 CC ?= cc
 CLANG ?= clang
@@ -37,13 +48,13 @@ BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) 
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include -I policyd -I $(O)
+ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include -I policyd -I $(O)
 LDLIBS := -lconfig -lbpf -lcap -lelf -lz -lsystemd -lpthread
 
 ABI := include/policyd.h include/pd_match.h
-CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c
+CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
-	policyd/stats.c policyd/privs.c policyd/instance.c policyd/log.c
+	policyd/stats.c policyd/privs.c policyd/instance.c policyd/log.c policyd/reload.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))
@@ -57,9 +68,18 @@ SAN_CORE := $(patsubst policyd/%.c,$(O)/san/%.o,$(CORE_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check test fuzz fuzz-build demo bench install clean help
+.PHONY: all deps check test fuzz fuzz-build demo bench install deb clean help
 
-all: $(O)/policyd
+all: $(O)/policyd $(O)/policyd.service
+
+# The files that name install paths, written with them: the unit and
+# the man pages (whose sources name the default PREFIX, /usr/local).
+SUBST := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	-e 's|/usr/local/sbin|$(SBINDIR)|g' -e 's|/usr/local/share/policyd|$(DATADIR)/policyd|g' \
+	-e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' -e 's|/usr/local/lib/sysusers.d|$(SYSUSERSDIR)|g'
+$(O)/policyd.service: policyd/policyd.service.in Makefile | $(O)
+	$(call msg,GEN,$@)
+	$(Q)$(SUBST) $< > $@
 
 $(O)/obj/%.o: policyd/%.c $(wildcard policyd/*.h) $(ABI) $(SKELS) | $(O)/obj
 	$(call msg,CC,$@)
@@ -75,7 +95,7 @@ $(O)/%.skel.h: $(O)/%.bpf.o
 
 $(O)/policyd: $(CORE_OBJ) $(DAEMON_OBJ)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(O) $(O)/obj $(O)/san $(O)/tests:
 	$(Q)mkdir -p $@
@@ -140,14 +160,36 @@ $(O)/bench/pass.bpf.o: tests/bench/pass.bpf.c
 	$(Q)mkdir -p $(O)/bench
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+# The starter policy is installed only where none is: an operator's
+# policy is never overwritten.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/policyd/examples
-	install -m 0755 $(O)/policyd $(DESTDIR)$(PREFIX)/sbin/policyd
-	install -m 0644 policy-examples/*.conf $(DESTDIR)$(PREFIX)/share/policyd/examples/
-	install -m 0644 policyd/policyd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 0644 policyd/policyd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	install -D -m 0644 policyd/policyd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/policyd.service
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(DATADIR)/policyd/examples $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(BASHCOMPDIR) \
+		$(DESTDIR)$(LOGROTATEDIR) $(DESTDIR)$(SYSCONFDIR)/policyd
+	install -m 0755 $(O)/policyd $(DESTDIR)$(SBINDIR)/policyd
+	install -m 0644 policy-examples/*.conf $(DESTDIR)$(DATADIR)/policyd/examples/
+	$(SUBST) policyd/policyd.8 > $(DESTDIR)$(MANDIR)/man8/policyd.8
+	$(SUBST) policyd/policyd.conf.5 > $(DESTDIR)$(MANDIR)/man5/policyd.conf.5
+	$(SUBST) policyd/policyd.service.in > $(DESTDIR)$(UNITDIR)/policyd.service
+	install -m 0644 policyd/sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/policyd.conf
+	install -m 0644 policyd/tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/policyd.conf
+	install -m 0644 policyd/policyd.bash-completion $(DESTDIR)$(BASHCOMPDIR)/policyd
+	install -m 0644 policyd/logrotate $(DESTDIR)$(LOGROTATEDIR)/policyd
+	[ -e $(DESTDIR)$(SYSCONFDIR)/policyd/policy.conf ] || \
+		install -m 0644 policyd/policy.conf $(DESTDIR)$(SYSCONFDIR)/policyd/policy.conf
+
+# A Debian package (debhelper), built from a copy of the tree in $(O)/deb:
+# $(O)/deb/policyd_VERSION_ARCH.deb. Needs debhelper (make deps).
+deb:
+	$(Q)rm -rf $(O)/deb && mkdir -p $(O)/deb/src
+	$(Q)git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t $(O)/deb/src 2>/dev/null || \
+		tar --exclude=./$(O) --exclude=./.git -cf - . | tar -xf - -C $(O)/deb/src
+	$(Q)cp -r policyd/debian $(O)/deb/src/debian
+	$(call msg,DEB,$(O)/deb)
+	$(Q)cd $(O)/deb/src && dpkg-buildpackage -b -us -uc $(if $(V),,>../build.log 2>&1) || \
+		{ tail -30 ../build.log; exit 1; }
+	$(Q)ls $(O)/deb/*.deb
 
 clean:
 	rm -rf $(O)
@@ -161,5 +203,6 @@ help:
 	@echo '  demo     show policyd enforcing the Redis profile on real traffic'
 	@echo '  bench    benchmarks: every profile on its own workload against no firewall,'
 	@echo '           the socket map alone and HAProxy; iptables string match (root)'
-	@echo '  install  install binary, man pages, examples, unit (PREFIX, DESTDIR)'
+	@echo '  install  install binary, man pages, examples, unit, starter policy (PREFIX, DESTDIR)'
+	@echo '  deb      build a Debian package in $(O)/deb'
 	@echo '  clean    remove $(O)'

@@ -316,6 +316,15 @@ static __always_inline __u32 slot_gen(__u32 gen)
 	return c ? c->slot_gen[gen & 1] : 0;
 }
 
+/* Monitor mode (pd_config.mode): denies and redirects are logged and
+ * counted as would-be, and the message passes. */
+static __always_inline __u8 monitor_mode(void)
+{
+	struct pd_config *c = config();
+
+	return c && c->mode == PD_MODE_MONITOR;
+}
+
 /* daemon.fail_mode = "open": what cannot be judged passes (logged) */
 static __always_inline int fail_open(void)
 {
@@ -426,11 +435,14 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	return 1;
 }
 
-static __always_inline void count(__u32 slot, __u32 bytes)
+static __always_inline void count(__u32 slot, __u32 bytes, int would)
 {
 	struct pd_counter *c = bpf_map_lookup_elem(&pd_counters, &slot);
 
-	if (c) {
+	if (c && would) {
+		c->would_msgs += 1;
+		c->would_bytes += bytes;
+	} else if (c) {
 		c->msgs += 1;
 		c->bytes += bytes;
 	}
@@ -1102,6 +1114,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->service = st->service;
 	e->verdict = st->run.ev_verdict;
 	e->cause = st->run.ev_cause;
+	e->monitor = st->run.monitor && e->verdict >= PD_V_REDIRECT && e->verdict <= PD_V_DENY;
 	e->rule_id = 0;
 	e->audit_id = 0;
 	e->sink = 0;
@@ -1199,9 +1212,10 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 {
 	__u32 audit = st->cur.m.audit;
 
-	count(counter_slot(st, rule), len);
+	count(counter_slot(st, rule), len,
+	      st->run.monitor && (verdict == PD_V_DENY || verdict == PD_V_REDIRECT));
 	if (audit && rule != audit)
-		count(counter_slot(st, audit), len);
+		count(counter_slot(st, audit), len, 0);
 	if (verdict != PD_V_PASS || audit)
 		emit(msg, st, verdict, rule, len, bytes);
 }
@@ -1870,6 +1884,7 @@ int pd_msg(struct sk_msg_md *msg)
 	id = bpf_get_current_pid_tgid();
 	st->tgid = id >> 32;
 	st->uid = (__u32)bpf_get_current_uid_gid();
+	st->run.monitor = monitor_mode();
 	r = wire_sync(msg, st, tp);
 	if (r) {
 		r = refuse(msg, st, tp, r);
@@ -1896,6 +1911,10 @@ int pd_msg(struct sk_msg_md *msg)
 		/* a pattern split across the reload: denied by the old policy */
 		rule = st->run.ev_rule;
 		decided(msg, st, PD_V_DENY, rule, size, size);
+		if (st->run.monitor) {
+			st->alt = st->cur;
+			return pass_range(msg, st, tp, 0);
+		}
 		return act(msg, st, PD_V_DENY, rule, 0);
 	}
 	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
@@ -1942,22 +1961,23 @@ int pd_msg(struct sk_msg_md *msg)
 	st->cur.msglen += used;
 	pd_length(&st->cur.m, svc, st->cur.msglen);
 	win_done = svc->inspect && st->cur.msglen >= svc->inspect;
-	if (st->run.ended || st->cur.m.deny) {
+	/* monitor mode judges a line once, at its end, and holds nothing */
+	if (st->run.ended || (st->cur.m.deny && !st->run.monitor)) {
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 		st->cur.in_msg = 0;
 		decided(msg, st, verdict, rule, st->cur.msglen, used);
 		pd_end(&st->cur.m, svc, 1);
 		/* a drop covers the whole sk_msg: the kernel frees all of it,
 		 * and only then tells the sender the right count */
-		if (verdict != PD_V_DENY && used < size)
+		if ((verdict != PD_V_DENY || st->run.monitor) && used < size)
 			apply = used;
 		goto out;
 	}
 	/* the line goes on past this sk_msg */
-	must_hold = win_done ? 0 : pd_must_hold(&st->cur.m, svc, NULL);
+	must_hold = win_done || st->run.monitor ? 0 : pd_must_hold(&st->cur.m, svc, NULL);
 	if (must_hold < 0)
 		goto tables;
-	if (!must_hold && !win_done && (svc->hold & PD_HOLD_LINE))
+	if (!must_hold && !win_done && !st->run.monitor && (svc->hold & PD_HOLD_LINE))
 		must_hold = 2;          /* an unfinished line, held while it fits */
 	if (must_hold) {
 		st->held_rule = held_rule(st, svc, must_hold);
@@ -1979,7 +1999,7 @@ int pd_msg(struct sk_msg_md *msg)
 	st->cur.in_msg = 1;
 	verdict = PD_V_PASS;
 	rule = 0;
-	if (win_done || st->cur.m.redirect)
+	if (!st->run.monitor && (win_done || st->cur.m.redirect))
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 	if (verdict == PD_V_DENY)
 		decided(msg, st, verdict, rule, st->cur.msglen, size);
@@ -1989,7 +2009,8 @@ int pd_msg(struct sk_msg_md *msg)
 		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
 out:
 	unhold_timer(st);
-	if (verdict == PD_V_DENY || verdict == PD_V_REDIRECT)
+	/* monitor mode: decided and logged as would-be, then passed */
+	if ((verdict == PD_V_DENY || verdict == PD_V_REDIRECT) && !st->run.monitor)
 		return act(msg, st, verdict, rule, apply);
 	return pass_range(msg, st, tp, apply);
 tables:

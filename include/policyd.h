@@ -27,8 +27,10 @@
  * pd_service.skip; 4: pd_service.noscan; 5: the wire position and port
  * binding in pd_sock, pd_bytes, pd_config.fail_open, event causes; 6:
  * pd_sinks per slot, the diverted bytes in pd_sink_data,
- * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt). */
-#define PD_LAYOUT_VERSION 7
+ * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt;
+ * 8: pd_config.mode and the daemon's start, reload and pid fields,
+ * pd_counter.would_*, pd_event.monitor). */
+#define PD_LAYOUT_VERSION 8
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -85,6 +87,20 @@ enum pd_framing {
 	PD_FRAME_LINE = 1,    /* a message ends after '\n' */
 };
 
+/* What the data plane does with a deny or a redirect (pd_config.mode). */
+enum pd_mode {
+	PD_MODE_ENFORCE = 0,  /* drop, divert and abort */
+	PD_MODE_MONITOR = 1,  /* pass everything; log and count what would have been
+	                       * denied or diverted (pd_event.monitor, would_*) */
+};
+
+/* How the daemon's last SIGHUP ended (pd_config.last_reload). */
+enum pd_reload {
+	PD_RELOAD_NONE = 0,   /* no reload since the daemon started */
+	PD_RELOAD_OK = 1,
+	PD_RELOAD_REFUSED = 2,/* invalid or too big: the running policy stayed */
+};
+
 /* Which port of a connection selects the service (bit mask). */
 enum pd_direction {
 	PD_DIR_TO = 1,        /* the remote port: requests a client sends */
@@ -109,7 +125,10 @@ enum pd_direction {
 
 /* ---- maps ---- */
 
-/* pd_config (ARRAY, 1 entry): settings the daemon changes at run time. */
+/* pd_config (ARRAY, 1 entry): settings the daemon changes at run time,
+ * and what `policyd stats` reports about the daemon (read from the pins
+ * only). The data plane reads active_gen, excerpt, fail_open, slot_gen
+ * and mode. */
 struct pd_config {
 	__u32 active_gen;       /* 0 or 1: the policy slot the data plane reads */
 	__u32 excerpt;          /* daemon.excerpt (the data plane reads each rule's and
@@ -124,6 +143,14 @@ struct pd_config {
 	                         * 0 while the daemon rewrites it. A message begun
 	                         * under a slot that was rewritten since cannot go
 	                         * on there. */
+	__u32 mode;             /* enum pd_mode */
+	__u32 last_reload;      /* enum pd_reload */
+	__u32 pid;              /* the daemon's process id (`policyd reload` signals it) */
+	__u32 pad;
+	__u64 started;          /* when the daemon that writes this started (Unix s) */
+	__u64 reloads;          /* SIGHUPs handled since it started */
+	__u64 reloads_refused;  /* of which refused */
+	__u64 last_reload_time; /* Unix s of the last one; 0: none */
 };
 
 /* pd_instance (ARRAY, 1 entry): where this instance lives, so that another
@@ -259,6 +286,9 @@ struct pd_match {
 struct pd_counter {
 	__u64 msgs;             /* messages this rule (or default) decided or audited */
 	__u64 bytes;            /* their bytes */
+	__u64 would_msgs;       /* monitor mode: messages it would have denied or
+	                         * diverted (they passed) */
+	__u64 would_bytes;
 };
 
 /* Event kinds in the ring buffer. */
@@ -296,6 +326,8 @@ struct pd_event {
 	__u16 excerpt_len;      /* bytes valid in excerpt */
 	__u8 cause;             /* PD_V_REFUSE, PD_V_UNJUDGED: enum pd_trouble */
 	__u8 gen;               /* policy slot that decided (sink: gen * PD_MAX_SINKS + sink) */
+	__u8 monitor;           /* monitor mode: the deny or redirect did not happen,
+	                         * the message passed */
 	char comm[PD_COMM_LEN];
 	__u8 excerpt[PD_EXCERPT_MAX];
 };
@@ -332,7 +364,7 @@ struct pd_run {
 	__u8 ended;             /* a '\n' ended the message */
 	__u8 err;               /* fail closed */
 	__u8 ev_cause;          /* event: enum pd_trouble, for PD_V_REFUSE */
-	__u8 pad;
+	__u8 monitor;           /* pd_config.mode was PD_MODE_MONITOR when this run began */
 	__u32 wused;            /* bytes of the current window consumed (here, not
 	                         * on the stack: the verifier need not follow it) */
 };

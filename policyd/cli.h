@@ -23,11 +23,16 @@ struct pd_opts {
 	bool json;
 	bool foreground;
 	bool verbose;
+	bool monitor;           /* --monitor: mode "monitor" whatever the policy says */
+	bool openmetrics;       /* stats --format openmetrics */
+	bool prometheus;        /* stats --format prometheus (text format 0.0.4) */
+	int pid;                /* reload --pid: 0 when not given */
 };
 
 int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
 			double *ms);
 int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);
+int pd_cmd_reload(const struct pd_opts *o);
 
 #endif

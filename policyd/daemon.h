@@ -82,6 +82,10 @@ struct pd_daemon {
 	uint32_t gen;           /* active policy slot */
 	uint32_t slot_gen[2];   /* the generation each slot holds (pd_config) */
 	uint64_t generation;    /* loads so far */
+	/* published in pd_config for `policyd stats` */
+	uint64_t started;       /* Unix s */
+	uint64_t reloads, reloads_refused, last_reload_time;
+	uint32_t last_reload;   /* enum pd_reload */
 	double compile_ms;      /* reading and compiling the policy at start */
 	/* the sinks of each policy slot (pd_sinks key slot * PD_MAX_SINKS +
 	 * sink), and the files they write */

@@ -176,10 +176,10 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 	if (dm->name)
 		fprintf(f, "  name = \"%s\";\n", dm->name);
 	fprintf(f, "  user = \"%s\";\n  pin_dir = \"%s\";\n  on_exit = \"%s\";\n"
-		"  log_rate = %u;\n  excerpt = %u;\n  fail_mode = \"%s\";\n"
+		"  mode = \"%s\";\n  log_rate = %u;\n  excerpt = %u;\n  fail_mode = \"%s\";\n"
 		"  max_connections = %u;\n};\n\n", dm->user, dm->pin_dir,
-		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt,
-		dm->fail_open ? "open" : "closed", dm->max_connections);
+		dm->keep ? "keep" : "detach", dm->monitor ? "monitor" : "enforce", dm->log_rate,
+		dm->excerpt, dm->fail_open ? "open" : "closed", dm->max_connections);
 	fprintf(f, "sinks = (");
 	for (size_t i = 0; i < p->nsinks; i++)
 		fprintf(f, "%s\n  { name = \"%s\"; file = \"%s\"; }", i ? "," : "",
@@ -255,10 +255,10 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 	json_str(f, dm->user);
 	fprintf(f, ", \"pin_dir\": ");
 	json_str(f, dm->pin_dir);
-	fprintf(f, ", \"on_exit\": \"%s\", \"log_rate\": %u, \"excerpt\": %u, "
+	fprintf(f, ", \"on_exit\": \"%s\", \"mode\": \"%s\", \"log_rate\": %u, \"excerpt\": %u, "
 		"\"fail_mode\": \"%s\", \"max_connections\": %u},\n",
-		dm->keep ? "keep" : "detach", dm->log_rate, dm->excerpt,
-		dm->fail_open ? "open" : "closed", dm->max_connections);
+		dm->keep ? "keep" : "detach", dm->monitor ? "monitor" : "enforce", dm->log_rate,
+		dm->excerpt, dm->fail_open ? "open" : "closed", dm->max_connections);
 	fprintf(f, "  \"image\": {\"services\": %u, \"rules\": %zu, \"states\": %u, "
 		"\"row_width\": %u, \"bytes\": %llu},\n  \"sinks\": [", img->nservices, p->nrules,
 		img->nstates, img->row_width, (unsigned long long)img->bytes);

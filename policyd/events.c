@@ -453,8 +453,14 @@ int pd_on_event(void *ctx, void *data, size_t size)
 	if (size < sizeof(*e))
 		return 0;
 	switch (e->verdict) {
-	case PD_V_DENY: what = "deny"; prio = LOG_WARNING; break;
-	case PD_V_REDIRECT: what = "redirect"; prio = LOG_NOTICE; break;
+	case PD_V_DENY:
+		what = e->monitor ? "would-deny" : "deny";
+		prio = LOG_WARNING;
+		break;
+	case PD_V_REDIRECT:
+		what = e->monitor ? "would-redirect" : "redirect";
+		prio = LOG_NOTICE;
+		break;
 	case PD_V_REFUSE: what = "refuse"; prio = LOG_WARNING; break;
 	case PD_V_UNJUDGED: what = "unjudged"; prio = LOG_WARNING; break;
 	default: what = "audit"; prio = LOG_INFO; break;
@@ -477,7 +483,8 @@ int pd_on_event(void *ctx, void *data, size_t size)
 	if (e->verdict == PD_V_REDIRECT) {
 		if (e->gen < 2 && e->sink < d->nsinks[e->gen])
 			sink = d->sinks[e->gen][e->sink].name;
-		divert_event(d, e);
+		if (!e->monitor)        /* monitor mode: nothing was diverted */
+			divert_event(d, e);
 	}
 	if (!pd_log_may(d, what))
 		return 0;

@@ -112,8 +112,10 @@ static void check_keys(struct parse *c, const config_setting_t *g, const char *w
 			if (!strcmp(*k, name))
 				ok = true;
 		if (!ok)
-			pd_diag_add(c->d, line_of(s), "unknown setting '%s' in %s",
-				    name ? name : "?", where);
+			pd_diag_add(c->d, line_of(s), "unknown setting '%s' in %s%s%s%s",
+				    name ? name : "?", where, pd_closest(name, known) ?
+				    "; did you mean '" : "", pd_closest(name, known) ?: "",
+				    pd_closest(name, known) ? "'?" : "");
 	}
 }
 
@@ -172,7 +174,9 @@ static int get_word(struct parse *c, const config_setting_t *s, const char *cons
 		strncat(list, words[i], sizeof(list) - strlen(list) - 1);
 		strncat(list, "\"", sizeof(list) - strlen(list) - 1);
 	}
-	pd_diag_add(c->d, line_of(s), "'%s' must be %s, not \"%s\"", sname(s), list, v);
+	pd_diag_add(c->d, line_of(s), "'%s' must be %s, not \"%s\"%s%s%s", sname(s), list, v,
+		    pd_closest(v, words) ? "; did you mean \"" : "", pd_closest(v, words) ?: "",
+		    pd_closest(v, words) ? "\"?" : "");
 	return -1;
 }
 
@@ -244,9 +248,10 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 {
 	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
 					    "log_rate", "excerpt", "fail_mode",
-					    "max_connections", "name", NULL };
+					    "max_connections", "name", "mode", NULL };
 	static const char *const on_exit[] = { "detach", "keep", NULL };
 	static const char *const fail_mode[] = { "closed", "open", NULL };
+	static const char *const modes[] = { "enforce", "monitor", NULL };
 	struct pd_daemon_src *dm = &c->p->daemon;
 	const config_setting_t *s;
 	int64_t v;
@@ -263,6 +268,7 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 	if ((s = config_setting_get_member(g, "user"))) {
 		const char *u = get_str(c, s);
 
+		dm->user_line = line_of(s);
 		if (u && (!*u || strlen(u) > 64 || strpbrk(u, " \t\n:/")))
 			pd_diag_add(c->d, line_of(s), "'user' must name an account, not \"%s\"", u);
 		else if (u) {
@@ -275,6 +281,12 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 
 		if (w >= 0)
 			dm->keep = w == 1;
+	}
+	if ((s = config_setting_get_member(g, "mode"))) {
+		int w = get_word(c, s, modes);
+
+		if (w >= 0)
+			dm->monitor = w == 1;
 	}
 	if ((s = config_setting_get_member(g, "log_rate")) && get_uint(c, s, 0, 1000000, &v))
 		dm->log_rate = (uint32_t)v;
@@ -350,28 +362,45 @@ static bool get_pattern(struct parse *c, const config_setting_t *s, bool hex,
 			struct pd_rule_src *r)
 {
 	const char *v = get_str(c, s);
+	char digits[2 * PD_MAX_PATTERN + 2];
 	size_t n;
 
 	if (!v)
 		return false;
 	n = strlen(v);
+	if (hex) {      /* blanks may separate bytes: "de ad be ef" */
+		size_t k = 0;
+
+		for (size_t i = 0; v[i] && k < sizeof(digits) - 1; i++) {
+			if (v[i] != ' ' && v[i] != '\t')
+				digits[k++] = v[i];
+			else if (k % 2) {
+				pd_diag_add(c->d, line_of(s), "'%s': the blank at position %zu splits "
+					    "a byte; write two hex digits per byte", sname(s), i + 1);
+				return false;
+			}
+		}
+		digits[k] = '\0';
+		v = digits;
+		n = k;
+	}
 	if (!n) {
 		pd_diag_add(c->d, line_of(s), "'%s' must not be empty", sname(s));
 		return false;
 	}
 	if (hex) {
+		for (size_t i = 0; i < n; i++)
+			if (hexval((unsigned char)v[i]) < 0) {
+				pd_diag_add(c->d, line_of(s), "'%s' may hold only hex digits and "
+					    "blanks between bytes, not '%c'", sname(s),
+					    isprint((unsigned char)v[i]) ? v[i] : '?');
+				return false;
+			}
 		if (n % 2) {
 			pd_diag_add(c->d, line_of(s), "'%s' needs an even number of hex digits, "
 				    "not %zu", sname(s), n);
 			return false;
 		}
-		for (size_t i = 0; i < n; i++)
-			if (hexval((unsigned char)v[i]) < 0) {
-				pd_diag_add(c->d, line_of(s), "'%s' may hold only hex digits, "
-					    "not '%c' at position %zu", sname(s),
-					    isprint((unsigned char)v[i]) ? v[i] : '?', i + 1);
-				return false;
-			}
 		n /= 2;
 	}
 	if (n > PD_MAX_PATTERN) {
@@ -563,7 +592,13 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 		get_name(c, s, &svc->name);
 	else
 		pd_diag_add(c->d, svc->line, "service has no 'name'");
-	if ((s = config_setting_get_member(g, "ports")))
+	if ((s = config_setting_get_member(g, "ports")) && is_int(s))
+		pd_diag_add(c->d, line_of(s), "'ports' is a list, also of one port: write "
+			    "ports = [ %lld ];", (long long)config_setting_get_int64(s));
+	else if (s && config_setting_type(s) == CONFIG_TYPE_STRING)
+		pd_diag_add(c->d, line_of(s), "'ports' is a list, also of one range: write "
+			    "ports = [ \"%s\" ];", config_setting_get_string(s));
+	else if (s)
 		parse_ports(c, svc, s);
 	else
 		pd_diag_add(c->d, svc->line, "service has no 'ports'");
@@ -847,9 +882,14 @@ int pd_policy_load_string(const char *text, const char *file, struct pd_policy *
 		/* reported */
 	} else if (ports_brackets_to_list(copy), config_read_string(&cfg, copy) != CONFIG_TRUE) {
 		const char *why = config_error_text(&cfg) ? config_error_text(&cfg) : "unreadable";
+		char msg[160];
+		int line = config_error_line(&cfg);
 
-		pd_diag_add(d, config_error_line(&cfg), "%s%s",
-			    strncmp(why, "syntax error", 12) ? "syntax error: " : "", why);
+		if (!strncmp(why, "syntax error", 12))
+			line = pd_syntax_hint(text, copy, line, msg, sizeof(msg));
+		else
+			snprintf(msg, sizeof(msg), "syntax error: %s", why);
+		pd_diag_add(d, line, "%s", msg);
 	} else {
 		parse_root(&c, config_root_setting(&cfg));
 	}
@@ -865,14 +905,18 @@ int pd_policy_load_string(const char *text, const char *file, struct pd_policy *
 
 int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d)
 {
+	bool in = !strcmp(file, "-");   /* standard input, a pipe as well */
 	/* not blocking: opening a FIFO would wait for a writer */
-	int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	int fd = in ? fcntl(0, F_DUPFD_CLOEXEC, 0) :
+		      open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	char *text = NULL;
 	size_t len = 0, cap = 0, nread;
 	struct stat st;
 	FILE *f;
 	int ret;
 
+	if (in)
+		file = "<stdin>";
 	d->file = file;
 	memset(p, 0, sizeof(*p));
 	if (fd < 0 || fstat(fd, &st)) {
@@ -881,7 +925,7 @@ int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d)
 			close(fd);
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!in && !S_ISREG(st.st_mode)) {
 		pd_diag_add(d, 0, "not a regular file (%s): a policy is read from a file",
 			    S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" :
 			    S_ISCHR(st.st_mode) ? "a character device" : S_ISSOCK(st.st_mode) ?
@@ -889,7 +933,7 @@ int pd_policy_load(const char *file, struct pd_policy *p, struct pd_diag *d)
 		close(fd);
 		return -1;
 	}
-	if (fcntl(fd, F_SETFL, O_RDONLY) || !(f = fdopen(fd, "rb"))) {
+	if ((!in && fcntl(fd, F_SETFL, O_RDONLY)) || !(f = fdopen(fd, "rb"))) {
 		pd_diag_add(d, 0, "cannot open: %s", strerror(errno));
 		close(fd);
 		return -1;

@@ -90,8 +90,10 @@ struct pd_sink_src {
 struct pd_daemon_src {
 	char *cgroup;           /* NULL: the cgroup2 mount */
 	char *user;
+	int user_line;          /* 0: not in the file */
 	char *pin_dir;
 	bool keep;              /* on_exit = "keep" */
+	bool monitor;           /* mode = "monitor" */
 	uint32_t log_rate;
 	uint32_t excerpt;
 	bool fail_open;         /* fail_mode = "open" */
@@ -145,6 +147,19 @@ struct pd_image {
  * (limits exceeded) in d. */
 int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *d);
 void pd_image_free(struct pd_image *img);
+
+/* ---- advice (lint.c) ---- */
+/* Warnings about a valid policy (check prints them, exit 0): dead allow
+ * rules, sinks sharing a file or unused, a sink directory or user that
+ * does not exist, user root. Lines "FILE:LINE: warning: ...". */
+void pd_policy_lint(const struct pd_policy *p, struct pd_diag *w);
+/* The word of the NULL-terminated list closest to word (a typo of it:
+ * at most two edits, fewer than word has letters), or NULL. */
+const char *pd_closest(const char *word, const char *const *list);
+/* After libconfig refused text with a syntax error at line: a better
+ * message (the token, an unterminated string and where it began) and its
+ * line, written to msg. */
+int pd_syntax_hint(const char *orig, const char *parsed, int line, char *msg, size_t cap);
 
 /* ---- output ---- */
 const char *pd_action_name(unsigned a);

@@ -29,6 +29,7 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <systemd/sd-daemon.h>
 
 #include "daemon.h"
 #include "kernel.h"
@@ -238,6 +239,11 @@ static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uin
 	return 0;
 }
 
+static bool monitoring(const struct pd_daemon *d)
+{
+	return d->o->monitor || d->pol.daemon.monitor;
+}
+
 static int write_config(const struct pd_daemon *d)
 {
 	struct pd_config c = {
@@ -249,6 +255,13 @@ static int write_config(const struct pd_daemon *d)
 		.row_width = d->l.row_width,
 		.fail_open = d->pol.daemon.fail_open,
 		.slot_gen = { d->slot_gen[0], d->slot_gen[1] },
+		.mode = monitoring(d) ? PD_MODE_MONITOR : PD_MODE_ENFORCE,
+		.started = d->started,
+		.reloads = d->reloads,
+		.reloads_refused = d->reloads_refused,
+		.last_reload_time = d->last_reload_time,
+		.last_reload = d->last_reload,
+		.pid = (__u32)getpid(),
 	};
 	uint32_t zero = 0;
 
@@ -453,6 +466,12 @@ static int attach_link(struct pd_daemon *d, int i)
 	return 0;
 }
 
+static const char *mode_name(const struct pd_daemon *d)
+{
+	return monitoring(d) ? "monitor (nothing is dropped, diverted or aborted: "
+	       "would-deny and would-redirect are logged)" : "enforce";
+}
+
 static int setup(struct pd_daemon *d)
 {
 	const struct pd_opts *o = d->o;
@@ -613,11 +632,11 @@ static int setup(struct pd_daemon *d)
 	       strcmp(d->cgroup, mount) ? ", TCP sockets made outside " : "",
 	       strcmp(d->cgroup, mount) ? d->cgroup : "");
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
-	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s; compiled in "
-	       "%.1f ms, loaded in %.1f ms, written in %.1f ms", d->config, d->pol.nservices,
-	       d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
-	       d->pol.daemon.keep ? "keep" : "detach", d->compile_ms, t_write - t_load,
-	       t_done - t_write);
+	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s, mode %s; "
+	       "compiled in %.1f ms, loaded in %.1f ms, written in %.1f ms", d->config,
+	       d->pol.nservices, d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
+	       d->pol.daemon.keep ? "keep" : "detach", mode_name(d), d->compile_ms,
+	       t_write - t_load, t_done - t_write);
 	return 0;
 }
 
@@ -635,9 +654,20 @@ static void refuse(const struct pd_daemon *d, const char *fmt, ...)
 	       (unsigned long long)d->generation);
 }
 
+/* A reload that changed nothing: counted for `policyd stats` and
+ * `policyd reload`. */
+static void count_refused(struct pd_daemon *d)
+{
+	d->reloads++;
+	d->reloads_refused++;
+	d->last_reload = PD_RELOAD_REFUSED;
+	d->last_reload_time = (uint64_t)time(NULL);
+	write_config(d);
+}
+
 /* SIGHUP: the sink files are opened again (log rotation); the new policy
  * goes into the idle slot with its sinks, then one write flips the
- * generation. Any failure changes nothing that enforces. */
+ * generation (and the mode). Any failure changes nothing that enforces. */
 static void reload(struct pd_daemon *d)
 {
 	struct pd_policy p = { 0 };
@@ -660,6 +690,7 @@ static void reload(struct pd_daemon *d)
 		if (p.file)
 			pd_policy_free(&p);
 		pd_diag_free(&diag);
+		count_refused(d);
 		goto out;
 	}
 	pd_diag_free(&diag);
@@ -697,6 +728,10 @@ static void reload(struct pd_daemon *d)
 	d->gen = next;
 	d->generation++;
 	d->slot_gen[next] = (uint32_t)d->generation;
+	/* published with the flip: `policyd reload` waits for reloads to move */
+	d->reloads++;
+	d->last_reload = PD_RELOAD_OK;
+	d->last_reload_time = (uint64_t)time(NULL);
 	t2 = now_ms();
 	if ((err = write_config(d))) {
 		d->pol = old_pol;
@@ -704,6 +739,7 @@ static void reload(struct pd_daemon *d)
 		d->gen = next ^ 1;
 		d->generation--;
 		d->slot_gen[next] = 0;
+		d->reloads--;           /* counted as refused below */
 		refuse(d, "cannot switch to the new policy: %s", strerror(-err));
 		goto drop_new;
 	}
@@ -715,17 +751,39 @@ static void reload(struct pd_daemon *d)
 	pd_image_free(&old_img);
 	d->log_rate = p.daemon.log_rate;
 	pd_log(d, LOG_NOTICE, "reloaded: policy %s is generation %llu (%zu services, %zu "
-	       "rules, %u states); compiled in %.1f ms, written in %.1f ms, switched in "
-	       "%.3f ms", d->config, (unsigned long long)d->generation, p.nservices, p.nrules,
-	       img.nstates, t1 - t0, t2 - t1, t3 - t2);
+	       "rules, %u states), mode %s; compiled in %.1f ms, written in %.1f ms, switched "
+	       "in %.3f ms", d->config, (unsigned long long)d->generation, p.nservices,
+	       p.nrules, img.nstates, mode_name(d), t1 - t0, t2 - t1, t3 - t2);
 	goto out;
 drop_new:
 	pd_image_free(&img);
 	pd_policy_free(&p);
+	count_refused(d);
 out:
 	/* a large policy's compilation leaves freed heap behind: give it
 	 * back, refused or not */
 	malloc_trim(0);
+}
+
+/* systemd (Type=notify): a reload begins; it ends with notify_status().
+ * Without NOTIFY_SOCKET these do nothing. */
+static void notify_reloading(const struct pd_daemon *d)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+		   (unsigned long long)ts.tv_sec * 1000000ull +
+		   (unsigned long long)ts.tv_nsec / 1000, d->config);
+}
+
+/* systemd: ready (after start or a reload), and what enforces now. */
+static void notify_status(const struct pd_daemon *d)
+{
+	sd_notifyf(0, "READY=1\nSTATUS=%s%spolicy generation %llu enforcing, mode %s",
+		   d->last_reload == PD_RELOAD_REFUSED ? "reload refused (see the log); " : "",
+		   d->last_reload == PD_RELOAD_OK ? "reloaded; " : "",
+		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
 }
 
 static bool any_doomed(const struct pd_daemon *d)
@@ -792,7 +850,9 @@ static int loop(struct pd_daemon *d)
 		if (n > 0 && (pf[1].revents & POLLIN) &&
 		    read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
 			if (si.ssi_signo == SIGHUP) {
+				notify_reloading(d);
 				reload(d);
+				notify_status(d);
 				continue;
 			}
 			pd_log(d, LOG_NOTICE, "stopping on %s: %s", strsignal(si.ssi_signo),
@@ -843,6 +903,7 @@ int pd_cmd_run(const struct pd_opts *o)
 	d.compile_ms = now_ms();
 	ret = pd_load_and_compile(o->config, &d.pol, &d.img, NULL);
 	d.compile_ms = now_ms() - d.compile_ms;
+	d.started = (uint64_t)time(NULL);
 	if (ret)
 		return ret;
 	d.log_rate = d.pol.daemon.log_rate;
@@ -871,7 +932,9 @@ int pd_cmd_run(const struct pd_opts *o)
 		ret = PD_EXIT_RUNTIME;
 		goto out;
 	}
+	notify_status(&d);
 	ret = loop(&d) ? PD_EXIT_RUNTIME : PD_EXIT_OK;
+	sd_notify(0, "STOPPING=1");
 out:
 	/* the reload may have changed on_exit */
 	teardown(&d, !d.pol.daemon.keep);

@@ -10,6 +10,9 @@ pkgs=(
 	# tests and demo: the peers of the profiles' end-to-end tests
 	perl iproute2 procps util-linux redis-server redis-tools python3 rsyslog man-db
 	memcached nginx-light curl openssl postgresql swaks
+	# packaging (make deb, tests/e2e/package.t), the unit's tests, metrics
+	debhelper lintian dpkg-dev strace python3-prometheus-client prometheus-node-exporter
+	bash-completion logrotate
 	# make bench
 	iperf3 iptables gnuplot-nox
 )

@@ -19,7 +19,13 @@ p8="$tmp/policyd.8.txt"; p5="$tmp/policyd.conf.5.txt"
 for opt in $("$PD" --help | grep -o -- '--[a-z-]*' | sort -u); do
 	grep -q -- "$opt" "$p8"; ok $? "policyd(8) documents $opt"
 done
-for cmd in check dump run stats; do
+# and the other way: every option policyd(8) lists is in --help
+opts8=$(sed -n '/^     The options are:/,/^[A-Z]/p' "$p8" | grep -oE -- '^     (-[a-zA-Z], )?--[a-z-]+' | grep -oE -- '--[a-z-]+')
+[ "$(echo "$opts8" | wc -w)" -ge 10 ]; ok $? "policyd(8) lists its options ($(echo $opts8 | wc -w))"
+for opt in $opts8; do
+	"$PD" --help | grep -q -- "$opt"; ok $? "--help lists $opt, which policyd(8) documents"
+done
+for cmd in check dump run reload stats; do
 	grep -qE "^     $cmd " "$p8"; ok $? "policyd(8) documents the command $cmd"
 done
 for sig in SIGHUP SIGTERM SIGINT SIGKILL; do
@@ -39,7 +45,7 @@ keys=$(sed -n 's/.*keys\[\] = {\(.*\)/\1/p; s/^\t*\("[a-z_]*", \)/\1/p' policyd/
 for k in $keys; do
 	grep -qiE "^     $k( |$)|^$k$" "$p5"; ok $? "policyd.conf(5) documents the key $k"
 done
-for w in detach keep to from both none line allow deny audit redirect; do
+for w in detach keep enforce monitor to from both none line allow deny audit redirect; do
 	grep -q "\"$w\"" "$p5"; ok $? "policyd.conf(5) documents \"$w\""
 done
 for d in '"nobody"' '"/sys/fs/bpf/policyd"' 'Default: 100' 'Default: 64' '(the default)'; do
@@ -52,7 +58,26 @@ out=$("$PD" check -c "$tmp/example.conf" 2>&1); ok $? "the example in policyd.co
 make -s install DESTDIR="$tmp/root" PREFIX=/usr/local >/dev/null 2>&1
 ok $? "make install runs"
 for f in sbin/policyd share/man/man8/policyd.8 share/man/man5/policyd.conf.5 \
-	lib/systemd/system/policyd.service share/policyd/examples/redis.conf; do
+	lib/systemd/system/policyd.service share/policyd/examples/redis.conf \
+	lib/sysusers.d/policyd.conf lib/tmpfiles.d/policyd.conf \
+	share/bash-completion/completions/policyd; do
 	[ -f "$tmp/root/usr/local/$f" ]; ok $? "make install puts $f"
 done
+for f in policyd/policy.conf logrotate.d/policyd; do
+	[ -f "$tmp/root/etc/$f" ]; ok $? "make install puts /etc/$f"
+done
+make -s install DESTDIR="$tmp/usr" PREFIX=/usr >/dev/null 2>&1
+grep -q 'ExecStart=/usr/sbin/policyd run' "$tmp/usr/usr/lib/systemd/system/policyd.service" &&
+	grep -q '^\.It Pa /usr/share/policyd/examples/' "$tmp/usr/usr/share/man/man8/policyd.8" &&
+	grep -q '^\.It Pa /usr/lib/systemd/system/policyd.service' "$tmp/usr/usr/share/man/man8/policyd.8" &&
+	! grep -rq /usr/local "$tmp/usr"
+ok $? "make install PREFIX=/usr: the unit and the man pages name /usr paths, none /usr/local"
+echo '# local policy' > "$tmp/usr/etc/policyd/policy.conf"
+make -s install DESTDIR="$tmp/usr" PREFIX=/usr >/dev/null 2>&1
+is "$(cat "$tmp/usr/etc/policyd/policy.conf")" "# local policy" "make install keeps an existing policy"
+# the starter policy is what the generator makes of the profiles
+python3 tests/gen-audit-all.py "$PD" "$tmp/starter.conf" starter
+diff -u policyd/policy.conf "$tmp/starter.conf" >/dev/null
+ok $? "policyd/policy.conf is up to date with the profiles (tests/gen-audit-all.py starter)"
+grep -qx '  mode = "monitor";.*' policyd/policy.conf; ok $? "the starter policy is in monitor mode"
 done_testing

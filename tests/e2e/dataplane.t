@@ -222,7 +222,12 @@ ok(st and any(d["service"] == "kv" and d["messages"] > 5 for d in st["defaults"]
    "stats counts the service default", st)
 txt = subprocess.run([POLICYD, "stats", "--pin-dir", env.pin_dir], capture_output=True,
                      text=True).stdout
-ok(re.search(r"^100\s+deny\s+kv\s+\d+\s+\d+$", txt, re.M), "stats table row for rule 100", txt)
+ok(re.search(r"^100\s+deny\s+kv\s+\d+\s+\d+\s+0\s+0$", txt, re.M), "stats table row for rule 100", txt)
+ok(re.search(r"^default\s+allow\s+kv\s+\d+\s+\d+\s+0\s+0$", txt, re.M),
+   "stats table row for the default, with its action", txt)
+ok(all(re.search(r"^trouble\s+%s\s+\d+$" % t, txt, re.M) for t in
+       ("sockhash_busy", "sockhash_refused", "no_state", "tables", "events_lost", "held")),
+   "stats shows every trouble counter, also at 0", txt)
 ok(re.search(r"^policyd: deny rule=100 service=kv pid=\d+ comm=python3 uid=0 "
              r"src=127\.0\.0\.1:\d+ dst=127\.0\.0\.1:%d len=9 excerpt=\"FLUSHALL\\n\" "
              r"instance=policyd-test-dataplane-\d+$" % kv.port,
