@@ -71,7 +71,15 @@ def policyd_prog_ids(env):
             maps.add(json.loads(out.stdout)["id"])
     if not maps:
         raise RuntimeError("no map pinned in " + env.pin_dir)
-    return [i for i, p in prog_table().items() if maps & set(p.get("map_ids", []))]
+    ids = {i for i, p in prog_table().items() if maps & set(p.get("map_ids", []))}
+    # and every program attached to the policed cgroup: the boundary's
+    # cgroup programs (egress, socket creation, connect, setsockopt) keep
+    # their state in socket storage, which is not pinned
+    out = subprocess.run(["bpftool", "-j", "cgroup", "show", env.cgroup],
+                         capture_output=True, text=True)
+    if out.returncode == 0 and out.stdout.strip():
+        ids |= {a["id"] for a in json.loads(out.stdout)}
+    return sorted(ids)
 
 
 def program_times(env, kind, conf, fn, port):
