@@ -983,10 +983,20 @@ static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
 	return 0;
 }
 
+/* The sending task's name, read through the task (CO-RE: comm's offset
+ * is the running kernel's): sk_msg programs may call bpf_get_current_comm
+ * only on kernels after 6.12 (6.12 refuses it, 7.3 allows it), but
+ * bpf_get_current_task and bpf_probe_read_kernel on every kernel policyd
+ * runs on. */
+struct task_struct {
+	char comm[16];
+} __attribute__((preserve_access_index));
+
 /* Send the event described by st->run.ev_* to the daemon. Global, so the
  * verifier checks it once however many paths lead here. */
 __noinline int pd_emit(struct sk_msg_md *msg)
 {
+	struct task_struct *task;
 	__u32 zero = 0, ex = 0, avail, gen, rk;
 	struct pd_config *cfg;
 	struct pd_event *e;
@@ -1012,7 +1022,8 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->tgid = id >> 32;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	task = (struct task_struct *)bpf_get_current_task();
+	bpf_probe_read_kernel(e->comm, sizeof(e->comm), task->comm);
 	e->len = st->run.ev_len;
 	e->bytes = st->run.ev_bytes;
 	e->service = st->service;
