@@ -43,7 +43,7 @@ LDLIBS := -lconfig -lbpf -lcap -lelf -lz
 ABI := include/policyd.h include/pd_match.h
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
-	policyd/stats.c policyd/privs.c policyd/instance.c
+	policyd/stats.c policyd/privs.c policyd/instance.c policyd/probe.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))
@@ -95,9 +95,9 @@ $(O)/fuzz_policy: tests/fuzz/fuzz_policy.c $(CORE_SRC) $(wildcard policyd/*.h) $
 		-fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lconfig
 
 # Kernel-facing test helpers link the real loader (no sanitizers: libbpf).
-$(O)/tests/e2e_%: tests/e2e/%.c tests/unit/tap.h $(CORE_OBJ) $(O)/obj/load.o | $(O)/tests
+$(O)/tests/e2e_%: tests/e2e/%.c tests/unit/tap.h $(CORE_OBJ) $(O)/obj/load.o $(O)/obj/probe.o | $(O)/tests
 	$(call msg,CC-TEST,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -I tests/unit $< $(CORE_OBJ) $(O)/obj/load.o -o $@ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -I tests/unit $< $(CORE_OBJ) $(O)/obj/load.o $(O)/obj/probe.o -o $@ $(LDLIBS)
 
 E2E_BIN := $(patsubst tests/e2e/%.c,$(O)/tests/e2e_%,$(wildcard tests/e2e/*.c))
 
