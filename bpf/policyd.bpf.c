@@ -2172,7 +2172,9 @@ struct bpf_iter__tcp {
  * acknowledged by the peer (an abort discards unsent data). */
 #define PD_ABORT_DRAIN_NS (10ull * 1000000000)
 
-extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+/* Weak: on a kernel without it (before 6.5) the daemon leaves pd_abort
+ * out of the load (policyd/probe.c), and the rest loads. */
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
 
 /* After a drop the kernel fails every later send on the socket, but the
  * connection stays open: a client that then waits for a reply (libpq,

@@ -492,8 +492,9 @@ static int setup(struct pd_daemon *d)
 	d->msg_attached = true;
 	if (attach_link(d, PD_CG_SOCKOPS))
 		return -1;
-	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
-	if (!d->abort_iter) {
+	if (pd_probe_loads("pd_abort"))
+		d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
+	if (pd_probe_loads("pd_abort") && !d->abort_iter) {
 		d->abort_iter = NULL;
 		fprintf(stderr, "policyd: cannot set up the iterator that ends denied "
 			"connections (bpf_sock_destroy, Linux 6.5): %s\n", strerror(errno));
@@ -631,7 +632,7 @@ static bool abort_doomed(struct pd_daemon *d)
 	char buf[64];
 	int fd;
 
-	if (!any_doomed(d))
+	if (!d->abort_iter || !any_doomed(d))
 		return false;
 	fd = bpf_iter_create(bpf_link__fd(d->abort_iter));
 	if (fd < 0) {
