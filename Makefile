@@ -57,7 +57,7 @@ SAN_CORE := $(patsubst policyd/%.c,$(O)/san/%.o,$(CORE_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps check test fuzz fuzz-build demo bench install clean help
+.PHONY: all deps check check-kernels test fuzz fuzz-build demo bench install clean help
 
 all: $(O)/policyd
 
@@ -113,6 +113,15 @@ test: all $(UNIT_BIN) $(E2E_BIN) $(O)/fuzz_policy
 	$(Q)O=$(O) prove --exec '' --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/man.t tests/fuzz.t \
 		$(wildcard tests/e2e/*.t)
 
+# The kernel matrix: the end-to-end tests in a qemu guest per Debian
+# kernel (KERNELS="6.1 6.12 bpo"; SMOKE=1 for the short set); see
+# tests/kernels/run.sh. Not part of check: about 30 minutes per kernel.
+check-kernels:
+	$(Q)$(MAKE) --no-print-directory deps
+	$(Q)tests/deps.sh kernels
+	$(Q)$(MAKE) --no-print-directory all $(E2E_BIN)
+	$(Q)O=$(O) KERNELS="$(KERNELS)" SMOKE="$(SMOKE)" tests/kernels/run.sh
+
 fuzz: $(O)/fuzz_policy
 	$(Q)mkdir -p $(O)/fuzz-corpus
 	$(Q)cp -n tests/policies/*/*.conf policy-examples/*.conf $(O)/fuzz-corpus/ 2>/dev/null || true
@@ -153,6 +162,8 @@ help:
 	@echo '  deps     install missing Debian build and test packages (apt-get)'
 	@echo '  all      build $(O)/policyd (default)'
 	@echo '  check    build and run every test (unit, CLI, fuzz smoke, end-to-end)'
+	@echo '  check-kernels  the end-to-end tests on Debian 12, 13 and backports kernels'
+	@echo '           under qemu (KERNELS="6.1 6.12 bpo", SMOKE=1: the short set)'
 	@echo '  fuzz     fuzz parse+compile for FUZZ_SECONDS (default 600)'
 	@echo '  demo     show policyd enforcing the Redis profile on real traffic'
 	@echo '  bench    benchmarks against no firewall and iptables string match'
