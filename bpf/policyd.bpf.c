@@ -496,7 +496,10 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const __u8 *tab,
 				      __u32 last)
 {
-	__u32 off = *row | ((__u32)cls[b] << 2), t;
+	/* a sum, the same as an or (a row's offset has the class bits
+	 * clear): Linux 6.1's verifier loses every bound of an or with an
+	 * unknown value, and the check below then bounds nothing */
+	__u32 off = *row + ((__u32)cls[b] << 2), t;
 
 	if (off > last)
 		return 0;
@@ -768,10 +771,14 @@ skipped:
 	dlim = last + 4 - 1024;
 	if (cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 && row <= dlim) {
 		struct dual d = { .row = row, .lim = dlim };
+		__u32 rrow = (svc->resume - base) << pd_row_shift;
 
-		d.rrow = (svc->resume - base) << pd_row_shift;
-		if (d.rrow <= dlim)
+		/* stored once checked: Linux 6.1's verifier does not carry a
+		 * check made after the store over to the stored copy */
+		if (rrow <= dlim) {
+			d.rrow = rrow;
 			done = dual_walk(&d, p, cls, tab);
+		}
 		row = d.row;
 	}
 	if (done) {
