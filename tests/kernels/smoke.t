@@ -48,7 +48,13 @@ rc() { in_cgroup redis-cli -p "$port" "$@" 2>&1; }
 
 start_redis "$port"; ok $? "redis-server on 127.0.0.1:$port"
 conf "$TMP/keep.conf" keep
-start_pd "$TMP/keep.conf"; ok $? "policyd starts on $(uname -r)" || diag
+if ! start_pd "$TMP/keep.conf"; then
+	ok 1 "policyd starts on $(uname -r)"
+	diag
+	echo "Bail out! policyd did not start: nothing else can be tested"
+	exit 1
+fi
+ok 0 "policyd starts on $(uname -r)"
 
 # bpf_sock_destroy arrived in 6.5: below, the start says what is lost
 IFS=. read -r major minor _ <<< "$(uname -r)"
