@@ -36,9 +36,12 @@ echo "pd-kernels: $rel up after $(cut -d' ' -f1 /proc/uptime) s; running: $PD_TE
 
 cd "$PD_WORKTREE" || exit 1
 export O="$PD_O" PD_SLOW
-# every test file under a time limit: a hung one fails, the rest still run
+# prove, its output flushed line by line (the host shows it as it comes):
+# every test file under a time limit, so a hung one fails and the rest run
 # shellcheck disable=SC2086
-prove -v --timer --merge --exec "timeout -k 10 $PD_LIMIT" $PD_TESTS 2>&1 | tee "$out/prove.log"
+perl -MApp::Prove -e '$| = 1; my $p = App::Prove->new; $p->process_args(@ARGV);
+	exit($p->run ? 0 : 1)' -- -v --timer --merge --exec "timeout -k 10 $PD_LIMIT" \
+	$PD_TESTS 2>&1 | tee "$out/prove.log"
 rc=${PIPESTATUS[0]}
 dmesg > "$out/dmesg"
 echo "$rc" > "$out/status"
