@@ -49,6 +49,9 @@ struct pd_feature {
 #define PROG(t, w) { .what = (w), .kind = PD_F_PROG, .prog = (t) }
 #define SK_MSG(h, w) { .what = (w), .kind = PD_F_HELPER, .prog = BPF_PROG_TYPE_SK_MSG, .helper = (h) }
 #define SOCK_OPS(h, w) { .what = (w), .kind = PD_F_HELPER, .prog = BPF_PROG_TYPE_SOCK_OPS, .helper = (h) }
+#define CGROUP(t, a, w) { .what = (w), .kind = PD_F_PROG, .prog = (t), .attach = (a) }
+#define CGROUP_HELPER(t, a, h, w) { .what = (w), .kind = PD_F_HELPER, .prog = (t), .attach = (a), \
+	.helper = (h) }
 
 /* pd_abort, the TCP iterator that aborts a connection after a drop */
 #define ABORT_COST "a denied connection is not aborted: its later sends keep failing, and " \
@@ -83,6 +86,27 @@ static const struct pd_feature features[] = {
 	SOCK_OPS(BPF_FUNC_sk_storage_get, "the helper bpf_sk_storage_get for sock_ops programs "
 		 "(Linux 5.2)"),
 	SOCK_OPS(BPF_FUNC_get_socket_cookie, "the helper bpf_get_socket_cookie for sock_ops programs"),
+	SK_MSG(BPF_FUNC_msg_push_data, "the helper bpf_msg_push_data for sk_msg programs"),
+	SK_MSG(BPF_FUNC_msg_pop_data, "the helper bpf_msg_pop_data for sk_msg programs"),
+	SK_MSG(BPF_FUNC_timer_init, "BPF timers for sk_msg programs (Linux 5.15)"),
+	SOCK_OPS(BPF_FUNC_sock_ops_cb_flags_set, "the helper bpf_sock_ops_cb_flags_set for "
+		 "sock_ops programs"),
+	/* the enforcement boundary's cgroup hooks */
+	CGROUP(BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS, "cgroup_skb egress programs"),
+	CGROUP_HELPER(BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS, BPF_FUNC_sk_fullsock,
+		      "the helper bpf_sk_fullsock for cgroup_skb programs"),
+	CGROUP_HELPER(BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS, BPF_FUNC_skb_load_bytes,
+		      "the helper bpf_skb_load_bytes for cgroup_skb programs"),
+	CGROUP(BPF_PROG_TYPE_CGROUP_SOCK, BPF_CGROUP_INET_SOCK_CREATE,
+	       "cgroup/sock_create programs"),
+	CGROUP_HELPER(BPF_PROG_TYPE_CGROUP_SOCK, BPF_CGROUP_INET_SOCK_CREATE, BPF_FUNC_set_retval,
+		      "the helper bpf_set_retval for cgroup/sock_create programs (Linux 5.18)"),
+	CGROUP(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT, "cgroup/connect4 programs"),
+	CGROUP(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET6_CONNECT, "cgroup/connect6 programs"),
+	CGROUP(BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_SETSOCKOPT,
+	       "cgroup/setsockopt programs (Linux 5.3)"),
+	CGROUP_HELPER(BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_SETSOCKOPT, BPF_FUNC_set_retval,
+		      "the helper bpf_set_retval for cgroup/setsockopt programs (Linux 5.18)"),
 	ABORT(PD_F_PROG, .helper = 0, "TCP socket iterators (Linux 5.9)"),
 	ABORT(PD_F_HELPER, .helper = BPF_FUNC_get_socket_cookie, "the helper "
 	      "bpf_get_socket_cookie for TCP socket iterators"),
