@@ -533,7 +533,10 @@ static __always_inline int scan_byte(struct scan *s, __u32 i)
 static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const __u8 *tab,
 				      __u32 last)
 {
-	__u32 off = *row | ((__u32)cls[b] << 2), t;
+	/* a sum, the same as an or (a row's offset has the class bits
+	 * clear): Linux 6.1's verifier loses every bound of an or with an
+	 * unknown value, and the check below then bounds nothing */
+	__u32 off = *row + ((__u32)cls[b] << 2), t;
 
 	if (off > last)
 		return 0;
@@ -805,10 +808,14 @@ skipped:
 	dlim = last + 4 - 1024;
 	if (cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 && row <= dlim) {
 		struct dual d = { .row = row, .lim = dlim };
+		__u32 rrow = (svc->resume - base) << pd_row_shift;
 
-		d.rrow = (svc->resume - base) << pd_row_shift;
-		if (d.rrow <= dlim)
+		/* stored once checked: Linux 6.1's verifier does not carry a
+		 * check made after the store over to the stored copy */
+		if (rrow <= dlim) {
+			d.rrow = rrow;
 			done = dual_walk(&d, p, cls, tab);
+		}
 		row = d.row;
 	}
 	if (done) {
@@ -1069,11 +1076,21 @@ __noinline int pd_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32
 	return 0;
 }
 
+/* The sending task's name, read through the task (CO-RE: comm's offset
+ * is the running kernel's): sk_msg programs may call bpf_get_current_comm
+ * only on kernels after 6.12 (6.12 refuses it, 7.3 allows it), but
+ * bpf_get_current_task and bpf_probe_read_kernel on every kernel policyd
+ * runs on. */
+struct task_struct {
+	char comm[16];
+} __attribute__((preserve_access_index));
+
 /* Send the event described by st->run.ev_* to the daemon, and for a
  * redirect the bytes it diverts. Global, so the verifier checks it once
  * however many paths lead here. */
 __noinline int pd_emit(struct sk_msg_md *msg)
 {
+	struct task_struct *task;
 	__u32 zero = 0, ex = 0, avail, gen, rk, sink = 0, key;
 	const struct pd_service *svc;
 	struct pd_rule *r, *exr = NULL;
@@ -1108,7 +1125,8 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->tgid = id >> 32;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	task = (struct task_struct *)bpf_get_current_task();
+	bpf_probe_read_kernel(e->comm, sizeof(e->comm), task->comm);
 	e->len = st->run.ev_len;
 	e->bytes = st->run.ev_bytes;
 	e->service = st->service;
@@ -2280,7 +2298,9 @@ struct bpf_iter__tcp {
  * acknowledged by the peer (an abort discards unsent data). */
 #define PD_ABORT_DRAIN_NS (10ull * 1000000000)
 
-extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+/* Weak: on a kernel without it (before 6.5) the daemon leaves pd_abort
+ * out of the load (policyd/probe.c), and the rest loads. */
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
 
 /* After a drop the kernel fails every later send on the socket, but the
  * connection stays open: a client that then waits for a reply (libpq,

@@ -15,6 +15,7 @@
 
 #include "load.h"
 #include "policyd.skel.h"
+#include "probe.h"
 
 static bool verifier_stats;
 
@@ -66,6 +67,12 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 	if (!s) {
 		*why = "cannot open the BPF object";
 		return -errno;
+	}
+	/* programs whose kernel features are missing stay out of the load */
+	if (pd_probe_apply(s->obj)) {
+		*why = "the kernel lacks a feature policyd needs";
+		policyd_bpf__destroy(s);
+		return -EOPNOTSUPP;
 	}
 	/* two slots of states: the daemon fills one while the other
 	 * enforces; each slot's transitions are one map value */

@@ -34,6 +34,7 @@
 #include "daemon.h"
 #include "kernel.h"
 #include "policyd.skel.h"
+#include "probe.h"
 
 static double now_ms(void)
 {
@@ -137,43 +138,6 @@ static int check_privileges(void)
 	return -1;
 }
 
-/* What the data plane needs from the kernel, each with the sentence that
- * says so when it is missing. */
-static int probe(void)
-{
-	static const struct { enum bpf_map_type t; const char *what; } maps[] = {
-		{ BPF_MAP_TYPE_SOCKHASH, "SOCKHASH maps (CONFIG_BPF_STREAM_PARSER, CONFIG_NET_SOCK_MSG)" },
-		{ BPF_MAP_TYPE_SK_STORAGE, "socket-local storage (Linux 5.2)" },
-		{ BPF_MAP_TYPE_RINGBUF, "BPF ring buffers (Linux 5.8)" },
-	};
-	static const struct { enum bpf_func_id f; const char *what; } helpers[] = {
-		{ BPF_FUNC_msg_pull_data, "bpf_msg_pull_data" },
-		{ BPF_FUNC_msg_apply_bytes, "bpf_msg_apply_bytes" },
-		{ BPF_FUNC_msg_cork_bytes, "bpf_msg_cork_bytes" },
-		{ BPF_FUNC_loop, "bpf_loop (Linux 5.17)" },
-	};
-
-	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
-		if (libbpf_probe_bpf_map_type(maps[i].t, NULL) != 1) {
-			fprintf(stderr, "policyd: this kernel lacks %s, which policyd needs\n",
-				maps[i].what);
-			return -1;
-		}
-	if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SK_MSG, NULL) != 1 ||
-	    libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, NULL) != 1) {
-		fprintf(stderr, "policyd: this kernel cannot run sk_msg or sock_ops programs "
-			"(CONFIG_NET_SOCK_MSG, CONFIG_CGROUP_BPF)\n");
-		return -1;
-	}
-	for (size_t i = 0; i < sizeof(helpers) / sizeof(helpers[0]); i++)
-		if (libbpf_probe_bpf_helper(BPF_PROG_TYPE_SK_MSG, helpers[i].f, NULL) != 1) {
-			fprintf(stderr, "policyd: this kernel lacks the helper %s for sk_msg "
-				"programs\n", helpers[i].what);
-			return -1;
-		}
-	return 0;
-}
-
 /* Below the floor everything may work, or lose and leak bytes in ways
  * policyd cannot see: say so at every start. */
 static void warn_old_kernel(const struct pd_daemon *d)
@@ -198,6 +162,9 @@ static int abort_setup(struct pd_daemon *d)
 {
 	struct utsname u;
 
+	/* without bpf_sock_destroy the probe has said what that costs */
+	if (!pd_probe_loads("pd_abort"))
+		return 0;
 	if (uname(&u) || !pd_tcp_iter_fixed(u.release, u.version)) {
 		pd_log(d, LOG_WARNING, "warning: kernel %s: its TCP iterator can take a reference "
 		       "on a listener's new request socket before the socket has one (a "
@@ -508,9 +475,11 @@ static int setup(struct pd_daemon *d)
 		fprintf(stderr, "policyd: cannot open %s: %s\n", d->cgroup, strerror(errno));
 		return -1;
 	}
-	if (probe())
+	if (pd_probe())
 		return -1;
 	warn_old_kernel(d);
+	for (size_t i = 0; pd_probe_missing(i); i++)
+		pd_log(d, LOG_WARNING, "warning: %s", pd_probe_missing(i));
 	if (ensure_bpffs(d->pin_dir)) {
 		fprintf(stderr, "policyd: %s is not on a BPF file system and none could be "
 			"mounted: %s\n", d->pin_dir, strerror(errno));

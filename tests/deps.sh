@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages policyd needs to build, test and demo, when
-# they are missing. Quick and silent when everything is there.
+# they are missing. Quick and silent when everything is there. With
+# "kernels": what make check-kernels needs besides (qemu to boot Debian's
+# kernels, kmod to index their modules, xz to unpack them).
 set -euo pipefail
 
+if [ "${1:-}" = kernels ]; then
+	pkgs=(qemu-system-x86 kmod xz-utils dpkg apt debian-archive-keyring python3 perl)
+else
 pkgs=(
 	# build
 	make gcc clang llvm libbpf-dev libconfig-dev libcap-dev libelf-dev zlib1g-dev
@@ -16,6 +21,7 @@ pkgs=(
 	# make bench
 	iperf3 iptables gnuplot-nox
 )
+fi
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -1,0 +1,48 @@
+#!/bin/bash
+# Inside the guest (run by the initramfs's init, chrooted into the
+# overlay over the host's root): mount what policyd and the tests need,
+# make the kernel package's modules loadable, run the tests with prove,
+# and leave in the results directory (/run/pd-kernels) the kernel's
+# release, its LSM list, prove's output, the kernel log and the exit
+# status. The settings come from /run/pd-kernels/env, written by run.sh.
+set -u
+out=/run/pd-kernels
+# shellcheck source=/dev/null
+. "$out/env"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LANG=C.UTF-8 TERM=dumb
+
+mount -t tmpfs -o mode=1777 tmp /tmp
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 shm /dev/shm
+# the tests find the cgroup2 mount in /proc/mounts
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t bpf -o mode=0700 bpf /sys/fs/bpf
+mount -t securityfs securityfs /sys/kernel/security
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mkdir -p /run/lock
+# modules loaded on demand (tls, the socket diagnostics of ss) come from
+# the kernel package, as on an installed system
+rel=$(uname -r)
+mkdir -p "/usr/lib/modules/$rel"
+mount --bind "$PD_MODULES" "/usr/lib/modules/$rel"
+ip link set lo up
+hostname pd-guest
+
+echo "$rel" > "$out/release"
+cat /sys/kernel/security/lsm > "$out/lsm" 2>/dev/null
+echo "pd-kernels: $rel up after $(cut -d' ' -f1 /proc/uptime) s; running: $PD_TESTS"
+
+cd "$PD_WORKTREE" || exit 1
+export O="$PD_O" PD_SLOW
+# prove, its output flushed line by line (the host shows it as it comes):
+# every test file under a time limit, so a hung one fails and the rest run
+# shellcheck disable=SC2086
+perl -MApp::Prove -e '$| = 1; my $p = App::Prove->new; $p->process_args(@ARGV);
+	exit($p->run ? 0 : 1)' -- -v --timer --merge --exec "timeout -k 10 $PD_LIMIT" \
+	$PD_TESTS 2>&1 | tee "$out/prove.log"
+rc=${PIPESTATUS[0]}
+dmesg > "$out/dmesg"
+echo "$rc" > "$out/status"
+echo "pd-kernels: prove exited $rc after $(cut -d' ' -f1 /proc/uptime) s"
