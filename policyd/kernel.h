@@ -58,6 +58,20 @@ static inline bool pd_kernel_release(const char *release, const char *version,
 	return true;
 }
 
+/* Whether a kernel older than the floor is a stable release known to
+ * carry every sockmap fix the floor stands for as backports: 6.1 from
+ * 6.1.187 and 6.12 from 6.12.105 (the last of them, the cork and sk_redir
+ * use-after-free fixes, came to those series then; README lists each fix
+ * with the Debian version that brought it). */
+static inline bool pd_stable_has_fixes(const char *release, const char *version)
+{
+	long ma, mi, pa;
+
+	if (!pd_kernel_release(release, version, &ma, &mi, &pa))
+		return false;
+	return ma == 6 && ((mi == 12 && pa >= 105) || (mi == 1 && pa >= 187));
+}
+
 /* Whether the kernel's TCP socket iterator (iter/tcp) is known not to race
  * with a listener taking connections. Before "bpf: tcp: Fix use-after-free
  * in bpf_iter_tcp_established_batch()" (7.3 has it; stable 6.12.104 and

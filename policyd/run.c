@@ -145,7 +145,8 @@ static void warn_old_kernel(const struct pd_daemon *d)
 	struct utsname u;
 
 	if (uname(&u) || !pd_release_below(u.release, PD_KERNEL_FLOOR_MAJOR,
-					   PD_KERNEL_FLOOR_MINOR))
+					   PD_KERNEL_FLOOR_MINOR) ||
+	    pd_stable_has_fixes(u.release, u.version))
 		return;
 	pd_log(d, LOG_WARNING, "warning: kernel %s is older than " PD_KERNEL_FLOOR ", the "
 	       "first with the known sockmap and sk_msg fixes (cork, apply_bytes, redirect, "

@@ -47,5 +47,23 @@ int main(void)
 		ok(pd_tcp_iter_fixed(iter[i].release, iter[i].version) == iter[i].fixed,
 		   "\"%s\" (\"%s\"): the TCP iterator is %s", iter[i].release, iter[i].version,
 		   iter[i].fixed ? "fixed" : "not known to be fixed");
+
+	static const struct { const char *release, *version; bool fixed; } stable[] = {
+		{ "6.1.0-44-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-10-02)", true },
+		{ "6.1.0-40-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.186-1 (2026-08-02)", false },
+		{ "6.1.187", "#1 SMP", true },
+		{ "6.12.118+deb13-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1", true },
+		{ "6.12.104", "#1 SMP", false },
+		{ "6.12.105", "#1 SMP", true },
+		{ "6.6.130", "#1 SMP", false },
+		{ "6.1.0-44-amd64", "#1 SMP PREEMPT_DYNAMIC", false },    /* no stable release */
+		{ "garbage", "#1", false },
+	};
+
+	for (size_t i = 0; i < sizeof(stable) / sizeof(stable[0]); i++)
+		ok(pd_stable_has_fixes(stable[i].release, stable[i].version) == stable[i].fixed,
+		   "\"%s\" (\"%s\"): %s", stable[i].release, stable[i].version,
+		   stable[i].fixed ? "a stable release with every sockmap fix, no warning" :
+		   "not known to have every sockmap fix");
 	return done_testing();
 }
