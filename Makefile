@@ -54,8 +54,8 @@ LDLIBS := -lconfig -lbpf -lcap -lelf -lz -lsystemd -lpthread
 ABI := include/policyd.h include/pd_match.h
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
-	policyd/stats.c policyd/privs.c policyd/instance.c policyd/log.c policyd/reload.c \
-	policyd/probe.c
+	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \
+	policyd/reload.c policyd/probe.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))

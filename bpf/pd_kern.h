@@ -35,6 +35,7 @@ struct netns_ipv4 {
 
 struct net {
 	struct netns_ipv4 ipv4;
+	__u64 net_cookie;       /* SO_NETNS_COOKIE */
 } PD_CORE;
 
 typedef struct {
@@ -52,6 +53,7 @@ struct sock_common {
 	volatile unsigned char skc_state;
 	__u16 skc_num;          /* local port, host byte order */
 	__be16 skc_dport;
+	int skc_bound_dev_if;
 	struct proto *skc_prot;
 	possible_net_t skc_net;
 	struct in6_addr skc_v6_daddr;
@@ -74,6 +76,7 @@ struct tcp_sock {
 	__u32 write_seq;        /* after the last byte queued by the socket's owner */
 	__u32 snd_nxt;
 	__u32 snd_una;
+	__u64 bytes_acked;      /* tcpi_bytes_acked: grows with snd_una */
 	__u32 notsent_lowat;    /* TCP_NOTSENT_LOWAT, 0: the sysctl */
 	__u8 fastopen_connect : 1;
 	_Bool is_mptcp;

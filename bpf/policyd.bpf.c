@@ -199,12 +199,9 @@ struct pd_held {
 	__u32 uid;
 	__u32 len;
 	__u16 rule;             /* what keeps it held: pd_sock.held_rule */
-	__u8 family;
 	__u8 expired;           /* decided: every later send is dropped */
-	__u32 saddr[4];
-	__u32 daddr[4];
-	__u16 sport;
-	__u16 dport;
+	__u8 pad;
+	struct pd_doomed doom;  /* the socket, for the event and the abort */
 };
 
 struct {
@@ -214,24 +211,85 @@ struct {
 	__type(value, struct pd_held);
 } pd_held SEC(".maps");
 
-/* Sockets a verdict dropped a message of, by cookie: the abort iterator
- * (pd_abort) ends their connections. LRU: an entry for a socket that
- * closed before the iterator ran ages out. */
+/* Connections to abort, by cookie (struct pd_doomed: how the daemon finds
+ * each). Preallocated, sized by the loader to twice pd_sockets: the
+ * sockets in the socket map, and as many outside it (refused by the
+ * egress program). An entry goes when its socket closes (pd_sockops) or
+ * the daemon had it aborted; none is ever evicted. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * 65536);
 	__type(key, __u64);
-	__type(value, __u64);           /* when: bpf_ktime_get_ns() */
+	__type(value, struct pd_doomed);
 } pd_doomed SEC(".maps");
 
-/* The connection is to be aborted (pd_abort), and every later send on it
- * dropped. */
-static __always_inline void doom(struct pd_sock *st)
-{
-	__u64 now = bpf_ktime_get_ns();
+static __always_inline void trouble(__u32 what);
 
+/* The socket as the aborter finds it, and how far its peer must have
+ * acknowledged the stream before the abort (an abort discards what is
+ * still queued): up to end, the sequence number after the last byte let
+ * out before the drop, and no further than what is queued. */
+static __always_inline void doomed_of(struct pd_doomed *d, const struct tcp_sock *tp, __u32 end)
+{
+	const struct sock_common *c = &((const struct sock *)tp)->__sk_common;
+	__u32 unacked = end - tp->snd_una, queued = tp->write_seq - tp->snd_una;
+	const struct net *net = c->skc_net.net;
+
+	if ((__s32)unacked < 0)
+		unacked = 0;
+	if (unacked > queued)
+		unacked = queued;
+	d->acked = tp->bytes_acked + unacked;
+	d->netns = net ? net->net_cookie : 0;
+	d->family = (__u8)c->skc_family;
+	if (c->skc_family == AF_INET6) {
+		d->saddr[0] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+		d->saddr[1] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[1];
+		d->saddr[2] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+		d->saddr[3] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		d->daddr[0] = c->skc_v6_daddr.in6_u.u6_addr32[0];
+		d->daddr[1] = c->skc_v6_daddr.in6_u.u6_addr32[1];
+		d->daddr[2] = c->skc_v6_daddr.in6_u.u6_addr32[2];
+		d->daddr[3] = c->skc_v6_daddr.in6_u.u6_addr32[3];
+	} else {
+		d->saddr[0] = c->skc_rcv_saddr;
+		d->daddr[0] = c->skc_daddr;
+	}
+	d->sport = c->skc_num;
+	d->dport = bpf_ntohs(c->skc_dport);
+	d->ifindex = (__u32)c->skc_bound_dev_if;
+}
+
+/* Put a doomed connection in pd_doomed. Where it has no room (more
+ * doomed connections open than it holds), counted once, and tried again
+ * at the socket's next send. */
+static __always_inline void doom_record(struct pd_sock *st)
+{
+	long err = bpf_map_update_elem(&pd_doomed, &st->cookie, &st->abort, BPF_NOEXIST);
+
+	if (!err)
+		trouble(PD_TR_ABORTS);
+	if (!err || err == -17 /* EEXIST */) {
+		st->flags |= PD_SK_DOOMED;
+	} else if (!(st->flags & PD_SK_NOROOM)) {
+		st->flags |= PD_SK_NOROOM;
+		trouble(PD_TR_ABORT_FULL);
+	}
+}
+
+/* The connection is to be aborted, and every later send on it dropped:
+ * once the peer acknowledged the stream up to end (doomed_of). tp NULL:
+ * it cannot be named (not a TCP socket; never seen). */
+static __always_inline void doom(struct pd_sock *st, const struct tcp_sock *tp, __u32 end)
+{
 	st->flags |= PD_SK_DEAD;
-	bpf_map_update_elem(&pd_doomed, &st->cookie, &now, BPF_NOEXIST);
+	if ((st->flags & PD_SK_DOOMED) || !tp)
+		return;
+	if (!st->abort.when) {
+		doomed_of(&st->abort, tp, end);
+		st->abort.when = bpf_ktime_get_ns();
+	}
+	doom_record(st);
 }
 
 /* The message held so far is decided (or its socket closes). */
@@ -376,10 +434,15 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
 	if (ops->op == BPF_SOCK_OPS_STATE_CB) {
-		/* a socket that closes while it holds a message: its timer goes */
+		/* a socket that closes while it holds a message: its timer
+		 * goes; one doomed: nothing is left to abort (this is also
+		 * how an abort ends) */
 		if (ops->args[1] == BPF_TCP_CLOSE && ops->sk &&
-		    (st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, 0)))
+		    (st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, 0))) {
 			unhold_timer(st);
+			if (st->flags & PD_SK_DOOMED)
+				bpf_map_delete_elem(&pd_doomed, &st->cookie);
+		}
 		return 1;
 	}
 	if (!active && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
@@ -410,7 +473,8 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	st->cookie = cookie;
 	st->rport = bpf_ntohl(ops->remote_port) & 0xffff;
 	st->lport = ops->local_port & 0xffff;
-	st->flags = active ? PD_SK_ACTIVE : 0;
+	/* a socket the egress program doomed before (data in its SYN) stays so */
+	st->flags = (st->flags & (PD_SK_DEAD | PD_SK_DOOMED)) | (active ? PD_SK_ACTIVE : 0);
 	st->replay = 0;
 	st->held_since = 0;
 	/* Nothing was judged yet. A connecting socket's stream starts at the
@@ -1256,8 +1320,8 @@ static __always_inline int push(struct sk_msg_md *msg, struct pd_sock *st, __u32
 
 /* Drop or divert. Every run sets apply and cork bytes itself: the kernel
  * keeps the values of an earlier run on the same sk_msg. */
-static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
-			       __u32 rule, __u32 apply)
+static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
+			       const struct tcp_sock *tp, __u32 verdict, __u32 rule, __u32 apply)
 {
 	__u32 rk = (st->cur.gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
 	struct pd_rule *r;
@@ -1265,7 +1329,7 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st, __u32 
 	bpf_msg_cork_bytes(msg, 0);
 	bpf_msg_apply_bytes(msg, apply);
 	if (verdict == PD_V_DENY) {
-		doom(st);
+		doom(st, tp, st->judged_end);
 		return SK_DROP;
 	}
 	r = bpf_map_lookup_elem(&pd_rules, &rk);
@@ -1459,7 +1523,7 @@ static __always_inline int refuse(struct sk_msg_md *msg, struct pd_sock *st,
 	st->cause = (__u8)cause;
 	st->run.ev_verdict = PD_V_REFUSE;
 	pd_emit(msg);
-	doom(st);
+	doom(st, tp, st->judged_end);
 	bpf_msg_cork_bytes(msg, 0);
 	bpf_msg_apply_bytes(msg, 0);
 	return SK_DROP;
@@ -1546,17 +1610,18 @@ int pd_replay(struct sk_msg_md *msg)
 	return push(msg, st, n < msg->size ? n : 0);
 tables:
 	trouble(PD_TR_TABLES);
-	doom(st);
+	doom(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
 /* Go on in pd_replay. */
-static __always_inline int replay(struct sk_msg_md *msg, struct pd_sock *st)
+static __always_inline int replay(struct sk_msg_md *msg, struct pd_sock *st,
+				  const struct tcp_sock *tp)
 {
 	bpf_tail_call(msg, &pd_progs, 0);
 	/* not loaded: nothing judged can leave */
 	trouble(PD_TR_TABLES);
-	doom(st);
+	doom(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
@@ -1577,7 +1642,7 @@ static __always_inline int pass_range(struct sk_msg_md *msg, struct pd_sock *st,
 	st->cur = st->alt;
 	st->alt = st->snap;
 	st->replay = n;
-	return replay(msg, st);
+	return replay(msg, st, tp);
 }
 
 /* What keeps the message held (pd_sock.held_rule): the default of an
@@ -1605,6 +1670,7 @@ static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
 	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 	__u64 now = bpf_ktime_get_ns();
 	int open = fail_open();
+	long err;
 
 	trouble(PD_TR_HOLD_TIMEOUT);
 	if (e) {
@@ -1616,18 +1682,25 @@ static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
 		e->uid = h->uid;
 		e->len = h->len;
 		e->audit_id = h->rule;          /* the rule index that kept it held */
-		e->family = h->family;
-		__builtin_memcpy(e->saddr, h->saddr, sizeof(e->saddr));
-		__builtin_memcpy(e->daddr, h->daddr, sizeof(e->daddr));
-		e->sport = h->sport;
-		e->dport = h->dport;
+		e->family = h->doom.family;
+		__builtin_memcpy(e->saddr, h->doom.saddr, sizeof(e->saddr));
+		__builtin_memcpy(e->daddr, h->doom.daddr, sizeof(e->daddr));
+		e->sport = h->doom.sport;
+		e->dport = h->doom.dport;
 		bpf_ringbuf_submit(e, 0);
 	} else {
 		trouble(PD_TR_RINGBUF);
 	}
 	if (!open) {
+		/* the socket's next send records it where this finds no room */
 		h->expired = 1;
-		bpf_map_update_elem(&pd_doomed, cookie, &now, BPF_NOEXIST);
+		h->doom.when = now;
+		err = h->doom.family ? bpf_map_update_elem(&pd_doomed, cookie, &h->doom,
+							   BPF_NOEXIST) : -1;
+		if (!err)
+			trouble(PD_TR_ABORTS);
+		else if (err != -17 /* EEXIST: doomed already */)
+			trouble(PD_TR_ABORT_FULL);
 	}
 	return 0;
 }
@@ -1635,6 +1708,7 @@ static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
 /* The first hold of a message: a timer for its hold_timeout. */
 static __always_inline void arm_hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
 {
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(msg->sk);
 	struct pd_held h = {}, *v;
 
 	h.cookie = st->cookie;
@@ -1643,26 +1717,15 @@ static __always_inline void arm_hold(struct sk_msg_md *msg, struct pd_sock *st, 
 	h.uid = st->uid;
 	h.len = st->cur.msglen + msg->size;
 	h.rule = st->held_rule;
-	h.family = (__u8)msg->family;
-	if (msg->family == AF_INET6) {
-		h.saddr[0] = msg->local_ip6[0];
-		h.saddr[1] = msg->local_ip6[1];
-		h.saddr[2] = msg->local_ip6[2];
-		h.saddr[3] = msg->local_ip6[3];
-		h.daddr[0] = msg->remote_ip6[0];
-		h.daddr[1] = msg->remote_ip6[1];
-		h.daddr[2] = msg->remote_ip6[2];
-		h.daddr[3] = msg->remote_ip6[3];
-	} else {
-		h.saddr[0] = msg->local_ip4;
-		h.daddr[0] = msg->remote_ip4;
-	}
-	h.sport = (__u16)msg->local_port;
-	h.dport = bpf_ntohl(msg->remote_port) & 0xffff;
-	if (bpf_map_update_elem(&pd_held, &st->cookie, &h, BPF_ANY))
+	if (!tp || bpf_map_update_elem(&pd_held, &st->cookie, &h, BPF_ANY))
 		return;                 /* full: it waits for its line's end */
 	v = bpf_map_lookup_elem(&pd_held, &st->cookie);
-	if (!v || bpf_timer_init(&v->timer, &pd_held, 1 /* CLOCK_MONOTONIC */) ||
+	if (!v)
+		return;
+	/* nothing passes while the message is held: what the peer must
+	 * acknowledge before an abort is known now */
+	doomed_of(&v->doom, tp, st->judged_end);
+	if (bpf_timer_init(&v->timer, &pd_held, 1 /* CLOCK_MONOTONIC */) ||
 	    bpf_timer_set_callback(&v->timer, held_too_long))
 		return;
 	bpf_timer_start(&v->timer, (__u64)hold_ms * 1000000, 0);
@@ -1891,12 +1954,13 @@ int pd_msg(struct sk_msg_md *msg)
 		trouble(PD_TR_NO_STATE);
 		return SK_DROP;
 	}
+	tp = bpf_skc_to_tcp_sock(msg->sk);
 	if ((st->flags & PD_SK_DEAD) || hold_expired(st)) {
-		st->flags |= PD_SK_DEAD;
+		/* recorded for its abort already, else tried again */
+		doom(st, tp, st->judged_end);
 		bpf_msg_apply_bytes(msg, 0);
 		return SK_DROP;
 	}
-	tp = bpf_skc_to_tcp_sock(msg->sk);
 	if (!tp)
 		goto tables;
 	id = bpf_get_current_pid_tgid();
@@ -1910,7 +1974,7 @@ int pd_msg(struct sk_msg_md *msg)
 			return r;
 	}
 	if (st->replay)
-		return replay(msg, st);
+		return replay(msg, st, tp);
 	if (unhold(msg))
 		goto tables;
 	size = msg->size;
@@ -1933,7 +1997,7 @@ int pd_msg(struct sk_msg_md *msg)
 			st->alt = st->cur;
 			return pass_range(msg, st, tp, 0);
 		}
-		return act(msg, st, PD_V_DENY, rule, 0);
+		return act(msg, st, tp, PD_V_DENY, rule, 0);
 	}
 	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
@@ -2029,11 +2093,11 @@ out:
 	unhold_timer(st);
 	/* monitor mode: decided and logged as would-be, then passed */
 	if ((verdict == PD_V_DENY || verdict == PD_V_REDIRECT) && !st->run.monitor)
-		return act(msg, st, verdict, rule, apply);
+		return act(msg, st, tp, verdict, rule, apply);
 	return pass_range(msg, st, tp, apply);
 tables:
 	trouble(PD_TR_TABLES);
-	doom(st);
+	doom(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
@@ -2100,11 +2164,13 @@ static __always_inline void emit_sock(struct bpf_sock *sk, __u32 verdict, __u32 
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* Bytes leaving a policed socket without a verdict. Closed: the segment
- * is dropped (it never leaves the host: TCP keeps it queued) and the
- * connection aborted; open: it leaves. Reported once per socket. */
+/* Bytes leaving a policed socket without a verdict, in a segment from
+ * sequence number seq. Closed: the segment is dropped (it never leaves
+ * the host: TCP keeps it queued) and the connection aborted once what
+ * left before it is acknowledged; open: it leaves. Reported once per
+ * socket. */
 static __always_inline int unjudged(struct __sk_buff *skb, struct bpf_sock *sk, __u32 svc,
-				    __u32 cause, __u32 len)
+				    __u32 cause, __u32 len, __u32 seq)
 {
 	struct pd_sock *st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	int open = fail_open();
@@ -2123,7 +2189,7 @@ static __always_inline int unjudged(struct __sk_buff *skb, struct bpf_sock *sk, 
 		return 1;
 	if (!st->cookie)
 		st->cookie = bpf_get_socket_cookie(skb);
-	doom(st);
+	doom(st, bpf_skc_to_tcp_sock(sk), seq);
 	return 0;
 }
 
@@ -2186,16 +2252,17 @@ int pd_egress(struct __sk_buff *skb)
 		 * SYN (TCP Fast Open), or it was open before policyd
 		 * started and not adopted */
 		return unjudged(skb, sk, svc, (h[13] & TCPHDR_SYN) ? PD_TR_FASTOPEN :
-				PD_TR_UNMAPPED, len);
+				PD_TR_UNMAPPED, len, seq);
 	}
 	if (h[13] & TCPHDR_URG)
-		return unjudged(skb, sk, st->service, PD_TR_OOB, len);
+		return unjudged(skb, sk, st->service, PD_TR_OOB, len, seq);
 	if (st->flags & PD_SK_UNMAPPED)
-		return unjudged(skb, sk, st->service, st->cause ? st->cause : PD_TR_UNMAPPED, len);
+		return unjudged(skb, sk, st->service, st->cause ? st->cause : PD_TR_UNMAPPED, len,
+				seq);
 	if (st->flags & PD_SK_UNSYNCED)
 		return 1;               /* adopted: queued before, not judged yet */
 	if ((__s32)(seq + len - st->judged_end) > 0)
-		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len);
+		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len, seq);
 	return 1;
 }
 
@@ -2281,59 +2348,5 @@ int pd_setsockopt(struct bpf_sockopt *ctx)
 	if (fail_open())
 		return 1;
 	bpf_set_retval(-EOPNOTSUPP);
-	return 0;
-}
-
-struct bpf_iter_meta {
-	__u64 seq_num;
-} __attribute__((preserve_access_index));
-
-/* The context of a TCP iterator program (kernel types: pd_kern.h). */
-struct bpf_iter__tcp {
-	struct bpf_iter_meta *meta;
-	struct sock_common *sk_common;
-} __attribute__((preserve_access_index));
-
-/* How long an abort waits for the bytes passed before the drop to be
- * acknowledged by the peer (an abort discards unsent data). */
-#define PD_ABORT_DRAIN_NS (10ull * 1000000000)
-
-/* Weak: on a kernel without it (before 6.5) the daemon leaves pd_abort
- * out of the load (policyd/probe.c), and the rest loads. */
-extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
-
-/* After a drop the kernel fails every later send on the socket, but the
- * connection stays open: a client that then waits for a reply (libpq,
- * many RPC clients) would wait for ever, and so would the server. The
- * daemon runs this iterator over the TCP sockets after a drop (where the
- * kernel's TCP iterator is safe to walk: pd_tcp_iter_fixed()); it aborts
- * the doomed ones as `ss -K` would: the peer gets a reset, the sender's
- * next call fails with ECONNABORTED. Not before the peer acknowledged
- * every byte sent before the drop (passed lines of the same send): an
- * abort throws away what is still queued. */
-SEC("iter/tcp")
-int pd_abort(struct bpf_iter__tcp *ctx)
-{
-	struct sock_common *sk = ctx->sk_common;
-	struct tcp_sock *tp;
-	__u64 cookie, *when;
-
-	if (!sk || (sk->skc_family != AF_INET && sk->skc_family != AF_INET6))
-		return 0;
-	/* only a connection's own socket can be doomed: not a listener, a
-	 * request socket or a TIME_WAIT one, which the walk also shows */
-	if (sk->skc_state == BPF_TCP_LISTEN || sk->skc_state == BPF_TCP_NEW_SYN_RECV ||
-	    sk->skc_state == BPF_TCP_TIME_WAIT)
-		return 0;
-	cookie = bpf_get_socket_cookie(sk);
-	when = bpf_map_lookup_elem(&pd_doomed, &cookie);
-	if (!when)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (tp && tp->snd_una != tp->write_seq &&
-	    bpf_ktime_get_ns() - *when < PD_ABORT_DRAIN_NS)
-		return 0;       /* the next pass */
-	bpf_map_delete_elem(&pd_doomed, &cookie);
-	bpf_sock_destroy(sk);
 	return 0;
 }

@@ -29,8 +29,9 @@
  * pd_sinks per slot, the diverted bytes in pd_sink_data,
  * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt;
  * 8: pd_config.mode and the daemon's start, reload and pid fields,
- * pd_counter.would_*, pd_event.monitor). */
-#define PD_LAYOUT_VERSION 8
+ * pd_counter.would_*, pd_event.monitor; 9: pd_doomed a hash of struct
+ * pd_doomed, pd_sock.abort). */
+#define PD_LAYOUT_VERSION 9
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -369,6 +370,30 @@ struct pd_run {
 	                         * on the stack: the verifier need not follow it) */
 };
 
+/* pd_doomed (HASH, key: socket cookie): connections to abort. The data
+ * plane adds one where it drops a message or refuses a connection's bytes,
+ * and when a held message outlives its hold_timeout; the sock_ops program
+ * removes it when the socket closes. The daemon walks the map and has its
+ * aborter end each connection with SOCK_DESTROY (sock_diag, as `ss -K`),
+ * found by its addresses and ports and checked by its cookie, then removes
+ * the entry. Preallocated, twice max_connections: an entry is never
+ * evicted, whatever the daemon's delay. */
+struct pd_doomed {
+	__u64 when;             /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the drop */
+	__u64 acked;            /* the peer has acknowledged every byte let out before
+	                         * the drop once tcpi_bytes_acked reaches this */
+	__u64 netns;            /* the socket's network namespace cookie */
+	__u64 asked;            /* written by the daemon: when it last named the
+	                         * connection to its aborter (CLOCK_MONOTONIC ns) */
+	__u32 saddr[4];         /* local address, network byte order; IPv4 in saddr[0] */
+	__u32 daddr[4];         /* remote address */
+	__u16 sport;            /* local port, host byte order */
+	__u16 dport;            /* remote port, host byte order */
+	__u32 ifindex;          /* the device the socket is bound to, 0: none */
+	__u8 family;            /* AF_INET or AF_INET6 */
+	__u8 pad[7];
+};
+
 /* Where a socket's stream stands: saved whole before each run. */
 struct pd_progress {
 	struct pd_match m;
@@ -414,6 +439,7 @@ struct pd_sock {
 	__u32 tgid;             /* the last process that sent on it, and its uid: */
 	__u32 uid;              /* named when the egress program refuses its bytes */
 	struct pd_run run;
+	struct pd_doomed abort; /* what pd_doomed gets when the connection is doomed */
 };
 
 /* pd_sock.service of a socket whose port a reload stopped policing */
@@ -426,6 +452,8 @@ struct pd_sock {
 #define PD_SK_BUSY 0x08         /* ... because another sockmap user holds it */
 #define PD_SK_REPORTED 0x10     /* its refusal was reported once */
 #define PD_SK_ACTIVE 0x20       /* it connected (direction to); else it was accepted */
+#define PD_SK_DOOMED 0x40       /* in pd_doomed: its abort is under way */
+#define PD_SK_NOROOM 0x80       /* pd_doomed had no room for it (counted once) */
 
 /* pd_bytes (SK_STORAGE, created when first needed): bytes of the stream
  * the data plane keeps for a while, one use at a time.
@@ -472,6 +500,9 @@ enum pd_trouble {
 	PD_TR_RESYNC,           /* a send cut short, followed exactly */
 	PD_TR_HOLD_FULL,        /* a held message outgrew what can be held: decided */
 	PD_TR_HOLD_TIMEOUT,     /* a message held longer than hold_timeout: refused */
+	PD_TR_ABORTS,           /* connections recorded in pd_doomed, to be aborted */
+	PD_TR_ABORT_FULL,       /* a connection to abort that pd_doomed had no room
+	                         * for (tried again at its next send) */
 	PD_TR_MAX,
 };
 

@@ -70,9 +70,6 @@ struct pd_daemon {
 	int cg_fd;
 	/* the programs attached to the policed cgroup (run.c: cg_progs) */
 	struct bpf_link *links[PD_CG_PROGS];
-	struct bpf_link *abort_iter;    /* pd_abort: ends connections after a drop;
-					 * NULL where the kernel's TCP iterator is unsafe */
-	double abort_last;              /* when pd_abort last ran (ms) */
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */
 	bool kept;              /* set up over the pins of a kept instance */
@@ -108,6 +105,15 @@ struct pd_daemon {
 	pid_t reaper;
 	int reaper_cmd;
 	int reaper_done;
+	/* the process that aborts doomed connections (abort.c) */
+	pid_t aborter;
+	int abort_fd;           /* the socket pair's daemon end; -1: no aborts */
+	uint64_t abort_netns;   /* the network namespace it acts in (cookie; 0 unknown) */
+	uint64_t abort_since;   /* when it started (ns): earlier requests were an
+	                         * earlier daemon's */
+	double abort_walk;      /* when pd_doomed was last walked (ms) */
+	uint64_t abort_seen;    /* PD_TR_ABORTS then */
+	bool abort_behind;      /* some entries were not named yet */
 };
 
 /* events.c: the ring buffer's records as log lines and sink records. */
@@ -140,6 +146,8 @@ void pd_sinks_close(struct pd_daemon *d, struct pd_sink_rt *s, size_t n);
 void pd_sinks_reopen(struct pd_daemon *d);
 /* Stop: write the records still waiting, close every sink. */
 void pd_sinks_finish(struct pd_daemon *d);
+/* An address and port as log lines write them: 1.2.3.4:5, [::1]:5. */
+void pd_endpoint(char *out, size_t cap, uint8_t family, const uint32_t *addr, uint16_t port);
 /* Escape bytes for a log line: printable ASCII as is, '"' and '\\'
  * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
 size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
@@ -149,6 +157,19 @@ size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
 int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep);
 void pd_reaper_finish(struct pd_daemon *d, bool keep);
 void pd_reaper_on_exit(struct pd_daemon *d, bool keep);
+
+/* abort.c: aborting doomed connections. pd_aborter is the aborter's body
+ * (privs.c starts it: fd its socket, err why its privileges could not be
+ * set up, or 0); pd_abort_ready waits for its first answer (-1: it did
+ * not start; 0 with abort_fd -1: this kernel cannot abort, said in a
+ * warning). Each pass of the event loop (pd_abort_pass) reads its answers
+ * and names it what pd_doomed holds; returns whether to look again soon.
+ * pd_abort_stop names it what is left, which it aborts at once, and ends
+ * it. */
+void pd_aborter(int fd, int err) __attribute__((noreturn));
+int pd_abort_ready(struct pd_daemon *d);
+bool pd_abort_pass(struct pd_daemon *d);
+void pd_abort_stop(struct pd_daemon *d);
 
 /* instance.c: refuse to start beside an instance on a related cgroup
  * (mount: the cgroup2 mount point); publish this instance's pins and

@@ -51,6 +51,8 @@ const char *pd_trouble_name(unsigned t)
 		[PD_TR_RESYNC] = "resync",
 		[PD_TR_HOLD_FULL] = "hold_full",
 		[PD_TR_HOLD_TIMEOUT] = "hold_timeout",
+		[PD_TR_ABORTS] = "aborts",
+		[PD_TR_ABORT_FULL] = "abort_full",
 	};
 
 	return t < PD_TR_MAX && n[t] ? n[t] : "?";

@@ -82,7 +82,7 @@ static void escape_comm(char *out, size_t cap, const char *comm)
 	out[o] = '\0';
 }
 
-static void endpoint(char *out, size_t cap, uint8_t family, const uint32_t *addr, uint16_t port)
+void pd_endpoint(char *out, size_t cap, uint8_t family, const uint32_t *addr, uint16_t port)
 {
 	char a[INET6_ADDRSTRLEN] = "?";
 
@@ -138,8 +138,8 @@ static void describe(const struct pd_daemon *d, const struct pd_event *e, char *
 			 "-" : service_name(d, e->service), e->tgid, comm, e->uid, src, dst, e->len);
 		return;
 	}
-	endpoint(src, sizeof(src), e->family, e->saddr, e->sport);
-	endpoint(dst, sizeof(dst), e->family, e->daddr, e->dport);
+	pd_endpoint(src, sizeof(src), e->family, e->saddr, e->sport);
+	pd_endpoint(dst, sizeof(dst), e->family, e->daddr, e->dport);
 	snprintf(out, cap, "service=%s pid=%u comm=%s uid=%u src=%s dst=%s len=%u",
 		 service_name(d, e->service), e->tgid, comm, e->uid, src, dst, e->len);
 }
@@ -499,8 +499,8 @@ int pd_on_event(void *ctx, void *data, size_t size)
 		  e->excerpt_len < PD_EXCERPT_MAX ? e->excerpt_len : PD_EXCERPT_MAX);
 	/* the journal's fields: the line's keys, one by one */
 	escape_comm(comm, sizeof(comm), e->comm);
-	endpoint(src, sizeof(src), e->family, e->saddr, e->sport);
-	endpoint(dst, sizeof(dst), e->family, e->daddr, e->dport);
+	pd_endpoint(src, sizeof(src), e->family, e->saddr, e->sport);
+	pd_endpoint(dst, sizeof(dst), e->family, e->daddr, e->dport);
 	snprintf(pid, sizeof(pid), "%u", e->tgid);
 	snprintf(uid, sizeof(uid), "%u", e->uid);
 	snprintf(len, sizeof(len), "%u", e->len);
@@ -572,6 +572,9 @@ static void report(struct pd_daemon *d)
 		{ PD_TR_NO_STATE, LOG_ERR, "messages dropped: no matching state for the socket" },
 		{ PD_TR_TABLES, LOG_ERR, "messages dropped: the data plane could not read the "
 		  "message or its tables" },
+		{ PD_TR_ABORT_FULL, LOG_ERR, "denied connections not yet recorded to abort: more "
+		  "wait at once than twice max_connections (each is recorded at its next send; "
+		  "meanwhile its sends fail)" },
 	};
 
 	report_suppressed(d);

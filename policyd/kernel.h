@@ -72,25 +72,4 @@ static inline bool pd_stable_has_fixes(const char *release, const char *version)
 	return ma == 6 && ((mi == 12 && pa >= 105) || (mi == 1 && pa >= 187));
 }
 
-/* Whether the kernel's TCP socket iterator (iter/tcp) is known not to race
- * with a listener taking connections. Before "bpf: tcp: Fix use-after-free
- * in bpf_iter_tcp_established_batch()" (7.3 has it; stable 6.12.104 and
- * 6.1.183), the iterator took a reference on every socket of a bucket of
- * the established hash with sock_hold(), request sockets included; a
- * listener hashes a request socket before it sets its reference count
- * (from 0 to 3, reqsk_queue_hash_req()), so an iterator that locks the
- * bucket in between adds to 0: "refcount_t: addition on 0", then the
- * listener's count saturates and the iterator's put underflows it, a
- * use-after-free. Kernels this does not name are taken as unfixed. */
-static inline bool pd_tcp_iter_fixed(const char *release, const char *version)
-{
-	long ma, mi, pa;
-
-	if (!pd_kernel_release(release, version, &ma, &mi, &pa))
-		return false;
-	if (ma > 7 || (ma == 7 && mi >= 3))
-		return true;
-	return ma == 6 && ((mi == 12 && pa >= 104) || (mi == 1 && pa >= 183));
-}
-
 #endif

@@ -90,7 +90,9 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 	    (err = bpf_map__set_max_entries(s->maps.pd_sockets,
 					    socket_capacity(kept, sockets))) ||
 	    (err = bpf_map__set_max_entries(s->maps.pd_held,
-					    socket_capacity(kept, sockets)))) {
+					    socket_capacity(kept, sockets))) ||
+	    (err = bpf_map__set_max_entries(s->maps.pd_doomed,
+					    2 * socket_capacity(kept, sockets)))) {
 		*why = "cannot size the automaton maps";
 		policyd_bpf__destroy(s);
 		return err;

@@ -18,6 +18,11 @@
  *    removes the pins; with the daemon's descriptors closed that frees the
  *    maps and detaches the programs. Owning the pins as uid 0 is all it
  *    needs: the pin directory is root's.
+ *
+ *  - an aborter runs as `user` too, with no_new_privs, holds no BPF object,
+ *    and keeps one capability, CAP_NET_ADMIN, and nothing else in its
+ *    bounding set: it ends the connections the daemon names over a
+ *    socket pair (abort.c), and ends with the daemon.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +36,7 @@
 #include <unistd.h>
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "daemon.h"
@@ -115,12 +121,100 @@ static void close_all_but(int a, int b, int c)
 	closedir(d);
 }
 
+/* Whether the process's ids are all pw's, and root cannot be regained. */
+static bool ids_are(const struct passwd *pw)
+{
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+
+	if (getresuid(&ru, &eu, &su) || getresgid(&rg, &eg, &sg) ||
+	    ru != pw->pw_uid || eu != pw->pw_uid || su != pw->pw_uid ||
+	    rg != pw->pw_gid || eg != pw->pw_gid || sg != pw->pw_gid)
+		return false;
+	return setuid(0) == -1 && setgid(0) == -1 && seteuid(0) == -1;
+}
+
+/* The aborter's privileges: pw's ids, no_new_privs, and CAP_NET_ADMIN
+ * alone, permitted and effective. Returns 0, or -1 with errno. */
+static int aborter_privileges(const struct passwd *pw)
+{
+	/* SOCK_DESTROY through sock_diag (what `ss -K` does) checks it, in
+	 * the network namespace of the socket it ends */
+	cap_value_t keep = CAP_NET_ADMIN;
+	cap_t caps;
+	int err;
+
+	/* out of the bounding set too, where it may (that takes CAP_SETPCAP:
+	 * a service manager's bounding set without it limits the set
+	 * already, and no_new_privs below keeps an exec from gaining any) */
+	for (int c = 0; c < 64; c++) {
+		if (c == CAP_NET_ADMIN || prctl(PR_CAPBSET_READ, c, 0, 0, 0) != 1)
+			continue;
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) == 0)
+			continue;
+		if (errno == EPERM)
+			break;
+		return -1;
+	}
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) || setgroups(0, NULL) ||
+	    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid))
+		return -1;
+	caps = cap_init();
+	if (!caps)
+		return -1;
+	err = cap_set_flag(caps, CAP_PERMITTED, 1, &keep, CAP_SET) ||
+	      cap_set_flag(caps, CAP_EFFECTIVE, 1, &keep, CAP_SET) || cap_set_proc(caps);
+	cap_free(caps);
+	if (err || prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) ||
+	    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	if (!ids_are(pw)) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+/* Start the aborter, a child that drops to pw with CAP_NET_ADMIN and
+ * serves the daemon's end of a socket pair (d->abort_fd), then wait for
+ * it to say whether it can abort on this kernel (pd_abort_ready). */
+static int aborter_start(struct pd_daemon *d, const struct passwd *pw)
+{
+	int sv[2], null;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+		perror("policyd: socketpair");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("policyd: fork");
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		close_all_but(sv[1], -1, -1);
+		null = open("/dev/null", O_RDWR);
+		if (null >= 0 && (dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0))
+			_exit(1);
+		prctl(PR_SET_NAME, "policyd-abort");
+		pd_aborter(sv[1], aborter_privileges(pw) ? errno : 0);
+	}
+	close(sv[1]);
+	d->aborter = pid;
+	d->abort_fd = sv[0];
+	return pd_abort_ready(d);
+}
+
 int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep)
 {
 	struct passwd *pw = getpwnam(user);
 	int cmd[2], done[2];
-	uid_t ru, eu, su;
-	gid_t rg, eg, sg;
 	pid_t pid;
 
 	if (!pw) {
@@ -133,6 +227,8 @@ int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep)
 			"unprivileged account (nobody by default)\n", user);
 		return -1;
 	}
+	if (aborter_start(d, pw))
+		return -1;
 	if (pipe2(cmd, O_CLOEXEC) || pipe2(done, O_CLOEXEC)) {
 		perror("policyd: pipe");
 		return -1;
@@ -176,14 +272,9 @@ int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep)
 		perror("policyd: no_new_privs");
 		return -1;
 	}
-	if (getresuid(&ru, &eu, &su) || getresgid(&rg, &eg, &sg) ||
-	    ru != pw->pw_uid || eu != pw->pw_uid || su != pw->pw_uid ||
-	    rg != pw->pw_gid || eg != pw->pw_gid || sg != pw->pw_gid) {
-		fprintf(stderr, "policyd: the ids did not change as asked\n");
-		return -1;
-	}
-	if (setuid(0) != -1 || setgid(0) != -1 || seteuid(0) != -1) {
-		fprintf(stderr, "policyd: root could be regained after dropping privileges\n");
+	if (!ids_are(pw)) {
+		fprintf(stderr, "policyd: the ids did not change as asked, or root could be "
+			"regained after dropping privileges\n");
 		return -1;
 	}
 	pd_log(d, LOG_NOTICE, "running as %s (uid %u, gid %u), no capabilities", user,

@@ -53,13 +53,6 @@ struct pd_feature {
 #define CGROUP_HELPER(t, a, h, w) { .what = (w), .kind = PD_F_HELPER, .prog = (t), .attach = (a), \
 	.helper = (h) }
 
-/* pd_abort, the TCP iterator that aborts a connection after a drop */
-#define ABORT_COST "a denied connection is not aborted: its later sends keep failing, and " \
-	"a client that waits for a reply waits until it gives up"
-#define ABORT(kind_, field, w) { .what = (w), .kind = (kind_), .prog = BPF_PROG_TYPE_TRACING, \
-	.attach = BPF_TRACE_ITER, .target = "bpf_iter_tcp", field, .program = "pd_abort", \
-	.cost = ABORT_COST }
-
 static const struct pd_feature features[] = {
 	MAP(BPF_MAP_TYPE_SOCKHASH, "SOCKHASH maps (CONFIG_BPF_STREAM_PARSER, CONFIG_NET_SOCK_MSG)"),
 	MAP(BPF_MAP_TYPE_SK_STORAGE, "socket-local storage (Linux 5.2)"),
@@ -107,12 +100,6 @@ static const struct pd_feature features[] = {
 	       "cgroup/setsockopt programs (Linux 5.3)"),
 	CGROUP_HELPER(BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_SETSOCKOPT, BPF_FUNC_set_retval,
 		      "the helper bpf_set_retval for cgroup/setsockopt programs (Linux 5.18)"),
-	ABORT(PD_F_PROG, .helper = 0, "TCP socket iterators (Linux 5.9)"),
-	ABORT(PD_F_HELPER, .helper = BPF_FUNC_get_socket_cookie, "the helper "
-	      "bpf_get_socket_cookie for TCP socket iterators"),
-	ABORT(PD_F_HELPER, .helper = BPF_FUNC_skc_to_tcp_sock, "the helper bpf_skc_to_tcp_sock "
-	      "for TCP socket iterators"),
-	ABORT(PD_F_KFUNC, .kfunc = "bpf_sock_destroy", "the kfunc bpf_sock_destroy (Linux 6.5)"),
 };
 
 #define NFEATURES (sizeof(features) / sizeof(features[0]))

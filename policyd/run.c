@@ -154,36 +154,6 @@ static void warn_old_kernel(const struct pd_daemon *d)
 	       u.release);
 }
 
-/* The iterator that aborts denied connections, where the kernel's TCP
- * iterator can walk the established hash safely (pd_tcp_iter_fixed(), in
- * kernel.h, says why not before the fix). Elsewhere policyd does not run
- * it: a denied connection stays open with every send failing, and the
- * start says so. */
-static int abort_setup(struct pd_daemon *d)
-{
-	struct utsname u;
-
-	/* without bpf_sock_destroy the probe has said what that costs */
-	if (!pd_probe_loads("pd_abort"))
-		return 0;
-	if (uname(&u) || !pd_tcp_iter_fixed(u.release, u.version)) {
-		pd_log(d, LOG_WARNING, "warning: kernel %s: its TCP iterator can take a reference "
-		       "on a listener's new request socket before the socket has one (a "
-		       "use-after-free, fixed in 6.1.183, 6.12.104 and 7.3); policyd does not run "
-		       "it, so a denied connection is not aborted: it stays open and its sends "
-		       "fail", u.release);
-		return 0;
-	}
-	d->abort_iter = bpf_program__attach_iter(d->l.skel->progs.pd_abort, NULL);
-	if (!d->abort_iter) {
-		d->abort_iter = NULL;
-		fprintf(stderr, "policyd: cannot set up the iterator that ends denied "
-			"connections (bpf_sock_destroy, Linux 6.5): %s\n", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /* Write service names of slot gen for `policyd stats`. */
 static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uint32_t gen)
 {
@@ -248,6 +218,8 @@ static void teardown(struct pd_daemon *d, bool unpin)
 {
 	bool root = !d->reaper;
 
+	/* first the aborts still due: the maps are still there */
+	pd_abort_stop(d);
 	for (int i = 0; i < PD_CG_PROGS; i++) {
 		if (!d->links[i])
 			continue;
@@ -255,10 +227,6 @@ static void teardown(struct pd_daemon *d, bool unpin)
 			bpf_link__unpin(d->links[i]);
 		bpf_link__destroy(d->links[i]);
 		d->links[i] = NULL;
-	}
-	if (d->abort_iter) {
-		bpf_link__destroy(d->abort_iter);
-		d->abort_iter = NULL;
 	}
 	if (d->msg_attached && root && unpin)
 		bpf_prog_detach2(bpf_program__fd(d->l.skel->progs.pd_msg),
@@ -563,8 +531,6 @@ static int setup(struct pd_daemon *d)
 	d->msg_attached = true;
 	if (attach_link(d, PD_CG_SOCKOPS))
 		return -1;
-	if (abort_setup(d))
-		return -1;
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
 	if (pd_adopt(d, &adopted))
@@ -756,66 +722,29 @@ static void notify_status(const struct pd_daemon *d)
 		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
 }
 
-static bool any_doomed(const struct pd_daemon *d)
-{
-	uint64_t key;
-
-	return !bpf_map_get_next_key(bpf_map__fd(d->l.skel->maps.pd_doomed), NULL, &key);
-}
-
-/* Least time between two passes of the abort iterator: each walks every
- * TCP socket of the network namespace, so however often events wake the
- * loop, it walks at most 50 times a second. */
-#define PD_ABORT_GAP_MS 20.0
-
-/* Abort the connections the data plane dropped a message of: one pass of
- * the iterator over this network namespace's TCP sockets, when any is
- * waiting. Needs no privilege: the iterator was attached during setup.
- * Returns whether some wait still (for their passed bytes to drain, or
- * for the next pass). */
-static bool abort_doomed(struct pd_daemon *d)
-{
-	char buf[64];
-	double now;
-	int fd;
-
-	if (!d->abort_iter || !any_doomed(d))
-		return false;
-	now = now_ms();
-	if (now - d->abort_last < PD_ABORT_GAP_MS)
-		return true;
-	d->abort_last = now;
-	fd = bpf_iter_create(bpf_link__fd(d->abort_iter));
-	if (fd < 0) {
-		pd_log(d, LOG_ERR, "cannot run the abort iterator: %s; denied connections stay "
-		       "open (their sends fail)", strerror(errno));
-		return false;
-	}
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	close(fd);
-	return any_doomed(d);
-}
-
 static int loop(struct pd_daemon *d)
 {
-	struct pollfd pf[2] = {
+	struct pollfd pf[3] = {
 		{ .fd = ring_buffer__epoll_fd(d->rb), .events = POLLIN },
 		{ .fd = d->sigfd, .events = POLLIN },
+		{ .fd = -1, .events = POLLIN },         /* the aborter's answers */
 	};
 	struct signalfd_siginfo si;
-	bool draining = false;
+	bool behind = false;
 
 	for (;;) {
-		/* while an abort waits for passed bytes to drain, look again soon */
-		int n = poll(pf, 2, draining ? 20 : 1000);
+		int n;
+
+		/* while connections to abort wait to be named, look again soon */
+		pf[2].fd = d->abort_fd;
+		n = poll(pf, 3, behind ? 20 : 1000);
 
 		if (n < 0 && errno != EINTR) {
 			pd_log(d, LOG_ERR, "poll: %s", strerror(errno));
 			return -1;
 		}
 		ring_buffer__consume(d->rb);
-		draining = abort_doomed(d);
+		behind = pd_abort_pass(d);
 		pd_tick(d);
 		if (n > 0 && (pf[1].revents & POLLIN) &&
 		    read(d->sigfd, &si, sizeof(si)) == sizeof(si)) {
@@ -863,7 +792,7 @@ static void instance_name(const struct pd_daemon *d, char *out, size_t cap)
 int pd_cmd_run(const struct pd_opts *o)
 {
 	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .sigfd = -1,
-			       .lock_fd = -1 };
+			       .lock_fd = -1, .abort_fd = -1 };
 	char name[PD_NAME_MAX];
 	sigset_t set;
 	int ret;

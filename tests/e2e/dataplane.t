@@ -94,8 +94,8 @@ res, port = client(env, kv.port, [send(b"FLUSHALL\n"), send(b"GET a\n")])
 ok(res[0] == EACCES and res[1] in (EACCES, -errno.ECONNABORTED, -errno.EPIPE) and
    kv.got(port) == b"", "after a drop every later send fails too", "results %r" % res)
 if "a denied connection is not aborted" in pd.text():
-    skip(2, "kernel: policyd does not run its abort iterator on %s (a TCP iterator not "
-         "known to be fixed; tests/e2e/abort.t)" % os.uname().release)
+    skip(2, "kernel: %s cannot destroy a TCP socket through sock_diag (no "
+         "CONFIG_INET_DIAG_DESTROY; tests/e2e/abort.t)" % os.uname().release)
 else:
     port = check("a denied connection is aborted: lines passed before the deny arrive, then "
                  "the client's read fails with ECONNABORTED, and later sends still fail",

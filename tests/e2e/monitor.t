@@ -189,8 +189,8 @@ policy enforce
 kill -HUP "$PDPID"; sleep 0.5
 grep -q 'reloaded: .* generation 2 .* mode enforce' "$TMP/policyd.log"; ok $? "SIGHUP: mode enforce"
 : > "$TMP/server.out"
-# (whether the connection is then aborted depends on the kernel's TCP
-# iterator: see policyd(8); dataplane.t and boundary.t check it)
+# (the connection is then aborted: abort.t, dataplane.t and boundary.t
+# check that)
 r=$(sends 'ok\n' 'KILL -9\n')
 is "${r% *}" "3 -13" "enforce: the denied line fails with EACCES"
 is "$(rc FLUSHALL)" "Error: Permission denied" "enforce: FLUSHALL refused"

@@ -275,12 +275,15 @@ class Policyd:
         self.env = env
         self.log = os.path.join(env.tmp, "policyd.log")
         self.logf = open(self.log, "ab")
+        # the log may hold an earlier instance's lines: this one's start
+        # is what follows them
+        self.base = self.logf.tell()
         self.p = env.start([POLICYD, "run", "-c", conf, "--cgroup", env.cgroup,
                             "--pin-dir", env.pin_dir, "--foreground"] + list(extra),
                            stdout=self.logf, stderr=self.logf)
         deadline = time.time() + slow(20)
         while time.time() < deadline and self.p.poll() is None:
-            if "started:" in self.text():
+            if "started:" in self.own_text():
                 break
             time.sleep(0.05)
         if must_start and not self.running():
@@ -290,7 +293,12 @@ class Policyd:
                 else "no 'started:' line after %.0f s" % slow(20)), self.text()[-4000:])
 
     def running(self):
-        return self.p.poll() is None and "started:" in self.text()
+        return self.p.poll() is None and "started:" in self.own_text()
+
+    def own_text(self):
+        """The log from this instance's start (all of it once truncated)."""
+        t = self.text()
+        return t[self.base:] if len(t) >= self.base else t
 
     def text(self):
         with open(self.log, errors="replace") as f:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # After setup policyd runs as an unprivileged user with no capabilities and
 # no_new_privs, and still enforces and reloads; its reaper keeps uid 0 but
-# no capability; a SIGKILLed daemon still ends up detached (on_exit detach).
+# no capability; its aborter runs as the same user with CAP_NET_ADMIN alone
+# (tests/e2e/abort.t: what it does); a SIGKILLed daemon still ends up
+# detached (on_exit detach), and its aborter ends with it.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib.sh
@@ -36,12 +38,28 @@ for c in CapInh CapPrm CapEff CapAmb; do
 	is "$(status "$PDPID" $c)" "0000000000000000" "$c is empty"
 done
 is "$(status "$PDPID" NoNewPrivs)" "1" "NoNewPrivs: 1"
-reaper=$(pgrep -P "$PDPID" | head -1)
-is "$(status "$reaper" Name)" "policyd-reaper" "the reaper is policyd's child"
+reaper=$(pgrep -P "$PDPID" -x policyd-reaper)
+ok $? "the reaper is policyd's child"
 is "$(status "$reaper" CapEff)" "0000000000000000" "the reaper has no capability"
 is "$(status "$reaper" NoNewPrivs)" "1" "the reaper has NoNewPrivs: 1"
 n=$(ls -l "/proc/$reaper/fd" | grep -c 'anon_inode:bpf')
 is "$n" "0" "the reaper holds no BPF object"
+
+aborter=$(pgrep -P "$PDPID" -x policyd-abort)
+ok $? "the aborter is policyd's child"
+is "$(status "$aborter" Uid)" "$nobody $nobody $nobody $nobody" "the aborter's uids are nobody's"
+is "$(status "$aborter" Gid)" "$nogroup $nogroup $nogroup $nogroup" "... and its gids"
+is "$(status "$aborter" Groups)" "" "... no supplementary groups"
+# CAP_NET_ADMIN is capability 12
+for c in CapPrm CapEff CapBnd; do
+	is "$(status "$aborter" $c)" "0000000000001000" "the aborter's $c is CAP_NET_ADMIN alone"
+done
+for c in CapInh CapAmb; do
+	is "$(status "$aborter" $c)" "0000000000000000" "the aborter's $c is empty"
+done
+is "$(status "$aborter" NoNewPrivs)" "1" "the aborter has NoNewPrivs: 1"
+n=$(ls -l "/proc/$aborter/fd" | grep -c 'anon_inode:bpf')
+is "$n" "0" "the aborter holds no BPF object"
 
 is "$(sendline FLUSHALL)" 13 "enforcement works after the drop (EACCES)"
 is "$(sendline SHUTDOWN)" 0 "SHUTDOWN passes under policy 1"
@@ -57,7 +75,9 @@ for _ in $(seq 50); do [ -e "$PIN" ] || break; sleep 0.1; done
 sleep 0.3
 is "$(bpftool cgroup show "$CG")" "" "SIGKILL: nothing attached to the cgroup"
 is "$(sendline SHUTDOWN)" 0 "SIGKILL: nothing policed any more"
-st=$(ps -o stat= -p "$reaper")
-case $st in ''|Z*) ok 0 "the reaper exited (a zombie at most, until init reaps it)";;
-*) ok 1 "the reaper exited: it is still running ($st)";; esac
+for who in reaper aborter; do
+	st=$(ps -o stat= -p "${!who}")
+	case $st in ''|Z*) ok 0 "the $who exited (a zombie at most, until init reaps it)";;
+	*) ok 1 "the $who exited: it is still running ($st)";; esac
+done
 done_testing

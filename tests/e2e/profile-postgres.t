@@ -77,8 +77,8 @@ attacks=(
 	"CREATE EXTENSION plpython3u"
 	"CREATE FUNCTION p() RETURNS int AS \$\$ import os \$\$ LANGUAGE plperlu"
 )
-# where policyd does not abort a denied connection (a kernel whose TCP
-# iterator is not known to be fixed, see policyd.8), libpq waits for ever
+# where policyd does not abort a denied connection (a kernel that cannot
+# destroy a socket through sock_diag, see policyd.8), libpq waits for ever
 # for the answer to a query whose send failed: there psql gets 5 s
 aborts=1
 grep -q 'a denied connection is not aborted' "$TMP/policyd.log" && aborts=0

@@ -68,11 +68,14 @@ ntests=$(echo "$tests" | wc -w)
 guest_limit=$((300 + ntests * LIMIT))
 
 # initramfs KERNEL RELEASE ROOT: busybox, init, and the modules the root
-# file system needs, uncompressed, with their load order in modules.list
+# file system needs, and those policyd's aborter needs (sock_diag for TCP:
+# the root file system is this machine's, without the guest's modules),
+# uncompressed, with their load order in modules.list
 initramfs() {
 	local k=$1 rel=$2 root=$3 img=$kdir/$1/initrd.img stage=$kdir/$1/initrd m
-	local mods=(virtio_pci 9pnet_virtio 9p overlay virtio_rng)
-	if [ -e "$img" ] && [ "$img" -nt tests/kernels/init ] && [ "$img" -nt tests/kernels/cpio.py ]; then
+	local mods=(virtio_pci 9pnet_virtio 9p overlay virtio_rng inet_diag tcp_diag)
+	if [ -e "$img" ] && [ "$img" -nt tests/kernels/init ] && [ "$img" -nt tests/kernels/cpio.py ] &&
+	   [ "$img" -nt tests/kernels/run.sh ]; then
 		return 0
 	fi
 	rm -rf "$stage"

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* The kernel floor: which uname releases policyd warns about; which have a
- * TCP iterator that policyd may run. */
+/* The kernel floor: which uname releases policyd warns about. */
 #include "kernel.h"
 #include "tap.h"
 
@@ -25,28 +24,6 @@ int main(void)
 				    PD_KERNEL_FLOOR_MINOR) == cases[i].below,
 		   "\"%s\" is %s " PD_KERNEL_FLOOR, cases[i].release,
 		   cases[i].below ? "below" : "at or above");
-
-	static const struct { const char *release, *version; bool fixed; } iter[] = {
-		{ "6.18.44-fc-v1045", "#1 SMP PREEMPT_DYNAMIC", false },  /* issue 23 */
-		{ "6.12.118+deb13-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1", true },
-		{ "6.12.104", "#1 SMP", true },
-		{ "6.12.103", "#1 SMP", false },
-		{ "6.12.48+deb13-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.12.48-1", false },
-		{ "6.1.0-44-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-10-02)", true },
-		{ "6.1.0-37-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.140-1 (2025-05-22)", false },
-		{ "6.1.0-44-amd64", "#1 SMP PREEMPT_DYNAMIC", false },    /* no stable release */
-		{ "6.1.183", "#1 SMP", true },
-		{ "6.6.120", "#1 SMP", false },
-		{ "7.2.6-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 7.2.6-1", false },
-		{ "7.3.4+bpo-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 7.3.4-1~bpo13+1", true },
-		{ "8.0", "#1", true },
-		{ "garbage", "#1", false },
-	};
-
-	for (size_t i = 0; i < sizeof(iter) / sizeof(iter[0]); i++)
-		ok(pd_tcp_iter_fixed(iter[i].release, iter[i].version) == iter[i].fixed,
-		   "\"%s\" (\"%s\"): the TCP iterator is %s", iter[i].release, iter[i].version,
-		   iter[i].fixed ? "fixed" : "not known to be fixed");
 
 	static const struct { const char *release, *version; bool fixed; } stable[] = {
 		{ "6.1.0-44-amd64", "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-10-02)", true },
