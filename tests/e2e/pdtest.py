@@ -359,9 +359,12 @@ class Recorder:
             threading.Thread(target=self._read, args=(c, peer[1]), daemon=True).start()
 
     def _read(self, c, port):
-        buf = b""
+        # a bytearray grows in place: appending to bytes copies all of it,
+        # which for a stream of tens of MB falls behind the sender
+        buf = bytearray()
         with self.lock:
             self.done[port] = threading.Event()
+            self.data[port] = buf
         while True:
             try:
                 chunk = c.recv(65536)
@@ -371,11 +374,10 @@ class Recorder:
                 break
             if not chunk:
                 break
-            buf += chunk
             with self.lock:
-                self.data[port] = buf
+                buf += chunk
         with self.lock:
-            self.data[port] = buf
+            self.data[port] = bytes(buf)
         self.done[port].set()
         c.close()
 
@@ -389,7 +391,7 @@ class Recorder:
                 break
             time.sleep(0.02)
         with self.lock:
-            return self.data.get(port, b"")
+            return bytes(self.data.get(port, b""))
 
 
 def client(env, port, steps, host="127.0.0.1", inside=True, linger=0.2):

@@ -117,7 +117,11 @@ for n, (cport, lines, sent, err) in enumerate(results):
         seq += k
         r.random()
     ok(got == want, "client %d: all %s bytes (%s lines) arrived, in order" % (n, sent, lines),
-       "got %d bytes, want %d" % (len(got), len(want)))
+       "got %d bytes, want %d; the connection %s" % (
+           len(got), len(want),
+           "ended with errno %d" % srv.errors[int(cport)] if int(cport) in srv.errors else
+           "ended cleanly" if srv.done.get(int(cport)) and srv.done[int(cport)].is_set() else
+           "had not ended"))
     total += len(got)
 ok(total > 200000, "%d allowed bytes streamed during the reloads" % total)
 ok(tried > 50 and passed == 0,
