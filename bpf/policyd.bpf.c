@@ -456,8 +456,20 @@ int pd_sockops(struct bpf_sock_ops *ops)
 		return 1;
 	svc = service_of(ops->remote_port, ops->local_port, gen);
 	sk = ops->sk;
-	if (svc < 0 || !sk)
+	if (!sk)
 		return 1;
+	if (svc < 0) {
+		/* not policed. A socket that was (connect(AF_UNSPEC), then
+		 * another connect) is still in the socket map, since tcp_bpf
+		 * has no unhash: it leaves the map, and what was kept of its
+		 * first connection goes */
+		if (bpf_sk_storage_get(&pd_sk, sk, 0, 0)) {
+			cookie = bpf_get_socket_cookie(ops);
+			bpf_map_delete_elem(&pd_sockets, &cookie);
+			bpf_sk_storage_delete(&pd_sk, sk);
+		}
+		return 1;
+	}
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!st || !tp) {
@@ -1340,14 +1352,16 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
 
 /* ---- the wire: the socket's TCP stream against what was judged ---- */
 
-/* Whether a thread other than ours is inside a send on this socket:
- * waiting for room in the send buffer (the socket lock released), or for
- * the lock itself. */
+/* Whether a thread other than ours is inside a send on this socket with
+ * bytes judged and not yet queued: one waits for room in the send buffer
+ * (sk_stream_wait_memory(), with the socket lock released, counts it in
+ * sk_write_pending until it holds the lock again). Threads that wait for
+ * the lock itself are not counted: a sender there has had nothing judged
+ * yet, and a reader (recv() in another thread) has nothing to do with
+ * the stream sent. */
 static __always_inline int others_inside(const struct sock *sk)
 {
-	const struct list_head *head = &sk->sk_lock.wq.head;
-
-	return sk->sk_write_pending > 0 || head->next != head;
+	return sk->sk_write_pending > 0;
 }
 
 /* Bytes TCP takes from a push now without waiting for room in the send
@@ -1465,6 +1479,15 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	return 0;
 }
 
+/* The sequence number after the last byte an adopted socket had queued
+ * when its adoption began: adopted_end counts bytes from the stream's
+ * start as bytes_acked does, and snd_una - bytes_acked stays the same
+ * while the peer acknowledges. */
+static __always_inline __u32 adopted_seq(const struct pd_sock *st, const struct tcp_sock *tp)
+{
+	return tp->snd_una - (__u32)tp->bytes_acked + (__u32)st->adopted_end;
+}
+
 /* Compare the socket's stream with what was judged before this run.
  * Returns 0 when every byte TCP queued so far was judged, in order
  * (after following a send that was cut short, where the bytes were
@@ -1478,10 +1501,13 @@ static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
 	__s32 d;
 
 	if (st->flags & PD_SK_UNSYNCED) {
-		/* adopted: what was queued before was not ours to judge */
-		st->judged_end = wseq;
+		/* adopted: what was queued before its adoption began was not
+		 * ours to judge; what a send under way then (or one made
+		 * while it was adopted) queued since, no one judged */
+		st->judged_end = adopted_seq(st, tp);
+		if ((__s32)(wseq - st->judged_end) < 0)
+			st->judged_end = wseq;
 		st->flags &= ~PD_SK_UNSYNCED;
-		return 0;
 	}
 	d = (__s32)(wseq - st->judged_end);
 	if (!d)
@@ -2201,6 +2227,7 @@ SEC("cgroup_skb/egress")
 int pd_egress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp;
 	struct pd_sock *st;
 	__u8 h[20], v;
 	__u32 off, len, seq, gen;
@@ -2259,8 +2286,14 @@ int pd_egress(struct __sk_buff *skb)
 	if (st->flags & PD_SK_UNMAPPED)
 		return unjudged(skb, sk, st->service, st->cause ? st->cause : PD_TR_UNMAPPED, len,
 				seq);
-	if (st->flags & PD_SK_UNSYNCED)
-		return 1;               /* adopted: queued before, not judged yet */
+	if (st->flags & PD_SK_UNSYNCED) {
+		/* adopted, no send judged yet: what it queued before its
+		 * adoption leaves, nothing after */
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (tp && (__s32)(seq + len - adopted_seq(st, tp)) <= 0)
+			return 1;
+		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len, seq);
+	}
 	if ((__s32)(seq + len - st->judged_end) > 0)
 		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len, seq);
 	return 1;

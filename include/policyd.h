@@ -30,8 +30,8 @@
  * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt;
  * 8: pd_config.mode and the daemon's start, reload and pid fields,
  * pd_counter.would_*, pd_event.monitor; 9: pd_doomed a hash of struct
- * pd_doomed, pd_sock.abort). */
-#define PD_LAYOUT_VERSION 9
+ * pd_doomed, pd_sock.abort; 10: pd_sock.adopted_end). */
+#define PD_LAYOUT_VERSION 10
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -424,6 +424,10 @@ struct pd_sock {
 	                         * a replay, cur after the decided range */
 	__u64 cookie;           /* socket cookie: the key in pd_sockets */
 	__u64 held_since;       /* bpf_ktime_get_ns() when a message began to be held */
+	__u64 adopted_end;      /* PD_SK_UNSYNCED: how long the stream was when its
+	                         * adoption began (bytes acknowledged + bytes queued):
+	                         * what it queued before was not ours to judge, any
+	                         * later byte no verdict covers is refused */
 	__u16 held_rule;        /* the rule index that keeps it held: 0 the default
 	                         * (an allow list), PD_HELD_LINE an unfinished line */
 	__u16 pad3[3];
@@ -446,7 +450,8 @@ struct pd_sock {
 #define PD_NO_SERVICE 0xffffffffu
 
 /* pd_sock.flags */
-#define PD_SK_UNSYNCED 0x01     /* judged_end not read from the socket yet (adopted) */
+#define PD_SK_UNSYNCED 0x01     /* adopted, judged_end not set yet: adopted_end says
+                                 * where the judged stream begins */
 #define PD_SK_DEAD 0x02         /* refused or denied: every later send is dropped */
 #define PD_SK_UNMAPPED 0x04     /* not in the socket map: no byte of it can be judged */
 #define PD_SK_BUSY 0x08         /* ... because another sockmap user holds it */

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <syslog.h>
@@ -51,6 +54,39 @@ static uint16_t port_of(const struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET6)
 		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 	return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+/* How long the socket's stream is: the bytes the peer acknowledged and
+ * those queued after them, read with no acknowledgement in between (an
+ * acknowledgement moves bytes from the one to the other). Read it again
+ * when one came; after a few tries, the later count, which can only be
+ * too long: bytes a send then under way queued would pass, never bytes
+ * queued before be refused. Returns 0 or -1 with errno. */
+static int stream_length(int fd, __u64 *len)
+{
+	/* the kernel's struct tcp_info goes on past glibc's */
+	struct info {
+		struct tcp_info glibc;
+		uint64_t pacing_rate, max_pacing_rate;
+		uint64_t bytes_acked;   /* tcpi_bytes_acked (Linux 4.1) */
+	} a, b;
+	socklen_t la = sizeof(a), lb = sizeof(b);
+	int queued;
+
+	_Static_assert(offsetof(struct info, bytes_acked) == 120, "tcpi_bytes_acked");
+	for (int i = 0; i < 8; i++) {
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &a, &la) || ioctl(fd, SIOCOUTQ, &queued) ||
+		    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &b, &lb))
+			return -1;
+		if (la < sizeof(a) || lb < sizeof(b)) {
+			errno = ENOTSUP;
+			return -1;
+		}
+		*len = b.bytes_acked + (uint64_t)queued;
+		if (a.bytes_acked == b.bytes_acked)
+			break;
+	}
+	return 0;
 }
 
 /* Adopt one socket (a duplicate fd in our table). 1 adopted, 0 not ours. */
@@ -91,8 +127,14 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	st.cur.slot_gen = d->slot_gen[d->gen];
 	st.rport = port_of(&ra);
 	st.lport = port_of(&la);
-	/* what it queued before now was not ours to judge: the data plane
-	 * takes the stream's position at its first send */
+	/* what it queued before now was not ours to judge; what it queues
+	 * from now on without a verdict (a send already under way) is
+	 * refused by the data plane */
+	if (stream_length(fd, &st.adopted_end)) {
+		pd_log(d, LOG_ERR, "cannot adopt a connection to port %u: its stream's length: %s",
+		       port_of(&ra), strerror(errno));
+		return -1;
+	}
 	st.flags = PD_SK_UNSYNCED;
 	/* NOEXIST: a socket the sock_ops program already set up keeps its state */
 	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_NOEXIST)) {
@@ -105,8 +147,21 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	fd64 = (uint64_t)fd;    /* the map's values are 64-bit */
 	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sockets), &cookie, &fd64,
 				BPF_NOEXIST) && errno != EEXIST) {
-		pd_log(d, LOG_ERR, "connection %u -> %u NOT policed: the socket map refused it: %s",
-		       port_of(&la), port_of(&ra), strerror(errno));
+		/* as the sock_ops program does: no byte of it can be judged,
+		 * so the egress program refuses them (fail_mode closed) */
+		int err = errno;
+
+		st.flags = PD_SK_UNMAPPED;
+		st.cause = err == EBUSY ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
+		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_ANY)) {
+			pd_log(d, LOG_ERR, "cannot adopt a connection to port %u: socket storage: %s",
+			       port_of(&ra), strerror(errno));
+			return -1;
+		}
+		pd_log(d, LOG_ERR, "connection %u -> %u NOT policed: the socket map refused it (%s): "
+		       "its bytes are %s", port_of(&la), port_of(&ra), strerror(err),
+		       d->pol.daemon.fail_open ? "passed unjudged (fail_mode open)" :
+		       "refused and the connection aborted (fail_mode closed)");
 		return 0;
 	}
 	return 1;

@@ -234,10 +234,17 @@ class Env:
                 p.kill()
                 p.wait()
         bad = not self.empty_cgroup()
-        if os.path.isdir(self.pin_dir):
+        # a policyd killed above may be removing its pins itself (its
+        # reaper) while this does
+        try:
             for f in os.listdir(self.pin_dir):
-                os.unlink(os.path.join(self.pin_dir, f))
+                try:
+                    os.unlink(os.path.join(self.pin_dir, f))
+                except FileNotFoundError:
+                    pass
             os.rmdir(self.pin_dir)
+        except FileNotFoundError:
+            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
         if _kmsg_mark is not None:      # the test ended before done()
             try:
