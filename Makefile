@@ -44,14 +44,14 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 # table walk: 20 instructions per byte with v1, 14 with v3; program time
 # per Redis request -15 to -25 %, `kernel.bpf_stats_enabled`).
 BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
-	-I include -I /usr/include/$(MULTIARCH)
+	-I include -I bpf -I /usr/include/$(MULTIARCH)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter -Werror
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include -I policyd -I $(O)
+ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include -I bpf -I policyd -I $(O)
 LDLIBS := -lconfig -lbpf -lcap -lelf -lz -lsystemd -lpthread
 
-ABI := include/policyd.h include/pd_match.h
+ABI := include/policyd.h $(wildcard bpf/*.h)
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
 	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \

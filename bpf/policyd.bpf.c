@@ -2,7 +2,7 @@
 /*
  * policyd data plane: sock_ops adds policed TCP sockets to a SOCKHASH; the
  * sk_msg verdict program on that map walks each message through its
- * service's automaton (include/pd_match.h) and passes or drops it.
+ * service's automaton (bpf/pd_match.h) and passes or drops it.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>

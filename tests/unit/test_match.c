@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Differential test: the automaton walk that the BPF program runs
- * (include/pd_match.h over a compiled image) against a naive reference
+ * (bpf/pd_match.h over a compiled image) against a naive reference
  * matcher, over many random pattern sets and inputs fed in random pieces.
  *
  * PD_MATCH_SEED=N picks another seed; PD_MATCH_ROUNDS=N runs longer.
