@@ -52,7 +52,7 @@ ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include 
 LDLIBS := -lconfig -lbpf -lcap -lelf -lz -lsystemd -lpthread
 
 ABI := include/policyd.h $(wildcard bpf/*.h)
-CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c
+CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c policyd/judge.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
 	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \
 	policyd/reload.c policyd/probe.c
@@ -106,7 +106,7 @@ $(O)/san/%.o: policyd/%.c $(wildcard policyd/*.h) $(ABI) | $(O)/san
 	$(call msg,CC-SAN,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -c $< -o $@
 
-$(O)/tests/%: tests/unit/%.c tests/unit/tap.h $(SAN_CORE) $(ABI) | $(O)/tests
+$(O)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(SAN_CORE) $(ABI) | $(O)/tests
 	$(call msg,CC-TEST,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -I tests/unit $< $(SAN_CORE) -o $@ -lconfig
 

@@ -19,6 +19,7 @@
  *   PD_LOOP(n, fn, ctx)   call fn(i, ctx) for i = 0.. until it returns
  *                         nonzero, at most n times (bpf_loop)
  *   barrier_var(x)        keep x in a register (bpf_helpers.h)
+ * and may define PD_LOAD64(q), a word of the send at any alignment.
  *
  * A send is read in windows of PD_WINDOW bytes (pd_scan_window); each is
  * walked by callbacks (pd_scan_step) that go the fast way as far as it
@@ -36,6 +37,12 @@
 #define PD_UNROLL _Pragma("unroll")
 #else
 #define PD_UNROLL
+#endif
+
+/* A word of the send, at any alignment (the host's includer reads it
+ * with memcpy). */
+#ifndef PD_LOAD64
+#define PD_LOAD64(q) (*(const __u64 *)(q))
 #endif
 
 /* Bytes made readable at once by bpf_msg_pull_data. A range inside one
@@ -205,7 +212,7 @@ PD_INLINE __u32 pd_dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls, 
 		if (n >= PD_SKIP_WORDS && p + PD_SKIP_WORDS * 8 <= end) {	\
 			PD_UNROLL						\
 			for (w = 0; w < PD_SKIP_WORDS; w++) {			\
-				v = *(__u64 *)q;				\
+				v = PD_LOAD64(q);				\
 				if (hit)					\
 					goto out;				\
 				q += 8;						\
@@ -216,7 +223,7 @@ PD_INLINE __u32 pd_dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls, 
 				barrier_var(n);					\
 				if (w >= n || q + 8 > end)			\
 					goto out;				\
-				v = *(__u64 *)q;				\
+				v = PD_LOAD64(q);				\
 				if (hit)					\
 					goto out;				\
 				q += 8;						\

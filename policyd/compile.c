@@ -806,6 +806,12 @@ static void place(struct pd_image *img, struct builder *b, uint32_t base, int nl
 	}
 }
 
+void pd_slot_shape(const struct pd_image *img, uint32_t *states, uint32_t *width)
+{
+	*states = img->nstates + img->nstates / 4 + 256;
+	*width = img->row_width < PD_MIN_ROW_WIDTH ? PD_MIN_ROW_WIDTH : img->row_width;
+}
+
 int pd_image_widen(struct pd_image *img, uint32_t width)
 {
 	uint32_t w = img->row_width, *t;

@@ -49,13 +49,11 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 {
 	struct policyd_bpf *s;
 	struct bpf_map *m;
-	/* headroom, so that a reload to a somewhat larger policy fits the
-	 * maps of the running programs */
-	uint32_t states = img->nstates + img->nstates / 4 + 256;
-	uint32_t width = img->row_width < PD_MIN_ROW_WIDTH ? PD_MIN_ROW_WIDTH : img->row_width;
+	uint32_t states, width;
 	char path[4200];
 	int err;
 
+	pd_slot_shape(img, &states, &width);
 	if (kept) {
 		/* the maps exist: the programs are loaded for their sizes */
 		states = kept->slot_states;
