@@ -55,7 +55,7 @@ ABI := include/policyd.h $(wildcard bpf/*.h)
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c policyd/judge.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
 	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \
-	policyd/reload.c policyd/probe.c
+	policyd/reload.c policyd/probe.c policyd/test.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))
@@ -135,7 +135,7 @@ check:
 # PD_SLOW (default 1): how many times slower the machine is (an emulated
 # guest: 5 to 35); every bound on time a test checks or waits for scales.
 test: all $(UNIT_BIN) $(E2E_BIN) $(O)/fuzz_policy
-	$(Q)O=$(O) prove --exec tests/run-test --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/man.t \
+	$(Q)O=$(O) prove --exec tests/run-test --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/cli-test.t tests/man.t \
 		tests/fuzz.t tests/harness.t $(wildcard tests/e2e/*.t)
 
 # The kernel matrix: the end-to-end tests in a qemu guest per Debian

@@ -6,7 +6,8 @@
  * widened to its rows, zero rows past the image). What pd_msg does around
  * the walk (framing, the inspect window, holds, what a verdict lets
  * through and what it logs) is followed step by step below, in the order
- * of bpf/policyd.bpf.c: a change there is a change here. Reloads, the
+ * of bpf/policyd.bpf.c: a change there is a change here, and
+ * tests/e2e/judge.t compares the two on the kernel. Reloads, the
  * send buffer (pd_replay) and the wire checks do not change a verdict and
  * are left out.
  */
