@@ -2,7 +2,7 @@
 /*
  * policyd data plane: sock_ops adds policed TCP sockets to a SOCKHASH; the
  * sk_msg verdict program on that map walks each message through its
- * service's automaton (include/pd_match.h) and passes or drops it.
+ * service's automaton (bpf/pd_match.h) and passes or drops it.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -524,495 +524,79 @@ static __always_inline void count(__u32 slot, __u32 bytes, int would)
 	}
 }
 
-/* Bytes made readable at once by bpf_msg_pull_data. A range inside one
- * scatterlist element is read in place; one that spans elements (or lies
- * in pages spliced from the page cache) makes the kernel copy every
- * element it touches, whole, into new pages that replace them: the rest
- * of the message is then read in place. */
-#define PD_WINDOW 4096
-/* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
- * elements of at most 32 KiB each). A longer run fails closed. */
-#define PD_MAX_WINDOWS 192
-/* Work per bpf_loop callback (the call costs about as much as walking
- * ten bytes): words passed over in the resume state (a block with one
- * bounds check, or as many checked one by one), bytes passed over
- * there one by one (when a service has too many bytes to look for in a
- * word), bytes walked through the transition table, bytes searched for a
- * '\n' past the inspect window, bytes walked the slow way while a
- * carried-over state is walked too. */
-#define PD_SKIP_WORDS 64
-#define PD_STOP_BYTES 64
-#define PD_STOP_TAIL 15
-#define PD_FAST_BYTES 32
-#define PD_FAST_TAIL 15
-#define PD_EOL_BYTES 32
-#define PD_CHUNK 4
+/* ---- the scan (pd_scan.h), over the maps and the sk_msg ---- */
 
-/* What the callbacks work on (on the program's stack, set up by pd_scan). */
-struct scan {
-	struct pd_match *m;
-	struct pd_run *run;
-	const struct pd_classmap *cm;
-	const struct pd_service *svc;
-	const __u8 *tab;        /* the transition table of the policy slot */
-	struct sk_msg_md *msg;
-	__u8 *data;             /* the pulled window */
-	__u8 *data_end;
-	__u32 base;             /* global index of the slot's first state */
-	__u32 n;                /* bytes of the window to look at */
-	__u32 off;              /* bytes of the sk_msg consumed */
-};
+struct pd_scan;
+struct pd_dual;
+static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				__u32 end);
+__noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1);
+__noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_service *svc);
+static __noinline __u32 dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls,
+				  const __u8 *tab);
 
-/* One byte at window offset i, through pd_byte: 0 to go on, 1 to stop
- * (limit, decided, line end, error). */
-static __always_inline int scan_byte(struct scan *s, __u32 i)
+#define PD_ROW_SHIFT pd_row_shift
+#define PD_SLOT_LAST_ROW pd_slot_last_row
+#define PD_SKIP2(s, off, n, k0, k1) skip2_ascii((s)->src, off, n, k0, k1)
+#define PD_SKIP4(s, off, n, svc) skip4((s)->src, off, n, svc)
+#define PD_DUAL_WALK dual_walk
+#define PD_PULL(s, src, start, end) pull(s, src, start, end)
+#define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
+#include "pd_scan.h"
+
+static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				__u32 end)
 {
-	struct pd_run *run = s->run;
-	__u8 *p = s->data;
-	int r;
-	__u8 b;
-
-	if (i >= s->n)
-		return 1;
-	p += i & (PD_WINDOW - 1);
-	if ((void *)(p + 1) > (void *)s->data_end)
-		return 1;
-	b = *p;
-	s->run->wused = i + 1;
-	if (run->match_left) {
-		run->match_left--;
-		r = pd_byte(s->m, s->cm, run->line, s->svc->resume, b, NULL);
-		if (r < 0) {
-			run->err = 1;
-			return 1;
-		}
-		if (s->m->deny) {
-			/* decided; under line framing go on to the line's end,
-			 * so that the event reports its length */
-			if (!run->line)
-				return 1;
-			run->match_left = 0;
-		}
-	} else if (!run->line) {
-		return 1;
-	}
-	if (run->line && b == '\n') {
-		run->ended = 1;
-		return 1;
-	}
+	if (bpf_msg_pull_data(msg, start, end, 0))
+		return -1;
+	s->data = msg->data;
+	s->data_end = msg->data_end;
 	return 0;
 }
 
-/* One byte through the slot's table from the row at *row: its class, then
- * the entry. 0 (row kept) at an entry that needs the slow way (PD_T_MATCH)
- * or past the table's end (only with inconsistent tables). */
-static __always_inline int table_step(__u32 *row, __u8 b, const __u8 *cls, const __u8 *tab,
-				      __u32 last)
-{
-	/* a sum, the same as an or (a row's offset has the class bits
-	 * clear): Linux 6.1's verifier loses every bound of an or with an
-	 * unknown value, and the check below then bounds nothing */
-	__u32 off = *row + ((__u32)cls[b] << 2), t;
-
-	if (off > last)
-		return 0;
-	t = *(const __u32 *)(tab + off);
-	if (t >= PD_T_MATCH)
-		return 0;
-	*row = t;
-	return 1;
-}
-
-/* Two walks through the table at once. A byte's step waits for the one
- * before it (its entry's address needs the row the previous entry gave),
- * so one walk leaves the CPU waiting between loads; a second, independent
- * walk costs little more. Walk A goes on from the current state over
- * PD_DUAL + PD_SYNC bytes; walk B starts in the resume state at byte
- * PD_DUAL and goes over PD_DUAL bytes, so the two overlap by PD_SYNC. B
- * at first knows only what it has seen, but a pattern in progress
- * depends only on the bytes since it began: where B's state after the
- * overlap equals A's at the same byte, B's end state is exact (the
- * automaton is deterministic). That fails only while A is in a pattern
- * begun more than PD_SYNC bytes back (a long one, or a prefix rule's
- * progress): then A's bytes alone count. At a byte that needs the slow
- * way (PD_T_MATCH) in either walk nothing counts (0 returned, *d
- * unchanged) and the walk one byte at a time takes over. Each step adds
- * the row last, to the address of the class's entry in row 0: one
- * addition and one load between steps. A function of its own, called
- * with the bounds in a struct: inlined, the walks' values did not fit in
- * the registers (13 instructions per step with three reloads from the
- * stack; here 11 with one).
- * redis-benchmark GET -P 16 with the Redis profile (576-byte sends),
- * program time per run, medians of 5 alternated: 1,626 -> 1,136 ns. */
-#define PD_DUAL 64
-#define PD_SYNC 16
-
-#define DUAL_STEP(r, b, t)							\
-	({								\
-		const __u8 *a_ = tab + ((__u32)cls[b] << 2);		\
-		asm volatile("" : "+r"(a_));	/* the row is added last */	\
-		(t) = *(const __u32 *)(a_ + (r));			\
-		(t) <= lim;						\
-	})
-
-struct dual {           /* 64-bit fields: the verifier keeps the bounds of whole-slot spills */
-	__u64 row;      /* in: the state's row; out: the row after the bytes walked */
-	__u64 rrow;     /* the resume state's row */
-	__u64 lim;      /* the last row two walks read (see dlim in scan_fast) */
-};
-
-static __noinline __u32 dual_walk(struct dual *d, const __u8 *p, const __u8 *cls, const __u8 *tab)
-{
-	__u32 ra = d->row, rb = d->rrow, lim = d->lim, rs = 0, ta, tb, k;
-
-#pragma unroll
-	for (k = 0; k < PD_DUAL + PD_SYNC; k++) {
-		if (!DUAL_STEP(ra, p[k], ta))
-			return 0;
-		ra = ta;
-		if (k < PD_DUAL) {
-			if (!DUAL_STEP(rb, p[PD_DUAL + k], tb))
-				return 0;
-			rb = tb;
-			if (k == PD_SYNC - 1)
-				rs = rb;
-		}
-	}
-	if (ra == rs) {
-		d->row = rb;
-		return 2 * PD_DUAL;
-	}
-	d->row = ra;
-	return PD_DUAL + PD_SYNC;
-}
-
-/* One way of testing words for skip2_ascii and skip4: a block of
- * PD_SKIP_WORDS with one bounds check where n and the window have it,
- * else word by word up to n. Leaves q at the first word that holds a
- * key's byte, or past the last word tested. */
-#define SKIP_WORDS(hit)							\
-	do {								\
-		if (n >= PD_SKIP_WORDS && p + PD_SKIP_WORDS * 8 <= end) {	\
-			_Pragma("unroll")					\
-			for (w = 0; w < PD_SKIP_WORDS; w++) {			\
-				v = *(__u64 *)q;				\
-				if (hit)					\
-					goto out;				\
-				q += 8;						\
-			}							\
-		} else {							\
-			_Pragma("unroll")					\
-			for (w = 0; w < PD_SKIP_WORDS; w++) {			\
-				barrier_var(n);					\
-				if (w >= n || q + 8 > end)			\
-					goto out;				\
-				v = *(__u64 *)q;				\
-				if (hit)					\
-					goto out;				\
-				q += 8;						\
-			}							\
-		}								\
-	} while (0)
-
-/* How many of the n words (at most PD_SKIP_WORDS) at window offset off
- * hold none of the bytes of svc->skip, counted up to the first that
- * holds one (pd_word_stays). Global functions, verified once each: they
- * keep the keys and constants in registers (inlined into scan_fast, with
- * all its values live, they were read back from the stack for every
- * word: 20 instructions per word, 16 here with pd_hit2_ascii), and the
- * verifier checks them once instead of once per path into scan_fast
- * (82,987 instructions processed before, 92,870 with this and the
- * word-by-word tail of 64 instead of 15). skip2_ascii: two keys below
- * 0x80, the common case; skip4: up to four, any bytes. */
+/* The word tests as global functions, verified once each: they keep the
+ * keys and constants in registers (inlined into pd_scan_fast, with all
+ * its values live, they were read back from the stack for every word),
+ * and the verifier checks them once instead of once per path into
+ * pd_scan_fast. */
 __noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1)
 {
-	__u64 lo = PD_BYTES_01, hi = PD_BYTES_80, v;
-	const __u8 *p, *q, *end;
-	__u32 w;
-
 	if (!msg)
 		return 0;
-	p = (const __u8 *)(long)msg->data + (off & (PD_WINDOW - 1));
-	end = (const __u8 *)(long)msg->data_end;
-	q = p;
-	asm volatile("" : "+r"(lo), "+r"(hi));  /* in registers, not reloaded per word */
-	SKIP_WORDS(pd_hit2_ascii(v, k0, k1, lo, hi));
-out:
-	return (q - p) >> 3;
+	return pd_skip2_ascii((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end,
+			      off, n, k0, k1);
 }
 
 __noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_service *svc)
 {
-	__u64 lo = PD_BYTES_01, hi = PD_BYTES_80, v, k0, k1, k2, k3;
-	const __u8 *p, *q, *end;
-	__u32 w;
-
 	if (!msg || !svc)
 		return 0;
-	k0 = svc->skip[0], k1 = svc->skip[1], k2 = svc->skip[2], k3 = svc->skip[3];
-	p = (const __u8 *)(long)msg->data + (off & (PD_WINDOW - 1));
-	end = (const __u8 *)(long)msg->data_end;
-	q = p;
-	asm volatile("" : "+r"(lo), "+r"(hi));
-	if (pd_keys_ascii(k0, k1, k2, k3))
-		SKIP_WORDS(pd_hit4_ascii(v, k0, k1, k2, k3, lo, hi));
-	else
-		SKIP_WORDS(pd_hit4(v, k0, k1, k2, k3, lo, hi));
-out:
-	return (q - p) >> 3;
+	return pd_skip4((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end, off, n,
+			svc);
 }
 
-/* The common case, with the automaton state in a register: bytes that
- * report nothing and end nothing, while no carried-over state is walked
- * alongside. In the resume state, words none of whose bytes leads out
- * of it are passed over whole (pd_word_stays), then bytes one by one by
- * the stop table (all of a service's bytes to look for, however many);
- * otherwise each byte is one
- * load of its class and one of the entry, addressed directly in the
- * slot's table. Stops before a byte that needs scan_byte: an entry with
- * PD_T_MATCH (a rule reported, a line's '\n'). Returns whether it
- * consumed any; the result is pd_walk's, byte for byte. */
-static __always_inline __u32 scan_fast(struct scan *s)
+/* The two walks as a function of their own, called with the bounds in a
+ * struct: inlined, the walks' values did not fit in the registers. */
+static __noinline __u32 dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls,
+				  const __u8 *tab)
 {
-	struct pd_run *run = s->run;
-	struct pd_match *m = s->m;
-	const struct pd_service *svc = s->svc;
-	const __u8 *tab = s->tab, *cls = s->cm->cls;
-	__u8 *data = s->data, *data_end = s->data_end, *p;
-	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
-	__u32 left = run->match_left, base = s->base, row, skipped = 0, hit = 0;
-	__u32 last = pd_slot_last_row + (pd_row_mask << 2), dlim;
-
-	if (i >= s->n)
-		return 0;
-	if (!left) {
-		/* past the inspect window of a line: only its end matters */
-		if (!run->line)
-			return 0;
-		__u32 k;
-
-#pragma unroll
-		for (k = 0; k < PD_EOL_BYTES; k++) {
-			barrier_var(cnt);       /* else the loop is not unrolled */
-			if (k >= cnt)
-				break;
-			p = data + ((i + k) & (PD_WINDOW - 1));
-			if (p + 1 > data_end || *p == '\n')
-				break;
-		}
-		done = k;
-		goto used;
-	}
-	if (cnt > left)
-		cnt = left;
-	if (state == svc->resume && svc->nskip) {
-		__u32 words = cnt >> 3, w;
-
-		/* 8 bytes at a time while none is one of svc->skip */
-		if (svc->nskip <= 2 && pd_keys_ascii(svc->skip[0], svc->skip[1], 0, 0))
-			w = skip2_ascii(s->msg, i, words, svc->skip[0], svc->skip[1]);
-		else
-			w = skip4(s->msg, i, words, svc);
-		if (w > words)          /* a global function's result is not */
-			w = words;      /* bounded for the verifier */
-		hit = w < words && w < PD_SKIP_WORDS;
-		done = w * 8;
-		if (done)
-			goto skipped;
-	}
-	if (state == svc->resume) {
-		/* one at a time, by table: too many bytes to look for in a
-		 * word, or the word test stopped at once */
-		const __u8 *stop = s->cm->stop;
-
-		p = data + (i & (PD_WINDOW - 1));
-		if (cnt >= PD_STOP_BYTES && p + PD_STOP_BYTES <= data_end) {
-#pragma unroll
-			for (done = 0; done < PD_STOP_BYTES; done++)
-				if (stop[p[done]]) {
-					hit = 1;
-					break;
-				}
-		} else {
-#pragma unroll
-			for (done = 0; done < PD_STOP_TAIL; done++) {
-				barrier_var(cnt);
-				if (done >= cnt || p + done + 1 > data_end)
-					break;
-				if (stop[p[done]]) {
-					hit = 1;
-					break;
-				}
-			}
-		}
-		if (done)
-			goto skipped;
-	}
-skipped:
-	if (done) {
-		/* at a byte that leads out of the resume state, on to the walk
-		 * in the same call (for small sends the calls cost more than
-		 * the bytes); else the next call passes over more. What was
-		 * passed over is written back and read again from memory, so
-		 * that the verifier, which does not follow it there, checks
-		 * the walk once and not once for each number of bytes passed
-		 * over */
-		m->seen += done;
-		run->match_left = left - done;
-		run->wused = i + done;
-		if (!hit)
-			return 1;
-		skipped = 1;    /* not the count: one value on every path */
-		i = *(volatile __u32 *)&run->wused;
-		left = *(volatile __u32 *)&run->match_left;
-		if (i >= s->n || !left)
-			return skipped;
-		cnt = s->n - i;
-		if (cnt > left)
-			cnt = left;
-		done = 0;
-	}
-	/* through the table: the row's offset in a register, one load of the
-	 * class and one of the entry per byte; a block with one bounds check
-	 * where the window has it */
-	row = (state - base) << pd_row_shift;
-	p = data + (i & (PD_WINDOW - 1));
-	/* two walks at once where the send has the bytes; the class is not
-	 * masked there, so a row is read only if the table has 256 entries
-	 * past its start: up to dlim (smaller tables, the last rows of narrow
-	 * ones: one walk) */
-	dlim = last + 4 - 1024;
-	if (cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 && row <= dlim) {
-		struct dual d = { .row = row, .lim = dlim };
-		__u32 rrow = (svc->resume - base) << pd_row_shift;
-
-		/* stored once checked: Linux 6.1's verifier does not carry a
-		 * check made after the store over to the stored copy */
-		if (rrow <= dlim) {
-			d.rrow = rrow;
-			done = dual_walk(&d, p, cls, tab);
-		}
-		row = d.row;
-	}
-	if (done) {
-		/* walked */
-	} else if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
-#pragma unroll
-		for (done = 0; done < PD_FAST_BYTES; done++)
-			if (!table_step(&row, p[done], cls, tab, last))
-				break;
-	} else {
-#pragma unroll
-		for (done = 0; done < PD_FAST_TAIL; done++) {
-			barrier_var(cnt);
-			if (done >= cnt || p + done + 1 > data_end ||
-			    !table_step(&row, p[done], cls, tab, last))
-				break;
-		}
-	}
-	state = (row >> pd_row_shift) + base;
-	m->state = state;
-	m->seen += done;
-	run->match_left = left - done;
-used:
-	run->wused = i + done;
-	return skipped || done;
+	return pd_dual_walk(d, p, cls, tab);
 }
 
-/* One callback: the fast way as far as it goes, else a few bytes the
- * slow way (back to the fast way once no carried-over state is left).
- * Every call consumes a byte or returns 1, so a window needs at most its
- * length in calls. */
-static long scan_step(__u32 c, void *arg)
-{
-	struct scan *s = arg;
-	__u32 i;
-
-	if (s->run->wused >= s->n)
-		return 1;
-	if (!s->m->cont_left && scan_fast(s))
-		return 0;
-	i = s->run->wused;
-#pragma unroll
-	for (int k = 0; k < PD_CHUNK; k++) {
-		if (scan_byte(s, i + k))
-			return 1;
-		if (!s->m->cont_left)
-			return 0;
-	}
-	return 0;
-}
-
-static __always_inline int scan_done(const struct scan *s)
-{
-	const struct pd_run *run = s->run;
-
-	return s->off >= run->limit || run->ended || run->err ||
-	       (!run->line && (!run->match_left || s->m->deny));
-}
-
-/* One window: make it readable, then walk it. */
-static long scan_window(__u32 w, void *arg)
-{
-	struct scan *s = arg;
-	struct sk_msg_md *msg = s->msg;
-	__u32 n;
-
-	if (scan_done(s))
-		return 1;
-	n = s->run->limit - s->off;
-	if (n > PD_WINDOW)
-		n = PD_WINDOW;
-	if (bpf_msg_pull_data(msg, s->off, s->off + n, 0)) {
-		s->run->err = 1;
-		return 1;
-	}
-	s->data = msg->data;
-	s->data_end = msg->data_end;
-	s->n = n;
-	s->run->wused = 0;
-	bpf_loop(n, scan_step, s, 0);
-	s->off += s->run->wused;
-	if (s->run->wused < n && !scan_done(s)) {
-		s->run->err = 1;        /* the window was shorter than pulled */
-		return 1;
-	}
-	return 0;
-}
-
-/* Sends of at most PD_SMALL bytes (requests of request/response
- * protocols) are walked in one pass, without pd_scan's windows and
- * callbacks. */
-#define PD_SMALL 128
-#define PD_SMALL_CONT 4
-
-/* The common small send, framing none, walked in one function: every
- * byte through the table from the row in a register, the carried-over
- * walk alongside while it lasts, nothing reported. Reads the send where
- * the kernel points the program at its first scatterlist element, with
- * no pull: so only a send that lies whole in it. Returns the bytes
- * consumed (run.limit), with st->cur.m and st->run updated as pd_scan
- * would; or -1 with nothing changed, for pd_scan to do it: longer, not
- * in one element, a transition that reports (PD_T_MATCH: a rule, or a
- * carried walk that ends a pattern, or goes on past PD_SMALL_CONT bytes),
- * tables out of step. Global, so the verifier checks it once (92,870 ->
- * 124,547 instructions processed for the program). Program time per run
- * for redis-benchmark -P 1 with the Redis profile, medians of 4
- * alternated (kernel.bpf_stats_enabled): 632 -> 418 ns; the floor, a
- * policy that reads no byte, is ~200 ns. */
+/* The common small send, framing none, in one pass (pd_small_walk):
+ * global, so that the verifier checks it once. */
 __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 {
-	__u32 gen, key, n, k, row, crow = 0, rrow, cleft, base, cont = 0;
 	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
 	const struct pd_classmap *cm;
 	const struct pd_service *svc;
-	const __u8 *tab, *p, *end, *cls;
-	struct pd_match *m;
+	const __u8 *tab, *p, *end;
+	__u32 gen, key, n;
 
 	if (!msg || !st)
 		return -1;
 	n = st->run.limit;
-	if (!n || n > PD_SMALL)
+	if (n - 1 >= PD_SMALL)  /* 0, or more than PD_SMALL */
 		return -1;
 	gen = st->cur.gen & 1;
 	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
@@ -1021,66 +605,18 @@ __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 	tab = bpf_map_lookup_elem(&pd_trans, &gen);
 	if (!cm || !svc || !tab)
 		return -1;
-	cls = cm->cls;
 	p = (const __u8 *)(long)msg->data;
 	end = (const __u8 *)(long)msg->data_end;
-	m = &st->cur.m;
-	base = gen * pd_slot_states;
-	row = (m->state - base) << pd_row_shift;
-	rrow = (svc->resume - base) << pd_row_shift;
-	cleft = m->cont_left;
-	if (cleft) {
-		/* the carried-over walk: mostly back in the resume state
-		 * after a byte or two; one that goes on longer is left to
-		 * pd_scan */
-		cont = 1;
-		crow = (m->cont - base) << pd_row_shift;
-#pragma unroll
-		for (k = 0; k < PD_SMALL_CONT; k++) {
-			barrier_var(cleft);     /* else the loop is not unrolled */
-			if (!cleft || k >= n)
-				break;
-			if (p + k + 1 > end || !table_step(&row, p[k], cls, tab, last))
-				return -1;
-			cleft--;
-			if (!table_step(&crow, p[k], cls, tab, last))
-				return -1;
-			if (crow == rrow) {
-				cleft = 0;
-				cont = 0;       /* back where it skips: ended */
-			}
-		}
-		if (cleft && k < n)
-			return -1;
-		p += k;
-		n -= k;
-	}
-	for (k = 0; k < PD_SMALL; k++) {
-		if (k >= n)
-			break;
-		if (p + k + 1 > end || !table_step(&row, p[k], cls, tab, last))
-			return -1;
-	}
-	m->state = (row >> pd_row_shift) + base;
-	if (m->cont_left) {
-		m->cont = cont ? (crow >> pd_row_shift) + base : PD_NO_STATE;
-		m->cont_left = cleft;
-	}
-	n = st->run.limit;
-	m->seen += n;
-	st->run.match_left -= n;
-	st->run.used = n;
-	return n;
+	return pd_small_walk(&st->cur.m, &st->run, svc, cm->cls, tab, gen * pd_slot_states, last,
+			     p, end, n);
 }
 
-/* Consume bytes [0, run.limit) of this sk_msg, window by window, until the
- * limit, a deny, or (line framing) the end of a line. Sets run.used, or
- * run.err to fail closed. Inline, with the caller's socket storage: one
- * call site, and a global function would look the storage up again
- * (a run of the program with one byte inspected: ~400 -> ~350 ns). */
+/* Consume bytes [0, run.limit) of this sk_msg (pd_scan_run). Inline,
+ * with the caller's socket storage: one call site, and a global function
+ * would look the storage up again. */
 static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
 {
-	struct scan s = {};
+	struct pd_scan s = {};
 	__u32 key, gen;
 
 	gen = st->cur.gen & 1;
@@ -1095,11 +631,8 @@ static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
 	s.base = gen * pd_slot_states;
 	s.m = &st->cur.m;
 	s.run = &st->run;
-	s.msg = msg;
-	bpf_loop(PD_MAX_WINDOWS, scan_window, &s, 0);
-	st->run.used = s.off;
-	if (!scan_done(&s))
-		st->run.err = 1;        /* longer than PD_MAX_WINDOWS windows */
+	s.src = msg;
+	pd_scan_run(&s, &st->run);
 	return 0;
 }
 

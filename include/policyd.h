@@ -111,9 +111,13 @@ enum pd_direction {
 
 /* ---- automaton encoding ----
  * A service's automaton is a DFA over byte classes. pd_classes maps every
- * byte to its class (0..nclasses-1). A transition entry is the target
- * state's global index, with PD_T_MATCH set when entering the target
- * reports at least one rule (its pd_state_out says which).
+ * byte to its class (0..nclasses-1). A transition entry is the byte offset
+ * of the target state's row in its table (state * row_width * 4, states
+ * counted from the table's first), with PD_T_MATCH set where the walk must
+ * stop for the slow way: entering the target reports at least one rule
+ * (its pd_state_out says which), or, under line framing, the byte is '\n'.
+ * The compiler writes this encoding and the kernel walks it; the daemon
+ * only places a table in a policy slot.
  */
 #define PD_T_MATCH 0x80000000u
 #define PD_T_STATE 0x7fffffffu
@@ -234,12 +238,10 @@ struct pd_classmap {
 /* pd_trans (ARRAY, 2 entries): key = policy slot; value = the slot's
  * transition table, slot_states rows of row_width entries (row_width a
  * power of two >= every nclasses). The row of global state s is row
- * s - g * slot_states of table g = s / slot_states. In the kernel an entry
- * is not a state index but the byte offset of the target's row in its
- * table, PD_T_MATCH set where the target reports a rule or (line framing)
- * the byte is '\n': one table per slot, and offsets instead of indexes,
- * let the data plane walk without a map lookup or a multiplication per
- * byte. */
+ * s - g * slot_states of table g = s / slot_states. One table per slot,
+ * and row offsets instead of state indexes (see the automaton encoding
+ * above), let the data plane walk without a map lookup or a
+ * multiplication per byte. */
 
 /* pd_state_out (ARRAY, states): key = global state index. The lowest
  * rule index of each action reported when this state is entered. */

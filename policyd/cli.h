@@ -27,6 +27,11 @@ struct pd_opts {
 	bool openmetrics;       /* stats --format openmetrics */
 	bool prometheus;        /* stats --format prometheus (text format 0.0.4) */
 	int pid;                /* reload --pid: 0 when not given */
+	const char *service;    /* test --service */
+	int port;               /* test --port: 0 when not given */
+	const char *split;      /* test --split: the mark between sends */
+	char **inputs;          /* test: the input files ("-": standard input) */
+	int ninputs;
 };
 
 int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
@@ -34,5 +39,8 @@ int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *
 int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);
 int pd_cmd_reload(const struct pd_opts *o);
+int pd_cmd_test(const struct pd_opts *o);
+/* s as a JSON string on standard output */
+void pd_json_str(const char *s);
 
 #endif

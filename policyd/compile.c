@@ -780,10 +780,13 @@ struct built {
 	uint32_t start;
 };
 
-/* Copy service i's automaton into the image at global offset base. */
-static void place(struct pd_image *img, struct builder *b, uint32_t base)
+/* Copy a service's automaton into the image at state base, in the
+ * kernel's encoding (policyd.h): an entry is the byte offset of the
+ * target's row; PD_T_MATCH where the target reports a rule or, under
+ * line framing, on the class of '\n' (nl, or -1). */
+static void place(struct pd_image *img, struct builder *b, uint32_t base, int nl)
 {
-	uint32_t n = b->set_off.n, w = img->row_width;
+	uint32_t n = b->set_off.n, w = img->row_width, row = w * (uint32_t)sizeof(uint32_t);
 
 	for (uint32_t id = 0; id < n; id++) {
 		uint32_t *dst = &img->trans[(size_t)(base + id) * w];
@@ -791,13 +794,50 @@ static void place(struct pd_image *img, struct builder *b, uint32_t base)
 		for (uint32_t c = 0; c < b->ncls; c++) {
 			uint32_t to = b->rows[(size_t)id * b->ncls + c];
 
-			dst[c] = (base + to) | (has_out(&b->souts[to]) ? PD_T_MATCH : 0);
+			dst[c] = (base + to) * row |
+				 (has_out(&b->souts[to]) || (int)c == nl ? PD_T_MATCH : 0);
 		}
+		/* classes the service does not have are never read; they lead
+		 * to the state itself */
 		for (uint32_t c = b->ncls; c < w; c++)
-			dst[c] = base;   /* unused classes: never read */
+			dst[c] = (base + id) * row;
 		img->outs[base + id] = b->souts[id];
 		img->outs[base + id].cont += base;
 	}
+}
+
+void pd_slot_shape(const struct pd_image *img, uint32_t *states, uint32_t *width)
+{
+	*states = img->nstates + img->nstates / 4 + 256;
+	*width = img->row_width < PD_MIN_ROW_WIDTH ? PD_MIN_ROW_WIDTH : img->row_width;
+}
+
+int pd_image_widen(struct pd_image *img, uint32_t width)
+{
+	uint32_t w = img->row_width, *t;
+
+	if (width < w || (width & (width - 1)))
+		return -1;
+	if (width == w)
+		return 0;
+	if ((uint64_t)img->nstates * width * sizeof(uint32_t) > PD_T_STATE)
+		return -1;
+	t = malloc((size_t)img->nstates * width * sizeof(uint32_t) + 4);
+	if (!t)
+		return -1;
+	for (uint32_t s = 0; s < img->nstates; s++)
+		for (uint32_t c = 0; c < width; c++) {
+			/* a row offset scales with the row; the new classes
+			 * lead to the state itself, as unused ones do */
+			uint32_t e = c < w ? img->trans[(size_t)s * w + c] : s * w * 4;
+
+			t[(size_t)s * width + c] = (e & PD_T_STATE) / w * width | (e & PD_T_MATCH);
+		}
+	free(img->trans);
+	img->trans = t;
+	img->bytes += (uint64_t)img->nstates * (width - w) * sizeof(uint32_t);
+	img->row_width = width;
+	return 0;
 }
 
 static int fill_ports(const struct pd_policy *p, struct pd_image *img, struct pd_diag *d)
@@ -898,7 +938,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		skip_set(b, s->framing == PD_FRAME_LINE, &is->svc, &is->classes);
 		is->nstates = b->set_off.n;
 		is->first_state = base;
-		place(img, b, base);
+		place(img, b, base, s->framing == PD_FRAME_LINE ? b->cls['\n'] : -1);
 		base += b->set_off.n;
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];

@@ -49,13 +49,11 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 {
 	struct policyd_bpf *s;
 	struct bpf_map *m;
-	/* headroom, so that a reload to a somewhat larger policy fits the
-	 * maps of the running programs */
-	uint32_t states = img->nstates + img->nstates / 4 + 256;
-	uint32_t width = img->row_width < PD_MIN_ROW_WIDTH ? PD_MIN_ROW_WIDTH : img->row_width;
+	uint32_t states, width;
 	char path[4200];
 	int err;
 
+	pd_slot_shape(img, &states, &width);
 	if (kept) {
 		/* the maps exist: the programs are loaded for their sizes */
 		states = kept->slot_states;
@@ -209,11 +207,12 @@ static int clear_ports(struct bpf_map *m, uint32_t gen)
 int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen)
 {
 	struct policyd_bpf *s = l->skel;
-	uint32_t base = gen * l->slot_states, w = l->row_width, iw = img->row_width;
+	uint32_t base = gen * l->slot_states, w = l->row_width;
 	uint32_t *tab;
 	int err = 0;
 
-	if (gen > 1 || !pd_bpf_fits(l, img))
+	/* the compiler encodes for the maps' row width (pd_image_widen) */
+	if (gen > 1 || !pd_bpf_fits(l, img) || img->row_width != w)
 		return -E2BIG;
 	err = clear_ports(s->maps.pd_ports, gen);
 	if (err)
@@ -223,28 +222,7 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 	tab = calloc((size_t)l->slot_states * w, sizeof(*tab));
 	if (!tab)
 		return -ENOMEM;
-	/* an entry is the byte offset of the target's row in the table (the
-	 * data plane adds it to the table's address, no multiplication), with
-	 * PD_T_MATCH where the walk must stop for the slow way: the target
-	 * reports a rule, or the byte is a line's '\n' */
-	for (uint32_t k = 0; k < img->nservices; k++) {
-		const struct pd_image_service *is = &img->services[k];
-		int nl = is->svc.framing == PD_FRAME_LINE ? is->classes.cls['\n'] : -1;
-
-		for (uint32_t i = is->first_state; i < is->first_state + is->nstates; i++) {
-			uint32_t *row = &tab[(size_t)i * w];
-
-			/* a narrower image: entries past its width are never
-			 * indexed (every class is below nclasses); they lead
-			 * to the state itself */
-			for (uint32_t c = 0; c < w; c++) {
-				uint32_t t = c < iw ? img->trans[(size_t)i * iw + c] : i;
-
-				row[c] = (t & PD_T_STATE) * w * (uint32_t)sizeof(uint32_t) |
-					 (t & PD_T_MATCH) | ((int)c == nl ? PD_T_MATCH : 0);
-			}
-		}
-	}
+	memcpy(tab, img->trans, (size_t)img->nstates * w * sizeof(*tab));
 	err = update(s->maps.pd_trans, &gen, tab);
 	free(tab);
 	if (!err && img->nstates)

@@ -7,9 +7,6 @@
 
 struct policyd_bpf;
 
-/* Narrowest transition row the programs are loaded with, so that most
- * reloads fit the running maps. */
-#define PD_MIN_ROW_WIDTH 64
 /* Largest transition table of one policy slot (one map value). */
 #define PD_MAX_SLOT_BYTES (1ull << 30)
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * policyd: a host firewall for application payloads. One binary; the
- * subcommands are check, dump, run, reload and stats (see policyd(8)).
+ * subcommands are check, dump, test, run, reload and stats (see policyd(8)).
  */
 #include <getopt.h>
 #include <stdarg.h>
@@ -22,6 +22,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: policyd check [-c FILE | FILE] [--json]\n"
 		"       policyd dump  [-c FILE | FILE] [--json]\n"
+		"       policyd test  [-c FILE] [--service NAME | --port N] [--split MARK]\n"
+		"                     [--monitor] [--json] [FILE|-]...\n"
 		"       policyd run   [-c FILE] [--cgroup DIR] [--pin-dir DIR] [--user NAME]\n"
 		"                     [--foreground] [--monitor] [--verbose]\n"
 		"       policyd reload [-c FILE] [--pin-dir DIR] [--pid PID]\n"
@@ -34,6 +36,9 @@ static void usage(FILE *f)
 		"      --user NAME    account to run as after setup (default: daemon.user)\n"
 		"  -f, --foreground   also copy log lines to standard error\n"
 		"      --monitor      log would-deny and would-redirect, change nothing\n"
+		"      --service NAME test: the service the inputs are sent to\n"
+		"      --port N       test: the service of port N\n"
+		"      --split MARK   test: MARK (\\n, \\r, \\t, \\\\, \\xHH) ends a send\n"
 		"      --pid PID      reload: the daemon to signal (checked against the pins)\n"
 		"  -j, --json         machine-readable output\n"
 		"      --format FMT   stats: text, json, openmetrics or prometheus\n"
@@ -47,10 +52,10 @@ static void usage(FILE *f)
 
 /* Each option once, with the commands it applies to. */
 enum { O_CONFIG, O_JSON, O_CGROUP, O_PIN_DIR, O_USER, O_FOREGROUND, O_MONITOR, O_FORMAT,
-       O_PID, O_VERBOSE, O_COUNT };
+       O_PID, O_VERBOSE, O_SERVICE, O_PORT, O_SPLIT, O_COUNT };
 static const char *const opt_names[O_COUNT] = {
 	"-c/--config", "--json", "--cgroup", "--pin-dir", "--user", "--foreground",
-	"--monitor", "--format", "--pid", "--verbose",
+	"--monitor", "--format", "--pid", "--verbose", "--service", "--port", "--split",
 };
 #define B(o) (1u << (o))
 static const struct { const char *name; unsigned opts; const char *takes; } commands[] = {
@@ -63,6 +68,9 @@ static const struct { const char *name; unsigned opts; const char *takes; } comm
 	  "-c FILE, --pin-dir, --pid" },
 	{ "stats", B(O_PIN_DIR) | B(O_JSON) | B(O_FORMAT) | B(O_VERBOSE),
 	  "--pin-dir, --json, --format" },
+	{ "test", B(O_CONFIG) | B(O_JSON) | B(O_MONITOR) | B(O_SERVICE) | B(O_PORT) | B(O_SPLIT) |
+		  B(O_VERBOSE),
+	  "-c FILE, --service, --port, --split, --monitor, --json, input files" },
 };
 
 static double now_ms(void)
@@ -93,7 +101,7 @@ int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *
 	return PD_EXIT_OK;
 }
 
-static void json_str(const char *s)
+void pd_json_str(const char *s)
 {
 	putchar('"');
 	for (; *s; s++) {
@@ -126,7 +134,7 @@ static void json_diags(const struct pd_diag *d)
 		else
 			line = 0;
 		printf("%s{\"line\": %ld, \"message\": ", i ? ", " : "", line);
-		json_str(m);
+		pd_json_str(m);
 		putchar('}');
 	}
 	putchar(']');
@@ -146,7 +154,7 @@ static int cmd_check(const struct pd_opts *o)
 		pd_policy_lint(&p, &w);
 	if (o->json) {
 		printf("{\"file\": ");
-		json_str(d.file ? d.file : o->config);
+		pd_json_str(d.file ? d.file : o->config);
 		printf(", \"ok\": %s", bad ? "false" : "true");
 		if (!bad)
 			printf(", \"services\": %u, \"rules\": %zu, \"states\": %u, "
@@ -218,6 +226,9 @@ int main(int argc, char **argv)
 		{ "format", required_argument, NULL, 'F' },
 		{ "pid", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "service", required_argument, NULL, 'S' },
+		{ "port", required_argument, NULL, 'T' },
+		{ "split", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -273,6 +284,15 @@ int main(int argc, char **argv)
 				return usage_error("--pid takes a process id, not '%s'", optarg);
 			given |= B(O_PID);
 			break;
+		case 'S': o.service = optarg; given |= B(O_SERVICE); break;
+		case 'X': o.split = optarg; given |= B(O_SPLIT); break;
+		case 'T':
+			o.port = (int)strtol(optarg, &end, 10);
+			if (*end || o.port <= 0 || o.port > 65535)
+				return usage_error("--port takes a port number, 1 to 65535, not '%s'",
+						   optarg);
+			given |= B(O_PORT);
+			break;
 		case 'F':
 			given |= B(O_FORMAT);
 			if (!strcmp(optarg, "openmetrics"))
@@ -302,6 +322,17 @@ int main(int argc, char **argv)
 		}
 	if ((given & B(O_JSON)) && (o.openmetrics || o.prometheus))
 		return usage_error("give --json or --format, not both");
+	if ((given & B(O_SERVICE)) && (given & B(O_PORT)))
+		return usage_error("give --service or --port, not both");
+	if (c == 5) {
+		/* test: the inputs, each one connection's bytes */
+		if (!strcmp(o.config, "-"))
+			return usage_error("test reads its inputs from standard input: give the "
+					   "policy as a file");
+		o.inputs = argv + optind;
+		o.ninputs = argc - optind;
+		return pd_cmd_test(&o);
+	}
 	/* check and dump also take the policy file as their one argument */
 	if (optind < argc && (c == 0 || c == 1) && !o.config_given && optind + 1 == argc) {
 		o.config = argv[optind++];

@@ -138,7 +138,7 @@ struct pd_image {
 	struct pd_rule *rules;
 	uint32_t nstates;               /* all services */
 	uint32_t row_width;             /* power of two >= every nclasses */
-	uint32_t *trans;                /* nstates * row_width */
+	uint32_t *trans;                /* nstates * row_width, the kernel's encoding */
 	struct pd_state_out *outs;      /* nstates */
 	uint64_t bytes;                 /* kernel map bytes this image fills */
 };
@@ -147,6 +147,17 @@ struct pd_image {
  * (limits exceeded) in d. */
 int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *d);
 void pd_image_free(struct pd_image *img);
+/* Narrowest transition row the programs are loaded with, so that most
+ * reloads fit the running maps. */
+#define PD_MIN_ROW_WIDTH 64
+/* The policy slot the loader makes for img: its rows (img's states and
+ * headroom, so that a reload to a somewhat larger policy fits) and their
+ * width in entries. */
+void pd_slot_shape(const struct pd_image *img, uint32_t *states, uint32_t *width);
+/* Re-encode img's table for rows of width entries (a power of two, not
+ * narrower): the width of the maps it is placed in. 0, or -1 (out of
+ * memory, or too large for the encoding). */
+int pd_image_widen(struct pd_image *img, uint32_t width);
 
 /* ---- advice (lint.c) ---- */
 /* Warnings about a valid policy (check prints them, exit 0): dead allow

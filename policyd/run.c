@@ -484,6 +484,11 @@ static int setup(struct pd_daemon *d)
 			d->l.slot_states, d->l.row_width);
 		return -1;
 	}
+	if (pd_image_widen(&d->img, d->l.row_width)) {
+		fprintf(stderr, "policyd: out of memory while encoding the policy for rows of %u "
+			"classes\n", d->l.row_width);
+		return -1;
+	}
 	if (d->kept) {
 		/* the idle slot is about to be rewritten: a message still
 		 * under it (two policies back) must see that */
@@ -634,6 +639,11 @@ static void reload(struct pd_daemon *d)
 		refuse(d, "the new policy needs %u states of %u classes, the running maps hold "
 		       "%u of %u; restart policyd to load it", img.nstates, img.row_width,
 		       d->l.slot_states, d->l.row_width);
+		goto drop_new;
+	}
+	if (pd_image_widen(&img, d->l.row_width)) {
+		refuse(d, "out of memory while encoding the new policy for rows of %u classes",
+		       d->l.row_width);
 		goto drop_new;
 	}
 	if (pd_sinks_open(d, &p, sinks, &nsinks, why, sizeof(why))) {

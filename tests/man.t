@@ -25,7 +25,7 @@ opts8=$(sed -n '/^     The options are:/,/^[A-Z]/p' "$p8" | grep -oE -- '^     (
 for opt in $opts8; do
 	"$PD" --help | grep -q -- "$opt"; ok $? "--help lists $opt, which policyd(8) documents"
 done
-for cmd in check dump run reload stats; do
+for cmd in check dump test run reload stats; do
 	grep -qE "^     $cmd " "$p8"; ok $? "policyd(8) documents the command $cmd"
 done
 for sig in SIGHUP SIGTERM SIGINT SIGKILL; do

@@ -38,6 +38,9 @@ static void one(const char *file)
 		struct pd_port_key pk = img.port_keys[0];
 		uint32_t sv = ~0u;
 
+		/* the table in the maps' rows, as the daemon widens it */
+		ok(!pd_image_widen(&img, l.row_width), "%s: image widened to rows of %u", file,
+		   l.row_width);
 		ok(!pd_bpf_write_image(&l, &img, 1), "%s: image written into slot 1", file);
 		ok(!bpf_map_lookup_elem(bpf_map__fd(l.skel->maps.pd_services), &k, &svc) &&
 		   svc.start == img.services[0].svc.start + l.slot_states &&

@@ -167,8 +167,8 @@ static unsigned hold_rule_at(const struct pd_image *img, uint32_t k, const char 
 	uint32_t st = is->svc.start;
 
 	for (const char *c = text; *c; c++)
-		st = img->trans[(size_t)st * img->row_width +
-				is->classes.cls[(uint8_t)*c]] & PD_T_STATE;
+		st = (img->trans[(size_t)st * img->row_width +
+				 is->classes.cls[(uint8_t)*c]] & PD_T_STATE) / (img->row_width * 4);
 	return (img->outs[st].flags & PD_SF_ANCHORED) ? PD_SF_HOLD_RULE(img->outs[st].flags) : 0;
 }
 

@@ -11,7 +11,8 @@
  *   PD_ROW_MASK(ctx)     row width - 1 (the row width is a power of two)
  * and may define:
  *   PD_TARGET(ctx, st, t) the state a transition entry t of state st's row
- *                         leads to (default: t without PD_T_MATCH)
+ *                         leads to (default: its row offset over the row's
+ *                         bytes, for a table whose first row is state 0)
  * A NULL from either means the tables are inconsistent; the walk then
  * reports an error and the caller fails closed.
  *
@@ -33,12 +34,14 @@
 #define PD_INLINE static inline __attribute__((always_inline))
 #endif
 
-/* Most bytes one pd_walk call looks at; callers loop. (The BPF program
- * does not use pd_walk: it calls pd_byte from a bpf_loop callback.) */
+/* The state an entry leads to: entries are row offsets (policyd.h), in a
+ * table whose first row is state 0. */
 #ifndef PD_TARGET
-#define PD_TARGET(ctx, st, t) ((t) & PD_T_STATE)
+#define PD_TARGET(ctx, st, t) (((t) & PD_T_STATE) / ((PD_ROW_MASK(ctx) + 1) * 4))
 #endif
 
+/* Most bytes one pd_walk call looks at; callers loop. (The BPF program
+ * does not use pd_walk: it calls pd_byte from a bpf_loop callback.) */
 #ifndef PD_WALK_MAX
 #define PD_WALK_MAX 256
 #endif

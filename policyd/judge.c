@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The data plane's judgement of a connection, on the host (judge.h). The
+ * walk is the kernel's: bpf/pd_scan.h and bpf/pd_match.h compiled here,
+ * over a copy of the slot the loader fills (pd_slot_shape, the table
+ * widened to its rows, zero rows past the image). What pd_msg does around
+ * the walk (framing, the inspect window, holds, what a verdict lets
+ * through and what it logs) is followed step by step below, in the order
+ * of bpf/policyd.bpf.c: a change there is a change here, and
+ * tests/e2e/judge.t compares the two on the kernel. Reloads, the
+ * send buffer (pd_replay) and the wire checks do not change a verdict and
+ * are left out.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "judge.h"
+
+/* An sk_msg as the program sees it: the bytes of one run, and the length
+ * of the scatterlist element the program starts in (small_walk reads
+ * there without a pull). */
+struct judge_msg {
+	const uint8_t *p;
+	uint32_t size;
+	uint32_t first;
+	uint32_t slack;         /* a pull leaves data_end this much further, where
+	                         * the send has the bytes (tests) */
+	uint8_t *win;           /* the pulled bytes, copied: a read past data_end is
+	                         * a read past the allocation */
+};
+
+struct pd_judge {
+	struct pd_image *img;
+	const struct pd_service *svc;
+	const struct pd_classmap *cm;
+	uint32_t states, width, shift, last_row;
+	uint32_t *tab;          /* the slot's table: states rows of width entries */
+	bool monitor;
+	uint32_t slack;
+	/* what pd_sock holds for the connection */
+	struct pd_progress cur, snap;
+	struct pd_run run;
+	bool dead;
+	uint32_t held;          /* bytes at the stream's end held back */
+	uint16_t held_rule;
+	uint64_t msg_off;       /* stream offset of the current message */
+	uint8_t *stream;
+	uint64_t slen, scap;
+};
+
+/* The judge pd_match.h reads the tables of: its walk passes no context. */
+static const struct pd_judge *the;
+static const struct pd_state_out no_out;
+
+static const __u32 *row_of(__u32 st)
+{
+	return st < the->states ? the->tab + (size_t)st * the->width : NULL;
+}
+
+/* past the image, the zeroed entries of the map */
+static const struct pd_state_out *out_of(__u32 st)
+{
+	if (st < the->img->nstates)
+		return &the->img->outs[st];
+	return st < the->states ? &no_out : NULL;
+}
+
+struct pd_scan;
+static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end);
+
+#define PD_ROW(ctx, st) row_of(st)
+#define PD_OUT(ctx, st) out_of(st)
+#define PD_ROW_MASK(ctx) (the->width - 1)
+#define PD_ROW_SHIFT (the->shift)
+#define PD_SLOT_LAST_ROW (the->last_row)
+#define PD_SKIP2(s, off, n, k0, k1) pd_skip2_ascii((s)->data, (s)->data_end, off, n, k0, k1)
+#define PD_SKIP4(s, off, n, svc) pd_skip4((s)->data, (s)->data_end, off, n, svc)
+#define PD_DUAL_WALK pd_dual_walk
+#define PD_PULL(s, src, start, end) pull(s, src, start, end)
+#define PD_LOOP(n, fn, ctx)							\
+	do {									\
+		for (__u32 i_ = 0; i_ < (__u32)(n); i_++)			\
+			if ((fn)(i_, (ctx)))					\
+				break;						\
+	} while (0)
+#define PD_LOAD64(q)								\
+	({									\
+		__u64 v_;							\
+		memcpy(&v_, (q), 8);						\
+		v_;								\
+	})
+#define barrier_var(x) asm volatile("" : "+r"(x))
+#include "pd_scan.h"
+
+/* bpf_msg_pull_data: bytes [start, end) of the run readable at data;
+ * data_end is the range's end (and the slack past it). */
+static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end)
+{
+	uint32_t n;
+
+	if (end <= start || start >= msg->size || end > msg->size)
+		return -1;
+	n = end + msg->slack < msg->size ? end + msg->slack - start : msg->size - start;
+	free(msg->win);
+	msg->win = malloc(n);
+	if (!msg->win)
+		return -1;
+	memcpy(msg->win, msg->p + start, n);
+	s->data = msg->win;
+	s->data_end = msg->win + n;
+	return 0;
+}
+
+struct pd_judge *pd_judge_new(struct pd_image *img, uint32_t service, bool monitor,
+			      uint32_t slot_states, uint32_t width)
+{
+	struct pd_judge *j;
+
+	if (service >= img->nservices)
+		return NULL;
+	if (!slot_states)
+		pd_slot_shape(img, &slot_states, &width);
+	if (slot_states < img->nstates || pd_image_widen(img, width))
+		return NULL;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->tab = calloc((size_t)slot_states * width, sizeof(*j->tab));
+	if (!j->tab) {
+		free(j);
+		return NULL;
+	}
+	memcpy(j->tab, img->trans, (size_t)img->nstates * width * sizeof(*j->tab));
+	j->img = img;
+	j->svc = &img->services[service].svc;
+	j->cm = &img->services[service].classes;
+	j->states = slot_states;
+	j->width = width;
+	j->shift = (uint32_t)__builtin_ctz(width * sizeof(uint32_t));
+	j->last_row = (slot_states - 1) * width * (uint32_t)sizeof(uint32_t);
+	j->monitor = monitor;
+	j->cur.m.state = PD_NO_STATE;   /* as sock_ops leaves a new socket */
+	return j;
+}
+
+void pd_judge_set_slack(struct pd_judge *j, uint32_t slack)
+{
+	j->slack = slack;
+}
+
+void pd_judge_free(struct pd_judge *j)
+{
+	if (!j)
+		return;
+	free(j->tab);
+	free(j->stream);
+	free(j);
+}
+
+/* What one run reports: pd_emit's event, or a message that passed
+ * unlogged. at: the run's first byte in the stream. */
+static void report(struct pd_judge *j, const struct judge_msg *msg, uint64_t at, int kind,
+		   uint32_t verdict, uint32_t rule, uint32_t len, uint32_t bytes, bool logged,
+		   pd_judged_fn fn, void *arg)
+{
+	const struct pd_rule *exr = NULL;
+	struct pd_judged r = { 0 };
+	uint32_t ex;
+
+	r.kind = (uint8_t)kind;
+	r.verdict = (uint8_t)verdict;
+	r.logged = logged;
+	r.monitor = j->monitor && (verdict == PD_V_DENY || verdict == PD_V_REDIRECT);
+	r.rule = rule;
+	r.audit = j->cur.m.audit;
+	r.state = j->cur.m.state;
+	r.offset = j->msg_off;
+	r.len = len;
+	/* the excerpt: the deciding rule's (for an audited pass the audit
+	 * rule's), else the service's; from the start of the sk_msg */
+	if (rule && rule <= j->img->nrules)
+		exr = &j->img->rules[rule];
+	if (r.audit && r.audit <= j->img->nrules && verdict == PD_V_PASS)
+		exr = &j->img->rules[r.audit];
+	ex = exr ? exr->excerpt : j->svc->excerpt;
+	if (ex > PD_EXCERPT_MAX)
+		ex = PD_EXCERPT_MAX;
+	if (ex > msg->size)
+		ex = msg->size;
+	if (bytes && ex > bytes)
+		ex = bytes;
+	r.ex_off = at;
+	r.ex_len = ex;
+	fn(&r, j->stream, arg);
+}
+
+/* small_walk: a send of framing none that lies in its first element. */
+static int small_walk(struct pd_judge *j, const struct judge_msg *msg)
+{
+	uint32_t n = j->run.limit, last = j->last_row + ((j->width - 1) << 2);
+	uint8_t *first;
+	int r;
+
+	if (n - 1 >= PD_SMALL)
+		return -1;
+	first = malloc(msg->first ? msg->first : 1);
+	if (!first)
+		return -1;
+	memcpy(first, msg->p, msg->first);
+	r = pd_small_walk(&j->cur.m, &j->run, j->svc, j->cm->cls, (const __u8 *)j->tab, 0, last,
+			  first, first + msg->first, n);
+	free(first);
+	return r;
+}
+
+/* pd_scan */
+static void scan(struct pd_judge *j, struct judge_msg *msg)
+{
+	struct pd_scan s = {
+		.m = &j->cur.m,
+		.run = &j->run,
+		.cm = j->cm,
+		.svc = j->svc,
+		.tab = (const __u8 *)j->tab,
+		.src = msg,
+	};
+
+	pd_scan_run(&s, &j->run);
+	free(msg->win);
+	msg->win = NULL;
+}
+
+/* A decided message: logged when the kernel logs it (decided()). */
+static void decided(struct pd_judge *j, const struct judge_msg *msg, uint64_t at,
+		    uint32_t verdict, uint32_t rule, uint32_t len, uint32_t bytes, pd_judged_fn fn,
+		    void *arg)
+{
+	report(j, msg, at, PD_J_DECIDED, verdict, rule, len, bytes,
+	       verdict != PD_V_PASS || j->cur.m.audit, fn, arg);
+}
+
+/* One run of pd_msg over the sk_msg msg, whose first byte is the stream's
+ * byte at. Returns the bytes it let out when the program runs again on
+ * the rest (apply), 0 when it dealt with all of them, -1 on an error
+ * (the kernel drops the send and aborts the connection). */
+static int run_once(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_judged_fn fn,
+		    void *arg)
+{
+	const struct pd_service *svc = j->svc;
+	struct pd_run *run = &j->run;
+	struct pd_match *m = &j->cur.m;
+	uint32_t size = msg->size, verdict, rule = 0, used, apply = 0, win_done;
+	int must_hold;
+
+	j->snap = j->cur;
+	if (m->state == PD_NO_STATE)
+		m->state = svc->resume;
+	if (!j->cur.in_msg) {
+		if (pd_begin(m, svc, NULL))
+			return -1;
+		j->cur.msglen = 0;
+		j->msg_off = at;
+	}
+	run->line = svc->framing == PD_FRAME_LINE;
+	run->ended = 0;
+	run->err = 0;
+	run->used = 0;
+	run->match_left = 0xffffffff;
+	run->monitor = j->monitor;
+	if (svc->inspect)
+		run->match_left = svc->inspect > j->cur.msglen ? svc->inspect - j->cur.msglen : 0;
+	run->limit = size;
+	if (!run->line && run->match_left < size)
+		run->limit = run->match_left;
+	if (svc->noscan)
+		run->used = run->limit;
+	else if (run->line || small_walk(j, msg) < 0)
+		scan(j, msg);
+	if (run->err)
+		return -1;
+	used = run->used;
+
+	if (!run->line) {
+		pd_length(m, svc, size);
+		verdict = pd_verdict(m, svc, &rule);
+		pd_end(m, svc, used == size);
+		decided(j, msg, at, verdict, rule, size, size, fn, arg);
+		goto out;
+	}
+	j->cur.msglen += used;
+	pd_length(m, svc, j->cur.msglen);
+	win_done = svc->inspect && j->cur.msglen >= svc->inspect;
+	if (run->ended || (m->deny && !run->monitor)) {
+		verdict = pd_verdict(m, svc, &rule);
+		j->cur.in_msg = 0;
+		decided(j, msg, at, verdict, rule, j->cur.msglen, used, fn, arg);
+		pd_end(m, svc, 1);
+		if ((verdict != PD_V_DENY || run->monitor) && used < size)
+			apply = used;
+		goto out;
+	}
+	must_hold = win_done || run->monitor ? 0 : pd_must_hold(m, svc, NULL);
+	if (must_hold < 0)
+		return -1;
+	if (!must_hold && !win_done && !run->monitor && (svc->hold & PD_HOLD_LINE))
+		must_hold = 2;
+	if (must_hold) {
+		const struct pd_state_out *o = out_of(m->state);
+
+		/* held_rule() */
+		if (must_hold == 2)
+			j->held_rule = PD_HELD_LINE;
+		else if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect)
+			j->held_rule = 0;
+		else
+			j->held_rule = o && (o->flags & PD_SF_ANCHORED) ?
+				       (uint16_t)PD_SF_HOLD_RULE(o->flags) : 0;
+		if (size && size <= PD_BYTES_MAX) {
+			/* hold(): out of the send, judged again with the next */
+			j->held = size;
+			j->cur = j->snap;
+			return 0;
+		}
+		if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect) {
+			j->cur.in_msg = 0;
+			decided(j, msg, at, PD_V_DENY, 0, j->cur.msglen, size, fn, arg);
+			verdict = PD_V_DENY;
+			rule = 0;
+			goto out;
+		}
+	}
+	j->cur.in_msg = 1;
+	verdict = PD_V_PASS;
+	rule = 0;
+	if (!run->monitor && (win_done || m->redirect))
+		verdict = pd_verdict(m, svc, &rule);
+	if (verdict == PD_V_DENY)
+		decided(j, msg, at, verdict, rule, j->cur.msglen, size, fn, arg);
+	else if (verdict == PD_V_REDIRECT)
+		report(j, msg, at, PD_J_EVENT, verdict, rule, j->cur.msglen, size, true, fn, arg);
+	else
+		verdict = PD_V_PASS;
+out:
+	if (verdict == PD_V_DENY && !run->monitor) {
+		j->dead = true;         /* act(): dropped, the connection doomed */
+		return 0;
+	}
+	return (int)apply;
+}
+
+static int stream_add(struct pd_judge *j, const uint8_t *p, uint32_t len)
+{
+	if (j->slen + len > j->scap) {
+		uint64_t cap = (j->slen + len) * 2 + 4096;
+		uint8_t *s = realloc(j->stream, cap);
+
+		if (!s)
+			return -1;
+		j->stream = s;
+		j->scap = cap;
+	}
+	memcpy(j->stream + j->slen, p, len);
+	j->slen += len;
+	return 0;
+}
+
+int pd_judge_send(struct pd_judge *j, const uint8_t *p, uint32_t len, const uint32_t *elems,
+		  size_t nelems, pd_judged_fn fn, void *arg)
+{
+	struct judge_msg msg = { .slack = j->slack };
+	uint64_t at;
+	int r = 0;
+
+	if (j->dead)
+		return 1;
+	if (!len)
+		return 0;
+	if (stream_add(j, p, len))
+		return -1;
+	the = j;
+	/* unhold(): the held bytes go in front, in an element of their own */
+	at = j->slen - len - j->held;
+	msg.size = len + j->held;
+	msg.first = j->held ? j->held : nelems ? elems[0] : len;
+	j->held = 0;
+	while (msg.size && !j->dead) {
+		msg.p = j->stream + at;
+		r = run_once(j, &msg, at, fn, arg);
+		if (r <= 0)
+			break;
+		/* the program runs again on the rest of the sk_msg */
+		at += (uint32_t)r;
+		msg.size -= (uint32_t)r;
+		msg.first = msg.size;   /* read only by small_walk: framing none, one run */
+		r = 0;
+	}
+	free(msg.win);
+	if (r < 0)
+		return -1;
+	return j->dead ? 1 : 0;
+}
+
+void pd_judge_end(struct pd_judge *j, pd_judged_fn fn, void *arg)
+{
+	struct pd_judged r = { 0 };
+
+	if (j->dead || (!j->held && !j->cur.in_msg))
+		return;
+	r.kind = j->held ? PD_J_HELD : PD_J_UNFINISHED;
+	r.rule = j->held ? j->held_rule : 0;
+	r.audit = j->cur.m.audit;
+	r.offset = j->cur.in_msg ? j->msg_off : j->slen - j->held;
+	r.len = (uint32_t)(j->slen - r.offset);
+	r.ex_off = r.offset;
+	r.ex_len = j->svc->excerpt < r.len ? j->svc->excerpt : r.len;
+	if (r.ex_len > PD_EXCERPT_MAX)
+		r.ex_len = PD_EXCERPT_MAX;
+	fn(&r, j->stream, arg);
+}

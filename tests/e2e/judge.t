@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+# policyd test against the kernel: what `policyd test` says a stream
+# gets is what the kernel does with it. Random policies (framing none and
+# line, prefix, contains, hex, nocase, longer_than, inspect windows, every
+# action and default, holds) and random streams cut into random sends,
+# each stream one connection from the test cgroup; then the profiles with
+# the traffic of their tests. For every connection the deny, redirect
+# and audit lines policyd logs (verdict, rule, length, excerpt) equal the
+# lines policyd test marks as logged, in order, and a connection whose
+# send the kernel refused (or cut short) is one where policyd test says a
+# deny refused bytes.
+#
+# PD_JUDGE_SEED=N picks another seed; PD_JUDGE_POLICIES=N runs more.
+import json
+import os
+import pwd
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pdtest import Env, Policyd, Recorder, POLICYD, done, is_, ok, slow, ROOT
+
+env = Env("judge")
+srv = Recorder()
+port = srv.port
+rng = random.Random(int(os.environ.get("PD_JUDGE_SEED", "19")))
+NPOL = int(os.environ.get("PD_JUDGE_POLICIES", "24"))
+MARK = b"\x7f\x7fSEND\x7f\x7f"      # between sends in policyd test's input
+SINK = os.path.join(env.tmp, "q.sink")
+# policyd opens its sink files again on a reload, as its own account
+open(SINK, "w").close()
+os.chown(SINK, pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
+
+# Connect once per stream from the cgroup, send its pieces one send() each
+# (stop at the first refused), print [[local port, [result, ...]], ...].
+CLIENT = r'''
+import json, socket, sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+    f.write(str(__import__("os").getpid()))
+out = []
+for sends in json.load(open(sys.argv[3])):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    res = []
+    for piece in sends:
+        try:
+            res.append(s.send(bytes.fromhex(piece)))
+        except OSError as e:
+            res.append(-e.errno)
+            break
+    out.append([s.getsockname()[1], res])
+    s.close()
+print(json.dumps(out))
+'''
+
+ALPHA = b"abABc\n\r\x00\xff "
+FILLER = b"xyz0123456789-.:;XYZ"
+
+
+def random_policy():
+    """A random service on port, in the manner of tests/unit/ref.h."""
+    framing = rng.choice(["none", "line"])
+    rules, maxlen = [], 0
+    for i in range(rng.randint(1, 10)):
+        act = rng.choice(["audit", "allow", "redirect", "deny"])
+        r = '{ id = %d; action = "%s"; ' % (i + 1, act)
+        if rng.randrange(8) == 0:
+            r += "longer_than = %d;" % rng.randrange(40)
+        else:
+            n = rng.randint(1, 4) if rng.randrange(2) else rng.randint(1, 8)
+            if rng.randrange(8) == 0:
+                n = rng.randint(17, 30)
+            maxlen = max(maxlen, n)
+            pat = bytes(rng.choice(ALPHA) for _ in range(n))
+            r += '%s = "%s"; nocase = %s;' % (rng.choice(["hex_contains", "hex_prefix"]),
+                                              pat.hex(), rng.choice(["true", "false"]))
+        if act == "redirect":
+            r += ' sink = "q";'
+        rules.append(r + " }")
+    inspect = 0 if rng.randrange(2) else maxlen + rng.randrange(12)
+    text = ('version = 1;\ndaemon = { log_rate = 0; excerpt = %d; };\n'
+            'sinks = ({ name = "q"; file = "%s"; });\n'
+            'services = ({ name = "s"; ports = [ %d ]; framing = "%s"; inspect = %d; '
+            'default = "%s"; rules = (\n%s\n); });\n'
+            % (rng.choice([0, 16, 64, 256]), SINK, port, framing, inspect,
+               rng.choice(["allow", "deny", "audit"]), ",\n".join(rules)))
+    return text, framing, [bytes.fromhex(h) for h in re.findall(r'hex_\w+ = "(\w+)"', text)]
+
+
+def random_stream(framing, pats):
+    n = rng.choice([rng.randrange(1, 40), rng.randrange(40, 400), rng.randrange(400, 3000)])
+    dense = rng.choice([2, 8, 64])
+    b = bytearray(rng.choice(FILLER) if rng.randrange(dense) else rng.choice(ALPHA)
+                  for _ in range(n))
+    for _ in range(rng.randrange(5)):
+        if pats and len(b) > 2:
+            p = rng.choice(pats)
+            at = rng.randrange(len(b))
+            for k, c in enumerate(p):
+                if at + k < len(b):
+                    b[at + k] = c ^ 0x20 if rng.randrange(2) and chr(c).isalpha() else c
+    if framing == "line":
+        b += b"\n"      # nothing left held at the end
+    cuts = sorted(set(rng.randrange(1, len(b)) for _ in range(rng.randrange(6)) if len(b) > 1))
+    return [bytes(b[i:j]) for i, j in zip([0] + cuts, cuts + [len(b)])]
+
+
+def run_clients(streams):
+    path = env.write("streams.json", json.dumps([[p.hex() for p in s] for s in streams]))
+    out = subprocess.run([sys.executable, "-c", CLIENT, env.cgroup, str(port), path],
+                         capture_output=True, text=True, timeout=slow(120))
+    if out.returncode:
+        raise RuntimeError("client failed: " + out.stderr)
+    return json.loads(out.stdout)
+
+
+LINE = re.compile(r'^policyd: (\S+) rule=(\S+) service=\S+ .*? src=127\.0\.0\.1:(\d+) '
+                  r'dst=\S+ len=(\d+)(?: sink=\S+)? excerpt="((?:[^"\\]|\\.)*)"')
+
+
+def kernel_lines(pd, start, ports, want):
+    """The event lines of the given client ports logged past offset start
+    (a port is used again by later connections), by port, once want of
+    them arrived (or the log stopped growing)."""
+    deadline, last, got = time.time() + slow(15), -1, {}
+    while time.time() < deadline:
+        got = {p: [] for p in ports}
+        n = 0
+        for l in pd.text()[start:].splitlines():
+            m = LINE.match(l)
+            if m and int(m.group(3)) in got:
+                got[int(m.group(3))].append((m.group(1), m.group(2), int(m.group(4)),
+                                             m.group(5)))
+                n += 1
+        if n >= want and n == last:
+            break
+        last = n
+        time.sleep(slow(0.3))
+    return got
+
+
+def test_lines(conf, sends, extra=()):
+    """policyd test's logged lines for one stream, and whether it says a
+    send is refused."""
+    path = env.write("stream.bin", MARK.join(sends))
+    out = subprocess.run([POLICYD, "test", "-c", conf, "--json", "--split",
+                          "".join("\\x%02x" % c for c in MARK), path] + list(extra),
+                         capture_output=True, text=True, timeout=slow(60))
+    if out.returncode:
+        raise RuntimeError("policyd test failed (%d): %s" % (out.returncode, out.stderr))
+    msgs = json.loads(out.stdout)["messages"]
+    lines = [(m["verdict"], "default" if m["rule"] is None else str(m["rule"]), m["len"],
+              m["excerpt"]) for m in msgs if m.get("logged")]
+    return lines, any(m["verdict"] == "refused" for m in msgs), msgs
+
+
+seen = {"lines": 0, "refused": 0}
+
+
+def compare(pd, conf, streams, label, extra=()):
+    """Run the streams through the kernel and through policyd test; the
+    number of connections that differ (each one diagnosed)."""
+    expect = [test_lines(conf, s, extra) for s in streams]
+    start = len(pd.text())
+    res = run_clients(streams)
+    got = kernel_lines(pd, start, [p for p, _ in res], sum(len(e[0]) for e in expect))
+    bad = 0
+    for (cport, results), (want, refused, msgs), sends in zip(res, expect, streams):
+        seen["lines"] += len(got[cport])
+        seen["refused"] += any(r < 0 or r < len(p) for r, p in zip(results, sends))
+        # refused: a send that failed, or returned short (the bytes before
+        # the denied message were sent)
+        k_refused = any(r < 0 or r < len(p) for r, p in zip(results, sends))
+        # a deny refuses the send it is in; policyd test then reports the
+        # sends left, if any
+        last_denied = bool(want) and want[-1][0] == "deny"
+        if got[cport] != want or (k_refused and not last_denied) or (refused and not k_refused):
+            bad += 1
+            if bad <= 3:
+                print("# %s: connection %d differs\n#   sends: %s\n#   kernel: %s %s\n"
+                      "#   policyd test: %s\n#   all: %s"
+                      % (label, cport, [s.hex() for s in sends], got[cport], results, want,
+                         msgs))
+    return bad
+
+
+def reload(pd, conf_text, conf):
+    """SIGHUP with conf_text in conf; whether policyd took it."""
+    n = len(re.findall(r"reloaded:|reload refused:", pd.text()))
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    pd.signal(signal.SIGHUP)
+    deadline = time.time() + slow(20)
+    while time.time() < deadline:
+        said = re.findall(r"reloaded:|reload refused:", pd.text())
+        if len(said) > n:
+            return said[n] == "reloaded:"
+        time.sleep(0.05)
+    return False
+
+
+# ---- random policies ----
+# started with a large policy, so that the maps have room for every
+# policy reloaded after it (a reload never resizes them)
+conf = os.path.join(env.tmp, "policy.conf")
+words = "abcdefghijklmnopqrstuvwxyz0123456789_-/."
+env.write("policy.conf", 'version = 1;\nservices = ({ name = "s"; ports = [ %d ]; rules = (\n%s\n); });\n'
+          % (port, ",\n".join('{ id = %d; action = "deny"; contains = "%s"; }'
+                              % (i + 1, "".join(rng.choice(words) for _ in range(16)))
+                              for i in range(200))))
+pd = Policyd(env, conf)
+bad = streams_total = 0
+for i in range(NPOL):
+    text, framing, pats = random_policy()
+    if not reload(pd, text, conf):
+        ok(False, "reload to random policy %d" % i, pd.text()[-2000:])
+        break
+    streams = [random_stream(framing, pats) for _ in range(6)]
+    streams_total += len(streams)
+    b = compare(pd, conf, streams, "random policy %d" % i)
+    if b:
+        print("# policy:\n# " + text.replace("\n", "\n# "))
+    bad += b
+ok(bad == 0 and seen["lines"] > NPOL and seen["refused"] > 0,
+   "policyd test and the kernel log the same lines on %d streams over %d random policies "
+   "(%d lines, %d connections refused by a deny; %d connections differ)"
+   % (streams_total, NPOL, seen["lines"], seen["refused"], bad))
+
+
+# ---- the profiles with the traffic of their tests ----
+def resp(*words):
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+SAMPLES = {
+    "redis.conf": [[resp(b"SET", b"k", b"v")], [resp(b"GET", b"k")], [resp(b"FLUSHALL")],
+                   [resp(b"flushall")], [resp(b"CONFIG", b"SET", b"dir", b"/tmp")],
+                   [resp(b"EVAL", b"return 1", b"0")], [b"PING\r\n", b"flushall\r\n"],
+                   [resp(b"SET", b"a", b"1"), resp(b"FLUSH"), resp(b"ALL")],
+                   [resp(b"DEBUG", b"SLEEP", b"0")], [resp(b"SHUTDOWN", b"NOSAVE")]],
+    "memcached.conf": [[b"set k 0 0 1\r\nv\r\n", b"get k\r\n"], [b"flush_all\r\n"],
+                       [b"get k\r\nflush_all 10\r\n"], [b"stats\r\n", b"shutdown\r\n"],
+                       [b"version\r\n", b"verbosity 1\r\n"]],
+    "smtp.conf": [[b"EHLO client\r\n", b"MAIL FROM:<a@example.org>\r\n",
+                   b"RCPT TO:<b@example.org>\r\n", b"DATA\r\n", b"Subject: hi\r\n\r\nbody\r\n.\r\n",
+                   b"QUIT\r\n"], [b"EHLO x\r\n", b"VRFY root\r\n"], [b"EXPN staff\r\n"],
+                  [b"HELO x\r\nVRFY", b" root\r\n"]],
+    "http-client.conf": [[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],
+                         [b"GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n"],
+                         [b"TRACE / HTTP/1.1\r\n", b"Host: a\r\n\r\n"],
+                         [b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"]],
+    "postgres.conf": [[b"\x00\x00\x00\x08\x04\xd2\x16\x2f",
+                       b"Q\x00\x00\x00\x0dSELECT 1;\x00"],
+                      [b"Q\x00\x00\x00\x2eCOPY t FROM program 'id';\x00"],
+                      [b"Q\x00\x00\x00\x1eDROP DATABASE x;\x00"]],
+}
+for name in sorted(SAMPLES):
+    src = open(os.path.join(ROOT, "policy-examples", name)).read()
+    text = re.sub(r"ports\s*=\s*\[[^\]]*\]", "ports = [ %d ]" % port, src, count=1)
+    text = re.sub(r'direction\s*=\s*"from"', 'direction = "to"', text)
+    text = re.sub(r"log_rate\s*=\s*\d+", "log_rate = 0", text)
+    if not reload(pd, text, conf):
+        ok(False, "reload to %s" % name, pd.text()[-2000:])
+        continue
+    streams = SAMPLES[name]
+    seen = {"lines": 0, "refused": 0}
+    b = compare(pd, conf, streams, name)
+    ok(b == 0 and seen["lines"] > 0, "%s: policyd test and the kernel log the same lines "
+       "for the %d connections of its sample traffic (%d lines, %d refused by a deny)"
+       % (name, len(streams), seen["lines"], seen["refused"]))
+pd.stop()
+done()
