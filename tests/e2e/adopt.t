@@ -116,7 +116,7 @@ def slow_reader():
                 break
             state["total"] += len(b)
             if state["started"]:
-                state["after"] += b.count(b"FORBIDDEN")
+                state["after"] += len(b)
             time.sleep(0.02)
     except OSError as e:
         state["end"] = e.errno
@@ -140,7 +140,11 @@ state["started"] = True
 n = int(sender.communicate(timeout=slow(60))[0] or 0)
 reader.join(timeout=slow(20))
 ok(n < 8 << 20, "a blocking 8 MiB send begun before the start does not finish (%d)" % n)
-is_(state["after"], 0, "the server read no byte its adoption left to it to queue")
+# what the socket had queued at its adoption still arrives (its send
+# buffer, both ends' buffers: some 300 KiB here); the rest of the 8 MiB
+# does not
+ok(state["after"] < 512 << 10, "after the start the server read only what was queued before "
+   "the adoption: %d bytes of %d sent" % (state["after"], n))
 ok(state["end"] == errno.ECONNRESET, "the connection is aborted (the server's read: %s)"
    % state["end"])
 ok(pd.lines(r"^policyd: refuse cause=unjudged service=kv "), "... and the refusal logged")
