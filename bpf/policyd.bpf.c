@@ -847,6 +847,9 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 		emit(msg, st, verdict, rule, len, bytes);
 }
 
+/* Walks under the protocol framings (resp, memcache, http). */
+#include "proto.bpf.h"
+
 /* Let bytes out on this socket: apply of them (0: the rest of the
  * sk_msg). By a redirect to the socket itself, not a plain pass: on a
  * redirect the kernel forgets the verdict before it pushes, so bytes it
@@ -984,6 +987,11 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !cm)
 		return -1;
+	if (PD_FRAME_IS_PROTO(svc->framing)) {
+		if (proto_follow(st, b, k))
+			return -1;
+		goto synced;
+	}
 	f.m = &st->cur.m;
 	f.cm = cm;
 	f.b = b;
@@ -1005,6 +1013,7 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 		/* framing none: the send that was cut short is the message */
 		pd_end(&st->cur.m, svc, st->cur.m.seen >= k);
 	}
+synced:
 	st->judged_end = wseq;
 	st->replay = 0;
 	b->kind = PD_BYTES_NONE;
@@ -1154,7 +1163,11 @@ int pd_replay(struct sk_msg_md *msg)
 	if (svc->inspect)
 		st->run.match_left = svc->inspect > st->cur.m.seen ?
 				     svc->inspect - st->cur.m.seen : 0;
-	if (!svc->noscan && st->service != PD_NO_SERVICE)
+	if (st->service == PD_NO_SERVICE || svc->noscan)
+		;
+	else if (PD_FRAME_IS_PROTO(svc->framing))
+		proto_run(msg, st, 1);
+	else
 		pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;
@@ -1496,6 +1509,74 @@ static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
 	return svc < 0;
 }
 
+/* ---- protocol framings: the outcome of a run's walk (proto.bpf.h) ---- */
+
+/* Act on what proto_run found, through the same exits as every framing. */
+static __always_inline int proto_msg(struct sk_msg_md *msg, struct pd_sock *st,
+				     const struct tcp_sock *tp, const struct pd_service *svc)
+{
+	__u32 size = msg->size, used, verdict = PD_V_PASS, rule = 0, apply = 0;
+	int r;
+
+	if (!st->cur.in_msg)
+		__builtin_memset(&st->cur.parse, 0, sizeof(st->cur.parse));
+	if (proto_run(msg, st, 0))
+		return -1;
+	used = st->run.used;
+	switch (st->run.outcome) {
+	case PD_PO_PASS:
+		apply = used < size ? used : 0;
+		break;
+	case PD_PO_ENDED:
+		verdict = pd_verdict(&st->cur.m, svc, &rule);
+		decided(msg, st, verdict, rule, st->cur.msglen, used);
+		st->cur.msglen = 0;
+		__builtin_memset(&st->cur.parse, 0, sizeof(st->cur.parse));
+		if (verdict != PD_V_DENY && used < size)
+			apply = used;
+		break;
+	case PD_PO_DENY:
+		verdict = pd_verdict(&st->cur.m, svc, &rule);
+		decided(msg, st, verdict, rule, st->cur.msglen, size);
+		break;
+	case PD_PO_BAD:
+		/* what Redis (or memcached, or the web server) would read some
+		 * other way than it was judged, or refuse */
+		trouble(PD_TR_MALFORMED);
+		st->run.ev_cause = PD_TR_MALFORMED;
+		st->run.ev_verdict = PD_V_DENY;
+		st->run.ev_rule = 0;
+		st->run.ev_len = st->cur.msglen;
+		st->run.ev_bytes = size;
+		pd_emit(msg);
+		verdict = PD_V_DENY;
+		break;
+	case PD_PO_HOLD:
+		st->held_rule = held_rule(st, svc, st->run.hold_why);
+		r = hold(msg, st, svc->hold_ms);
+		if (r >= 0)
+			return r;
+		/* longer than can be held: an allow list's message not allowed
+		 * within it is refused; another leaves as it comes */
+		trouble(PD_TR_HOLD_FULL);
+		if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect) {
+			decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
+			verdict = PD_V_DENY;
+		}
+		break;
+	case PD_PO_REDIRECT:
+		verdict = pd_verdict(&st->cur.m, svc, &rule);
+		emit(msg, st, verdict, rule, st->cur.msglen, size);
+		break;
+	default:
+		return -1;
+	}
+	unhold_timer(st);
+	if (verdict == PD_V_DENY || verdict == PD_V_REDIRECT)
+		return act(msg, st, tp, verdict, rule, apply);
+	return pass_range(msg, st, tp, apply);
+}
+
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
@@ -1583,6 +1664,12 @@ int pd_msg(struct sk_msg_md *msg)
 	st->run.limit = size;
 	if (!st->run.line && st->run.match_left < size)
 		st->run.limit = st->run.match_left;
+	if (PD_FRAME_IS_PROTO(svc->framing)) {
+		r = proto_msg(msg, st, tp, svc);
+		if (r < 0)
+			goto tables;
+		return r;
+	}
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
 	else if (st->run.line || small_walk(msg, st) < 0)

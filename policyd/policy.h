@@ -43,6 +43,8 @@ enum pd_match_kind {
 	PD_M_CONTAINS,
 	PD_M_PREFIX,
 	PD_M_LONGER_THAN,
+	PD_M_COMMAND,           /* protocol framings: a command name, and maybe its
+	                         * first argument after one space */
 };
 
 struct pd_rule_src {
