@@ -12,7 +12,9 @@
  * deny, a hold) it stops at that message's start, and the kernel runs
  * the program again on the rest of the sk_msg, with that message first.
  * The outcome is in st->run (outcome, used); st->cur is where the stream
- * stands after used bytes.
+ * stands after used bytes. Where the walk is (window offset, bytes of it
+ * consumed, replay or not) lives in st->run too, so that the global
+ * functions below need nothing but the socket's storage.
  */
 #ifndef PD_PROTO_BPF_H
 #define PD_PROTO_BPF_H
@@ -22,15 +24,22 @@
 struct pwalk {
 	struct pd_sock *st;
 	const struct pd_service *svc;
-	const struct pd_classmap *cm;
 	struct sk_msg_md *msg;
 	const struct pd_bytes *kept;    /* the bytes walked, when not the sk_msg's */
 	__u8 *data;                     /* the pulled window */
 	__u8 *data_end;
 	__u32 n;                        /* bytes of the window */
-	__u32 off;                      /* the window's offset in the sk_msg */
-	__u32 replay;                   /* walk a decided range: no verdict, no stop */
 };
+
+/* The service of the socket's message in progress. */
+static __always_inline const struct pd_service *proto_service(const struct pd_sock *st,
+							      const struct pd_classmap **cm)
+{
+	__u32 key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+
+	*cm = bpf_map_lookup_elem(&pd_classes, &key);
+	return bpf_map_lookup_elem(&pd_services, &key);
+}
 
 /* The next message begins. */
 static __always_inline void proto_next(struct pd_sock *st, const struct pd_service *svc)
@@ -44,89 +53,132 @@ static __always_inline void proto_next(struct pd_sock *st, const struct pd_servi
 /* Stop the walk with outcome what for the run's first message; any other
  * message is walked again first in the next run: the walk ends at its
  * start. */
-static __always_inline void proto_stop(struct pwalk *w, __u32 what)
+static __always_inline void proto_stop(struct pd_sock *st, const struct pd_service *svc,
+				       __u32 what)
 {
-	struct pd_sock *st = w->st;
-
 	st->run.ended = 1;
-	if (w->replay) {
+	if (st->run.replay) {
 		st->run.err = 1;        /* a decided range walks through */
 		return;
 	}
 	if (st->run.first) {
 		st->run.outcome = (__u8)what;
-		st->run.used = w->off + st->run.wused;
+		st->run.used = st->run.woff + st->run.wused;
 		return;
 	}
-	proto_next(st, w->svc);
+	proto_next(st, svc);
 	st->run.outcome = PD_PO_PASS;
 	st->run.used = st->run.mstart;
 }
 
 /* A message ended with the byte before window offset wused. */
-static __always_inline void proto_end(struct pwalk *w)
+static __always_inline void proto_end(struct pd_sock *st, const struct pd_service *svc)
 {
-	struct pd_sock *st = w->st;
-	const struct pd_service *svc = w->svc;
 	__u32 rule = 0, verdict;
 
-	if (!w->replay) {
+	if (!st->run.replay) {
 		pd_length(&st->cur.m, svc, st->cur.msglen);
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 		if (verdict != PD_V_PASS || st->cur.m.audit) {
 			st->cur.in_msg = 0;
-			proto_stop(w, PD_PO_ENDED);
+			proto_stop(st, svc, PD_PO_ENDED);
 			return;
 		}
 		count(counter_slot(st, rule), st->cur.msglen, 0);
 	}
 	proto_next(st, svc);
 	st->run.first = 0;
-	st->run.mstart = w->off + st->run.wused;
+	st->run.mstart = st->run.woff + st->run.wused;
 }
 
-/* One byte through the parser and the automaton: PD_P_*, or -2 on
- * inconsistent tables. */
-static __always_inline int proto_feed(struct pd_sock *st, const struct pd_service *svc,
-				      const struct pd_classmap *cm, __u8 b)
+/* One byte through the parser (its symbols in o): a global function, so
+ * that the verifier checks the parsers once, not once per byte of the
+ * loops that call it. */
+__noinline int proto_parse(struct pd_parse *ps, __u32 framing, __u32 b, struct pd_syms *o)
 {
+	if (!ps || !o)
+		return PD_P_BAD;
+	return pd_proto_byte(ps, framing, (__u8)b, o);
+}
+
+/* Counted contents the automaton needs (a command's name), walked on
+ * from window offset wused of the sk_msg msg, up to PD_TAKE bytes: their
+ * symbols through the automaton at once. 0, or -1 on inconsistent tables. */
+#define PD_TAKE 32
+static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
+				      const struct pd_service *svc, const struct pd_classmap *cm,
+				      __u32 n)
+{
+	const __u8 *p = (const __u8 *)(long)msg->data, *end = (const __u8 *)(long)msg->data_end;
+	__u32 i = st->run.wused, k;
 	struct pd_syms o;
-	int r;
 
-	r = pd_proto_byte(&st->cur.parse, svc->framing, b, &o);
-	st->cur.msglen++;
-	if (r == PD_P_BAD)
-		return r;
-	if (pd_proto_feeds(&st->cur.m, svc) && pd_proto_match(&st->cur.m, svc, cm, &o, NULL))
-		return -2;
-	return r;
+	p += i & (PD_WINDOW - 1);
+	for (k = 0; k < PD_TAKE; k++) {
+		if (i + k >= n || p + k + 1 > end || st->cur.m.deny ||
+		    !pd_proto_counted(&st->cur.parse, svc->framing) || !pd_proto_feeds(&st->cur.m, svc))
+			break;
+		pd_proto_take(&st->cur.parse, svc->framing, p[k], &o);
+		if (pd_proto_match(&st->cur.m, svc, cm, &o, NULL))
+			return -1;
+	}
+	st->run.wused = i + k;
+	st->cur.msglen += k;
+	return 0;
 }
 
-/* What one byte's walk means for the run: 0 go on, 1 stop. */
-static __always_inline int proto_after(struct pwalk *w, int r)
+/* What a byte that gave symbols, or ended something (r), means: the
+ * symbols through the automaton (and, with the sk_msg msg of n window
+ * bytes, the counted contents that follow, at once), then the message's
+ * end, a deny, a malformed byte. 0 go on, 1 stop. Global: checked once. */
+static __always_inline int after(struct sk_msg_md *msg, struct pd_sock *st, struct pd_syms *o,
+				 int r, __u32 n)
 {
-	struct pd_sock *st = w->st;
+	const struct pd_classmap *cm;
+	const struct pd_service *svc;
 
-	if (r == -2) {
+	svc = proto_service(st, &cm);
+	if (!svc || !cm) {
 		st->run.err = 1;
 		return 1;
 	}
 	if (r == PD_P_BAD) {
-		proto_stop(w, st->cur.m.deny ? PD_PO_DENY : PD_PO_BAD);
+		proto_stop(st, svc, st->cur.m.deny ? PD_PO_DENY : PD_PO_BAD);
+		return 1;
+	}
+	if (pd_proto_feeds(&st->cur.m, svc) && (pd_proto_match(&st->cur.m, svc, cm, o, NULL) ||
+						  (msg && proto_take(msg, st, svc, cm, n)))) {
+		st->run.err = 1;
 		return 1;
 	}
 	/* a message denied: another is walked again first in the next run;
 	 * the first is walked on to its end where this sk_msg has it, so
 	 * that its event tells its length */
-	if (st->cur.m.deny && (!st->run.first || w->replay)) {
-		proto_stop(w, PD_PO_DENY);
+	if (st->cur.m.deny && (!st->run.first || st->run.replay)) {
+		proto_stop(st, svc, PD_PO_DENY);
 		return 1;
 	}
 	if (r == PD_P_DONE) {
-		proto_end(w);
+		proto_end(st, svc);
 		return st->run.ended ? 1 : 0;
 	}
 	return 0;
+}
+
+__noinline int proto_after(struct sk_msg_md *msg, struct pd_sock *st, struct pd_syms *o, int r,
+			   __u32 n)
+{
+	if (!msg || !st || !o)
+		return 1;
+	return after(msg, st, o, r, n);
+}
+
+/* The same over kept bytes (no sk_msg to read on from). */
+__noinline int proto_after_kept(struct pd_sock *st, struct pd_syms *o, int r)
+{
+	if (!st || !o)
+		return 1;
+	return after(NULL, st, o, r, 0);
 }
 
 /* Pass over the counted bytes the automaton does not need, up to the
@@ -145,28 +197,77 @@ static __always_inline __u32 proto_pass(struct pd_sock *st, const struct pd_serv
 	return k;
 }
 
-/* One callback: counted bytes passed over at once, else one byte. */
+/* Headers at once, from window offset i of the sk_msg's window of n
+ * bytes: how many bytes (pd_proto_headers), PD_HDR_DONE added when they
+ * end the message. Global: checked once. */
+#define PD_HDR_DONE 0x10000
+__noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i, __u32 n,
+			     __u32 framing)
+{
+	struct pd_parse ps;
+	const __u8 *p, *end;
+	__u32 k;
+	int done;
+
+	if (!msg || !st || i >= n || n > PD_WINDOW)
+		return 0;
+	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
+	end = (const __u8 *)(long)msg->data_end;
+	ps = st->cur.parse;
+	k = pd_proto_headers(&ps, framing, p, end, &done);
+	if (!k || k > n - i)
+		return 0;       /* none, or past the window (readable beyond it) */
+	st->cur.parse = ps;
+	st->cur.msglen += k;
+	return k | (done ? PD_HDR_DONE : 0);
+}
+
+/* Elements one callback walks at most: counted contents passed over,
+ * headers taken at once, a byte walked one by one. */
+#define PD_PSTEPS 8
+
+/* One callback: a few elements of the message, each the fastest way it
+ * allows; a byte that gives the automaton symbols or ends something is
+ * finished by proto_after. */
 static long proto_step(__u32 c, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
-	__u32 i = st->run.wused, k;
+	__u32 i, k, j;
+	struct pd_syms o = {};
 	__u8 *p;
+	int r;
 
-	if (i >= w->n || st->run.ended)
-		return 1;
-	k = proto_pass(st, w->svc, w->n - i);
-	if (k) {
-		st->run.wused = i + k;
-		return 0;
+	for (j = 0; j < PD_PSTEPS; j++) {
+		i = st->run.wused;
+		if (i >= w->n || st->run.ended)
+			return 1;
+		k = proto_pass(st, w->svc, w->n - i);
+		if (k) {
+			st->run.wused = i + k;
+			continue;
+		}
+		k = proto_headers(w->msg, st, i, w->n, w->svc->framing);
+		if (k) {
+			st->run.wused = i + (k & (PD_HDR_DONE - 1));
+			if ((k & PD_HDR_DONE) && proto_after(w->msg, st, &o, PD_P_DONE, w->n))
+				return 1;
+			continue;
+		}
+		p = w->data + (i & (PD_WINDOW - 1));
+		if ((void *)(p + 1) > (void *)w->data_end) {
+			st->run.err = 1;
+			return 1;
+		}
+		r = proto_parse(&st->cur.parse, w->svc->framing, *p, &o);
+		st->run.wused = i + 1;
+		st->cur.msglen++;
+		if ((r != PD_P_MORE || o.n) && proto_after(w->msg, st, &o, r, w->n))
+			return 1;
+		/* proto_after may pull nothing, but it reads the window: the
+		 * pointers stay those of this window */
 	}
-	p = w->data + (i & (PD_WINDOW - 1));
-	if ((void *)(p + 1) > (void *)w->data_end) {
-		st->run.err = 1;
-		return 1;
-	}
-	st->run.wused = i + 1;
-	return proto_after(w, proto_feed(st, w->svc, w->cm, *p));
+	return 0;
 }
 
 /* One window: make it readable, then walk it. */
@@ -174,14 +275,14 @@ static long proto_window(__u32 idx, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
-	__u32 n;
+	__u32 n, off = st->run.woff;
 
-	if (st->run.ended || st->run.err || w->off >= st->run.limit)
+	if (st->run.ended || st->run.err || off >= st->run.limit)
 		return 1;
-	n = st->run.limit - w->off;
+	n = st->run.limit - off;
 	if (n > PD_WINDOW)
 		n = PD_WINDOW;
-	if (bpf_msg_pull_data(w->msg, w->off, w->off + n, 0)) {
+	if (bpf_msg_pull_data(w->msg, off, off + n, 0)) {
 		st->run.err = 1;
 		return 1;
 	}
@@ -196,15 +297,13 @@ static long proto_window(__u32 idx, void *arg)
 		st->run.err = 1;        /* the window was shorter than pulled */
 		return 1;
 	}
-	w->off += n;
+	st->run.woff = off + n;
 	return 0;
 }
 
-/* The sk_msg ended with a message in progress. */
-static __always_inline void proto_tail(struct pwalk *w)
+/* The sk_msg (or the kept bytes) ended with a message in progress. */
+static __always_inline void proto_tail(struct pd_sock *st, const struct pd_service *svc)
 {
-	struct pd_sock *st = w->st;
-	const struct pd_service *svc = w->svc;
 	struct pd_match *m = &st->cur.m;
 	int h;
 
@@ -215,11 +314,11 @@ static __always_inline void proto_tail(struct pwalk *w)
 		return;
 	}
 	st->cur.in_msg = 1;
-	if (w->replay)
+	if (st->run.replay)
 		return;
 	pd_length(m, svc, st->cur.msglen);
 	if (m->deny) {
-		proto_stop(w, PD_PO_DENY);
+		proto_stop(st, svc, PD_PO_DENY);
 		return;
 	}
 	h = pd_proto_must_hold(m, svc, NULL);
@@ -227,12 +326,12 @@ static __always_inline void proto_tail(struct pwalk *w)
 		st->run.err = 1;
 	} else if (h) {
 		st->run.hold_why = (__u8)h;
-		proto_stop(w, PD_PO_HOLD);
+		proto_stop(st, svc, PD_PO_HOLD);
 	} else if (m->redirect) {
-		proto_stop(w, PD_PO_REDIRECT);
+		proto_stop(st, svc, PD_PO_REDIRECT);
 	} else if (!pd_proto_feeds(m, svc) && !m->allow && svc->def == PD_DEF_DENY) {
 		/* an allow list's message that no allow rule can match any more */
-		proto_stop(w, PD_PO_DENY);
+		proto_stop(st, svc, PD_PO_DENY);
 	}
 }
 
@@ -241,35 +340,35 @@ static __always_inline void proto_tail(struct pwalk *w)
  * Global: the verifier checks it once. */
 __noinline int proto_run(struct sk_msg_md *msg, struct pd_sock *st, __u32 replay)
 {
+	const struct pd_classmap *cm;
 	struct pwalk w = {};
-	__u32 key, gen;
 
 	if (!msg || !st)
 		return -1;
-	gen = st->cur.gen & 1;
-	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
-	w.svc = bpf_map_lookup_elem(&pd_services, &key);
-	w.cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!w.svc || !w.cm) {
+	w.svc = proto_service(st, &cm);
+	if (!w.svc || !cm) {
 		st->run.err = 1;
 		return -1;
 	}
 	w.st = st;
 	w.msg = msg;
-	w.replay = replay;
+	st->run.replay = replay ? 1 : 0;
 	st->run.ended = 0;
 	st->run.first = 1;
 	st->run.mstart = 0;
+	st->run.woff = 0;
 	st->run.outcome = PD_PO_PASS;
-	bpf_loop(PD_MAX_WINDOWS, proto_window, &w, 0);
+	/* most sends are one window: no loop of windows for them */
+	if (proto_window(0, &w) == 0 && st->run.woff < st->run.limit)
+		bpf_loop(PD_MAX_WINDOWS - 1, proto_window, &w, 0);
 	if (st->run.err)
 		return -1;
 	if (!st->run.ended) {
-		if (w.off < st->run.limit) {
+		if (st->run.woff < st->run.limit) {
 			st->run.err = 1;        /* longer than PD_MAX_WINDOWS windows */
 			return -1;
 		}
-		proto_tail(&w);
+		proto_tail(st, w.svc);
 	}
 	return st->run.err ? -1 : 0;
 }
@@ -279,7 +378,9 @@ static long proto_follow_step(__u32 i, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
+	struct pd_syms o = {};
 	__u32 k;
+	int r;
 
 	if (i >= w->n || st->run.ended)
 		return 1;
@@ -291,35 +392,39 @@ static long proto_follow_step(__u32 i, void *arg)
 		return 0;
 	}
 	st->run.wused = i + 1;
-	return proto_after(w, proto_feed(st, w->svc, w->cm, w->kept->bytes[i & (PD_BYTES_MAX - 1)]));
+	r = proto_parse(&st->cur.parse, w->svc->framing, w->kept->bytes[i & (PD_BYTES_MAX - 1)],
+			&o);
+	st->cur.msglen++;
+	if (r != PD_P_MORE || o.n)
+		return proto_after_kept(st, &o, r) ? 1 : 0;
+	return 0;
 }
 
 /* The first n of the bytes kept in b, walked from st->cur as a decided
  * range (resync). 0, or -1. Global: checked once. */
 __noinline int proto_follow(struct pd_sock *st, const struct pd_bytes *b, __u32 n)
 {
+	const struct pd_classmap *cm;
 	struct pwalk w = {};
-	__u32 key;
 
 	if (!st || !b || n > PD_BYTES_MAX)
 		return -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
-	w.svc = bpf_map_lookup_elem(&pd_services, &key);
-	w.cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!w.svc || !w.cm)
+	w.svc = proto_service(st, &cm);
+	if (!w.svc || !cm)
 		return -1;
 	w.st = st;
 	w.kept = b;
 	w.n = n;
-	w.replay = 1;
+	st->run.replay = 1;
 	st->run.ended = 0;
 	st->run.err = 0;
 	st->run.wused = 0;
+	st->run.woff = 0;
 	st->run.limit = n;
 	bpf_loop(PD_BYTES_MAX, proto_follow_step, &w, 0);
 	if (st->run.err)
 		return -1;
-	proto_tail(&w);
+	proto_tail(st, w.svc);
 	return 0;
 }
 

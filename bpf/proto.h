@@ -31,6 +31,28 @@ PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 framing, __u8 b, struct p
 	return PD_P_BAD;
 }
 
+/* The headers of the protocol's structure at once, where they are whole
+ * between p and end (pd_resp_headers): bytes taken, 0 for none; *done
+ * set when they end the message. */
+PD_INLINE __u32 pd_proto_headers(struct pd_parse *ps, __u32 framing, const __u8 *p,
+				 const __u8 *end, int *done)
+{
+	*done = 0;
+	if (framing == PD_FRAME_RESP)
+		return pd_resp_headers(ps, p, end, done);
+	return 0;
+}
+
+/* A byte of counted contents the automaton needs (pd_proto_counted is
+ * not 0): its symbols in o. */
+PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct pd_syms *o)
+{
+	o->n = 0;
+	if (framing == PD_FRAME_RESP)
+		return pd_resp_take(ps, b, o);
+	return PD_P_BAD;
+}
+
 /* Bytes from here that may be passed over by their count. */
 PD_INLINE __u32 pd_proto_counted(const struct pd_parse *ps, __u32 framing)
 {
@@ -128,6 +150,16 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 			pd_proto_pass(ps, svc->framing, k);
 			m->seen += k;
 			i += k;
+			continue;
+		}
+		k = pd_proto_headers(ps, svc->framing, p + i, p + n, &r);
+		if (k) {
+			m->seen += k;
+			i += k;
+			if (r) {
+				*done = 1;
+				break;
+			}
 			continue;
 		}
 		r = pd_proto_byte(ps, svc->framing, p[i++], &o);

@@ -243,6 +243,17 @@ PD_INLINE int pd_resp_inline(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	return PD_P_BAD;
 }
 
+/* A byte of a bulk string's contents (phase PD_RESP_DATA). */
+PD_INLINE int pd_resp_take(struct pd_parse *ps, __u8 b, struct pd_syms *o)
+{
+	pd_sym(o, b);
+	if (!--ps->len) {
+		pd_resp_token_end(ps, o);
+		ps->phase = PD_RESP_DATA_CR;
+	}
+	return PD_P_MORE;
+}
+
 /* One byte of a command: its symbols into o (o->n set). PD_P_DONE leaves
  * ps as it stands; the caller starts the next command from zero. */
 PD_INLINE int pd_resp_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
@@ -296,12 +307,7 @@ PD_INLINE int pd_resp_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 		}
 		return PD_P_MORE;
 	case PD_RESP_DATA:
-		pd_sym(o, b);
-		if (!--ps->len) {
-			pd_resp_token_end(ps, o);
-			ps->phase = PD_RESP_DATA_CR;
-		}
-		return PD_P_MORE;
+		return pd_resp_take(ps, b, o);
 	case PD_RESP_DATA_CR:
 		if (b != '\r')
 			return PD_P_BAD;
@@ -309,6 +315,70 @@ PD_INLINE int pd_resp_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 		return PD_P_MORE;
 	}
 	return pd_resp_inline(ps, b, o);
+}
+
+/* A length of at most 10 digits, then "\r\n", at p: the value, or -1
+ * when anything else is there (the byte-by-byte walk then says what). */
+PD_INLINE long pd_resp_number(const __u8 *p, const __u8 *end, __u32 max, __u32 *used)
+{
+	__u64 v = 0;
+	__u32 k;
+
+	for (k = 0; k < 10; k++) {
+		if (p + k + 1 > end)
+			return -1;
+		if (p[k] < '0' || p[k] > '9')
+			break;
+		v = v * 10 + (p[k] - '0');
+	}
+	if (!k || (p[0] == '0' && k > 1) || v > max || p + k + 2 > end || p[k] != '\r' ||
+	    p[k + 1] != '\n')
+		return -1;
+	*used = k + 2;
+	return (long)v;
+}
+
+/* The headers of a RESP array from here at once, where they are whole
+ * and well-formed between p and end: "*N\r\n" at a command's start, the
+ * "\r\n" that ends a bulk string, "$L\r\n" (L > 0) that begins one.
+ * Leaves ps where pd_resp_byte would over the same bytes, and returns how
+ * many it took (0: none; the byte-by-byte walk goes on, and tells what is
+ * wrong). *done: the command ended with the bytes taken (its last bulk
+ * string's "\r\n"). */
+PD_INLINE __u32 pd_resp_headers(struct pd_parse *ps, const __u8 *p, const __u8 *end, int *done_)
+{
+	__u32 done = 0, k;
+	long v;
+
+	if (ps->phase == PD_RESP_START) {
+		if (p + 1 > end || p[0] != '*')
+			return 0;
+		v = pd_resp_number(p + 1, end, PD_RESP_MAX_COUNT, &k);
+		if (v <= 0)
+			return 0;
+		ps->count = (__u32)v;
+		ps->phase = PD_RESP_HDR;
+		done = 1 + k;
+	} else if (ps->phase == PD_RESP_DATA_CR) {
+		if (!ps->count || p + 2 > end || p[0] != '\r' || p[1] != '\n')
+			return 0;
+		ps->phase = PD_RESP_DATA_LF;
+		if (!--ps->count) {
+			*done_ = 1;
+			return 2;
+		}
+		ps->phase = PD_RESP_HDR;
+		done = 2;
+	}
+	if (ps->phase != PD_RESP_HDR || p + done + 1 > end || p[done] != '$')
+		return done;
+	v = pd_resp_number(p + done + 1, end, PD_RESP_MAX_BULK, &k);
+	if (v <= 0)
+		return done;
+	ps->len = (__u32)v;
+	ps->aux = PD_RESP_DIGIT;
+	ps->phase = PD_RESP_DATA;
+	return done + 1 + k;
 }
 
 /* Bytes from here that are a bulk string's contents: the caller may pass

@@ -396,7 +396,8 @@ struct pd_run {
 	__u8 first;             /* ... and whether it is the run's first */
 	__u8 hold_why;          /* PD_PO_HOLD: pd_proto_must_hold's reason */
 	__u8 outcome;           /* protocol framings: PD_PO_*, what the walk found */
-	__u8 pad;
+	__u8 replay;            /* the walk goes over a decided range again */
+	__u32 woff;             /* the current window's offset in the sk_msg */
 };
 
 /* pd_run.outcome: what a walk under a protocol framing found. The run's

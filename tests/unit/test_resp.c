@@ -306,6 +306,20 @@ static void our_parse(const uint8_t *b, size_t len, size_t pos, struct got *g)
 				g->argc++;      /* passed over to its end */
 			continue;
 		}
+		if (rnd(2)) {
+			/* headers at once, as the BPF program takes them */
+			int hdone;
+
+			k = pd_proto_headers(&ps, PD_FRAME_RESP, b + pos, b + len, &hdone);
+			pos += k;
+			if (hdone) {
+				g->done = 1;
+				g->end = pos;
+				return;
+			}
+			if (k)
+				continue;
+		}
 		r = pd_proto_byte(&ps, PD_FRAME_RESP, b[pos++], &o);
 		for (__u32 i = 0; i < o.n; i++) {
 			if (o.s[i] == PD_SYM_END) {
