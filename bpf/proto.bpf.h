@@ -314,7 +314,8 @@ static __always_inline void proto_tail(struct pd_sock *st, const struct pd_servi
 		return;
 	}
 	st->cur.in_msg = 1;
-	if (st->run.replay)
+	/* monitor mode: judged at the message's end */
+	if (st->run.replay || st->run.monitor)
 		return;
 	pd_length(m, svc, st->cur.msglen);
 	if (m->deny) {

@@ -165,4 +165,39 @@ for p in (1, 16):
 is_(len(pd.lines(r"deny ")), allowed + 2, "strict: only redis-benchmark's two CONFIG GETs were refused")
 is_(redis("GET", "canary"), "alive", "strict: the data survived")
 ok(pd.stop() == 0, "policyd stops")
+
+# ---- monitor mode: judged the same, logged as would-be, nothing refused ----
+os.rename(pd.log, pd.log + ".strict")
+pd = Policyd(env, profile("redis.conf"), extra=["--monitor"])
+ok(pd.running(), "policyd runs the redis profile in monitor mode")
+
+
+def passes(name, steps, want, gone=True):
+    """Every send passes; FLUSHALL ran when gone (the canary is gone)."""
+    redis("SET", "canary", "alive")
+    try:
+        results, _ = client(env, port, steps)
+    except RuntimeError as e:
+        results = [str(e)]
+    ok(results == want and (redis("GET", "canary") == "") == gone,
+       "monitor: %s" % name, "results %r, want %r; canary %r" % (results, want,
+                                                                 redis("GET", "canary")))
+
+
+passes("FLUSHALL in two sends ran", [send(b"F"), ["sleep", 0.2], send(b"LUSHALL\r\n"),
+                                     ["recv", 5]], [1, 9, b"+OK\r\n".hex()])
+passes("FLUSHALL pipelined between PINGs ran",
+       [send(b"PING\r\nFLUSHALL\r\nPING\r\n"), ["recv", 19]],
+       [22, b"+PONG\r\n+OK\r\n+PONG\r\n".hex()])
+passes("RESP split inside a name, then more commands",
+       [send(b"*1\r\n$8\r\nFLU"), ["sleep", 0.2], send(b"SHALL\r\n*1\r\n$4\r\nPING\r\n"),
+        ["recv", 12]], [11, 21, b"+OK\r\n+PONG\r\n".hex()])
+passes("a malformed command leaves", [send(b"*1\r\n$4\rXPING\r\n"), ["sleep", 0.2]], [14],
+       gone=False)
+would = pd.lines(r"would-deny rule=100 service=redis ")
+is_(len(would), 3, "a would-deny line per FLUSHALL")
+is_(len(pd.lines(r"(^|: )deny ")), 0, "no deny line in monitor mode")
+is_(len(pd.lines(r"would-deny rule=malformed service=redis ")), 1,
+    "the malformed command is logged as would-deny rule=malformed")
+ok(pd.stop() == 0, "policyd stops")
 done()
