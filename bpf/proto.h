@@ -21,12 +21,15 @@
 
 #include "pd_match.h"
 #include "resp.h"
+#include "memcache.h"
 
 /* One byte of the message in progress; its symbols in o. */
 PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 framing, __u8 b, struct pd_syms *o)
 {
 	if (framing == PD_FRAME_RESP)
 		return pd_resp_byte(ps, b, o);
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_byte(ps, b, o);
 	o->n = 0;
 	return PD_P_BAD;
 }
@@ -50,6 +53,8 @@ PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct p
 	o->n = 0;
 	if (framing == PD_FRAME_RESP)
 		return pd_resp_take(ps, b, o);
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_take(ps, b, o);
 	return PD_P_BAD;
 }
 
@@ -58,6 +63,8 @@ PD_INLINE __u32 pd_proto_counted(const struct pd_parse *ps, __u32 framing)
 {
 	if (framing == PD_FRAME_RESP)
 		return pd_resp_counted(ps);
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_counted(ps);
 	return 0;
 }
 
@@ -65,6 +72,8 @@ PD_INLINE void pd_proto_pass(struct pd_parse *ps, __u32 framing, __u32 n)
 {
 	if (framing == PD_FRAME_RESP)
 		pd_resp_pass(ps, n);
+	else if (framing == PD_FRAME_MEMCACHE)
+		pd_mc_pass(ps, n);
 }
 
 /* Whether the automaton still needs tokens: some rule may still match.

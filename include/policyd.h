@@ -424,7 +424,8 @@ struct pd_parse {
 	__u8 kind;              /* what the message turned out to be */
 	__u32 count;            /* tokens (arguments) still to come */
 	__u32 len;              /* a number being read, or bytes left to pass over */
-	__u32 word;             /* the first bytes of the command name (memcache) */
+	__u32 word;             /* per-framing: tokens' validity (memcache) */
+	__u64 name;             /* the first 8 bytes of the command name or method */
 };
 
 /* pd_doomed (HASH, key: socket cookie): connections to abort. The data

@@ -632,7 +632,7 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
 					    "default", "hold_timeout", "rules", "excerpt", NULL };
 	static const char *const dirs[] = { "to", "from", "both", NULL };
-	static const char *const framings[] = { "none", "line", "resp", NULL };
+	static const char *const framings[] = { "none", "line", "resp", "memcache", NULL };
 	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
 	const config_setting_t *s;
 	int64_t v;

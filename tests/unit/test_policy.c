@@ -74,7 +74,7 @@ static const struct bad bad[] = {
 	{ "bad direction", HEAD "services = ({ name = \"s\"; ports = [1]; direction = \"in\"; });\n",
 	  { "t.conf:2: 'direction' must be \"to\", \"from\" or \"both\", not \"in\"" } },
 	{ "bad framing", HEAD "services = ({ name = \"s\"; ports = [1]; framing = \"smtp\"; });\n",
-	  { "t.conf:2: 'framing' must be \"none\", \"line\" or \"resp\", not \"smtp\"" } },
+	  { "t.conf:2: 'framing' must be \"none\", \"line\", \"resp\" or \"memcache\", not \"smtp\"" } },
 	{ "bad default", HEAD "services = ({ name = \"s\"; ports = [1]; default = \"drop\"; });\n",
 	  { "t.conf:2: 'default' must be \"allow\", \"deny\" or \"audit\", not \"drop\"" } },
 	{ "negative inspect", HEAD "services = ({ name = \"s\"; ports = [1]; inspect = -1; });\n",
