@@ -116,7 +116,7 @@ static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 	p += i & (PD_WINDOW - 1);
 	for (k = 0; k < PD_TAKE; k++) {
 		if (i + k >= n || p + k + 1 > end || st->cur.m.deny ||
-		    !pd_proto_counted(&st->cur.parse, svc->framing) || !pd_proto_feeds(&st->cur.m, svc))
+		    !pd_proto_counted(&st->cur.parse, svc->framing) || !pd_proto_feeds(&st->cur.m, svc, &st->cur.parse))
 			break;
 		pd_proto_take(&st->cur.parse, svc->framing, p[k], &o);
 		if (pd_proto_match(&st->cur.m, svc, cm, &o, NULL))
@@ -146,7 +146,7 @@ static __always_inline int after(struct sk_msg_md *msg, struct pd_sock *st, stru
 		proto_stop(st, svc, st->cur.m.deny ? PD_PO_DENY : PD_PO_BAD);
 		return 1;
 	}
-	if (pd_proto_feeds(&st->cur.m, svc) && (pd_proto_match(&st->cur.m, svc, cm, o, NULL) ||
+	if (pd_proto_feeds(&st->cur.m, svc, &st->cur.parse) && (pd_proto_match(&st->cur.m, svc, cm, o, NULL) ||
 						  (msg && proto_take(msg, st, svc, cm, n)))) {
 		st->run.err = 1;
 		return 1;
@@ -188,7 +188,7 @@ static __always_inline __u32 proto_pass(struct pd_sock *st, const struct pd_serv
 {
 	__u32 k = pd_proto_counted(&st->cur.parse, svc->framing);
 
-	if (!k || pd_proto_feeds(&st->cur.m, svc))
+	if (!k || pd_proto_feeds(&st->cur.m, svc, &st->cur.parse))
 		return 0;
 	if (k > left)
 		k = left;
@@ -322,7 +322,7 @@ static __always_inline void proto_tail(struct pd_sock *st, const struct pd_servi
 		proto_stop(st, svc, PD_PO_DENY);
 		return;
 	}
-	h = pd_proto_must_hold(m, svc, NULL);
+	h = pd_proto_must_hold(m, svc, &st->cur.parse, NULL);
 	if (h < 0) {
 		st->run.err = 1;
 	} else if (h) {
@@ -330,7 +330,7 @@ static __always_inline void proto_tail(struct pd_sock *st, const struct pd_servi
 		proto_stop(st, svc, PD_PO_HOLD);
 	} else if (m->redirect) {
 		proto_stop(st, svc, PD_PO_REDIRECT);
-	} else if (!pd_proto_feeds(m, svc) && !m->allow && svc->def == PD_DEF_DENY) {
+	} else if (!pd_proto_feeds(m, svc, &st->cur.parse) && !m->allow && svc->def == PD_DEF_DENY) {
 		/* an allow list's message that no allow rule can match any more */
 		proto_stop(st, svc, PD_PO_DENY);
 	}

@@ -22,6 +22,7 @@
 #include "pd_match.h"
 #include "resp.h"
 #include "memcache.h"
+#include "http.h"
 
 /* One byte of the message in progress; its symbols in o. */
 PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 framing, __u8 b, struct pd_syms *o)
@@ -30,6 +31,8 @@ PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 framing, __u8 b, struct p
 		return pd_resp_byte(ps, b, o);
 	if (framing == PD_FRAME_MEMCACHE)
 		return pd_mc_byte(ps, b, o);
+	if (framing == PD_FRAME_HTTP)
+		return pd_http_byte(ps, b, o);
 	o->n = 0;
 	return PD_P_BAD;
 }
@@ -65,6 +68,8 @@ PD_INLINE __u32 pd_proto_counted(const struct pd_parse *ps, __u32 framing)
 		return pd_resp_counted(ps);
 	if (framing == PD_FRAME_MEMCACHE)
 		return pd_mc_counted(ps);
+	if (framing == PD_FRAME_HTTP)
+		return pd_http_counted(ps);
 	return 0;
 }
 
@@ -74,12 +79,18 @@ PD_INLINE void pd_proto_pass(struct pd_parse *ps, __u32 framing, __u32 n)
 		pd_resp_pass(ps, n);
 	else if (framing == PD_FRAME_MEMCACHE)
 		pd_mc_pass(ps, n);
+	else if (framing == PD_FRAME_HTTP)
+		pd_http_pass(ps, n);
 }
 
 /* Whether the automaton still needs tokens: some rule may still match.
- * Back in the resume state with no contains rule, nothing can. */
-PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *svc)
+ * Back in the resume state with no contains rule, nothing can; nor once
+ * the parser hands over no more tokens (an HTTP request's head and body). */
+PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *svc,
+			     const struct pd_parse *ps)
 {
+	if (svc->framing == PD_FRAME_HTTP && !pd_http_tokens(ps))
+		return 0;
 	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
 }
 
@@ -115,10 +126,10 @@ PD_INLINE int pd_proto_match(struct pd_match *m, const struct pd_service *svc,
  * rule that denies may still match anywhere in it (2). 0: it may leave.
  * -1 on inconsistent tables. */
 PD_INLINE int pd_proto_must_hold(const struct pd_match *m, const struct pd_service *svc,
-				 void *ctx)
+				 const struct pd_parse *ps, void *ctx)
 {
 	const struct pd_state_out *o;
-	int done = !pd_proto_feeds(m, svc);
+	int done = !pd_proto_feeds(m, svc, ps);
 
 	if (m->deny)
 		return 0;
@@ -153,7 +164,7 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 	*done = 0;
 	while (i < n && !m->deny) {
 		k = pd_proto_counted(ps, svc->framing);
-		if (k && !pd_proto_feeds(m, svc)) {
+		if (k && !pd_proto_feeds(m, svc, ps)) {
 			if (k > n - i)
 				k = n - i;
 			pd_proto_pass(ps, svc->framing, k);
@@ -177,7 +188,7 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 			*done = -1;
 			break;
 		}
-		if (pd_proto_feeds(m, svc) && pd_proto_match(m, svc, cm, &o, ctx))
+		if (pd_proto_feeds(m, svc, ps) && pd_proto_match(m, svc, cm, &o, ctx))
 			return -1;
 		if (r == PD_P_DONE) {
 			*done = 1;

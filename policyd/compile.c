@@ -153,10 +153,13 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 	/* a command: its words, each followed by the end of a token; Redis
 	 * reads names in any case, memcached exactly */
 	bool cmd = r->kind == PD_M_COMMAND;
-	size_t nsym = r->patlen + cmd;
+	/* a path prefix: the end of the method's token, then the path */
+	size_t pre = r->http == PD_HTTP_PATH_PREFIX;
+	size_t nsym = pre + r->patlen + cmd;
 
-	for (size_t i = 0; i < nsym && !b->oom && !b->full; i++) {
-		uint16_t l = i == r->patlen || (cmd && r->pat[i] == ' ') ? LABEL_END :
+	for (size_t j = 0; j < nsym && !b->oom && !b->full; j++) {
+		size_t i = j - pre;
+		uint16_t l = j < pre || i == r->patlen || (cmd && r->pat[i] == ' ') ? LABEL_END :
 			     label_of(r->pat[i], r->nocase || (cmd && b->fold_commands));
 		struct node *n = &b->nodes[cur];
 		uint32_t next = 0, last = 0;

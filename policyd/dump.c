@@ -93,10 +93,13 @@ static void put_hex(FILE *f, const uint8_t *p, size_t n)
 static const char *match_key(const struct pd_rule_src *r)
 {
 	switch (r->kind) {
-	case PD_M_CONTAINS: return r->hex ? "hex_contains" : "contains";
+	case PD_M_CONTAINS:
+		if (r->http)
+			return r->http == PD_HTTP_PATH_PREFIX ? "path_prefix" : "path_contains";
+		return r->hex ? "hex_contains" : "contains";
 	case PD_M_PREFIX: return r->hex ? "hex_prefix" : "prefix";
 	case PD_M_LONGER_THAN: return "longer_than";
-	case PD_M_COMMAND: return "command";
+	case PD_M_COMMAND: return r->http ? "method" : "command";
 	}
 	return "?";
 }
