@@ -10,14 +10,13 @@ normal workload and wrk run with no refusal."""
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pdtest import (EACCES, Env, Policyd, client, done, free_port, is_, ok,  # noqa: E402
-                    send, skip_all)
+                    request, send, skip_all)
 
 if not shutil.which("nginx") or not shutil.which("curl"):
     skip_all("nginx or curl is not installed (make deps)")
@@ -75,23 +74,7 @@ def stop_nginx():
 
 def raw(req):
     """One request from outside the cgroup (not policed): the reply."""
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    except OSError:
-        return b""
-    s.sendall(req)
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            s.settimeout(0.3)
-    except socket.timeout:
-        pass
-    s.close()
-    return data
+    return request(port, req, quiet=0.3)
 
 
 for _ in range(100):
@@ -101,20 +84,15 @@ for _ in range(100):
 ok(raw(b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200"), "nginx on 127.0.0.1:%d" % port)
 
 # what the attacks reach without policyd: each form serves a secret
-forms = [
-    (b"GET /%2eenv HTTP/1.1\r\nHost: a\r\n\r\n", b"hunter2"),
-    (b"GET /.%65nv HTTP/1.1\r\nHost: a\r\n\r\n", b"hunter2"),
-    (b"GET /%2Egit/config HTTP/1.1\r\nHost: a\r\n\r\n", b"secretcore"),
-    (b"GET /.git%2fconfig HTTP/1.1\r\nHost: a\r\n\r\n", b"secretcore"),
-    (b"GET /.git%2Fconfig HTTP/1.0\r\n\r\n", b"secretcore"),
-    (b"GET http://a/%2eenv HTTP/1.1\r\nHost: a\r\n\r\n", b"hunter2"),
-    (b"GET HTTP://a/.git/config HTTP/1.0\r\n\r\n", b"secretcore"),
-    (b"GET //.env HTTP/1.1\r\nHost: a\r\n\r\n", b"hunter2"),
-    (b"GET /./.env HTTP/1.1\r\nHost: a\r\n\r\n", b"hunter2"),
-    (b"GET /static../secret.txt HTTP/1.1\r\nHost: a\r\n\r\n", b"topsecret"),
-    (b"GET /static%2e%2e/secret.txt HTTP/1.1\r\nHost: a\r\n\r\n", b"topsecret"),
-    (b"GET /x/%2e%2e/.env HTTP/1.1\r\nHost: a\r\n\r\n", b"hunter2"),
-]
+HOST = b"\r\nHost: a\r\n\r\n"
+forms = [(line + (b"\r\n\r\n" if line.endswith(b"1.0") else HOST), secret) for line, secret in [
+    (b"GET /%2eenv HTTP/1.1", b"hunter2"), (b"GET /.%65nv HTTP/1.1", b"hunter2"),
+    (b"GET /%2Egit/config HTTP/1.1", b"secretcore"), (b"GET /.git%2fconfig HTTP/1.1", b"secretcore"),
+    (b"GET /.git%2Fconfig HTTP/1.0", b"secretcore"), (b"GET http://a/%2eenv HTTP/1.1", b"hunter2"),
+    (b"GET HTTP://a/.git/config HTTP/1.0", b"secretcore"), (b"GET //.env HTTP/1.1", b"hunter2"),
+    (b"GET /./.env HTTP/1.1", b"hunter2"), (b"GET /static../secret.txt HTTP/1.1", b"topsecret"),
+    (b"GET /static%2e%2e/secret.txt HTTP/1.1", b"topsecret"),
+    (b"GET /x/%2e%2e/.env HTTP/1.1", b"hunter2")]]
 h2c = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 h2 = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "http://127.0.0.1:%d/.env" % port2],
                     capture_output=True).stdout

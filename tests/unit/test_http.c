@@ -17,32 +17,10 @@
 #include "policy.h"
 #include "tap.h"
 
-static const struct pd_image *g_img;
-
-static const __u32 *row_of(__u32 st)
-{
-	return st < g_img->nstates ? &g_img->trans[(size_t)st * g_img->row_width] : NULL;
-}
-
-static const struct pd_state_out *out_of(__u32 st)
-{
-	return st < g_img->nstates ? &g_img->outs[st] : NULL;
-}
-
-#define PD_ROW(ctx, st) row_of(st)
-#define PD_OUT(ctx, st) out_of(st)
-#define PD_ROW_MASK(ctx) (g_img->row_width - 1)
+#define PD_TEST_SEED 0x853c49e6748fea9bull
+#include "image_walk.h"
 #include "proto.h"
-
-static uint64_t rng = 0x853c49e6748fea9bull;
-
-static uint32_t rnd(uint32_t n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return n ? (uint32_t)(rng % n) : 0;
-}
+#include "proto_check.h"
 
 #define MAXTOK 512
 
@@ -140,15 +118,6 @@ static bool ref_path(const char *raw, char *out)
 		out[o++] = '/';
 	out[o] = 0;
 	return true;
-}
-
-static void show(const char *what, const uint8_t *b, size_t n)
-{
-	printf("# %s (%zu bytes): \"", what, n);
-	for (size_t i = 0; i < n && i < 400; i++)
-		printf(b[i] >= ' ' && b[i] < 0x7f && b[i] != '"' && b[i] != '\\' ? "%c" : "\\x%02x",
-		       b[i]);
-	printf("\"\n");
 }
 
 /* ---- the issue's forms and the grammar's edges ---- */
@@ -340,60 +309,33 @@ static void verdicts(long rounds)
 					     "/.", "%2f", "x.env", ".gitx" };
 	struct pd_policy p;
 	struct pd_image img;
-	struct pd_diag d = { 0 };
 	long checked = 0, bad = 0;
 
-	if (!ok(!pd_policy_load_string(text, "http.conf", &p, &d) && !pd_compile(&p, &img, &d),
-		"an http policy compiles")) {
-		pd_diag_print(&d, stdout);
+	if (!compile_text(text, "http.conf", &p, &img))
 		return;
-	}
-	g_img = &img;
 	for (long i = 0; i < rounds && bad < 3; i++) {
-		const struct pd_service *svc = &img.services[0].svc;
-		const struct pd_classmap *cm = &img.services[0].classes;
 		static const char *const methods[] = { "GET", "TRACE", "POST", "TRACES" };
 		const char *method = methods[rnd(4)];
 		char target[MAXTOK] = "/", want[MAXTOK], req[1024];
-		struct pd_parse ps = { 0 };
-		struct pd_match m = { 0 };
-		size_t n, at = 0;
+		struct pd_match m;
 		uint16_t deny = 0;
-		int done = 0;
+		size_t n;
+		int done;
 
 		for (uint32_t k = rnd(6); k--;)
 			strcat(target, segs[rnd(11)]);
 		if (!ref_path(target, want))
 			continue;
 		n = (size_t)snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n\r\n", method, target);
-		pd_begin(&m, svc, NULL);
-		while (at < n && !done && !m.deny) {
-			__u32 piece = 1 + rnd(12);
-			long k;
-
-			if (piece > n - at)
-				piece = (__u32)(n - at);
-			k = pd_proto_walk(&ps, &m, svc, cm, (const uint8_t *)req + at, piece, &done,
-					  NULL);
-			if (k < 0)
-				break;
-			at += (size_t)k;
-		}
+		done = walk_pieces((const uint8_t *)req, n, 12, &m);
 		if (strstr(want, "/.env"))
 			deny = 3;
 		if (!strncmp(want, "/.git", 5))
 			deny = 2;
 		if (!strcmp(method, "TRACE"))
 			deny = 1;
-		if (m.deny != deny && (deny || m.deny)) {
-			printf("# %s %s (%s): deny %u, want %u\n", method, target, want, m.deny, deny);
-			bad++;
-			continue;
-		}
-		if (!deny && ((m.audit == 4) != !strncmp(want, "/a/", 3) ||
-			      (m.allow == 5) != !strcmp(method, "GET") || done != 1)) {
-			printf("# %s %s (%s): audit %u allow %u done %d\n", method, target, want,
-			       m.audit, m.allow, done);
+		if (!verdict_is(&m, done, deny, 4, !strncmp(want, "/a/", 3), 5, !strcmp(method, "GET"),
+				(const uint8_t *)req, n)) {
 			bad++;
 			continue;
 		}
@@ -403,19 +345,9 @@ static void verdicts(long rounds)
 	   checked);
 	pd_image_free(&img);
 	pd_policy_free(&p);
-	pd_diag_free(&d);
 }
 
 int main(void)
 {
-	const char *seed = getenv("PD_HTTP_SEED"), *rounds = getenv("PD_HTTP_ROUNDS");
-	long n = rounds ? atol(rounds) : 20000;
-
-	if (seed)
-		rng = strtoull(seed, NULL, 0) | 1;
-	printf("# seed %llu\n", (unsigned long long)rng);
-	fixed();
-	differential(n);
-	verdicts(n / 4);
-	return done_testing();
+	return run_parser_tests("PD_HTTP", fixed, differential, verdicts);
 }

@@ -21,34 +21,10 @@
 #include "policy.h"
 #include "tap.h"
 
-static const struct pd_image *g_img;
-
-static const __u32 *row_of(__u32 st)
-{
-	if (st >= g_img->nstates)
-		return NULL;
-	return &g_img->trans[(size_t)st * g_img->row_width];
-}
-
-static const struct pd_state_out *out_of(__u32 st)
-{
-	return st < g_img->nstates ? &g_img->outs[st] : NULL;
-}
-
-#define PD_ROW(ctx, st) row_of(st)
-#define PD_OUT(ctx, st) out_of(st)
-#define PD_ROW_MASK(ctx) (g_img->row_width - 1)
+#define PD_TEST_SEED 0x2545f4914f6cdd1dull
+#include "image_walk.h"
 #include "proto.h"
-
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static uint32_t rnd(uint32_t n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return n ? (uint32_t)(rng % n) : 0;
-}
+#include "proto_check.h"
 
 /* ---- the reference: how memcached 1.6 reads one command at pos ---- */
 
@@ -350,71 +326,26 @@ static size_t gen_stream(uint8_t *b, size_t cap, bool valid)
 	return n;
 }
 
-static void show(const char *what, const uint8_t *b, size_t n)
+/* The command at pos, ours against memcached's reading. */
+static void read_at(const uint8_t *b, size_t n, size_t pos, struct reading *r)
 {
-	printf("# %s (%zu bytes): \"", what, n);
-	for (size_t i = 0; i < n && i < 600; i++)
-		printf(b[i] >= ' ' && b[i] < 0x7f && b[i] != '"' && b[i] != '\\' ? "%c" : "\\x%02x",
-		       b[i]);
-	printf("\"\n");
-}
+	struct cmd c;
+	struct got g;
 
-/* Every command of a stream, ours against memcached's reading. */
-static bool check_stream(const uint8_t *b, size_t n, bool valid, long *passed, long *refused)
-{
-	size_t pos = 0;
-
-	while (pos < n) {
-		struct cmd c;
-		struct got g;
-
-		ref_parse(b, n, pos, &c);
-		our_parse(b, n, pos, &g);
-		if (g.done == 1) {
-			if (c.kind != REF_CMD || c.end != g.end || !same_args(&c, &g) || c.odd) {
-				printf("# at %zu: passed (end %zu, %d tokens) but memcached reads kind "
-				       "%d end %zu, %d tokens%s\n", pos, g.end, g.argc, c.kind, c.end,
-				       c.argc, c.odd ? ", a bad data chunk" : "");
-				return false;
-			}
-			(*passed)++;
-			pos = g.end;
-			continue;
-		}
-		if (g.done == -1) {
-			(*refused)++;
-			if (valid) {
-				printf("# at %zu: a well-formed command refused at %zu\n", pos, g.end);
-				return false;
-			}
-			return true;
-		}
-		if (c.kind == REF_CMD || (valid && c.kind != REF_WAIT)) {
-			printf("# at %zu: not ended, memcached reads kind %d\n", pos, c.kind);
-			return false;
-		}
-		return true;
-	}
-	return true;
+	ref_parse(b, n, pos, &c);
+	our_parse(b, n, pos, &g);
+	r->ours = g.done;
+	r->our_end = g.end;
+	r->plain = c.kind == REF_CMD && c.end == g.end && same_args(&c, &g) && !c.odd;
+	r->refusable = true;    /* stricter than memcached by design: odd numbers, keys */
+	r->waits = c.kind == REF_WAIT;
+	snprintf(r->why, sizeof(r->why), "kind %d, end %zu, %d tokens (ours %d)%s", c.kind, c.end,
+		 c.argc, g.argc, c.odd ? ", a bad data chunk" : "");
 }
 
 static void differential(long rounds)
 {
-	static uint8_t buf[8192];
-	long passed = 0, refused = 0, bad = 0;
-
-	for (long i = 0; i < rounds && bad < 3; i++) {
-		bool valid = rnd(2);
-		size_t n = gen_stream(buf, sizeof(buf), valid);
-
-		if (!check_stream(buf, n, valid, &passed, &refused)) {
-			show(valid ? "stream" : "odd stream", buf, n);
-			bad++;
-		}
-	}
-	ok(!bad, "parser against memcached's reading: %ld rounds, %ld commands passed, %ld refused",
-	   rounds, passed, refused);
-	ok(passed > rounds && refused > rounds / 20, "... both outcomes seen");
+	differential_of("memcached", rounds, gen_stream, read_at);
 }
 
 /* ---- the forms of the issue, and the edges ---- */
@@ -475,120 +406,38 @@ static void fixed(void)
 
 /* ---- verdicts through a compiled policy ---- */
 
-static bool eq(const uint8_t *a, size_t n, const char *w)
+static const struct naive rules = {
+	.framing = "memcache", .deny1 = "flush_all", .deny2 = "stats", .deny2arg = "cachedump",
+	.audit = "stats", .allow = "get", .contains = "x4f", .fold = false,
+};
+
+static const uint8_t *token(const void *cmd, int i, size_t *len)
 {
-	return n == strlen(w) && !memcmp(a, w, n);
+	const struct cmd *c = cmd;
+
+	*len = c->arglen[i];
+	return c->argv[i];
 }
 
-static bool has(const uint8_t *a, size_t n, const char *w)
+static struct want mc_want(const uint8_t *buf, size_t n, size_t pos)
 {
-	size_t k = strlen(w);
+	struct want w = { 0 };
+	struct cmd c;
 
-	for (size_t i = 0; i + k <= n; i++)
-		if (!memcmp(a + i, w, k))
-			return true;
-	return false;
+	ref_parse(buf, n, pos, &c);
+	if (c.kind != REF_CMD)
+		return w;
+	w.end = c.end;
+	naive_want(&rules, &c, c.argc, token, buf + c.data, c.datalen, &w);
+	return w;
 }
 
 static void verdicts(long rounds)
 {
-	static const char text[] =
-		"version = 1;\n"
-		"services = ( { name = \"m\"; ports = [ 1 ]; framing = \"memcache\"; rules = (\n"
-		"  { id = 1; action = \"deny\"; command = \"flush_all\"; },\n"
-		"  { id = 2; action = \"deny\"; command = \"stats cachedump\"; },\n"
-		"  { id = 3; action = \"audit\"; command = \"stats\"; },\n"
-		"  { id = 4; action = \"allow\"; command = \"get\"; },\n"
-		"  { id = 5; action = \"deny\"; contains = \"x4f\"; }\n"
-		"); } );\n";
-	static uint8_t buf[8192];
-	struct pd_policy p;
-	struct pd_image img;
-	struct pd_diag d = { 0 };
-	long checked = 0, bad = 0;
-
-	if (!ok(!pd_policy_load_string(text, "memcache.conf", &p, &d) && !pd_compile(&p, &img, &d),
-		"a memcache policy compiles")) {
-		pd_diag_print(&d, stdout);
-		return;
-	}
-	g_img = &img;
-	for (long i = 0; i < rounds && bad < 3; i++) {
-		size_t n = gen_stream(buf, sizeof(buf), true), pos = 0;
-		const struct pd_service *svc = &img.services[0].svc;
-		const struct pd_classmap *cm = &img.services[0].classes;
-
-		while (pos < n) {
-			struct pd_parse ps = { 0 };
-			struct pd_match m = { 0 };
-			struct cmd c;
-			uint16_t want = 0;
-			int done = 0;
-			long k;
-			size_t at = pos;
-
-			ref_parse(buf, n, pos, &c);
-			if (c.kind != REF_CMD)
-				break;
-			pd_begin(&m, svc, NULL);
-			while (at < n && !done && !m.deny) {
-				__u32 piece = 1 + rnd(24);
-
-				if (piece > n - at)
-					piece = (__u32)(n - at);
-				k = pd_proto_walk(&ps, &m, svc, cm, buf + at, piece, &done, NULL);
-				if (k < 0)
-					break;
-				at += (size_t)k;
-			}
-			for (int a = 0; a < c.argc; a++)
-				if (has(c.argv[a], c.arglen[a], "x4f"))
-					want = 5;
-			if (c.datalen && has(buf + c.data, c.datalen, "x4f"))
-				want = 5;
-			if (c.argc && eq(c.argv[0], c.arglen[0], "flush_all"))
-				want = 1;
-			if (c.argc > 1 && eq(c.argv[0], c.arglen[0], "stats") &&
-			    eq(c.argv[1], c.arglen[1], "cachedump"))
-				want = 2;
-			if (m.deny != want && (want || m.deny)) {
-				printf("# deny rule %u, want %u\n", m.deny, want);
-				show("command", buf + pos, c.end - pos);
-				bad++;
-				break;
-			}
-			if (!want) {
-				bool audit = c.argc && eq(c.argv[0], c.arglen[0], "stats");
-				bool allow = c.argc && eq(c.argv[0], c.arglen[0], "get");
-
-				if ((m.audit == 3) != audit || (m.allow == 4) != allow || done != 1) {
-					printf("# audit %u allow %u done %d\n", m.audit, m.allow, done);
-					show("command", buf + pos, c.end - pos);
-					bad++;
-					break;
-				}
-			}
-			checked++;
-			pos = c.end;
-		}
-	}
-	ok(!bad, "verdicts of command and contains rules against a naive matcher: %ld commands",
-	   checked);
-	pd_image_free(&img);
-	pd_policy_free(&p);
-	pd_diag_free(&d);
+	verdicts_of(&rules, rounds, gen_stream, mc_want);
 }
 
 int main(void)
 {
-	const char *seed = getenv("PD_MC_SEED"), *rounds = getenv("PD_MC_ROUNDS");
-	long n = rounds ? atol(rounds) : 20000;
-
-	if (seed)
-		rng = strtoull(seed, NULL, 0) | 1;
-	printf("# seed %llu\n", (unsigned long long)rng);
-	fixed();
-	differential(n);
-	verdicts(n / 4);
-	return done_testing();
+	return run_parser_tests("PD_MC", fixed, differential, verdicts);
 }

@@ -20,34 +20,10 @@
 #include "policy.h"
 #include "tap.h"
 
-static const struct pd_image *g_img;
-
-static const __u32 *row_of(__u32 st)
-{
-	if (st >= g_img->nstates)
-		return NULL;
-	return &g_img->trans[(size_t)st * g_img->row_width];
-}
-
-static const struct pd_state_out *out_of(__u32 st)
-{
-	return st < g_img->nstates ? &g_img->outs[st] : NULL;
-}
-
-#define PD_ROW(ctx, st) row_of(st)
-#define PD_OUT(ctx, st) out_of(st)
-#define PD_ROW_MASK(ctx) (g_img->row_width - 1)
+#define PD_TEST_SEED 0x9e3779b97f4a7c15ull
+#include "image_walk.h"
 #include "proto.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint32_t rnd(uint32_t n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return n ? (uint32_t)(rng % n) : 0;
-}
+#include "proto_check.h"
 
 /* ---- the reference: how Redis 7.0 reads one command at pos ---- */
 
@@ -143,30 +119,21 @@ static bool split(const uint8_t *l, size_t n, struct cmd *c)
 		while (!done) {
 			uint8_t ch = i < n ? l[i] : 0, nx = i + 1 < n ? l[i + 1] : 0;
 
-			if (inq) {
-				if (ch == '\\' && nx == 'x' && i + 3 < n + 0 && hexd(l[i + 2]) &&
+			if (inq || insq) {
+				if (inq && ch == '\\' && nx == 'x' && i + 3 < n + 0 && hexd(l[i + 2]) &&
 				    hexd(l[i + 3])) {
 					add_byte(c, (uint8_t)(hexv(l[i + 2]) * 16 + hexv(l[i + 3])));
 					i += 3;
-				} else if (ch == '\\' && nx) {
+				} else if (inq && ch == '\\' && nx) {
 					i++;
 					ch = l[i];
 					add_byte(c, ch == 'n' ? '\n' : ch == 'r' ? '\r' : ch == 't' ? '\t' :
 						 ch == 'b' ? '\b' : ch == 'a' ? '\a' : ch);
-				} else if (ch == '"') {
-					if (nx && !(nx == ' ' || (nx >= 9 && nx <= 13)))
-						return false;
-					done = 1;
-				} else if (!ch) {
-					return false;
-				} else {
-					add_byte(c, ch);
-				}
-			} else if (insq) {
-				if (ch == '\\' && nx == '\'') {
+				} else if (insq && ch == '\\' && nx == '\'') {
 					i++;
 					add_byte(c, '\'');
-				} else if (ch == '\'') {
+				} else if (ch == (inq ? '"' : '\'')) {
+					/* a closing quote: a blank or the end must follow */
 					if (nx && !(nx == ' ' || (nx >= 9 && nx <= 13)))
 						return false;
 					done = 1;
@@ -487,78 +454,31 @@ static size_t gen_stream(uint8_t *b, size_t cap, bool corrupt)
 	return n;
 }
 
-static void show(const char *what, const uint8_t *b, size_t n)
+/* The command at pos, ours against Redis's reading. */
+static void read_at(const uint8_t *b, size_t n, size_t pos, struct reading *r)
 {
-	printf("# %s (%zu bytes): \"", what, n);
-	for (size_t i = 0; i < n; i++)
-		printf(b[i] >= ' ' && b[i] < 0x7f && b[i] != '"' && b[i] != '\\' ? "%c" : "\\x%02x",
-		       b[i]);
-	printf("\"\n");
+	struct cmd c;
+	struct got g;
+
+	ref_parse(b, n, pos, &c);
+	our_parse(b, n, pos, &g);
+	r->ours = g.done;
+	r->our_end = g.end;
+	r->plain = c.kind == REF_CMD && c.end == g.end && same_args(&c, &g) && !c.lax;
+	r->refusable = !((c.kind == REF_CMD || c.kind == REF_EMPTY) && !c.lax);
+	r->waits = c.kind == REF_WAIT;
+	snprintf(r->why, sizeof(r->why), "kind %d, end %zu, %d args (ours %d)%s", c.kind, c.end,
+		 c.argc, g.argc, c.lax ? ", laxly" : "");
 }
 
-/* Every command of a stream, ours against Redis's. Returns false (with
- * the reason shown) at the first disagreement. */
-static bool check_stream(const uint8_t *b, size_t n, bool valid, long *passed, long *refused)
+static size_t gen_valid_or_not(uint8_t *b, size_t cap, bool valid)
 {
-	size_t pos = 0;
-
-	while (pos < n) {
-		struct cmd c;
-		struct got g;
-
-		ref_parse(b, n, pos, &c);
-		our_parse(b, n, pos, &g);
-		if (g.done == 1) {
-			/* what passes is read by Redis as it was judged */
-			if (c.kind != REF_CMD || c.end != g.end || !same_args(&c, &g) || c.lax) {
-				printf("# at %zu: passed (end %zu, %d args) but Redis reads kind %d end "
-				       "%zu %d args%s\n", pos, g.end, g.argc, c.kind, c.end, c.argc,
-				       c.lax ? ", laxly" : "");
-				return false;
-			}
-			(*passed)++;
-			pos = g.end;
-			continue;
-		}
-		if (g.done == -1) {
-			(*refused)++;
-			if (valid) {
-				printf("# at %zu: a well-formed command refused at %zu\n", pos, g.end);
-				return false;
-			}
-			if ((c.kind == REF_CMD || c.kind == REF_EMPTY) && !c.lax) {
-				printf("# at %zu: refused at %zu what Redis reads plainly (%d args)\n",
-				       pos, g.end, c.argc);
-				return false;
-			}
-			return true;    /* the connection ends here */
-		}
-		/* not ended: Redis must wait too, or refuse */
-		if (c.kind == REF_CMD || (valid && c.kind != REF_WAIT)) {
-			printf("# at %zu: not ended, Redis reads kind %d\n", pos, c.kind);
-			return false;
-		}
-		return true;
-	}
-	return true;
+	return gen_stream(b, cap > 4096 ? 4096 : cap, !valid);
 }
 
 static void differential(long rounds)
 {
-	static uint8_t buf[4096];
-	long passed = 0, refused = 0, bad = 0;
-
-	for (long i = 0; i < rounds && bad < 3; i++) {
-		bool corrupt = rnd(2);
-		size_t n = gen_stream(buf, sizeof(buf), corrupt);
-
-		if (!check_stream(buf, n, !corrupt, &passed, &refused)) {
-			show(corrupt ? "corrupted stream" : "stream", buf, n);
-			bad++;
-		}
-	}
-	ok(!bad, "parser against Redis's reading: %ld rounds, %ld commands passed, %ld refused",
-	   rounds, passed, refused);
+	differential_of("Redis", rounds, gen_valid_or_not, read_at);
 }
 
 /* Fixed cases, each with what the parser must make of it. */
@@ -615,124 +535,38 @@ static void fixed(void)
 
 /* ---- verdicts through compiled policies ---- */
 
-static bool eq_fold(const uint8_t *a, size_t n, const char *w)
+static const struct naive rules = {
+	.framing = "resp", .deny1 = "FLUSHALL", .deny2 = "CONFIG", .deny2arg = "SET",
+	.audit = "config", .allow = "GET", .contains = "xx4", .fold = true,
+};
+
+static const uint8_t *token(const void *cmd, int i, size_t *len)
 {
-	if (n != strlen(w))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (tolower(a[i]) != tolower((unsigned char)w[i]))
-			return false;
-	return true;
+	const struct cmd *c = cmd;
+
+	*len = c->arglen[i] < MAXARG ? c->arglen[i] : MAXARG;
+	return c->argv[i];
 }
 
-static bool has(const uint8_t *a, size_t n, const char *w)
+static struct want resp_want(const uint8_t *buf, size_t n, size_t pos)
 {
-	size_t k = strlen(w);
+	struct want w = { 0 };
+	struct cmd c;
 
-	for (size_t i = 0; i + k <= n; i++)
-		if (!memcmp(a + i, w, k))
-			return true;
-	return false;
+	ref_parse(buf, n, pos, &c);
+	if (c.kind != REF_CMD)
+		return w;
+	w.end = c.end;
+	naive_want(&rules, &c, c.argc < MAXARGS ? c.argc : MAXARGS, token, NULL, 0, &w);
+	return w;
 }
 
 static void verdicts(long rounds)
 {
-	static const char text[] =
-		"version = 1;\n"
-		"services = ( { name = \"r\"; ports = [ 1 ]; framing = \"resp\"; rules = (\n"
-		"  { id = 1; action = \"deny\"; command = \"FLUSHALL\"; },\n"
-		"  { id = 2; action = \"deny\"; command = \"CONFIG SET\"; },\n"
-		"  { id = 3; action = \"audit\"; command = \"config\"; },\n"
-		"  { id = 4; action = \"allow\"; command = \"GET\"; },\n"
-		"  { id = 5; action = \"deny\"; contains = \"xx4\"; }\n"
-		"); } );\n";
-	static uint8_t buf[4096];
-	struct pd_policy p;
-	struct pd_image img;
-	struct pd_diag d = { 0 };
-	long checked = 0, bad = 0;
-
-	if (!ok(!pd_policy_load_string(text, "resp.conf", &p, &d) && !pd_compile(&p, &img, &d),
-		"a resp policy compiles")) {
-		pd_diag_print(&d, stdout);
-		return;
-	}
-	g_img = &img;
-	for (long i = 0; i < rounds && bad < 3; i++) {
-		size_t n = gen_stream(buf, sizeof(buf), false), pos = 0;
-		const struct pd_service *svc = &img.services[0].svc;
-		const struct pd_classmap *cm = &img.services[0].classes;
-
-		while (pos < n) {
-			struct pd_parse ps = { 0 };
-			struct pd_match m = { 0 };
-			struct cmd c;
-			uint16_t want = 0;
-			int done = 0;
-			long k;
-			size_t at = pos;
-
-			ref_parse(buf, n, pos, &c);
-			if (c.kind != REF_CMD)
-				break;
-			pd_begin(&m, svc, NULL);
-			/* in random pieces, the parser's state carried over */
-			while (at < n && !done && !m.deny) {
-				__u32 piece = 1 + rnd(24);
-
-				if (piece > n - at)
-					piece = (__u32)(n - at);
-				k = pd_proto_walk(&ps, &m, svc, cm, buf + at, piece, &done, NULL);
-				if (k < 0)
-					break;
-				at += (size_t)k;
-			}
-			for (int a = 0; a < c.argc && a < MAXARGS; a++)
-				if (has(c.argv[a], c.arglen[a] < MAXARG ? c.arglen[a] : MAXARG, "xx4"))
-					want = 5;
-			if (c.argc && eq_fold(c.argv[0], c.arglen[0], "FLUSHALL"))
-				want = 1;
-			if (c.argc > 1 && eq_fold(c.argv[0], c.arglen[0], "CONFIG") &&
-			    eq_fold(c.argv[1], c.arglen[1], "SET"))
-				want = 2;
-			if (m.deny != want && (want || m.deny)) {
-				printf("# deny rule %u, want %u\n", m.deny, want);
-				show("command", buf + pos, c.end - pos);
-				bad++;
-				break;
-			}
-			if (!want) {
-				bool audit = c.argc && eq_fold(c.argv[0], c.arglen[0], "config");
-				bool allow = c.argc && eq_fold(c.argv[0], c.arglen[0], "GET");
-
-				if ((m.audit == 3) != audit || (m.allow == 4) != allow || done != 1) {
-					printf("# audit %u allow %u done %d\n", m.audit, m.allow, done);
-					show("command", buf + pos, c.end - pos);
-					bad++;
-					break;
-				}
-			}
-			checked++;
-			pos = c.end;
-		}
-	}
-	ok(!bad, "verdicts of command and contains rules against a naive matcher: %ld commands",
-	   checked);
-	pd_image_free(&img);
-	pd_policy_free(&p);
-	pd_diag_free(&d);
+	verdicts_of(&rules, rounds, gen_valid_or_not, resp_want);
 }
 
 int main(void)
 {
-	const char *seed = getenv("PD_RESP_SEED"), *rounds = getenv("PD_RESP_ROUNDS");
-	long n = rounds ? atol(rounds) : 20000;
-
-	if (seed)
-		rng = strtoull(seed, NULL, 0) | 1;
-	printf("# seed %llu\n", (unsigned long long)rng);
-	fixed();
-	differential(n);
-	verdicts(n / 4);
-	return done_testing();
+	return run_parser_tests("PD_RESP", fixed, differential, verdicts);
 }
