@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -249,6 +250,9 @@ static void teardown(struct pd_daemon *d, bool unpin)
 	if (d->cg_fd >= 0)
 		close(d->cg_fd);
 	d->cg_fd = -1;
+	if (d->cg_watch >= 0)
+		close(d->cg_watch);
+	d->cg_watch = -1;
 	pd_reaper_finish(d, !unpin);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
@@ -408,6 +412,53 @@ static const char *mode_name(const struct pd_daemon *d)
 	       "would-deny and would-redirect are logged)" : "enforce";
 }
 
+/* Watch the policed cgroup for its removal. rmdir of a cgroup detaches
+ * every program attached to it (when its last socket goes), and a cgroup
+ * made again at the same path is another one, with nothing attached: the
+ * daemon must not run on as if it enforced. Two signs, either enough:
+ * inotify says at once when the directory is removed (IN_DELETE_SELF,
+ * then IN_IGNORED); and once a second the path is compared with the
+ * directory setup opened (st_dev, st_ino: a cgroup's inode number is its
+ * 64-bit id, never reused), which needs no watch that could fail or
+ * overflow, and also sees a cgroup2 file system mounted anew. A watch
+ * that cannot be made is said, and the comparison alone remains. */
+static int watch_cgroup(struct pd_daemon *d)
+{
+	struct stat st;
+
+	if (fstat(d->cg_fd, &st)) {
+		fprintf(stderr, "policyd: cannot stat %s: %s\n", d->cgroup, strerror(errno));
+		return -1;
+	}
+	d->cg_dev = st.st_dev;
+	d->cg_ino = st.st_ino;
+	d->cg_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d->cg_watch >= 0 &&
+	    inotify_add_watch(d->cg_watch, d->cgroup, IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+		close(d->cg_watch);
+		d->cg_watch = -1;
+	}
+	if (d->cg_watch < 0)
+		pd_log(d, LOG_WARNING, "warning: cannot watch %s with inotify (%s): its removal "
+		       "is noticed within a second instead of at once", d->cgroup,
+		       strerror(errno));
+	return 0;
+}
+
+/* Whether the policed cgroup is gone: removed, or made again (another
+ * cgroup at the same path). now: the monotonic time in ms. */
+static bool cgroup_gone(struct pd_daemon *d, bool notified, double now)
+{
+	struct stat st;
+
+	if (!notified && now - d->cg_checked < 1000)
+		return false;
+	d->cg_checked = now;
+	if (stat(d->cgroup, &st))
+		return errno == ENOENT || errno == ENOTDIR;
+	return st.st_dev != d->cg_dev || st.st_ino != d->cg_ino;
+}
+
 static int setup(struct pd_daemon *d)
 {
 	const struct pd_opts *o = d->o;
@@ -444,6 +495,8 @@ static int setup(struct pd_daemon *d)
 		fprintf(stderr, "policyd: cannot open %s: %s\n", d->cgroup, strerror(errno));
 		return -1;
 	}
+	if (watch_cgroup(d))
+		return -1;
 	if (pd_probe())
 		return -1;
 	warn_old_kernel(d);
@@ -732,28 +785,55 @@ static void notify_status(const struct pd_daemon *d)
 		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
 }
 
+/* The policed cgroup was removed: say so once, plainly, and stop. */
+static void cgroup_removed(const struct pd_daemon *d)
+{
+	pd_log(d, LOG_ERR, "cgroup %s was removed (or removed and made again): the programs "
+	       "attached to it went with it, nothing is policed any more; exiting with "
+	       "status %d so that the service manager starts policyd again on the cgroup "
+	       "now at that path%s", d->cgroup, PD_EXIT_CGROUP_GONE,
+	       d->pol.daemon.keep ? "; on_exit = keep: the kept pins would no longer enforce "
+	       "anything (their cgroup is gone), so they are removed" : "");
+}
+
+/* Returns 0 on a stop by signal, PD_EXIT_CGROUP_GONE when the cgroup was
+ * removed, -1 on an error. */
 static int loop(struct pd_daemon *d)
 {
-	struct pollfd pf[3] = {
+	struct pollfd pf[4] = {
 		{ .fd = ring_buffer__epoll_fd(d->rb), .events = POLLIN },
 		{ .fd = d->sigfd, .events = POLLIN },
 		{ .fd = -1, .events = POLLIN },         /* the aborter's answers */
+		{ .fd = d->cg_watch, .events = POLLIN },
 	};
 	struct signalfd_siginfo si;
 	bool behind = false;
 
 	for (;;) {
+		bool notified = false;
 		int n;
 
 		/* while connections to abort wait to be named, look again soon */
 		pf[2].fd = d->abort_fd;
-		n = poll(pf, 3, behind ? 20 : 1000);
+		n = poll(pf, 4, behind ? 20 : 1000);
 
 		if (n < 0 && errno != EINTR) {
 			pd_log(d, LOG_ERR, "poll: %s", strerror(errno));
 			return -1;
 		}
 		ring_buffer__consume(d->rb);
+		if (n > 0 && (pf[3].revents & POLLIN)) {
+			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+			/* any event on the watch is about the directory itself */
+			while (read(d->cg_watch, ev, sizeof(ev)) > 0)
+				;
+			notified = true;
+		}
+		if (cgroup_gone(d, notified, now_ms())) {
+			cgroup_removed(d);
+			return PD_EXIT_CGROUP_GONE;
+		}
 		behind = pd_abort_pass(d);
 		pd_tick(d);
 		if (n > 0 && (pf[1].revents & POLLIN) &&
@@ -801,8 +881,9 @@ static void instance_name(const struct pd_daemon *d, char *out, size_t cap)
 
 int pd_cmd_run(const struct pd_opts *o)
 {
-	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .sigfd = -1,
-			       .lock_fd = -1, .abort_fd = -1 };
+	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .cg_watch = -1,
+			       .sigfd = -1, .lock_fd = -1, .abort_fd = -1 };
+	bool unpin;
 	char name[PD_NAME_MAX];
 	sigset_t set;
 	int ret;
@@ -842,12 +923,16 @@ int pd_cmd_run(const struct pd_opts *o)
 		goto out;
 	}
 	notify_status(&d);
-	ret = loop(&d) ? PD_EXIT_RUNTIME : PD_EXIT_OK;
+	ret = loop(&d);
+	ret = ret == PD_EXIT_CGROUP_GONE ? ret : ret ? PD_EXIT_RUNTIME : PD_EXIT_OK;
 	sd_notify(0, "STOPPING=1");
 out:
-	/* the reload may have changed on_exit */
-	teardown(&d, !d.pol.daemon.keep);
-	if (d.pol.daemon.keep)
+	/* the reload may have changed on_exit; pins of a removed cgroup
+	 * enforce nothing, and kept they would stop the next start, whose
+	 * takeover finds links on another cgroup */
+	unpin = !d.pol.daemon.keep || ret == PD_EXIT_CGROUP_GONE;
+	teardown(&d, unpin);
+	if (!unpin)
 		pd_log(&d, LOG_NOTICE, "stopped: the pins under %s keep enforcing policy "
 		       "generation %llu", d.pin_dir, (unsigned long long)d.generation);
 	else
