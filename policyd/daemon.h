@@ -73,7 +73,8 @@ struct pd_daemon {
 	 * cgroup_gone) */
 	dev_t cg_dev;
 	ino_t cg_ino;
-	int cg_watch;
+	int cg_watch;           /* on its parent directory; -1: none */
+	char cg_name[256];      /* its name there */
 	double cg_checked;      /* when its path was last compared (ms) */
 	/* the programs attached to the policed cgroup (run.c: cg_progs) */
 	struct bpf_link *links[PD_CG_PROGS];

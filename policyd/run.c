@@ -413,17 +413,21 @@ static const char *mode_name(const struct pd_daemon *d)
 }
 
 /* Watch the policed cgroup for its removal. rmdir of a cgroup detaches
- * every program attached to it (when its last socket goes), and a cgroup
- * made again at the same path is another one, with nothing attached: the
- * daemon must not run on as if it enforced. Two signs, either enough:
- * inotify says at once when the directory is removed (IN_DELETE_SELF,
- * then IN_IGNORED); and once a second the path is compared with the
- * directory setup opened (st_dev, st_ino: a cgroup's inode number is its
- * 64-bit id, never reused), which needs no watch that could fail or
- * overflow, and also sees a cgroup2 file system mounted anew. A watch
- * that cannot be made is said, and the comparison alone remains. */
+ * every program attached to it (once its last socket is gone), and a
+ * cgroup made again at the same path is another one, with nothing
+ * attached: the daemon must not run on as if it enforced. Two signs:
+ * inotify on the parent directory says at once when an entry of the
+ * cgroup's name is removed (IN_DELETE; the cgroup file system sends no
+ * IN_DELETE_SELF for the directory itself); and once a second, and at
+ * each such event, the path is compared with the directory setup opened
+ * (st_dev, st_ino: a cgroup's inode number is its 64-bit id, never
+ * reused). The comparison decides: it needs no watch that could fail or
+ * overflow, and also sees a cgroup2 file system mounted anew. The
+ * cgroup2 root has no parent cgroup and cannot be removed: no watch. */
 static int watch_cgroup(struct pd_daemon *d)
 {
+	char parent[4096], *slash;
+	size_t len = strlen(d->cgroup);
 	struct stat st;
 
 	if (fstat(d->cg_fd, &st)) {
@@ -432,17 +436,41 @@ static int watch_cgroup(struct pd_daemon *d)
 	}
 	d->cg_dev = st.st_dev;
 	d->cg_ino = st.st_ino;
+	while (len > 1 && d->cgroup[len - 1] == '/')
+		len--;
+	snprintf(parent, sizeof(parent), "%.*s", (int)len, d->cgroup);
+	slash = strrchr(parent, '/');
+	if (!slash || !slash[1])
+		return 0;
+	snprintf(d->cg_name, sizeof(d->cg_name), "%s", slash + 1);
+	*slash = '\0';
+	if (!on_fs(parent[0] ? parent : "/", CGROUP2_SUPER_MAGIC))
+		return 0;
 	d->cg_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (d->cg_watch >= 0 &&
-	    inotify_add_watch(d->cg_watch, d->cgroup, IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+	    inotify_add_watch(d->cg_watch, parent, IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
 		close(d->cg_watch);
 		d->cg_watch = -1;
 	}
 	if (d->cg_watch < 0)
-		pd_log(d, LOG_WARNING, "warning: cannot watch %s with inotify (%s): its removal "
-		       "is noticed within a second instead of at once", d->cgroup,
-		       strerror(errno));
+		pd_log(d, LOG_WARNING, "warning: cannot watch %s with inotify (%s): the removal "
+		       "of %s is noticed within a second instead of at once", parent,
+		       strerror(errno), d->cgroup);
 	return 0;
+}
+
+/* Whether an inotify event in buf names the cgroup's directory. */
+static bool names_cgroup(const struct pd_daemon *d, const char *buf, ssize_t n)
+{
+	const struct inotify_event *ev;
+
+	for (ssize_t i = 0; i + (ssize_t)sizeof(*ev) <= n; i += sizeof(*ev) + ev->len) {
+		ev = (const struct inotify_event *)(buf + i);
+		if ((ev->mask & IN_Q_OVERFLOW) ||
+		    (ev->len && !strncmp(ev->name, d->cg_name, ev->len)))
+			return true;
+	}
+	return false;
 }
 
 /* Whether the policed cgroup is gone: removed, or made again (another
@@ -824,11 +852,11 @@ static int loop(struct pd_daemon *d)
 		ring_buffer__consume(d->rb);
 		if (n > 0 && (pf[3].revents & POLLIN)) {
 			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+			ssize_t got;
 
-			/* any event on the watch is about the directory itself */
-			while (read(d->cg_watch, ev, sizeof(ev)) > 0)
-				;
-			notified = true;
+			/* the parent's other entries come and go too */
+			while ((got = read(d->cg_watch, ev, sizeof(ev))) > 0)
+				notified |= names_cgroup(d, ev, got);
 		}
 		if (cgroup_gone(d, notified, now_ms())) {
 			cgroup_removed(d);
