@@ -152,4 +152,12 @@ out = subprocess.run([POLICYD, "stats", "--pin-dir", env.pin_dir, "--format", "o
                      capture_output=True, text=True)
 ok(re.search(r"^policyd_cgroup_attached 0$", out.stdout, re.M),
    "... and OpenMetrics policyd_cgroup_attached 0", out.stdout[-2000:])
+pd = Policyd(env, keep, must_start=False)
+try:
+    rc = pd.p.wait(timeout=slow(20))
+except subprocess.TimeoutExpired:
+    rc = None
+ok(rc == 3 and "polices another cgroup" in pd.own_text(),
+   "a policyd started on those pins is refused with status 3: their links police another "
+   "cgroup (status %s)" % rc, pd.own_text()[-2000:])
 done()
