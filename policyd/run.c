@@ -415,15 +415,16 @@ static const char *mode_name(const struct pd_daemon *d)
 /* Watch the policed cgroup for its removal. rmdir of a cgroup detaches
  * every program attached to it (once its last socket is gone), and a
  * cgroup made again at the same path is another one, with nothing
- * attached: the daemon must not run on as if it enforced. Two signs:
- * inotify on the parent directory says at once when an entry of the
- * cgroup's name is removed (IN_DELETE; the cgroup file system sends no
- * IN_DELETE_SELF for the directory itself); and once a second, and at
- * each such event, the path is compared with the directory setup opened
- * (st_dev, st_ino: a cgroup's inode number is its 64-bit id, never
- * reused). The comparison decides: it needs no watch that could fail or
- * overflow, and also sees a cgroup2 file system mounted anew. The
- * cgroup2 root has no parent cgroup and cannot be removed: no watch. */
+ * attached: the daemon must not run on as if it enforced. Two signs,
+ * each enough: inotify on the parent directory says at once that the
+ * entry of the cgroup's name was removed (IN_DELETE; the cgroup file
+ * system sends no IN_DELETE_SELF for the directory itself), which needs
+ * no permission after the privilege drop; and once a second the path is
+ * compared with the directory setup opened (st_dev, st_ino: a cgroup's
+ * inode number is its 64-bit id, never reused), which needs no watch that
+ * could fail or overflow, and also sees a cgroup2 file system mounted
+ * anew. The cgroup2 root has no parent cgroup and cannot be removed: no
+ * watch. */
 static int watch_cgroup(struct pd_daemon *d)
 {
 	char parent[4096], *slash;
@@ -459,27 +460,29 @@ static int watch_cgroup(struct pd_daemon *d)
 	return 0;
 }
 
-/* Whether an inotify event in buf names the cgroup's directory. */
-static bool names_cgroup(const struct pd_daemon *d, const char *buf, ssize_t n)
+/* Whether the inotify events in buf say the cgroup's directory was
+ * removed; *lost: events were lost (the path must be looked at). */
+static bool names_cgroup(const struct pd_daemon *d, const char *buf, ssize_t n, bool *lost)
 {
 	const struct inotify_event *ev;
 
 	for (ssize_t i = 0; i + (ssize_t)sizeof(*ev) <= n; i += sizeof(*ev) + ev->len) {
 		ev = (const struct inotify_event *)(buf + i);
-		if ((ev->mask & IN_Q_OVERFLOW) ||
-		    (ev->len && !strncmp(ev->name, d->cg_name, ev->len)))
+		*lost |= !!(ev->mask & IN_Q_OVERFLOW);
+		if (ev->len && !strncmp(ev->name, d->cg_name, ev->len))
 			return true;
 	}
 	return false;
 }
 
 /* Whether the policed cgroup is gone: removed, or made again (another
- * cgroup at the same path). now: the monotonic time in ms. */
-static bool cgroup_gone(struct pd_daemon *d, bool notified, double now)
+ * cgroup at the same path). Looked at once a second, or now. now: the
+ * monotonic time in ms. */
+static bool cgroup_gone(struct pd_daemon *d, bool look, double now)
 {
 	struct stat st;
 
-	if (!notified && now - d->cg_checked < 1000)
+	if (!look && now - d->cg_checked < 1000)
 		return false;
 	d->cg_checked = now;
 	if (stat(d->cgroup, &st))
@@ -836,9 +839,17 @@ static int loop(struct pd_daemon *d)
 	};
 	struct signalfd_siginfo si;
 	bool behind = false;
+	struct stat st;
 
+	/* as the unprivileged user now: a path it may not look up leaves
+	 * the inotify watch alone to notice */
+	if (stat(d->cgroup, &st))
+		pd_log(d, LOG_WARNING, "warning: cannot look up %s after dropping privileges "
+		       "(%s): %s", d->cgroup, strerror(errno), d->cg_watch >= 0 ?
+		       "its removal is noticed through inotify only" :
+		       "its removal cannot be noticed");
 	for (;;) {
-		bool notified = false;
+		bool removed = false, lost = false;
 		int n;
 
 		/* while connections to abort wait to be named, look again soon */
@@ -856,9 +867,9 @@ static int loop(struct pd_daemon *d)
 
 			/* the parent's other entries come and go too */
 			while ((got = read(d->cg_watch, ev, sizeof(ev))) > 0)
-				notified |= names_cgroup(d, ev, got);
+				removed |= names_cgroup(d, ev, got, &lost);
 		}
-		if (cgroup_gone(d, notified, now_ms())) {
+		if (removed || cgroup_gone(d, lost, now_ms())) {
 			cgroup_removed(d);
 			return PD_EXIT_CGROUP_GONE;
 		}

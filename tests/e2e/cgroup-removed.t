@@ -9,7 +9,11 @@
 # enforce nothing, and they are removed, so that the next start is not
 # refused over links on a cgroup that is gone. `policyd stats` on kept
 # pins whose cgroup was removed while no daemon ran says nothing is
-# policed (text, JSON, OpenMetrics).
+# policed (text, JSON, OpenMetrics). The once-a-second comparison of
+# the path with the directory policyd opened works without the inotify
+# watch: another file system mounted over the cgroup's path in policyd's
+# own mount namespace (no directory removed, so no inotify event) ends it
+# the same way.
 import os
 import re
 import signal
@@ -123,6 +127,33 @@ removed(pd, "detach", False)
 pd = Policyd(env, detach)
 denied("policyd started again on the new cgroup")
 is_(pd.stop(), 0, "... and stops with status 0 on SIGTERM")
+
+# the path compared once a second: a tmpfs over it, in policyd's own
+# mount namespace only (unshare execs policyd: the same pid)
+log = os.path.join(env.tmp, "unshared.log")
+with open(log, "wb") as f:
+    p = env.start(["unshare", "-m", "--propagation", "private", POLICYD, "run", "-c", detach,
+                   "--cgroup", env.cgroup, "--pin-dir", env.pin_dir, "--foreground"],
+                  stdout=f, stderr=f)
+deadline = time.time() + slow(20)
+while time.time() < deadline and p.poll() is None and "started:" not in open(log).read():
+    time.sleep(0.05)
+ok(p.poll() is None, "policyd runs in a mount namespace of its own", open(log).read()[-2000:])
+denied("... and enforces")
+mnt = subprocess.run(["nsenter", "-t", str(p.pid), "-m", "mount", "-t", "tmpfs", "cgw-over",
+                      env.cgroup], capture_output=True, text=True)
+t = time.time()
+try:
+    rc = p.wait(timeout=slow(5))
+except subprocess.TimeoutExpired:
+    rc = None
+took = time.time() - t
+ok(mnt.returncode == 0 and rc == GONE and took < slow(2.5), "another file system over the "
+   "cgroup's path (no inotify event): policyd exits with status %d within %.1f s (mount %s, "
+   "status %s after %.2f s)" % (GONE, slow(2.5), mnt.returncode, rc, took), mnt.stderr)
+ok(re.search(r"cgroup %s was removed.*nothing is policed" % re.escape(env.cgroup),
+             open(log).read()), "... with the line that says so")
+ok(not os.path.exists(env.pin_dir), "... and the pins are removed")
 
 # on_exit = "keep"
 pd = Policyd(env, keep)
