@@ -12,6 +12,7 @@ enum {
 	PD_EXIT_POLICY = 1,     /* the policy is invalid */
 	PD_EXIT_USAGE = 2,      /* bad command line */
 	PD_EXIT_RUNTIME = 3,    /* kernel refused, no cgroup2, missing capability ... */
+	PD_EXIT_CGROUP_GONE = 4, /* run: the policed cgroup was removed */
 };
 
 struct pd_opts {

@@ -68,6 +68,14 @@ struct pd_daemon {
 	char cgroup[4096];
 	char pin_dir[4096];
 	int cg_fd;
+	/* the policed cgroup's identity, and an inotify watch on it: removing
+	 * the directory takes the programs attached to it along (run.c:
+	 * cgroup_gone) */
+	dev_t cg_dev;
+	ino_t cg_ino;
+	int cg_watch;           /* on its parent directory; -1: none */
+	char cg_name[256];      /* its name there */
+	double cg_checked;      /* when its path was last compared (ms) */
 	/* the programs attached to the policed cgroup (run.c: cg_progs) */
 	struct bpf_link *links[PD_CG_PROGS];
 	bool msg_attached;

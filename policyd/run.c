@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <linux/magic.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -249,6 +250,9 @@ static void teardown(struct pd_daemon *d, bool unpin)
 	if (d->cg_fd >= 0)
 		close(d->cg_fd);
 	d->cg_fd = -1;
+	if (d->cg_watch >= 0)
+		close(d->cg_watch);
+	d->cg_watch = -1;
 	pd_reaper_finish(d, !unpin);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
@@ -408,6 +412,84 @@ static const char *mode_name(const struct pd_daemon *d)
 	       "would-deny and would-redirect are logged)" : "enforce";
 }
 
+/* Watch the policed cgroup for its removal. rmdir of a cgroup detaches
+ * every program attached to it (once its last socket is gone), and a
+ * cgroup made again at the same path is another one, with nothing
+ * attached: the daemon must not run on as if it enforced. Two signs,
+ * each enough: inotify on the parent directory says at once that the
+ * entry of the cgroup's name was removed (IN_DELETE; the cgroup file
+ * system sends no IN_DELETE_SELF for the directory itself), which needs
+ * no permission after the privilege drop; and once a second the path is
+ * compared with the directory setup opened (st_dev, st_ino: a cgroup's
+ * inode number is its 64-bit id, never reused), which needs no watch that
+ * could fail or overflow, and also sees a cgroup2 file system mounted
+ * anew. The cgroup2 root has no parent cgroup and cannot be removed: no
+ * watch. */
+static int watch_cgroup(struct pd_daemon *d)
+{
+	char parent[4096], *slash;
+	size_t len = strlen(d->cgroup);
+	struct stat st;
+
+	if (fstat(d->cg_fd, &st)) {
+		fprintf(stderr, "policyd: cannot stat %s: %s\n", d->cgroup, strerror(errno));
+		return -1;
+	}
+	d->cg_dev = st.st_dev;
+	d->cg_ino = st.st_ino;
+	while (len > 1 && d->cgroup[len - 1] == '/')
+		len--;
+	snprintf(parent, sizeof(parent), "%.*s", (int)len, d->cgroup);
+	slash = strrchr(parent, '/');
+	if (!slash || !slash[1])
+		return 0;
+	snprintf(d->cg_name, sizeof(d->cg_name), "%s", slash + 1);
+	*slash = '\0';
+	if (!on_fs(parent[0] ? parent : "/", CGROUP2_SUPER_MAGIC))
+		return 0;
+	d->cg_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d->cg_watch >= 0 &&
+	    inotify_add_watch(d->cg_watch, parent, IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR) < 0) {
+		close(d->cg_watch);
+		d->cg_watch = -1;
+	}
+	if (d->cg_watch < 0)
+		pd_log(d, LOG_WARNING, "warning: cannot watch %s with inotify (%s): the removal "
+		       "of %s is noticed within a second instead of at once", parent,
+		       strerror(errno), d->cgroup);
+	return 0;
+}
+
+/* Whether the inotify events in buf say the cgroup's directory was
+ * removed; *lost: events were lost (the path must be looked at). */
+static bool names_cgroup(const struct pd_daemon *d, const char *buf, ssize_t n, bool *lost)
+{
+	const struct inotify_event *ev;
+
+	for (ssize_t i = 0; i + (ssize_t)sizeof(*ev) <= n; i += sizeof(*ev) + ev->len) {
+		ev = (const struct inotify_event *)(buf + i);
+		*lost |= !!(ev->mask & IN_Q_OVERFLOW);
+		if (ev->len && !strncmp(ev->name, d->cg_name, ev->len))
+			return true;
+	}
+	return false;
+}
+
+/* Whether the policed cgroup is gone: removed, or made again (another
+ * cgroup at the same path). Looked at once a second, or now. now: the
+ * monotonic time in ms. */
+static bool cgroup_gone(struct pd_daemon *d, bool look, double now)
+{
+	struct stat st;
+
+	if (!look && now - d->cg_checked < 1000)
+		return false;
+	d->cg_checked = now;
+	if (stat(d->cgroup, &st))
+		return errno == ENOENT || errno == ENOTDIR;
+	return st.st_dev != d->cg_dev || st.st_ino != d->cg_ino;
+}
+
 static int setup(struct pd_daemon *d)
 {
 	const struct pd_opts *o = d->o;
@@ -444,6 +526,8 @@ static int setup(struct pd_daemon *d)
 		fprintf(stderr, "policyd: cannot open %s: %s\n", d->cgroup, strerror(errno));
 		return -1;
 	}
+	if (watch_cgroup(d))
+		return -1;
 	if (pd_probe())
 		return -1;
 	warn_old_kernel(d);
@@ -732,28 +816,63 @@ static void notify_status(const struct pd_daemon *d)
 		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
 }
 
+/* The policed cgroup was removed: say so once, plainly, and stop. */
+static void cgroup_removed(const struct pd_daemon *d)
+{
+	pd_log(d, LOG_ERR, "cgroup %s was removed (or removed and made again): the programs "
+	       "attached to it went with it, nothing is policed any more; exiting with "
+	       "status %d so that the service manager starts policyd again on the cgroup "
+	       "now at that path%s", d->cgroup, PD_EXIT_CGROUP_GONE,
+	       d->pol.daemon.keep ? "; on_exit = keep: the kept pins would no longer enforce "
+	       "anything (their cgroup is gone), so they are removed" : "");
+}
+
+/* Returns 0 on a stop by signal, PD_EXIT_CGROUP_GONE when the cgroup was
+ * removed, -1 on an error. */
 static int loop(struct pd_daemon *d)
 {
-	struct pollfd pf[3] = {
+	struct pollfd pf[4] = {
 		{ .fd = ring_buffer__epoll_fd(d->rb), .events = POLLIN },
 		{ .fd = d->sigfd, .events = POLLIN },
 		{ .fd = -1, .events = POLLIN },         /* the aborter's answers */
+		{ .fd = d->cg_watch, .events = POLLIN },
 	};
 	struct signalfd_siginfo si;
 	bool behind = false;
+	struct stat st;
 
+	/* as the unprivileged user now: a path it may not look up leaves
+	 * the inotify watch alone to notice */
+	if (stat(d->cgroup, &st))
+		pd_log(d, LOG_WARNING, "warning: cannot look up %s after dropping privileges "
+		       "(%s): %s", d->cgroup, strerror(errno), d->cg_watch >= 0 ?
+		       "its removal is noticed through inotify only" :
+		       "its removal cannot be noticed");
 	for (;;) {
+		bool removed = false, lost = false;
 		int n;
 
 		/* while connections to abort wait to be named, look again soon */
 		pf[2].fd = d->abort_fd;
-		n = poll(pf, 3, behind ? 20 : 1000);
+		n = poll(pf, 4, behind ? 20 : 1000);
 
 		if (n < 0 && errno != EINTR) {
 			pd_log(d, LOG_ERR, "poll: %s", strerror(errno));
 			return -1;
 		}
 		ring_buffer__consume(d->rb);
+		if (n > 0 && (pf[3].revents & POLLIN)) {
+			char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+			ssize_t got;
+
+			/* the parent's other entries come and go too */
+			while ((got = read(d->cg_watch, ev, sizeof(ev))) > 0)
+				removed |= names_cgroup(d, ev, got, &lost);
+		}
+		if (removed || cgroup_gone(d, lost, now_ms())) {
+			cgroup_removed(d);
+			return PD_EXIT_CGROUP_GONE;
+		}
 		behind = pd_abort_pass(d);
 		pd_tick(d);
 		if (n > 0 && (pf[1].revents & POLLIN) &&
@@ -801,8 +920,9 @@ static void instance_name(const struct pd_daemon *d, char *out, size_t cap)
 
 int pd_cmd_run(const struct pd_opts *o)
 {
-	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .sigfd = -1,
-			       .lock_fd = -1, .abort_fd = -1 };
+	struct pd_daemon d = { .o = o, .config = o->config, .cg_fd = -1, .cg_watch = -1,
+			       .sigfd = -1, .lock_fd = -1, .abort_fd = -1 };
+	bool unpin;
 	char name[PD_NAME_MAX];
 	sigset_t set;
 	int ret;
@@ -842,12 +962,16 @@ int pd_cmd_run(const struct pd_opts *o)
 		goto out;
 	}
 	notify_status(&d);
-	ret = loop(&d) ? PD_EXIT_RUNTIME : PD_EXIT_OK;
+	ret = loop(&d);
+	ret = ret == PD_EXIT_CGROUP_GONE ? ret : ret ? PD_EXIT_RUNTIME : PD_EXIT_OK;
 	sd_notify(0, "STOPPING=1");
 out:
-	/* the reload may have changed on_exit */
-	teardown(&d, !d.pol.daemon.keep);
-	if (d.pol.daemon.keep)
+	/* the reload may have changed on_exit; pins of a removed cgroup
+	 * enforce nothing, and kept they would stop the next start, whose
+	 * takeover finds links on another cgroup */
+	unpin = !d.pol.daemon.keep || ret == PD_EXIT_CGROUP_GONE;
+	teardown(&d, unpin);
+	if (!unpin)
 		pd_log(&d, LOG_NOTICE, "stopped: the pins under %s keep enforcing policy "
 		       "generation %llu", d.pin_dir, (unsigned long long)d.generation);
 	else

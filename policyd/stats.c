@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -35,6 +36,8 @@ struct snapshot {
 	size_t nrows, nrules;   /* rules first, then defaults */
 	uint64_t trouble[PD_TR_MAX];
 	uint64_t connections;   /* sockets in the socket map now */
+	char cgroup[PD_PATH_MAX]; /* the cgroup the instance polices ("" unknown) */
+	bool detached;          /* its programs are no longer on that cgroup */
 };
 
 static int open_pin(const char *dir, const char *name)
@@ -104,6 +107,33 @@ static uint64_t count_keys(int fd)
 	for (n = 1; !bpf_map_get_next_key(fd, &key, &next) && n < (1u << 20); n++)
 		key = next;
 	return n;
+}
+
+/* The instance's cgroup, and whether its sock_ops link is still attached
+ * to the cgroup now at that path: a cgroup removed (and perhaps made
+ * again, as systemd does at each restart of a unit) took the programs
+ * along, and the pins police nothing. */
+static void check_cgroup(const char *dir, struct snapshot *s)
+{
+	struct pd_instance me;
+	struct bpf_link_info info;
+	uint32_t len = sizeof(info), zero = 0;
+	int inst = open_pin(dir, "pd_instance"), link = open_pin(dir, "link_sockops");
+	struct stat st;
+
+	memset(&info, 0, sizeof(info));
+	if (inst >= 0 && !bpf_map_lookup_elem(inst, &zero, &me) && me.cgroup[0]) {
+		me.cgroup[PD_PATH_MAX - 1] = '\0';
+		snprintf(s->cgroup, sizeof(s->cgroup), "%s", me.cgroup);
+		/* a link that cannot be read says nothing either way */
+		if (link >= 0 && !bpf_obj_get_info_by_fd(link, &info, &len))
+			s->detached = !info.cgroup.cgroup_id || stat(me.cgroup, &st) ||
+				      st.st_ino != info.cgroup.cgroup_id;
+	}
+	if (inst >= 0)
+		close(inst);
+	if (link >= 0)
+		close(link);
 }
 
 /* Read everything from the pins under dir; 0, or an exit status (said). */
@@ -184,6 +214,7 @@ static int take(const char *dir, struct snapshot *s)
 		free(v);
 	}
 	s->connections = count_keys(open_pin(dir, "pd_sockets"));
+	check_cgroup(dir, s);
 	return PD_EXIT_OK;
 }
 
@@ -210,6 +241,10 @@ static void print_text(const struct snapshot *s)
 	       s->cfg.mode == PD_MODE_MONITOR ? "monitor" : "enforce", started,
 	       (unsigned long long)s->cfg.reloads, (unsigned long long)s->cfg.reloads_refused,
 	       reload_name(s->cfg.last_reload), last, (unsigned long long)s->connections);
+	if (s->detached)
+		printf("NOT POLICING: cgroup %s was removed (or removed and made again) and took "
+		       "the programs along; nothing is policed until policyd starts again on it\n",
+		       s->cgroup);
 	printf("%-8s %-9s %-20s %12s %14s %12s %14s\n", "rule", "action", "service", "messages",
 	       "bytes", "would-msgs", "would-bytes");
 	for (size_t i = 0; i < s->nrows; i++) {
@@ -237,15 +272,33 @@ static void print_json_row(const struct row *r, bool first)
 	       (unsigned long long)r->c.would_msgs, (unsigned long long)r->c.would_bytes);
 }
 
+/* A path as the body of a JSON string. */
+static void json_chars(const char *p)
+{
+	for (; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+}
+
 static void print_json(const struct snapshot *s)
 {
 	printf("{\"generation\":%llu,\"mode\":\"%s\",\"started\":%llu,\"reloads\":%llu,"
 	       "\"reloads_refused\":%llu,\"last_reload\":\"%s\",\"last_reload_time\":%llu,"
-	       "\"connections\":%llu,\"rules\":[", (unsigned long long)s->cfg.generation,
+	       "\"connections\":%llu,\"cgroup\":\"",
+	       (unsigned long long)s->cfg.generation,
 	       s->cfg.mode == PD_MODE_MONITOR ? "monitor" : "enforce",
 	       (unsigned long long)s->cfg.started, (unsigned long long)s->cfg.reloads,
 	       (unsigned long long)s->cfg.reloads_refused, reload_name(s->cfg.last_reload),
 	       (unsigned long long)s->cfg.last_reload_time, (unsigned long long)s->connections);
+	json_chars(s->cgroup);
+	printf("\",\"cgroup_attached\":%s,\"rules\":[", s->detached ? "false" : "true");
 	for (size_t i = 0; i < s->nrules; i++)
 		print_json_row(&s->rows[i], i == 0);
 	printf("],\"defaults\":[");
@@ -319,6 +372,8 @@ static void print_openmetrics(const struct snapshot *s)
 		       (unsigned long long)s->trouble[t]);
 	om_one("policyd_policed_connections", "gauge", NULL, "Connections in the socket map "
 	       "now.", s->connections);
+	om_one("policyd_cgroup_attached", "gauge", NULL, "1: the programs are attached to "
+	       "the policed cgroup; 0: it was removed and nothing is policed.", !s->detached);
 	om_one("policyd_policy_generation", "gauge", NULL, "Policy loads since the pins were "
 	       "made (1: the first).", s->cfg.generation);
 	om_one("policyd_monitor_mode", "gauge", NULL, "1: monitor mode (nothing is denied "
