@@ -12,7 +12,12 @@ out=/run/pd-kernels
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root LANG=C.UTF-8 TERM=dumb
 
-mount -t tmpfs -o mode=1777 tmp /tmp
+# a fresh /tmp, unless the tree under test is there (a clone in /tmp):
+# the overlay keeps what the guest writes there in memory anyway
+case $PD_WORKTREE/ in
+/tmp/*) ;;
+*) mount -t tmpfs -o mode=1777 tmp /tmp ;;
+esac
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 shm /dev/shm
