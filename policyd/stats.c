@@ -272,33 +272,18 @@ static void print_json_row(const struct row *r, bool first)
 	       (unsigned long long)r->c.would_msgs, (unsigned long long)r->c.would_bytes);
 }
 
-/* A path as the body of a JSON string. */
-static void json_chars(const char *p)
-{
-	for (; *p; p++) {
-		unsigned char c = (unsigned char)*p;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-}
-
 static void print_json(const struct snapshot *s)
 {
 	printf("{\"generation\":%llu,\"mode\":\"%s\",\"started\":%llu,\"reloads\":%llu,"
 	       "\"reloads_refused\":%llu,\"last_reload\":\"%s\",\"last_reload_time\":%llu,"
-	       "\"connections\":%llu,\"cgroup\":\"",
+	       "\"connections\":%llu,\"cgroup\":",
 	       (unsigned long long)s->cfg.generation,
 	       s->cfg.mode == PD_MODE_MONITOR ? "monitor" : "enforce",
 	       (unsigned long long)s->cfg.started, (unsigned long long)s->cfg.reloads,
 	       (unsigned long long)s->cfg.reloads_refused, reload_name(s->cfg.last_reload),
 	       (unsigned long long)s->cfg.last_reload_time, (unsigned long long)s->connections);
-	json_chars(s->cgroup);
-	printf("\",\"cgroup_attached\":%s,\"rules\":[", s->detached ? "false" : "true");
+	pd_json_str(s->cgroup);
+	printf(",\"cgroup_attached\":%s,\"rules\":[", s->detached ? "false" : "true");
 	for (size_t i = 0; i < s->nrules; i++)
 		print_json_row(&s->rows[i], i == 0);
 	printf("],\"defaults\":[");

@@ -59,6 +59,8 @@ ok(pd.lines(r"^policyd: boundary: every send of the cgroup's TCP sockets on a po
 SHORT = r"""
 import json, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+# a send buffer 8 MiB cannot fit in, whatever the reader's pace
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 << 10)
 s.setblocking(False)
 big = (b"a" * 1023 + b"\n") * 8192          # 8 MiB of allowed lines
 try:
