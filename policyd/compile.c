@@ -584,20 +584,10 @@ static void builder_trim(struct builder *b)
 
 static void builder_free(struct builder *b)
 {
-	free(b->nodes);
-	free(b->outs);
-	free(b->sets.v);
+	builder_trim(b);
 	free(b->set_off.v);
-	free(b->set_len.v);
-	free(b->hash);
 	free(b->rows);
 	free(b->souts);
-	if (b->bucket)
-		for (uint32_t c = 0; c < 256; c++)
-			free(b->bucket[c].v);
-	free(b->bucket);
-	free(b->touched.v);
-	free(b->tmp.v);
 }
 
 static uint32_t pow2_at_least(uint32_t x)

@@ -16,6 +16,8 @@ PD_SLOW=${PD_SLOW:-1}
 awk -v f="$PD_SLOW" 'BEGIN { exit !(f ~ /^[0-9]*\.?[0-9]+$/ && f > 0) }' ||
 	{ echo "PD_SLOW=$PD_SLOW is not a positive number" >&2; exit 2; }
 export PD_SLOW
+# SLOW: PD_SLOW rounded up to a whole number, for $(( ))
+SLOW=$(awk -v f="$PD_SLOW" 'BEGIN { s = int(f); if (s < f) s++; print s < 1 ? 1 : s }')
 
 # slow N: N (seconds, milliseconds) times PD_SLOW
 slow() { awk -v n="$1" -v f="$PD_SLOW" 'BEGIN { printf "%.3f\n", n * f }' | sed 's/\.*0*$//'; }

@@ -137,6 +137,30 @@ for _ in range(int(sys.argv[2])):
     s.close()' "$port" "$1" "$2"
 }
 
+# start_recorder PORT FILE: a server on 127.0.0.1:PORT, outside the
+# cgroup, that appends every byte of every connection to FILE (its own
+# output in $TMP/server.log); stopped at cleanup. A client reset (a denied
+# connection aborted) ends that connection quietly.
+start_recorder() {
+	python3 - "$1" "$2" <<'PY' >>"$TMP/server.log" 2>&1 &
+import socket, sys, threading
+threading.excepthook = lambda a: None if issubclass(a.exc_type, ConnectionError) else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(256)
+out = open(sys.argv[2], "ab", buffering=0)
+lock = threading.Lock()
+def serve(c):
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        with lock: out.write(b)
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+	PIDS+=($!)
+}
+
 # start_redis PORT: a throwaway redis-server on 127.0.0.1, nothing saved
 start_redis() {
 	start_bg redis redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \

@@ -16,23 +16,7 @@ layout=$("$PD" --version | sed -n 's/.*map layout \([0-9]*\).*/\1/p')
 pol() { local f=$1 e=$2; shift 2; kv_policy "$f" 1 "on_exit = \"$e\";" "$@"; }
 
 # a listener that keeps every byte it receives, outside the cgroup
-python3 - "$port" "$TMP/server.out" <<'PY' >"$TMP/server.log" 2>&1 &
-import socket, sys, threading
-threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(256)
-out = open(sys.argv[2], "ab", buffering=0)
-lock = threading.Lock()
-def serve(c):
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        with lock: out.write(b)
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-PIDS+=($!)
+start_recorder "$port" "$TMP/server.out"
 wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 # a connection from the cgroup that stays open across the restarts
 coproc CONN { in_cgroup python3 -u -c '

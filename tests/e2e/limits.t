@@ -9,8 +9,6 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/e2e/env.sh
 [ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups)"
 env_setup limits || skip_all "cannot make a cgroup"
-# PD_SLOW (how many times slower this machine is), rounded up, for $(( ))
-SLOW=$(awk -v f="${PD_SLOW:-1}" 'BEGIN { s = int(f); if (s < f) s++; print s < 1 ? 1 : s }')
 port=$(free_port)
 python3 -c '
 import socket, sys, threading

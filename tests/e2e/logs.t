@@ -13,8 +13,6 @@ cd "$(dirname "$0")/../.." || exit 1
 [ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups, namespaces)"
 env_setup logs || skip_all "cannot make a cgroup"
 PD=$(realpath "$PD")
-# PD_SLOW (how many times slower this machine is), rounded up, for $(( ))
-SLOW=$(awk -v f="${PD_SLOW:-1}" 'BEGIN { s = int(f); if (s < f) s++; print s < 1 ? 1 : s }')
 
 port=$(free_port)
 # pol RATE [DAEMON-EXTRA]: deny FLUSHALL (7), audit KEYS (8), divert DEBUG (9)

@@ -33,22 +33,7 @@ EOF
 policy monitor
 
 # a recording server outside the cgroup: every byte of every connection
-python3 - "$port" "$TMP/server.out" <<'PY' &
-import socket, sys, threading
-threading.excepthook = lambda a: None
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(16)
-out = open(sys.argv[2], "ab", buffering=0)
-def serve(c):
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        out.write(b)
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-PIDS+=($!)
+start_recorder "$port" "$TMP/server.out"
 for _ in $(seq 400); do ss -Hltn "sport = :$port" | grep -q . && break; sleep 0.05; done
 start_redis "$rport"; ok $? "redis-server on 127.0.0.1:$rport"
 

@@ -25,22 +25,7 @@ out=$("$PD" stats --pin-dir "$PIN" 2>&1); rc=$?
 is "$rc" 3 "stats without a running instance: exit 3 ($out)"
 
 # a listener that keeps every connection's bytes, outside the cgroup
-python3 - "$port" "$TMP/server.out" <<'PY' >"$TMP/server.log" 2>&1 &
-import socket, sys, threading
-threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(16)
-out = open(sys.argv[2], "ab", buffering=0)
-def serve(c):
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        out.write(b)
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-PIDS+=($!)
+start_recorder "$port" "$TMP/server.out"
 wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
 
 start_policyd "$TMP/a.conf"; ok $? "policyd runs"

@@ -11,8 +11,6 @@ cd "$(dirname "$0")/../.." || exit 1
 [ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups, namespaces)"
 env_setup sinks || skip_all "cannot make a cgroup"
 PD=$(realpath "$PD")
-# PD_SLOW (how many times slower this machine is), rounded up, for $(( ))
-SLOW=$(awk -v f="${PD_SLOW:-1}" 'BEGIN { s = int(f); if (s < f) s++; print s < 1 ? 1 : s }')
 
 port=$(free_port)
 # pol FILE SINK-NAME SINK-FILE [DENY-WORD]: divert DEBUG (rule 9) to the sink

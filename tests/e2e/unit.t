@@ -79,22 +79,7 @@ is "$(notified '^STOPPING=1$')" 1 "STOPPING=1"
 # --- SystemCallFilter: every system call made is allowed ---
 pol FLUSHALL
 # a connection open before the start, to be adopted (pidfd_getfd)
-python3 - "$port" "$TMP/server.out" <<'PY' &
-import socket, sys, threading
-threading.excepthook = lambda a: None
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(16)
-out = open(sys.argv[2], "ab", buffering=0)
-def serve(c):
-    while True:
-        b = c.recv(65536)
-        if not b: break
-        out.write(b)
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-PIDS+=($!)
+start_recorder "$port" "$TMP/server.out"
 wait_listen "$port" || ok 1 "the recording server listens"
 in_cgroup python3 -c '
 import socket, sys, time
