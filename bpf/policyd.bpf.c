@@ -714,7 +714,8 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 		return -1;
 	avail = msg->size;
 	gen = st->cur.gen & 1;
-	if (st->run.ev_verdict == PD_V_REDIRECT) {
+	/* monitor mode diverts nothing: no bytes for the sink */
+	if (st->run.ev_verdict == PD_V_REDIRECT && !st->run.monitor) {
 		rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
 		r = bpf_map_lookup_elem(&pd_rules, &rk);
 		sink = r ? r->sink : 0;
