@@ -30,8 +30,10 @@
  * pd_event.sink_seq and gen; 7: pd_rule.excerpt and pd_service.excerpt;
  * 8: pd_config.mode and the daemon's start, reload and pid fields,
  * pd_counter.would_*, pd_event.monitor; 9: pd_doomed a hash of struct
- * pd_doomed, pd_sock.abort; 10: pd_sock.adopted_end). */
-#define PD_LAYOUT_VERSION 10
+ * pd_doomed, pd_sock.abort; 10: pd_sock.adopted_end; 11: pd_tail,
+ * pd_sock.tail_len, tail_seq, tail_ids and tail_ring, pd_service.tail,
+ * the depth in pd_state_out.flags). */
+#define PD_LAYOUT_VERSION 11
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -124,6 +126,12 @@ enum pd_direction {
 
 /* Flags of a state (pd_state_out.flags). */
 #define PD_SF_ANCHORED 0x1    /* a prefix rule may still match later in this message */
+/* bits 4-15: how many of the last bytes walked lead to this state from a
+ * message's start or its middle (its deepest pattern progress, at most
+ * PD_SF_DEPTH_MAX): what pd_tail keeps of them */
+#define PD_SF_DEPTH_SHIFT 4
+#define PD_SF_DEPTH_MAX 0xfff
+#define PD_SF_DEPTH(flags) (((flags) >> PD_SF_DEPTH_SHIFT) & PD_SF_DEPTH_MAX)
 /* bits 16-31: the lowest rule index such a prefix rule has (what holds a
  * message back here) */
 #define PD_SF_HOLD_RULE(flags) ((flags) >> 16)
@@ -215,6 +223,10 @@ struct pd_service {
 	__u32 hold_ms;          /* hold_timeout: how long a message may be held;
 	                         * 0: never held */
 	__u32 excerpt;          /* payload bytes an event of the default copies */
+	__u32 tail;             /* bytes of the stream kept while a pattern may be
+	                         * half matched (pd_tail): carry under framing none,
+	                         * longest prefix or contains pattern - 1 under line */
+	__u32 pad;
 	__u64 skip[PD_SKIP_MAX];
 };
 
@@ -408,6 +420,10 @@ struct pd_progress {
 
 #define PD_HELD_LINE 0xffff
 
+/* Kept bytes (pd_sock.tail_len) of a service whose pd_service.tail is
+ * below this stay in the socket's own storage; longer ones go to pd_tail. */
+#define PD_TAIL_SMALL 32
+
 /* pd_sk (SK_STORAGE): per policed socket. The sock_ops program creates it
  * when a connection is established; policyd writes it when it adopts a
  * connection that was open before it started.
@@ -432,7 +448,8 @@ struct pd_sock {
 	                         * later byte no verdict covers is refused */
 	__u16 held_rule;        /* the rule index that keeps it held: 0 the default
 	                         * (an allow list), PD_HELD_LINE an unfinished line */
-	__u16 pad3[3];
+	__u16 tail_len;         /* framing none: bytes of pd_tail that end at */
+	__u32 tail_seq;         /* this sequence number (0 bytes: none kept) */
 	__u32 service;          /* service index (re-bound by port after a reload) */
 	__u8 flags;             /* PD_SK_* */
 	__u8 cause;             /* PD_SK_UNMAPPED, PD_SK_DEAD: enum pd_trouble */
@@ -444,6 +461,12 @@ struct pd_sock {
 	                         * by piece (the send buffer could not take them at once) */
 	__u32 tgid;             /* the last process that sent on it, and its uid: */
 	__u32 uid;              /* named when the egress program refuses its bytes */
+	__u16 tail_ids[3];      /* line framing, a line going out as it comes: the ids
+	                         * of the allow, audit and redirect rules it matched */
+	__u8 tail_big;          /* the kept bytes are in pd_tail, else in tail_ring */
+	__u8 pad4;
+	__u8 tail_ring[PD_TAIL_SMALL]; /* the kept bytes of a service whose tail is
+	                         * shorter: byte s at tail_ring[s % PD_TAIL_SMALL] */
 	struct pd_run run;
 	struct pd_doomed abort; /* what pd_doomed gets when the connection is doomed */
 };
@@ -484,6 +507,24 @@ struct pd_bytes {
 	struct pd_progress from;
 	__u8 bytes[PD_BYTES_MAX];
 };
+
+/* pd_tail (SK_STORAGE, created when first needed, for a service whose
+ * pd_service.tail is PD_TAIL_SMALL or more, else pd_sock.tail_ring): the
+ * stream's last bytes that lead to the matching state (its depth, at most
+ * pd_service.tail), while a pattern may be half matched:
+ * under framing none after a message that ended with one, under line
+ * framing while a line goes out as it comes (not held). The byte at
+ * sequence number s is bytes[s % PD_TAIL_MAX]. Should two reloads rewrite
+ * the policy slot the socket's matching state belongs to before it sends
+ * again, these bytes are walked through the active policy to find the
+ * state again there (and, for a line, the rules it matched, by id). */
+#define PD_TAIL_MAX 1024
+struct pd_tail {
+	__u8 bytes[PD_TAIL_MAX];
+};
+_Static_assert(PD_MAX_PATTERN <= PD_TAIL_MAX, "a half match is shorter than a pattern");
+_Static_assert((PD_TAIL_MAX & (PD_TAIL_MAX - 1)) == 0 && (PD_TAIL_SMALL & (PD_TAIL_SMALL - 1)) == 0,
+	       "the data plane masks with PD_TAIL_MAX - 1 and PD_TAIL_SMALL - 1");
 
 /* pd_trouble (PERCPU_ARRAY): data-plane troubles, counted. */
 enum pd_trouble {

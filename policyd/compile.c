@@ -317,10 +317,14 @@ static bool rehash(struct builder *b)
 /* What entering a state reports: the lowest rule index per action. */
 static void state_out(struct builder *b, const uint32_t *s, uint32_t n, struct pd_state_out *o)
 {
+	uint32_t depth = 0;
+
 	memset(o, 0, sizeof(*o));
 	for (uint32_t i = 0; i < n; i++) {
 		const struct node *nd = &b->nodes[s[i]];
 
+		if (nd->depth > depth)
+			depth = nd->depth;
 		if (nd->anchored && nd->child) {
 			uint32_t h = PD_SF_HOLD_RULE(o->flags);
 
@@ -341,6 +345,7 @@ static void state_out(struct builder *b, const uint32_t *s, uint32_t n, struct p
 				*slot = r;
 		}
 	}
+	o->flags |= (depth < PD_SF_DEPTH_MAX ? depth : PD_SF_DEPTH_MAX) << PD_SF_DEPTH_SHIFT;
 }
 
 static bool has_out(const struct pd_state_out *o)
@@ -689,7 +694,7 @@ oom:
 /* Fill the service entry (everything but the automaton). */
 static void service_entry(const struct pd_service_src *s, struct pd_service *svc)
 {
-	size_t maxlen = 0;
+	size_t maxlen = 0, longest = 0;
 	bool prefix = false, allow = false, pattern = false, stop = false;
 
 	memset(svc, 0, sizeof(*svc));
@@ -701,6 +706,8 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 
 		if (r->kind == PD_M_CONTAINS && r->patlen > maxlen)
 			maxlen = r->patlen;
+		if ((r->kind == PD_M_CONTAINS || r->kind == PD_M_PREFIX) && r->patlen > longest)
+			longest = r->patlen;
 		/* a prefix that would deny or divert the message holds it back
 		 * until it is decided; allow and audit prefixes change nothing
 		 * that has left */
@@ -723,6 +730,9 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 	}
 	if (s->framing == PD_FRAME_NONE && maxlen > 1)
 		svc->carry = (uint32_t)(maxlen - 1);
+	svc->tail = svc->carry;
+	if (s->framing == PD_FRAME_LINE && longest > 1)
+		svc->tail = (uint32_t)(longest - 1);
 	/* under line framing the scan still looks for the ends of lines */
 	svc->noscan = s->framing == PD_FRAME_NONE && !pattern;
 	if (s->framing == PD_FRAME_LINE && s->hold_timeout) {
