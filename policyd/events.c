@@ -760,7 +760,7 @@ int pd_sinks_install(struct pd_daemon *d, uint32_t gen, struct pd_sink_rt *s, si
 	int fd = bpf_map__fd(d->l.skel->maps.pd_sinks);
 
 	for (size_t i = 0; i < n; i++) {
-		uint32_t k = gen * PD_MAX_SINKS + (uint32_t)i;
+		uint32_t k = pd_sink_key(gen, (uint32_t)i);
 		uint64_t sock = (uint64_t)s[i].rx;      /* the map's values are 64-bit */
 
 		if (bpf_map_update_elem(fd, &k, &sock, BPF_ANY)) {

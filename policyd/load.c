@@ -229,7 +229,7 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		err = write_outs(s->maps.pd_outs, img, base);
 	for (uint32_t i = 0; i < img->nservices && !err; i++) {
 		struct pd_service svc = img->services[i].svc;
-		uint32_t k = gen * PD_MAX_SERVICES + i;
+		uint32_t k = pd_service_key(gen, i);
 
 		svc.start += base;
 		svc.resume += base;
@@ -237,14 +237,14 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		      update(s->maps.pd_classes, &k, &img->services[i].classes);
 	}
 	for (uint32_t i = 1; i <= img->nrules && !err; i++) {
-		uint32_t k = gen * (PD_MAX_RULES + 1) + i;
+		uint32_t k = pd_rule_key(gen, i);
 
 		err = update(s->maps.pd_rules, &k, &img->rules[i]);
 	}
 	if (!err && img->nrules < PD_MAX_RULES) {
 		/* ends the slot's rule list for readers (policyd stats) */
 		struct pd_rule none = { 0 };
-		uint32_t k = gen * (PD_MAX_RULES + 1) + img->nrules + 1;
+		uint32_t k = pd_rule_key(gen, img->nrules + 1);
 
 		err = update(s->maps.pd_rules, &k, &none);
 	}

@@ -162,7 +162,7 @@ static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uin
 
 	for (size_t i = 0; i < p->nservices; i++) {
 		struct pd_name n = { { 0 } };
-		uint32_t k = gen * PD_MAX_SERVICES + (uint32_t)i;
+		uint32_t k = pd_service_key(gen, (uint32_t)i);
 
 		snprintf(n.name, sizeof(n.name), "%s", p->services[i].name);
 		if (bpf_map_update_elem(fd, &k, &n, BPF_ANY))
@@ -170,7 +170,7 @@ static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uin
 	}
 	if (p->nservices < PD_MAX_SERVICES) {
 		struct pd_name none = { { 0 } };
-		uint32_t k = gen * PD_MAX_SERVICES + (uint32_t)p->nservices;
+		uint32_t k = pd_service_key(gen, (uint32_t)p->nservices);
 
 		if (bpf_map_update_elem(fd, &k, &none, BPF_ANY))
 			return -errno;
