@@ -45,19 +45,6 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	return 0;
-}
-
-static int libbpf_loud(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	/* of the debug messages, the verifier's log (its statistics) */
-	if (level == LIBBPF_DEBUG && !strstr(fmt, "PROG LOAD LOG"))
-		return 0;
-	return vfprintf(stderr, fmt, ap);
-}
-
 /* The cgroup2 mount point, from /proc/mounts. */
 static int cgroup2_mount(char *out, size_t cap)
 {
@@ -927,7 +914,7 @@ int pd_cmd_run(const struct pd_opts *o)
 	sigset_t set;
 	int ret;
 
-	libbpf_set_print(o->verbose ? libbpf_loud : libbpf_quiet);
+	pd_log_libbpf(o->verbose);
 	pd_bpf_verifier_stats(o->verbose);
 	d.compile_ms = now_ms();
 	ret = pd_load_and_compile(o->config, &d.pol, &d.img, NULL);
