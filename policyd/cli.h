@@ -35,8 +35,6 @@ struct pd_opts {
 	int ninputs;
 };
 
-int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
-			double *ms);
 int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);
 int pd_cmd_reload(const struct pd_opts *o);

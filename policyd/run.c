@@ -32,6 +32,7 @@
 #include <bpf/libbpf.h>
 #include <systemd/sd-daemon.h>
 
+#include "build.h"
 #include "daemon.h"
 #include "kernel.h"
 #include "policyd.skel.h"
@@ -695,12 +696,10 @@ static void reload(struct pd_daemon *d)
 	int err;
 
 	pd_sinks_reopen(d);
-	if (pd_policy_load(d->config, &p, &diag) || pd_compile(&p, &img, &diag)) {
+	if (pd_policy_build(d->config, &p, &img, &diag, NULL)) {
 		for (size_t i = 0; i < diag.n; i++)
 			pd_log(d, LOG_ERR, "%s", diag.lines[i]);
 		refuse(d, "%s is invalid", d->config);
-		if (p.file)
-			pd_policy_free(&p);
 		pd_diag_free(&diag);
 		count_refused(d);
 		goto out;
@@ -916,9 +915,7 @@ int pd_cmd_run(const struct pd_opts *o)
 
 	pd_log_libbpf(o->verbose);
 	pd_bpf_verifier_stats(o->verbose);
-	d.compile_ms = now_ms();
-	ret = pd_load_and_compile(o->config, &d.pol, &d.img, NULL);
-	d.compile_ms = now_ms() - d.compile_ms;
+	ret = pd_load_and_compile(o->config, &d.pol, &d.img, &d.compile_ms);
 	d.started = (uint64_t)time(NULL);
 	if (ret)
 		return ret;
