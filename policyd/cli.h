@@ -39,7 +39,5 @@ int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);
 int pd_cmd_reload(const struct pd_opts *o);
 int pd_cmd_test(const struct pd_opts *o);
-/* s as a JSON string on standard output */
-void pd_json_str(const char *s);
 
 #endif

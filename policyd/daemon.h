@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "escape.h"
 #include "load.h"
 #include "log.h"
 #include "policy.h"
@@ -154,11 +155,6 @@ void pd_sinks_close(struct pd_daemon *d, struct pd_sink_rt *s, size_t n);
 void pd_sinks_reopen(struct pd_daemon *d);
 /* Stop: write the records still waiting, close every sink. */
 void pd_sinks_finish(struct pd_daemon *d);
-/* An address and port as log lines write them: 1.2.3.4:5, [::1]:5. */
-void pd_endpoint(char *out, size_t cap, uint8_t family, const uint32_t *addr, uint16_t port);
-/* Escape bytes for a log line: printable ASCII as is, '"' and '\\'
- * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
-size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
 
 /* privs.c: drop to user, leaving a reaper that removes the pins when
  * the daemon ends (unless keep: on_exit = "keep"). */

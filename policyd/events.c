@@ -30,71 +30,6 @@
 #include "daemon.h"
 #include "policyd.skel.h"
 
-/* Append \xHH for c at out + o; returns the new length. */
-static size_t hex_byte(char *out, size_t o, uint8_t c)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	out[o++] = '\\';
-	out[o++] = 'x';
-	out[o++] = hex[c >> 4];
-	out[o++] = hex[c & 15];
-	return o;
-}
-
-size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < n && o + 5 < cap; i++) {
-		uint8_t c = p[i];
-
-		if (c == '"' || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)c;
-		} else if (c == '\r' || c == '\n' || c == '\t') {
-			out[o++] = '\\';
-			out[o++] = c == '\r' ? 'r' : c == '\n' ? 'n' : 't';
-		} else if (c >= 0x20 && c < 0x7f) {
-			out[o++] = (char)c;
-		} else {
-			o = hex_byte(out, o, c);
-		}
-	}
-	out[o] = '\0';
-	return o;
-}
-
-/* A process name as one token: anything but [A-Za-z0-9._+-] as \xHH. */
-static void escape_comm(char *out, size_t cap, const char *comm)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < PD_COMM_LEN && comm[i] && o + 5 < cap; i++) {
-		uint8_t c = (uint8_t)comm[i];
-
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '.' || c == '_' || c == '+' || c == '-')
-			out[o++] = (char)c;
-		else
-			o = hex_byte(out, o, c);
-	}
-	out[o] = '\0';
-}
-
-void pd_endpoint(char *out, size_t cap, uint8_t family, const uint32_t *addr, uint16_t port)
-{
-	char a[INET6_ADDRSTRLEN] = "?";
-
-	if (family == AF_INET6) {
-		inet_ntop(AF_INET6, addr, a, sizeof(a));
-		snprintf(out, cap, "[%s]:%u", a, port);
-	} else {
-		inet_ntop(AF_INET, addr, a, sizeof(a));
-		snprintf(out, cap, "%s:%u", a, port);
-	}
-}
-
 static const char *service_name(const struct pd_daemon *d, uint32_t svc)
 {
 	return svc < d->pol.nservices ? d->pol.services[svc].name : "?";
@@ -108,7 +43,7 @@ static void comm_of(const struct pd_event *e, char *out, size_t cap)
 	FILE *f;
 
 	if (e->comm[0]) {
-		escape_comm(out, cap, e->comm);
+		pd_escape_comm(out, cap, e->comm);
 		return;
 	}
 	snprintf(path, sizeof(path), "/proc/%u/comm", e->tgid);
@@ -118,7 +53,7 @@ static void comm_of(const struct pd_event *e, char *out, size_t cap)
 	if (f)
 		fclose(f);
 	if (name[0])
-		escape_comm(out, cap, name);
+		pd_escape_comm(out, cap, name);
 	else
 		snprintf(out, cap, "-");
 }
@@ -498,7 +433,7 @@ int pd_on_event(void *ctx, void *data, size_t size)
 	pd_escape(ex, sizeof(ex), e->excerpt,
 		  e->excerpt_len < PD_EXCERPT_MAX ? e->excerpt_len : PD_EXCERPT_MAX);
 	/* the journal's fields: the line's keys, one by one */
-	escape_comm(comm, sizeof(comm), e->comm);
+	pd_escape_comm(comm, sizeof(comm), e->comm);
 	pd_endpoint(src, sizeof(src), e->family, e->saddr, e->sport);
 	pd_endpoint(dst, sizeof(dst), e->family, e->daddr, e->dport);
 	snprintf(pid, sizeof(pid), "%u", e->tgid);

@@ -11,6 +11,7 @@
 
 #include "build.h"
 #include "cli.h"
+#include "escape.h"
 #include "policy.h"
 
 #ifndef PD_VERSION
@@ -72,22 +73,6 @@ static const struct { const char *name; unsigned opts; const char *takes; } comm
 		  B(O_VERBOSE),
 	  "-c FILE, --service, --port, --split, --monitor, --json, input files" },
 };
-
-void pd_json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
 
 /* Diagnostics as [{"line": N, "message": "..."}]: each d line is
  * "FILE:LINE: message" or "FILE: message" (line 0). */

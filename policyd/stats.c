@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli.h"
+#include "escape.h"
 #include "policy.h"
 
 /* What one row of counters is about: a rule, or a service's default. */
