@@ -55,7 +55,7 @@ ABI := include/policyd.h $(wildcard bpf/*.h)
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c policyd/judge.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
 	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \
-	policyd/reload.c policyd/probe.c policyd/test.c policyd/build.c policyd/escape.c
+	policyd/reload.c policyd/probe.c policyd/test.c policyd/build.c policyd/escape.c policyd/sink.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))

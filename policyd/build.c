@@ -11,18 +11,10 @@
 #include "build.h"
 #include "cli.h"
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 int pd_policy_build(const char *file, struct pd_policy *p, struct pd_image *img,
 		    struct pd_diag *d, double *ms)
 {
-	double t0 = now_ms();
+	double t0 = pd_now_ms();
 
 	if (pd_policy_load(file, p, d) || pd_compile(p, img, d)) {
 		if (p->file)
@@ -30,7 +22,7 @@ int pd_policy_build(const char *file, struct pd_policy *p, struct pd_image *img,
 		return -1;
 	}
 	if (ms)
-		*ms = now_ms() - t0;
+		*ms = pd_now_ms() - t0;
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #define POLICYD_CLI_H
 
 #include <stdbool.h>
+#include <time.h>
 
 #include "policy.h"
 
@@ -34,6 +35,16 @@ struct pd_opts {
 	char **inputs;          /* test: the input files ("-": standard input) */
 	int ninputs;
 };
+
+/* The monotonic clock in ms: the timings commands report, and the
+ * daemon's once-a-second work. */
+static inline double pd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);

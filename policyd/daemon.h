@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The running daemon: its state, shared by run.c, events.c and adopt.c. */
+/* The running daemon: its state, shared by run.c, events.c, sink.c and adopt.c. */
 #ifndef POLICYD_DAEMON_H
 #define POLICYD_DAEMON_H
 
@@ -125,9 +125,8 @@ struct pd_daemon {
 	bool abort_behind;      /* some entries were not named yet */
 };
 
-/* events.c: the ring buffer's records as log lines and sink records. */
+/* events.c: the ring buffer's records as log lines. */
 int pd_on_event(void *ctx, void *data, size_t size);
-int pd_on_sink_data(void *ctx, void *data, size_t size);
 /* Each pass of the event loop: drain the sinks' sockets, write the
  * records whose bytes are in (or overdue); once a second, report what
  * was suppressed, lost or left unpoliced. */
@@ -138,6 +137,21 @@ uint64_t pd_trouble_total(const struct pd_daemon *d, uint32_t what);
  * log_rate; if not it is counted for the once-a-second report. Every
  * line that traffic causes goes through here. */
 bool pd_log_may(struct pd_daemon *d, const char *kind);
+/* The common part of a log line and a sink record: service, process,
+ * ends and length of the message an event is about. */
+void pd_event_describe(const struct pd_daemon *d, const struct pd_event *e, char *out,
+		       size_t cap);
+
+/* sink.c: redirect sinks, their files and their records. */
+/* pd_sink_data's records: the diverted bytes, piece by piece. */
+int pd_on_sink_data(void *ctx, void *data, size_t size);
+/* A redirect event: its diversion has its description now. */
+void pd_sink_event(struct pd_daemon *d, const struct pd_event *e);
+/* Each pass of the event loop (now: pd_now_ms()): drain the sinks'
+ * sockets, write the records that waited too long for their bytes. */
+void pd_sinks_tick(struct pd_daemon *d, double now);
+/* Once a second: what went wrong with the sinks in the second that ended. */
+void pd_sinks_report(struct pd_daemon *d);
 /* Open the sinks of p into out (*n of them): their files (shared with
  * the open ones of the same path; a new file made as root is given to
  * the account policyd runs as, so that it can open it again) and their

@@ -38,14 +38,6 @@
 #include "policyd.skel.h"
 #include "probe.h"
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* The cgroup2 mount point, from /proc/mounts. */
 static int cgroup2_mount(char *out, size_t cap)
 {
@@ -534,7 +526,7 @@ static int setup(struct pd_daemon *d)
 	if (err < 0)
 		return -1;
 	d->kept = !err;
-	t_load = now_ms();
+	t_load = pd_now_ms();
 	err = pd_bpf_load(&d->img, d->kept ? &(struct pd_kept){ d->pin_dir, kept_cfg.slot_states,
 					 kept_cfg.row_width } : NULL,
 			  d->pol.daemon.max_connections, &d->l, &why);
@@ -577,14 +569,14 @@ static int setup(struct pd_daemon *d)
 		}
 	}
 	d->slot_gen[d->gen] = (uint32_t)d->generation;
-	t_write = now_ms();
+	t_write = pd_now_ms();
 	if ((err = pd_instance_write(d)) || (err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
 	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
 		fprintf(stderr, "policyd: cannot write the policy into the maps: %s\n",
 			strerror(-err));
 		return -1;
 	}
-	t_done = now_ms();
+	t_done = pd_now_ms();
 	if (pd_sinks_open(d, &d->pol, sinks, &nsinks, why_sink, sizeof(why_sink))) {
 		fprintf(stderr, "policyd: %s\n", why_sink);
 		return -1;
@@ -691,7 +683,7 @@ static void reload(struct pd_daemon *d)
 	struct pd_policy old_pol;
 	struct pd_image old_img;
 	uint32_t next = d->gen ^ 1;
-	double t0 = now_ms(), t1, t2, t3;
+	double t0 = pd_now_ms(), t1, t2, t3;
 	char why[1024];
 	int err;
 
@@ -720,7 +712,7 @@ static void reload(struct pd_daemon *d)
 		refuse(d, "%s", why);
 		goto drop_new;
 	}
-	t1 = now_ms();
+	t1 = pd_now_ms();
 	/* mark the idle slot as being rewritten: a message still under it
 	 * (two policies back) must not walk the new tables */
 	d->slot_gen[next] = 0;
@@ -748,7 +740,7 @@ static void reload(struct pd_daemon *d)
 	d->reloads++;
 	d->last_reload = PD_RELOAD_OK;
 	d->last_reload_time = (uint64_t)time(NULL);
-	t2 = now_ms();
+	t2 = pd_now_ms();
 	if ((err = write_config(d))) {
 		d->pol = old_pol;
 		d->img = old_img;
@@ -759,7 +751,7 @@ static void reload(struct pd_daemon *d)
 		refuse(d, "cannot switch to the new policy: %s", strerror(-err));
 		goto drop_new;
 	}
-	t3 = now_ms();
+	t3 = pd_now_ms();
 	ring_buffer__consume(d->rb);
 	if (p.daemon.keep != old_pol.daemon.keep)
 		pd_reaper_on_exit(d, p.daemon.keep);
@@ -855,7 +847,7 @@ static int loop(struct pd_daemon *d)
 			while ((got = read(d->cg_watch, ev, sizeof(ev))) > 0)
 				removed |= names_cgroup(d, ev, got, &lost);
 		}
-		if (removed || cgroup_gone(d, lost, now_ms())) {
+		if (removed || cgroup_gone(d, lost, pd_now_ms())) {
 			cgroup_removed(d);
 			return PD_EXIT_CGROUP_GONE;
 		}
