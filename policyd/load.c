@@ -15,7 +15,7 @@
 
 #include "load.h"
 #include "policyd.skel.h"
-#include "probe.h"
+#include "kernel.h"
 
 static bool verifier_stats;
 

@@ -25,7 +25,6 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/utsname.h>
 #include <sys/capability.h>
 
 #include <bpf/bpf.h>
@@ -36,7 +35,6 @@
 #include "daemon.h"
 #include "kernel.h"
 #include "policyd.skel.h"
-#include "probe.h"
 
 /* The cgroup2 mount point, from /proc/mounts. */
 static int cgroup2_mount(char *out, size_t cap)
@@ -117,22 +115,6 @@ static int check_privileges(void)
 		"dropping to the unprivileged user CAP_SETUID and CAP_SETGID; start it as root\n",
 		(unsigned)geteuid(), missing);
 	return -1;
-}
-
-/* Below the floor everything may work, or lose and leak bytes in ways
- * policyd cannot see: say so at every start. */
-static void warn_old_kernel(const struct pd_daemon *d)
-{
-	struct utsname u;
-
-	if (uname(&u) || !pd_release_below(u.release, PD_KERNEL_FLOOR_MAJOR,
-					   PD_KERNEL_FLOOR_MINOR) ||
-	    pd_stable_has_fixes(u.release, u.version))
-		return;
-	pd_log(d, LOG_WARNING, "warning: kernel %s is older than " PD_KERNEL_FLOOR ", the "
-	       "first with the known sockmap and sk_msg fixes (cork, apply_bytes, redirect, "
-	       "teardown); payloads may be passed or dropped wrongly: upgrade the kernel",
-	       u.release);
 }
 
 /* Write service names of slot gen for `policyd stats`. */
@@ -510,7 +492,10 @@ static int setup(struct pd_daemon *d)
 		return -1;
 	if (pd_probe())
 		return -1;
-	warn_old_kernel(d);
+	/* below the floor everything may work, or lose and leak bytes in
+	 * ways policyd cannot see: said at every start */
+	if (pd_kernel_old())
+		pd_log(d, LOG_WARNING, "warning: %s", pd_kernel_old());
 	for (size_t i = 0; pd_probe_missing(i); i++)
 		pd_log(d, LOG_WARNING, "warning: %s", pd_probe_missing(i));
 	if (ensure_bpffs(d->pin_dir)) {
