@@ -190,10 +190,8 @@ bool pd_abort_pass(struct pd_daemon *d);
 void pd_abort_stop(struct pd_daemon *d);
 
 /* instance.c: refuse to start beside an instance on a related cgroup
- * (mount: the cgroup2 mount point); publish this instance's pins and
- * cgroup for others to read. */
+ * (mount: the cgroup2 mount point), as its pd_instance names it. */
 int pd_instance_check(const struct pd_daemon *d, const char *mount);
-int pd_instance_write(const struct pd_daemon *d);
 
 /* adopt.c: put connections open before policyd started under policy. */
 int pd_adopt(struct pd_daemon *d, unsigned *adopted);

@@ -117,34 +117,13 @@ static int check_privileges(void)
 	return -1;
 }
 
-/* Write service names of slot gen for `policyd stats`. */
-static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uint32_t gen)
-{
-	int fd = bpf_map__fd(d->l.skel->maps.pd_names);
-
-	for (size_t i = 0; i < p->nservices; i++) {
-		struct pd_name n = { { 0 } };
-		uint32_t k = pd_service_key(gen, (uint32_t)i);
-
-		snprintf(n.name, sizeof(n.name), "%s", p->services[i].name);
-		if (bpf_map_update_elem(fd, &k, &n, BPF_ANY))
-			return -errno;
-	}
-	if (p->nservices < PD_MAX_SERVICES) {
-		struct pd_name none = { { 0 } };
-		uint32_t k = pd_service_key(gen, (uint32_t)p->nservices);
-
-		if (bpf_map_update_elem(fd, &k, &none, BPF_ANY))
-			return -errno;
-	}
-	return 0;
-}
-
 static bool monitoring(const struct pd_daemon *d)
 {
 	return d->o->monitor || d->pol.daemon.monitor;
 }
 
+/* Publish d in pd_config: the data plane's settings, and what `policyd
+ * stats` and `policyd reload` read. */
 static int write_config(const struct pd_daemon *d)
 {
 	struct pd_config c = {
@@ -164,12 +143,10 @@ static int write_config(const struct pd_daemon *d)
 		.last_reload = d->last_reload,
 		.pid = (__u32)getpid(),
 	};
-	uint32_t zero = 0;
 
 	if (c.excerpt > PD_EXCERPT_MAX)
 		c.excerpt = PD_EXCERPT_MAX;
-	return bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_config), &zero, &c,
-				   BPF_ANY) ? -errno : 0;
+	return pd_bpf_write_config(&d->l, &c);
 }
 
 /* Stop. With unpin (on_exit = "detach"), detach and remove the pins; after
@@ -546,17 +523,16 @@ static int setup(struct pd_daemon *d)
 		c.slot_gen[d->gen] = 0;
 		d->slot_gen[0] = c.slot_gen[0];
 		d->slot_gen[1] = c.slot_gen[1];
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_config), &(uint32_t){ 0 },
-					&c, BPF_ANY)) {
+		if ((err = pd_bpf_write_config(&d->l, &c))) {
 			fprintf(stderr, "policyd: cannot write the kept state's settings: %s; the "
-				"kept policy keeps enforcing\n", strerror(errno));
+				"kept policy keeps enforcing\n", strerror(-err));
 			return -1;
 		}
 	}
 	d->slot_gen[d->gen] = (uint32_t)d->generation;
 	t_write = pd_now_ms();
-	if ((err = pd_instance_write(d)) || (err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
-	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
+	if ((err = pd_bpf_write_instance(&d->l, d->pin_dir, d->cgroup)) || (err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
+	    (err = pd_bpf_write_names(&d->l, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
 		fprintf(stderr, "policyd: cannot write the policy into the maps: %s\n",
 			strerror(-err));
 		return -1;
@@ -702,7 +678,7 @@ static void reload(struct pd_daemon *d)
 	 * (two policies back) must not walk the new tables */
 	d->slot_gen[next] = 0;
 	if ((err = write_config(d)) || (err = pd_bpf_write_image(&d->l, &img, next)) ||
-	    (err = write_names(d, &p, next))) {
+	    (err = pd_bpf_write_names(&d->l, &p, next))) {
 		refuse(d, "cannot write the new policy into the maps: %s", strerror(-err));
 		pd_sinks_close(d, sinks, nsinks);
 		goto drop_new;

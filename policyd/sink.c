@@ -427,15 +427,12 @@ int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink
 int pd_sinks_install(struct pd_daemon *d, uint32_t gen, struct pd_sink_rt *s, size_t n,
 		     char *why, size_t cap)
 {
-	int fd = bpf_map__fd(d->l.skel->maps.pd_sinks);
-
 	for (size_t i = 0; i < n; i++) {
-		uint32_t k = pd_sink_key(gen, (uint32_t)i);
-		uint64_t sock = (uint64_t)s[i].rx;      /* the map's values are 64-bit */
+		int err = pd_bpf_write_sink(&d->l, gen, (uint32_t)i, s[i].rx);
 
-		if (bpf_map_update_elem(fd, &k, &sock, BPF_ANY)) {
+		if (err) {
 			snprintf(why, cap, "sink %s cannot take diverted messages: %s", s[i].name,
-				 strerror(errno));
+				 strerror(-err));
 			return -1;
 		}
 	}
