@@ -159,7 +159,7 @@ void pd_sinks_report(struct pd_daemon *d);
 int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink_rt *out,
 		  size_t *n, char *why, size_t cap);
 /* Put the sinks opened for policy slot gen into pd_sinks, then make them
- * the slot's (closing the slot's earlier ones). Returns 0, or -1 with
+ * the slot's (closing the slot's earlier ones). Returns 0, or -errno with
  * the reason in why (and nothing changed but the slot's idle entries). */
 int pd_sinks_install(struct pd_daemon *d, uint32_t gen, struct pd_sink_rt *s, size_t n,
 		     char *why, size_t cap);

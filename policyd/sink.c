@@ -433,7 +433,7 @@ int pd_sinks_install(struct pd_daemon *d, uint32_t gen, struct pd_sink_rt *s, si
 		if (err) {
 			snprintf(why, cap, "sink %s cannot take diverted messages: %s", s[i].name,
 				 strerror(-err));
-			return -1;
+			return err;
 		}
 	}
 	/* what the slot held before: its sockets leave the map as they close */
