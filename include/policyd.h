@@ -373,7 +373,7 @@ struct pd_event {
 	__u16 dport;            /* host byte order */
 	__u16 excerpt_len;      /* bytes valid in excerpt */
 	__u8 cause;             /* PD_V_REFUSE, PD_V_UNJUDGED: enum pd_trouble */
-	__u8 gen;               /* policy slot that decided (sink: gen * PD_MAX_SINKS + sink) */
+	__u8 gen;               /* policy slot that decided (sink: pd_sink_key(gen, sink)) */
 	__u8 monitor;           /* monitor mode: the deny or redirect did not happen,
 	                         * the message passed */
 	char comm[PD_COMM_LEN];

@@ -93,8 +93,8 @@ struct pd_daemon {
 	uint64_t reloads, reloads_refused, last_reload_time;
 	uint32_t last_reload;   /* enum pd_reload */
 	double compile_ms;      /* reading and compiling the policy at start */
-	/* the sinks of each policy slot (pd_sinks key slot * PD_MAX_SINKS +
-	 * sink), and the files they write */
+	/* the sinks of each policy slot (pd_sinks key pd_sink_key(slot,
+	 * sink)), and the files they write */
 	struct pd_sink_rt sinks[2][PD_MAX_SINKS];
 	size_t nsinks[2];
 	struct pd_sink_file *files[2 * PD_MAX_SINKS];
