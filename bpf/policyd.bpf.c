@@ -1637,7 +1637,7 @@ __noinline int keep_tail(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	o = out_of(st->cur.m.state);
 	if (!svc || !o)
@@ -1766,7 +1766,7 @@ __noinline int retail(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	w.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !w.cm)
