@@ -55,7 +55,7 @@ ABI := include/policyd.h $(wildcard bpf/*.h)
 CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c policyd/judge.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
 	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \
-	policyd/reload.c policyd/probe.c policyd/test.c
+	policyd/reload.c policyd/kernel.c policyd/test.c policyd/build.c policyd/escape.c policyd/sink.c
 BPF_SRC := $(wildcard bpf/*.bpf.c)
 BPF_OBJ := $(patsubst bpf/%.bpf.c,$(O)/%.bpf.o,$(BPF_SRC))
 SKELS := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRC))
@@ -116,9 +116,9 @@ $(O)/fuzz_policy: tests/fuzz/fuzz_policy.c $(CORE_SRC) $(wildcard policyd/*.h) $
 		-fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lconfig
 
 # Kernel-facing test helpers link the real loader (no sanitizers: libbpf).
-$(O)/tests/e2e_%: tests/e2e/%.c tests/unit/tap.h $(CORE_OBJ) $(O)/obj/load.o $(O)/obj/probe.o | $(O)/tests
+$(O)/tests/e2e_%: tests/e2e/%.c tests/unit/tap.h $(CORE_OBJ) $(O)/obj/load.o $(O)/obj/kernel.o | $(O)/tests
 	$(call msg,CC-TEST,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) -I tests/unit $< $(CORE_OBJ) $(O)/obj/load.o $(O)/obj/probe.o -o $@ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -I tests/unit $< $(CORE_OBJ) $(O)/obj/load.o $(O)/obj/kernel.o -o $@ $(LDLIBS)
 
 E2E_BIN := $(patsubst tests/e2e/%.c,$(O)/tests/e2e_%,$(wildcard tests/e2e/*.c))
 

@@ -608,7 +608,7 @@ __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 	if (n - 1 >= PD_SMALL)  /* 0, or more than PD_SMALL */
 		return -1;
 	gen = st->cur.gen & 1;
-	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	tab = bpf_map_lookup_elem(&pd_trans, &gen);
@@ -629,7 +629,7 @@ static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
 	__u32 key, gen;
 
 	gen = st->cur.gen & 1;
-	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
 	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	s.svc = bpf_map_lookup_elem(&pd_services, &key);
 	s.tab = bpf_map_lookup_elem(&pd_trans, &gen);
@@ -725,7 +725,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	gen = st->cur.gen & 1;
 	/* monitor mode diverts nothing: no bytes for the sink */
 	if (st->run.ev_verdict == PD_V_REDIRECT && !st->run.monitor) {
-		rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
+		rk = pd_rule_key(gen, st->run.ev_rule);
 		r = bpf_map_lookup_elem(&pd_rules, &rk);
 		sink = r ? r->sink : 0;
 		next = bpf_map_lookup_elem(&pd_sink_seq, &zero);
@@ -756,14 +756,14 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->audit_id = 0;
 	e->sink = 0;
 	e->audit = st->cur.m.audit ? 1 : 0;
-	rk = gen * (PD_MAX_RULES + 1) + st->run.ev_rule;
+	rk = pd_rule_key(gen, st->run.ev_rule);
 	r = st->run.ev_rule ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
 	if (r) {
 		e->rule_id = r->id;
 		e->sink = r->sink;
 		exr = r;
 	}
-	rk = gen * (PD_MAX_RULES + 1) + st->cur.m.audit;
+	rk = pd_rule_key(gen, st->cur.m.audit);
 	r = st->cur.m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
 	if (r) {
 		e->audit_id = r->id;
@@ -790,7 +790,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	e->sport = (__u16)msg->local_port;
 	e->dport = bpf_ntohl(msg->remote_port) & 0xffff;
 	/* the rule's excerpt (0 for a rule on secrets), else the service's */
-	key = gen * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
 	svc = exr ? NULL : bpf_map_lookup_elem(&pd_services, &key);
 	if (exr)
 		ex = exr->excerpt;
@@ -832,7 +832,7 @@ static __always_inline void emit(struct sk_msg_md *msg, struct pd_sock *st, __u3
 
 static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
 {
-	__u32 rk = (st->cur.gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
+	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);
 	struct pd_rule *r;
 
 	if (rule) {
@@ -878,7 +878,7 @@ static __always_inline int push(struct sk_msg_md *msg, struct pd_sock *st, __u32
 static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
 			       const struct tcp_sock *tp, __u32 verdict, __u32 rule, __u32 apply)
 {
-	__u32 rk = (st->cur.gen & 1) * (PD_MAX_RULES + 1) + (rule & 0xffff);
+	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);
 	struct pd_rule *r;
 
 	bpf_msg_cork_bytes(msg, 0);
@@ -1054,7 +1054,7 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	if (k >= b->len || k > PD_BYTES_MAX)
 		return -1;
 	st->cur = b->from;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !cm)
@@ -1217,7 +1217,7 @@ int pd_replay(struct sk_msg_md *msg)
 		b->from = st->cur;
 		b->kind = PD_BYTES_RISK;
 	}
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	if (!svc)
 		goto tables;
@@ -1507,7 +1507,7 @@ __noinline int carry_over(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st || st->service == PD_NO_SERVICE)
 		return st ? 0 : -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	c.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !c.cm)
@@ -1606,7 +1606,7 @@ static __always_inline int keep_tail_fast(struct sk_msg_md *msg, struct pd_sock 
 /* The id of rule index i of policy slot gen, 0 for none. */
 static __always_inline __u16 rule_id(__u32 gen, __u32 i)
 {
-	__u32 key = (gen & 1) * (PD_MAX_RULES + 1) + (i & 0xffff);
+	__u32 key = pd_rule_key(gen & 1, i & 0xffff);
 	const struct pd_rule *r;
 
 	if (!i)
@@ -1637,7 +1637,7 @@ __noinline int keep_tail(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	o = out_of(st->cur.m.state);
 	if (!svc || !o)
@@ -1735,7 +1735,7 @@ static long rule_find_step(__u32 i, void *arg)
  * the policy has no such rule for it. */
 static __always_inline __u16 rule_by_id(__u32 gen, __u32 svc, __u16 id)
 {
-	struct rule_find f = { .base = (gen & 1) * (PD_MAX_RULES + 1), .service = svc, .id = id };
+	struct rule_find f = { .base = pd_rule_key(gen & 1, 0), .service = svc, .id = id };
 
 	if (!id)
 		return 0;
@@ -1766,7 +1766,7 @@ __noinline int retail(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	w.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !w.cm)
@@ -1918,7 +1918,7 @@ int pd_msg(struct sk_msg_md *msg)
 		}
 		return act(msg, st, tp, PD_V_DENY, rule, 0);
 	}
-	key = (st->cur.gen & 1) * PD_MAX_SERVICES + (st->service & (PD_MAX_SERVICES - 1));
+	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	if (!svc)
 		goto tables;

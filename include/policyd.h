@@ -66,6 +66,39 @@
 #define PD_EXCERPT_MAX 256          /* payload bytes an event may carry */
 #define PD_COMM_LEN 16
 
+/* The data plane bounds an index with a mask (PD_MAX_SERVICES - 1 for a
+ * service, 0xffff for a rule index, PD_MAX_PATTERN - 1, PD_MAX_CLASSES - 1
+ * and PD_BYTES_MAX - 1 for offsets): the verifier then sees every key
+ * and offset in range. A mask keeps an index in range only for a power
+ * of two. */
+#define PD_POWER_OF_TWO(n) ((n) > 0 && ((n) & ((n) - 1)) == 0)
+_Static_assert(PD_POWER_OF_TWO(PD_MAX_SERVICES), "PD_MAX_SERVICES must be a power of two");
+_Static_assert(PD_MAX_RULES == 0xffff, "rule indexes are 16 bits, masked with 0xffff");
+_Static_assert(PD_POWER_OF_TWO(PD_MAX_PATTERN), "PD_MAX_PATTERN must be a power of two");
+_Static_assert(PD_POWER_OF_TWO(PD_MAX_CLASSES), "PD_MAX_CLASSES must be a power of two");
+
+/* ---- map keys ----
+ * The policy maps hold both slots: slot gen's entries follow slot 0's.
+ * The daemon writes and the data plane reads them with these. */
+
+/* pd_services, pd_classes, pd_names: service svc of slot gen. */
+static inline __u32 pd_service_key(__u32 gen, __u32 svc)
+{
+	return gen * PD_MAX_SERVICES + svc;
+}
+
+/* pd_rules: rule index i of slot gen (0 is no rule). */
+static inline __u32 pd_rule_key(__u32 gen, __u32 i)
+{
+	return gen * (PD_MAX_RULES + 1) + i;
+}
+
+/* pd_sinks: sink index sink of slot gen. */
+static inline __u32 pd_sink_key(__u32 gen, __u32 sink)
+{
+	return gen * PD_MAX_SINKS + sink;
+}
+
 /* ---- enums ---- */
 
 /* What a rule does when it matches. Order is priority: deny wins. */
@@ -196,7 +229,7 @@ struct pd_len_rule {
 	__u8 pad;
 };
 
-/* pd_services (ARRAY, 2 * PD_MAX_SERVICES): key = gen * PD_MAX_SERVICES + service. */
+/* pd_services (ARRAY, 2 * PD_MAX_SERVICES): key = pd_service_key(gen, service). */
 struct pd_service {
 	__u32 start;            /* global index of the start state (message start) */
 	__u32 resume;           /* global index of the state "no pattern begun, not at a
@@ -267,7 +300,7 @@ struct pd_state_out {
 	                         * contains matching goes on in the next message */
 };
 
-/* pd_rules (ARRAY, 2 * (PD_MAX_RULES + 1)): key = gen * (PD_MAX_RULES + 1) + index. */
+/* pd_rules (ARRAY, 2 * (PD_MAX_RULES + 1)): key = pd_rule_key(gen, index). */
 struct pd_rule {
 	__u16 id;               /* the rule's id in the policy file (1..65535) */
 	__u8 action;            /* enum pd_action */
@@ -340,7 +373,7 @@ struct pd_event {
 	__u16 dport;            /* host byte order */
 	__u16 excerpt_len;      /* bytes valid in excerpt */
 	__u8 cause;             /* PD_V_REFUSE, PD_V_UNJUDGED: enum pd_trouble */
-	__u8 gen;               /* policy slot that decided (sink: gen * PD_MAX_SINKS + sink) */
+	__u8 gen;               /* policy slot that decided (sink: pd_sink_key(gen, sink)) */
 	__u8 monitor;           /* monitor mode: the deny or redirect did not happen,
 	                         * the message passed */
 	char comm[PD_COMM_LEN];
@@ -496,6 +529,7 @@ struct pd_sock {
  *    decided, taken out of the send; the next run puts them back in
  *    front of what follows and judges them with it. */
 #define PD_BYTES_MAX 4096
+_Static_assert(PD_POWER_OF_TWO(PD_BYTES_MAX), "PD_BYTES_MAX must be a power of two");
 #define PD_BYTES_NONE 0
 #define PD_BYTES_RISK 1
 #define PD_BYTES_HELD 2

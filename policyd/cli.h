@@ -4,6 +4,7 @@
 #define POLICYD_CLI_H
 
 #include <stdbool.h>
+#include <time.h>
 
 #include "policy.h"
 
@@ -35,13 +36,19 @@ struct pd_opts {
 	int ninputs;
 };
 
-int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
-			double *ms);
+/* The monotonic clock in ms: the timings commands report, and the
+ * daemon's once-a-second work. */
+static inline double pd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 int pd_cmd_run(const struct pd_opts *o);
 int pd_cmd_stats(const struct pd_opts *o);
 int pd_cmd_reload(const struct pd_opts *o);
 int pd_cmd_test(const struct pd_opts *o);
-/* s as a JSON string on standard output */
-void pd_json_str(const char *s);
 
 #endif

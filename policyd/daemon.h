@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The running daemon: its state, shared by run.c, events.c and adopt.c. */
+/* The running daemon: its state, shared by run.c, events.c, sink.c and adopt.c. */
 #ifndef POLICYD_DAEMON_H
 #define POLICYD_DAEMON_H
 
@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "escape.h"
 #include "load.h"
 #include "log.h"
 #include "policy.h"
@@ -92,8 +93,8 @@ struct pd_daemon {
 	uint64_t reloads, reloads_refused, last_reload_time;
 	uint32_t last_reload;   /* enum pd_reload */
 	double compile_ms;      /* reading and compiling the policy at start */
-	/* the sinks of each policy slot (pd_sinks key slot * PD_MAX_SINKS +
-	 * sink), and the files they write */
+	/* the sinks of each policy slot (pd_sinks key pd_sink_key(slot,
+	 * sink)), and the files they write */
 	struct pd_sink_rt sinks[2][PD_MAX_SINKS];
 	size_t nsinks[2];
 	struct pd_sink_file *files[2 * PD_MAX_SINKS];
@@ -124,9 +125,8 @@ struct pd_daemon {
 	bool abort_behind;      /* some entries were not named yet */
 };
 
-/* events.c: the ring buffer's records as log lines and sink records. */
+/* events.c: the ring buffer's records as log lines. */
 int pd_on_event(void *ctx, void *data, size_t size);
-int pd_on_sink_data(void *ctx, void *data, size_t size);
 /* Each pass of the event loop: drain the sinks' sockets, write the
  * records whose bytes are in (or overdue); once a second, report what
  * was suppressed, lost or left unpoliced. */
@@ -137,6 +137,21 @@ uint64_t pd_trouble_total(const struct pd_daemon *d, uint32_t what);
  * log_rate; if not it is counted for the once-a-second report. Every
  * line that traffic causes goes through here. */
 bool pd_log_may(struct pd_daemon *d, const char *kind);
+/* The common part of a log line and a sink record: service, process,
+ * ends and length of the message an event is about. */
+void pd_event_describe(const struct pd_daemon *d, const struct pd_event *e, char *out,
+		       size_t cap);
+
+/* sink.c: redirect sinks, their files and their records. */
+/* pd_sink_data's records: the diverted bytes, piece by piece. */
+int pd_on_sink_data(void *ctx, void *data, size_t size);
+/* A redirect event: its diversion has its description now. */
+void pd_sink_event(struct pd_daemon *d, const struct pd_event *e);
+/* Each pass of the event loop (now: pd_now_ms()): drain the sinks'
+ * sockets, write the records that waited too long for their bytes. */
+void pd_sinks_tick(struct pd_daemon *d, double now);
+/* Once a second: what went wrong with the sinks in the second that ended. */
+void pd_sinks_report(struct pd_daemon *d);
 /* Open the sinks of p into out (*n of them): their files (shared with
  * the open ones of the same path; a new file made as root is given to
  * the account policyd runs as, so that it can open it again) and their
@@ -144,7 +159,7 @@ bool pd_log_may(struct pd_daemon *d, const char *kind);
 int pd_sinks_open(struct pd_daemon *d, const struct pd_policy *p, struct pd_sink_rt *out,
 		  size_t *n, char *why, size_t cap);
 /* Put the sinks opened for policy slot gen into pd_sinks, then make them
- * the slot's (closing the slot's earlier ones). Returns 0, or -1 with
+ * the slot's (closing the slot's earlier ones). Returns 0, or -errno with
  * the reason in why (and nothing changed but the slot's idle entries). */
 int pd_sinks_install(struct pd_daemon *d, uint32_t gen, struct pd_sink_rt *s, size_t n,
 		     char *why, size_t cap);
@@ -154,11 +169,6 @@ void pd_sinks_close(struct pd_daemon *d, struct pd_sink_rt *s, size_t n);
 void pd_sinks_reopen(struct pd_daemon *d);
 /* Stop: write the records still waiting, close every sink. */
 void pd_sinks_finish(struct pd_daemon *d);
-/* An address and port as log lines write them: 1.2.3.4:5, [::1]:5. */
-void pd_endpoint(char *out, size_t cap, uint8_t family, const uint32_t *addr, uint16_t port);
-/* Escape bytes for a log line: printable ASCII as is, '"' and '\\'
- * escaped, the rest as \r \n \t or \xHH. Returns the length written. */
-size_t pd_escape(char *out, size_t cap, const uint8_t *p, size_t n);
 
 /* privs.c: drop to user, leaving a reaper that removes the pins when
  * the daemon ends (unless keep: on_exit = "keep"). */
@@ -180,10 +190,8 @@ bool pd_abort_pass(struct pd_daemon *d);
 void pd_abort_stop(struct pd_daemon *d);
 
 /* instance.c: refuse to start beside an instance on a related cgroup
- * (mount: the cgroup2 mount point); publish this instance's pins and
- * cgroup for others to read. */
+ * (mount: the cgroup2 mount point), as its pd_instance names it. */
 int pd_instance_check(const struct pd_daemon *d, const char *mount);
-int pd_instance_write(const struct pd_daemon *d);
 
 /* adopt.c: put connections open before policyd started under policy. */
 int pd_adopt(struct pd_daemon *d, unsigned *adopted);

@@ -134,15 +134,3 @@ int pd_instance_check(const struct pd_daemon *d, const char *mount)
 		strlen(where) < strlen(d->cgroup) ? "above" : "below", d->cgroup);
 	return -1;
 }
-
-int pd_instance_write(const struct pd_daemon *d)
-{
-	struct pd_instance me;
-	uint32_t zero = 0;
-
-	memset(&me, 0, sizeof(me));
-	snprintf(me.pin_dir, sizeof(me.pin_dir), "%s", d->pin_dir);
-	snprintf(me.cgroup, sizeof(me.cgroup), "%s", d->cgroup);
-	return bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_instance), &zero, &me,
-				   BPF_ANY) ? -errno : 0;
-}

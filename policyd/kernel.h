@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The kernel floor. Sockmap, tcp_bpf and the sk_msg helpers had bugs that
- * lost, duplicated or leaked bytes (cork, apply_bytes, pop/push, redirect
- * and socket teardown races) until the fixes that were complete in 6.13;
- * below that, policyd still runs where the features are present, but warns.
+ * What policyd needs from the running kernel (kernel.c).
+ *
+ * Features: found out before the real load by loading a minimal program
+ * (or creating a map) per feature: a helper or kfunc refused for the
+ * program type that calls it is named in one sentence, instead of the
+ * verifier's refusal of the whole object.
+ *
+ * The floor: sockmap, tcp_bpf and the sk_msg helpers had bugs that lost,
+ * duplicated or leaked bytes (cork, apply_bytes, pop/push, redirect and
+ * socket teardown races) until the fixes that were complete in 6.13;
+ * below that, policyd still runs where the features are present, but
+ * warns. The release tests are inline for the unit tests.
  */
 #ifndef POLICYD_KERNEL_H
 #define POLICYD_KERNEL_H
@@ -12,6 +20,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct bpf_object;
+
+/* Probe every feature once (later calls return the first result): 0, or
+ * -1 after a sentence on stderr when a feature policyd cannot run without
+ * is missing, or the probing itself failed. */
+int pd_probe(void);
+/* Before a load of obj: switch off the programs whose features are
+ * missing (probing first if need be). Returns 0, or -1 as pd_probe. */
+int pd_probe_apply(struct bpf_object *obj);
+/* The i-th missing feature's sentence (what is missing and what the user
+ * loses), or NULL after the last one. */
+const char *pd_probe_missing(size_t i);
+/* Whether the program of that name (in policyd.bpf.c) is loaded. */
+bool pd_probe_loads(const char *program);
 
 #define PD_KERNEL_FLOOR_MAJOR 6
 #define PD_KERNEL_FLOOR_MINOR 13
@@ -71,5 +94,9 @@ static inline bool pd_stable_has_fixes(const char *release, const char *version)
 		return false;
 	return ma == 6 && ((mi == 12 && pa >= 105) || (mi == 1 && pa >= 187));
 }
+
+/* The warning for a running kernel below the floor that is not such a
+ * stable release, or NULL. */
+const char *pd_kernel_old(void);
 
 #endif

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Loading: open the BPF object, size the automaton maps from the image,
- * load (the verifier runs here), and write images into policy slots. Only
- * this file writes policy into the kernel.
+ * load (the verifier runs here), and write into the maps: images into
+ * policy slots, the services' names and sinks of a slot, the settings in
+ * pd_config, this instance's place in pd_instance. Only this file writes
+ * policy into the kernel (adopt.c and abort.c keep the state of single
+ * connections).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +18,7 @@
 
 #include "load.h"
 #include "policyd.skel.h"
-#include "probe.h"
+#include "kernel.h"
 
 static bool verifier_stats;
 
@@ -229,7 +232,7 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		err = write_outs(s->maps.pd_outs, img, base);
 	for (uint32_t i = 0; i < img->nservices && !err; i++) {
 		struct pd_service svc = img->services[i].svc;
-		uint32_t k = gen * PD_MAX_SERVICES + i;
+		uint32_t k = pd_service_key(gen, i);
 
 		svc.start += base;
 		svc.resume += base;
@@ -237,14 +240,14 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		      update(s->maps.pd_classes, &k, &img->services[i].classes);
 	}
 	for (uint32_t i = 1; i <= img->nrules && !err; i++) {
-		uint32_t k = gen * (PD_MAX_RULES + 1) + i;
+		uint32_t k = pd_rule_key(gen, i);
 
 		err = update(s->maps.pd_rules, &k, &img->rules[i]);
 	}
 	if (!err && img->nrules < PD_MAX_RULES) {
 		/* ends the slot's rule list for readers (policyd stats) */
 		struct pd_rule none = { 0 };
-		uint32_t k = gen * (PD_MAX_RULES + 1) + img->nrules + 1;
+		uint32_t k = pd_rule_key(gen, img->nrules + 1);
 
 		err = update(s->maps.pd_rules, &k, &none);
 	}
@@ -255,6 +258,53 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		err = update(s->maps.pd_ports, &k, &img->port_services[i]);
 	}
 	return err;
+}
+
+int pd_bpf_write_names(const struct pd_loaded *l, const struct pd_policy *p, uint32_t gen)
+{
+	struct pd_name n;
+	uint32_t k;
+	int err = 0;
+
+	for (size_t i = 0; i < p->nservices && !err; i++) {
+		memset(&n, 0, sizeof(n));
+		snprintf(n.name, sizeof(n.name), "%s", p->services[i].name);
+		k = pd_service_key(gen, (uint32_t)i);
+		err = update(l->skel->maps.pd_names, &k, &n);
+	}
+	if (!err && p->nservices < PD_MAX_SERVICES) {
+		/* ends the slot's service list for readers (policyd stats) */
+		memset(&n, 0, sizeof(n));
+		k = pd_service_key(gen, (uint32_t)p->nservices);
+		err = update(l->skel->maps.pd_names, &k, &n);
+	}
+	return err;
+}
+
+int pd_bpf_write_config(const struct pd_loaded *l, const struct pd_config *c)
+{
+	uint32_t zero = 0;
+
+	return update(l->skel->maps.pd_config, &zero, c);
+}
+
+int pd_bpf_write_sink(const struct pd_loaded *l, uint32_t gen, uint32_t sink, int sock)
+{
+	uint32_t k = pd_sink_key(gen, sink);
+	uint64_t v = (uint64_t)sock;    /* the map's values are 64-bit */
+
+	return update(l->skel->maps.pd_sinks, &k, &v);
+}
+
+int pd_bpf_write_instance(const struct pd_loaded *l, const char *pin_dir, const char *cgroup)
+{
+	struct pd_instance me;
+	uint32_t zero = 0;
+
+	memset(&me, 0, sizeof(me));
+	snprintf(me.pin_dir, sizeof(me.pin_dir), "%s", pin_dir);
+	snprintf(me.cgroup, sizeof(me.cgroup), "%s", cgroup);
+	return update(l->skel->maps.pd_instance, &zero, &me);
 }
 
 bool pd_bpf_fits(const struct pd_loaded *l, const struct pd_image *img)

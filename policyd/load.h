@@ -36,6 +36,18 @@ int pd_bpf_load(const struct pd_image *img, const struct pd_kept *kept, uint32_t
 void pd_bpf_verifier_stats(bool on);
 /* Write img into policy slot gen (0 or 1). Returns 0 or -errno. */
 int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, uint32_t gen);
+/* Write the service names of p into policy slot gen (for `policyd
+ * stats`). Returns 0 or -errno. */
+int pd_bpf_write_names(const struct pd_loaded *l, const struct pd_policy *p, uint32_t gen);
+/* Write c into pd_config: one write, which flips the active slot.
+ * Returns 0 or -errno. */
+int pd_bpf_write_config(const struct pd_loaded *l, const struct pd_config *c);
+/* Put socket sock into pd_sinks as sink number sink of slot gen.
+ * Returns 0 or -errno. */
+int pd_bpf_write_sink(const struct pd_loaded *l, uint32_t gen, uint32_t sink, int sock);
+/* Publish where this instance lives (pd_instance), for another instance
+ * that finds its programs. Returns 0 or -errno. */
+int pd_bpf_write_instance(const struct pd_loaded *l, const char *pin_dir, const char *cgroup);
 /* Whether img fits the maps of l (a reload needs no new programs). */
 bool pd_bpf_fits(const struct pd_loaded *l, const struct pd_image *img);
 void pd_bpf_unload(struct pd_loaded *l);

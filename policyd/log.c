@@ -25,6 +25,7 @@
 /* the lines' fields are the log's, not where in policyd they were sent */
 #define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
+#include <bpf/libbpf.h>
 
 #include "log.h"
 
@@ -405,4 +406,22 @@ void pd_log_report_drops(void)
 		L.dropped += n;
 		pthread_mutex_unlock(&L.mu);
 	}
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return 0;
+}
+
+static int libbpf_loud(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* of the debug messages, the verifier's log (its statistics) */
+	if (level == LIBBPF_DEBUG && !strstr(fmt, "PROG LOAD LOG"))
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+void pd_log_libbpf(bool verbose)
+{
+	libbpf_set_print(verbose ? libbpf_loud : libbpf_quiet);
 }

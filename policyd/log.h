@@ -4,6 +4,7 @@
  * by a thread of its own (to the journal, syslog's /dev/log or stderr), so
  * that a log reader that stops reading never holds up the event loop: the
  * queue is bounded, and what does not fit is counted and reported.
+ * libbpf's own messages are routed here too (pd_log_libbpf).
  */
 #ifndef POLICYD_LOG_H
 #define POLICYD_LOG_H
@@ -53,5 +54,9 @@ void pd_log(const struct pd_daemon *d, int prio, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Once a second: one line for the lines the queue had no room for. */
 void pd_log_report_drops(void);
+/* libbpf's own messages: none, since every failure is said in one line
+ * of policyd's; verbose (-v): on stderr, with of its debug messages only
+ * the verifier's log (its statistics). */
+void pd_log_libbpf(bool verbose);
 
 #endif

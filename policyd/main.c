@@ -8,9 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "build.h"
 #include "cli.h"
+#include "escape.h"
 #include "policy.h"
 
 #ifndef PD_VERSION
@@ -73,50 +74,6 @@ static const struct { const char *name; unsigned opts; const char *takes; } comm
 	  "-c FILE, --service, --port, --split, --monitor, --json, input files" },
 };
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* Parse and compile; on failure print every error and return PD_EXIT_POLICY. */
-int pd_load_and_compile(const char *file, struct pd_policy *p, struct pd_image *img,
-			double *ms)
-{
-	struct pd_diag d = { 0 };
-	double t0 = now_ms();
-
-	if (pd_policy_load(file, p, &d) || pd_compile(p, img, &d)) {
-		pd_diag_print(&d, stderr);
-		pd_diag_free(&d);
-		if (p->file)
-			pd_policy_free(p);
-		return PD_EXIT_POLICY;
-	}
-	if (ms)
-		*ms = now_ms() - t0;
-	pd_diag_free(&d);
-	return PD_EXIT_OK;
-}
-
-void pd_json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 /* Diagnostics as [{"line": N, "message": "..."}]: each d line is
  * "FILE:LINE: message" or "FILE: message" (line 0). */
 static void json_diags(const struct pd_diag *d)
@@ -146,10 +103,9 @@ static int cmd_check(const struct pd_opts *o)
 	struct pd_diag d = { 0 }, w = { 0 };
 	struct pd_policy p = { 0 };
 	struct pd_image img = { 0 };
-	double t0 = now_ms(), ms;
-	bool bad = pd_policy_load(o->config, &p, &d) || pd_compile(&p, &img, &d);
+	double ms = 0;
+	bool bad = pd_policy_build(o->config, &p, &img, &d, &ms) != 0;
 
-	ms = now_ms() - t0;
 	if (!bad)
 		pd_policy_lint(&p, &w);
 	if (o->json) {

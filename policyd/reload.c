@@ -14,6 +14,7 @@
 
 #include <bpf/bpf.h>
 
+#include "build.h"
 #include "cli.h"
 #include "policyd.h"
 

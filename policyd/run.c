@@ -25,37 +25,32 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/utsname.h>
 #include <sys/capability.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <systemd/sd-daemon.h>
 
+#include "build.h"
 #include "daemon.h"
 #include "kernel.h"
 #include "policyd.skel.h"
-#include "probe.h"
 
-static double now_ms(void)
+/* Say on stderr why setup stops (the log may not be open yet, and the
+ * operator who started policyd reads it there) and return err, a
+ * -errno; "%m" in fmt is err's text. Every step of setup reports this
+ * way. */
+static int __attribute__((format(printf, 2, 3))) fail(int err, const char *fmt, ...)
 {
-	struct timespec ts;
+	char msg[8192];
+	va_list ap;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	return 0;
-}
-
-static int libbpf_loud(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	/* of the debug messages, the verifier's log (its statistics) */
-	if (level == LIBBPF_DEBUG && !strstr(fmt, "PROG LOAD LOG"))
-		return 0;
-	return vfprintf(stderr, fmt, ap);
+	errno = -err;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "policyd: %s\n", msg);
+	return err ? err : -EIO;        /* a call that failed without saying why */
 }
 
 /* The cgroup2 mount point, from /proc/mounts. */
@@ -132,50 +127,10 @@ static int check_privileges(void)
 	cap_free(caps);
 	if (!missing[0])
 		return 0;
-	fprintf(stderr, "policyd: run needs root, and this process (uid %u) lacks %s: loading "
-		"and attaching the BPF programs takes CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, "
-		"dropping to the unprivileged user CAP_SETUID and CAP_SETGID; start it as root\n",
-		(unsigned)geteuid(), missing);
-	return -1;
-}
-
-/* Below the floor everything may work, or lose and leak bytes in ways
- * policyd cannot see: say so at every start. */
-static void warn_old_kernel(const struct pd_daemon *d)
-{
-	struct utsname u;
-
-	if (uname(&u) || !pd_release_below(u.release, PD_KERNEL_FLOOR_MAJOR,
-					   PD_KERNEL_FLOOR_MINOR) ||
-	    pd_stable_has_fixes(u.release, u.version))
-		return;
-	pd_log(d, LOG_WARNING, "warning: kernel %s is older than " PD_KERNEL_FLOOR ", the "
-	       "first with the known sockmap and sk_msg fixes (cork, apply_bytes, redirect, "
-	       "teardown); payloads may be passed or dropped wrongly: upgrade the kernel",
-	       u.release);
-}
-
-/* Write service names of slot gen for `policyd stats`. */
-static int write_names(const struct pd_daemon *d, const struct pd_policy *p, uint32_t gen)
-{
-	int fd = bpf_map__fd(d->l.skel->maps.pd_names);
-
-	for (size_t i = 0; i < p->nservices; i++) {
-		struct pd_name n = { { 0 } };
-		uint32_t k = gen * PD_MAX_SERVICES + (uint32_t)i;
-
-		snprintf(n.name, sizeof(n.name), "%s", p->services[i].name);
-		if (bpf_map_update_elem(fd, &k, &n, BPF_ANY))
-			return -errno;
-	}
-	if (p->nservices < PD_MAX_SERVICES) {
-		struct pd_name none = { { 0 } };
-		uint32_t k = gen * PD_MAX_SERVICES + (uint32_t)p->nservices;
-
-		if (bpf_map_update_elem(fd, &k, &none, BPF_ANY))
-			return -errno;
-	}
-	return 0;
+	return fail(-EPERM, "run needs root, and this process (uid %u) lacks %s: loading and "
+		    "attaching the BPF programs takes CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, "
+		    "dropping to the unprivileged user CAP_SETUID and CAP_SETGID; start it as root",
+		    (unsigned)geteuid(), missing);
 }
 
 static bool monitoring(const struct pd_daemon *d)
@@ -183,9 +138,11 @@ static bool monitoring(const struct pd_daemon *d)
 	return d->o->monitor || d->pol.daemon.monitor;
 }
 
-static int write_config(const struct pd_daemon *d)
+/* What pd_config says of d: the data plane's settings, and what
+ * `policyd stats` and `policyd reload` read. */
+static void config_of(const struct pd_daemon *d, struct pd_config *c)
 {
-	struct pd_config c = {
+	*c = (struct pd_config){
 		.active_gen = d->gen,
 		.excerpt = d->pol.daemon.excerpt,
 		.generation = d->generation,
@@ -202,12 +159,17 @@ static int write_config(const struct pd_daemon *d)
 		.last_reload = d->last_reload,
 		.pid = (__u32)getpid(),
 	};
-	uint32_t zero = 0;
+	if (c->excerpt > PD_EXCERPT_MAX)
+		c->excerpt = PD_EXCERPT_MAX;
+}
 
-	if (c.excerpt > PD_EXCERPT_MAX)
-		c.excerpt = PD_EXCERPT_MAX;
-	return bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_config), &zero, &c,
-				   BPF_ANY) ? -errno : 0;
+/* Publish d in pd_config. */
+static int write_config(const struct pd_daemon *d)
+{
+	struct pd_config c;
+
+	config_of(d, &c);
+	return pd_bpf_write_config(&d->l, &c);
 }
 
 /* Stop. With unpin (on_exit = "detach"), detach and remove the pins; after
@@ -266,28 +228,21 @@ static int lock_pin_dir(struct pd_daemon *d)
 {
 	bool made = !mkdir(d->pin_dir, 0700);
 
-	if (!made && errno != EEXIST) {
-		fprintf(stderr, "policyd: cannot create %s: %s\n", d->pin_dir, strerror(errno));
-		return -1;
-	}
+	if (!made && errno != EEXIST)
+		return fail(-errno, "cannot create %s: %m", d->pin_dir);
 	d->lock_fd = open(d->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->lock_fd < 0) {
-		fprintf(stderr, "policyd: cannot open %s: %s\n", d->pin_dir, strerror(errno));
-		return -1;
-	}
-	if (flock(d->lock_fd, LOCK_EX | LOCK_NB)) {
-		fprintf(stderr, "policyd: %s holds the pins of another policyd that is still "
-			"running; stop it first (or give this one other pins: --pin-dir)\n",
-			d->pin_dir);
-		return -1;
-	}
+	if (d->lock_fd < 0)
+		return fail(-errno, "cannot open %s: %m", d->pin_dir);
+	if (flock(d->lock_fd, LOCK_EX | LOCK_NB))
+		return fail(-errno, "%s holds the pins of another policyd that is still running; "
+			    "stop it first (or give this one other pins: --pin-dir)", d->pin_dir);
 	d->pinned = made;
 	return 0;
 }
 
 /* The pins of an instance that stopped with on_exit = "keep": 0 and *c
  * filled when there are some this policyd can run over, 1 when there are
- * none, -1 (said why) when they must not be touched. */
+ * none, -errno (said why) when they must not be touched. */
 static int read_kept(const struct pd_daemon *d, struct pd_config *c)
 {
 	char path[4200];
@@ -299,26 +254,22 @@ static int read_kept(const struct pd_daemon *d, struct pd_config *c)
 		return 1;
 	fd = bpf_obj_get(path);
 	if (fd < 0 || bpf_map_lookup_elem(fd, &zero, c)) {
-		fprintf(stderr, "policyd: cannot read the kept state %s: %s; it is left as it "
-			"is\n", path, strerror(errno));
+		int err = -errno;
+
 		if (fd >= 0)
 			close(fd);
-		return -1;
+		return fail(err, "cannot read the kept state %s: %m; it is left as it is", path);
 	}
 	close(fd);
-	if (c->layout != PD_LAYOUT_VERSION) {
-		fprintf(stderr, "policyd: the pins under %s have layout %u, this policyd reads "
-			"layout %u; they are left enforcing as they are. To replace them, "
-			"remove the directory (that ends their enforcement) and start again\n",
-			d->pin_dir, c->layout, PD_LAYOUT_VERSION);
-		return -1;
-	}
+	if (c->layout != PD_LAYOUT_VERSION)
+		return fail(-EPROTO, "the pins under %s have layout %u, this policyd reads layout "
+			    "%u; they are left enforcing as they are. To replace them, remove the "
+			    "directory (that ends their enforcement) and start again", d->pin_dir,
+			    c->layout, PD_LAYOUT_VERSION);
 	if (c->active_gen > 1 || !c->slot_states || !c->row_width ||
-	    (c->row_width & (c->row_width - 1))) {
-		fprintf(stderr, "policyd: the pins under %s hold an inconsistent pd_config; "
-			"they are left as they are\n", d->pin_dir);
-		return -1;
-	}
+	    (c->row_width & (c->row_width - 1)))
+		return fail(-EPROTO, "the pins under %s hold an inconsistent pd_config; they are "
+			    "left as they are", d->pin_dir);
 	return 0;
 }
 
@@ -358,28 +309,20 @@ static int take_link(struct pd_daemon *d, int i, const char *path)
 	d->links[i] = bpf_link__open(path);
 	if (!d->links[i]) {
 		d->links[i] = NULL;
-		fprintf(stderr, "policyd: cannot open the kept link %s: %s\n", path,
-			strerror(errno));
-		return -1;
+		return fail(-errno, "cannot open the kept link %s: %m", path);
 	}
 	memset(&info, 0, sizeof(info));
 	if (bpf_obj_get_info_by_fd(bpf_link__fd(d->links[i]), &info, &len) ||
-	    fstat(d->cg_fd, &st)) {
-		fprintf(stderr, "policyd: cannot inspect %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != st.st_ino) {
-		fprintf(stderr, "policyd: the kept link %s polices another cgroup (id %llu), not "
-			"%s; the kept state is left as it is. To move policyd, remove the pin "
-			"directory (that ends its enforcement) and start again\n", path,
-			(unsigned long long)info.cgroup.cgroup_id, d->cgroup);
-		return -1;
-	}
-	if (bpf_link__update_program(d->links[i], cg_prog(d, i))) {
-		fprintf(stderr, "policyd: cannot switch the kept link %s to this policyd's "
-			"program: %s\n", path, strerror(errno));
-		return -1;
-	}
+	    fstat(d->cg_fd, &st))
+		return fail(-errno, "cannot inspect %s: %m", path);
+	if (info.type != BPF_LINK_TYPE_CGROUP || info.cgroup.cgroup_id != st.st_ino)
+		return fail(-EXDEV, "the kept link %s polices another cgroup (id %llu), not %s; the "
+			    "kept state is left as it is. To move policyd, remove the pin directory "
+			    "(that ends its enforcement) and start again", path,
+			    (unsigned long long)info.cgroup.cgroup_id, d->cgroup);
+	if (bpf_link__update_program(d->links[i], cg_prog(d, i)))
+		return fail(-errno, "cannot switch the kept link %s to this policyd's program: %m",
+			    path);
 	return 0;
 }
 
@@ -395,14 +338,11 @@ static int attach_link(struct pd_daemon *d, int i)
 	d->links[i] = bpf_program__attach_cgroup(cg_prog(d, i), d->cg_fd);
 	if (!d->links[i]) {
 		d->links[i] = NULL;
-		fprintf(stderr, "policyd: cannot attach the %s program to %s: %s\n", cg_name[i],
-			d->cgroup, strerror(errno));
-		return -1;
+		return fail(-errno, "cannot attach the %s program to %s: %m", cg_name[i],
+			    d->cgroup);
 	}
-	if (bpf_link__pin(d->links[i], path)) {
-		fprintf(stderr, "policyd: cannot pin %s: %s\n", path, strerror(errno));
-		return -1;
-	}
+	if (bpf_link__pin(d->links[i], path))
+		return fail(-errno, "cannot pin %s: %m", path);
 	return 0;
 }
 
@@ -431,10 +371,8 @@ static int watch_cgroup(struct pd_daemon *d)
 	size_t len = strlen(d->cgroup);
 	struct stat st;
 
-	if (fstat(d->cg_fd, &st)) {
-		fprintf(stderr, "policyd: cannot stat %s: %s\n", d->cgroup, strerror(errno));
-		return -1;
-	}
+	if (fstat(d->cg_fd, &st))
+		return fail(-errno, "cannot stat %s: %m", d->cgroup);
 	d->cg_dev = st.st_dev;
 	d->cg_ino = st.st_ino;
 	while (len > 1 && d->cgroup[len - 1] == '/')
@@ -490,164 +428,227 @@ static bool cgroup_gone(struct pd_daemon *d, bool look, double now)
 	return st.st_dev != d->cg_dev || st.st_ino != d->cg_ino;
 }
 
-static int setup(struct pd_daemon *d)
+/* The cgroup to police and the pin directory: from the command line,
+ * else the policy, else the cgroup2 mount and the default pins. */
+static int choose_places(struct pd_daemon *d)
 {
 	const struct pd_opts *o = d->o;
-	const char *why = "";
-	char mount[4096];
-	unsigned adopted = 0;
-	struct pd_config kept_cfg = { 0 };
-	struct pd_sink_rt sinks[PD_MAX_SINKS];
-	size_t nsinks = 0;
-	char why_sink[1024];
-	double t_load, t_write, t_done;
-	int err;
 
 	if (o->cgroup)
 		snprintf(d->cgroup, sizeof(d->cgroup), "%s", o->cgroup);
 	else if (d->pol.daemon.cgroup)
 		snprintf(d->cgroup, sizeof(d->cgroup), "%s", d->pol.daemon.cgroup);
-	else if (cgroup2_mount(d->cgroup, sizeof(d->cgroup))) {
-		fprintf(stderr, "policyd: no cgroup2 file system is mounted (see /proc/mounts); "
-			"mount one or give --cgroup\n");
-		return -1;
-	}
+	else if (cgroup2_mount(d->cgroup, sizeof(d->cgroup)))
+		return fail(-ENOENT, "no cgroup2 file system is mounted (see /proc/mounts); mount "
+			    "one or give --cgroup");
 	snprintf(d->pin_dir, sizeof(d->pin_dir), "%s",
 		 o->pin_dir ? o->pin_dir : d->pol.daemon.pin_dir ? d->pol.daemon.pin_dir :
 		 PD_DEFAULT_PIN_DIR);
-	if (!on_fs(d->cgroup, CGROUP2_SUPER_MAGIC)) {
-		fprintf(stderr, "policyd: %s is not a cgroup v2 directory\n", d->cgroup);
-		return -1;
-	}
-	if (check_privileges())
-		return -1;
+	if (!on_fs(d->cgroup, CGROUP2_SUPER_MAGIC))
+		return fail(-ENOTDIR, "%s is not a cgroup v2 directory", d->cgroup);
+	return 0;
+}
+
+/* Open the policed cgroup, and watch for its removal. */
+static int open_cgroup(struct pd_daemon *d)
+{
 	d->cg_fd = open(d->cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (d->cg_fd < 0) {
-		fprintf(stderr, "policyd: cannot open %s: %s\n", d->cgroup, strerror(errno));
-		return -1;
-	}
-	if (watch_cgroup(d))
-		return -1;
+	if (d->cg_fd < 0)
+		return fail(-errno, "cannot open %s: %m", d->cgroup);
+	return watch_cgroup(d);
+}
+
+/* What this kernel lacks: a feature policyd needs stops setup (said by
+ * pd_probe); one it can do without, and a kernel below the floor, are
+ * warned of at every start. */
+static int probe_kernel(const struct pd_daemon *d)
+{
+	const char *old;
+
 	if (pd_probe())
-		return -1;
-	warn_old_kernel(d);
+		return -EOPNOTSUPP;
+	if ((old = pd_kernel_old()))
+		pd_log(d, LOG_WARNING, "warning: %s", old);
 	for (size_t i = 0; pd_probe_missing(i); i++)
 		pd_log(d, LOG_WARNING, "warning: %s", pd_probe_missing(i));
-	if (ensure_bpffs(d->pin_dir)) {
-		fprintf(stderr, "policyd: %s is not on a BPF file system and none could be "
-			"mounted: %s\n", d->pin_dir, strerror(errno));
-		return -1;
-	}
-	if (lock_pin_dir(d))
-		return -1;
-	if (cgroup2_mount(mount, sizeof(mount)) || pd_instance_check(d, mount))
-		return -1;
-	err = read_kept(d, &kept_cfg);
-	if (err < 0)
-		return -1;
-	d->kept = !err;
-	t_load = now_ms();
-	err = pd_bpf_load(&d->img, d->kept ? &(struct pd_kept){ d->pin_dir, kept_cfg.slot_states,
-					 kept_cfg.row_width } : NULL,
-			  d->pol.daemon.max_connections, &d->l, &why);
-	if (err) {
-		fprintf(stderr, "policyd: %s: %s%s\n", why, strerror(-err),
-			err == -EPERM ? " (run as root: loading needs CAP_BPF, CAP_NET_ADMIN "
-			"and CAP_SYS_ADMIN)" : "");
-		return -1;
-	}
-	/* over kept pins the new policy goes into the idle slot and takes
-	 * over with one write, once everything else is in place */
-	d->gen = d->kept ? kept_cfg.active_gen ^ 1 : 0;
-	d->generation = d->kept ? kept_cfg.generation + 1 : 1;
-	if (d->kept && !pd_bpf_fits(&d->l, &d->img)) {
-		fprintf(stderr, "policyd: the policy needs %u states of %u classes, the kept "
-			"maps under %s hold %u of %u; the kept policy keeps enforcing. To load "
-			"this one, remove the pin directory (that ends enforcement) and start "
-			"again\n", d->img.nstates, d->img.row_width, d->pin_dir,
-			d->l.slot_states, d->l.row_width);
-		return -1;
-	}
-	if (pd_image_widen(&d->img, d->l.row_width)) {
-		fprintf(stderr, "policyd: out of memory while encoding the policy for rows of %u "
-			"classes\n", d->l.row_width);
-		return -1;
-	}
-	if (d->kept) {
-		/* the idle slot is about to be rewritten: a message still
-		 * under it (two policies back) must see that */
-		struct pd_config c = kept_cfg;
+	return 0;
+}
 
-		c.slot_gen[d->gen] = 0;
-		d->slot_gen[0] = c.slot_gen[0];
-		d->slot_gen[1] = c.slot_gen[1];
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_config), &(uint32_t){ 0 },
-					&c, BPF_ANY)) {
-			fprintf(stderr, "policyd: cannot write the kept state's settings: %s; the "
-				"kept policy keeps enforcing\n", strerror(errno));
-			return -1;
-		}
+/* Take the pin directory (on a bpffs, locked), refuse to start beside an
+ * instance on a related cgroup, and read what a kept instance left there
+ * (d->kept, and its pd_config in *kept). mount: the cgroup2 mount. */
+static int take_pins(struct pd_daemon *d, char *mount, size_t cap, struct pd_config *kept)
+{
+	int err;
+
+	if (ensure_bpffs(d->pin_dir))
+		return fail(-errno, "%s is not on a BPF file system and none could be mounted: %m",
+			    d->pin_dir);
+	if ((err = lock_pin_dir(d)))
+		return err;
+	if (cgroup2_mount(mount, cap))
+		return fail(-ENOENT, "no cgroup2 file system is mounted (see /proc/mounts)");
+	if (pd_instance_check(d, mount))
+		return -EBUSY;
+	err = read_kept(d, kept);
+	if (err < 0)
+		return err;
+	d->kept = !err;
+	return 0;
+}
+
+/* Load the programs with maps sized for the policy, or over the kept
+ * maps; choose the slot the policy goes into: over kept pins the idle
+ * one, which takes over with one write once everything else is in place. */
+static int load_programs(struct pd_daemon *d, const struct pd_config *kept)
+{
+	const char *why = "";
+	int err;
+
+	err = pd_bpf_load(&d->img, d->kept ? &(struct pd_kept){ d->pin_dir, kept->slot_states,
+					 kept->row_width } : NULL,
+			  d->pol.daemon.max_connections, &d->l, &why);
+	if (err)
+		return fail(err, "%s: %m%s", why, err == -EPERM ? " (run as root: loading needs "
+			    "CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)" : "");
+	d->gen = d->kept ? kept->active_gen ^ 1 : 0;
+	d->generation = d->kept ? kept->generation + 1 : 1;
+	if (!d->kept)
+		return 0;
+	if (!pd_bpf_fits(&d->l, &d->img))
+		return fail(-E2BIG, "the policy needs %u states of %u classes, the kept maps under "
+			    "%s hold %u of %u; the kept policy keeps enforcing. To load this one, "
+			    "remove the pin directory (that ends enforcement) and start again",
+			    d->img.nstates, d->img.row_width, d->pin_dir, d->l.slot_states,
+			    d->l.row_width);
+	d->slot_gen[0] = kept->slot_gen[0];
+	d->slot_gen[1] = kept->slot_gen[1];
+	return 0;
+}
+
+/* Put policy p, compiled into img, into the idle slot gen, as start and
+ * SIGHUP do before their flip: fit img to the maps' rows, open its sinks,
+ * mark the slot as being rewritten (now: what pd_config holds; NULL when
+ * nothing enforces yet), write its tables and names, put its sinks in
+ * pd_sinks. *t_write: when the writing began. Returns 0, or -errno with
+ * the reason in why; what enforces is left as it was. */
+static int apply_policy(struct pd_daemon *d, const struct pd_policy *p, struct pd_image *img,
+			uint32_t gen, const struct pd_config *now, double *t_write, char *why,
+			size_t cap)
+{
+	struct pd_sink_rt sinks[PD_MAX_SINKS];
+	size_t nsinks = 0;
+	int err = 0;
+
+	if (!pd_bpf_fits(&d->l, img)) {
+		snprintf(why, cap, "the new policy needs %u states of %u classes, the running maps "
+			 "hold %u of %u; restart policyd to load it", img->nstates, img->row_width,
+			 d->l.slot_states, d->l.row_width);
+		return -E2BIG;
 	}
-	d->slot_gen[d->gen] = (uint32_t)d->generation;
-	t_write = now_ms();
-	if ((err = pd_instance_write(d)) || (err = pd_bpf_write_image(&d->l, &d->img, d->gen)) ||
-	    (err = write_names(d, &d->pol, d->gen)) || (!d->kept && (err = write_config(d)))) {
-		fprintf(stderr, "policyd: cannot write the policy into the maps: %s\n",
-			strerror(-err));
-		return -1;
+	if (pd_image_widen(img, d->l.row_width)) {
+		snprintf(why, cap, "out of memory while encoding the policy for rows of %u classes",
+			 d->l.row_width);
+		return -ENOMEM;
 	}
-	t_done = now_ms();
-	if (pd_sinks_open(d, &d->pol, sinks, &nsinks, why_sink, sizeof(why_sink))) {
-		fprintf(stderr, "policyd: %s\n", why_sink);
-		return -1;
+	if (pd_sinks_open(d, p, sinks, &nsinks, why, cap))
+		return -EIO;
+	*t_write = pd_now_ms();
+	if (now) {
+		/* a message still under the idle slot (two policies back)
+		 * must not walk the new tables */
+		struct pd_config c = *now;
+
+		c.slot_gen[gen] = 0;
+		d->slot_gen[gen] = 0;
+		err = pd_bpf_write_config(&d->l, &c);
 	}
-	if (pd_sinks_install(d, d->gen, sinks, nsinks, why_sink, sizeof(why_sink))) {
+	if (err || (err = pd_bpf_write_image(&d->l, img, gen)) ||
+	    (err = pd_bpf_write_names(&d->l, p, gen))) {
+		snprintf(why, cap, "cannot write the policy into the maps: %s", strerror(-err));
 		pd_sinks_close(d, sinks, nsinks);
-		fprintf(stderr, "policyd: %s\n", why_sink);
-		return -1;
+		return err;
 	}
-	if (!d->kept && bpf_object__pin_maps(d->l.skel->obj, d->pin_dir)) {
-		fprintf(stderr, "policyd: cannot pin the maps under %s: %s\n", d->pin_dir,
-			strerror(errno));
-		return -1;
+	if ((err = pd_sinks_install(d, gen, sinks, nsinks, why, cap))) {
+		pd_sinks_close(d, sinks, nsinks);
+		return err;
 	}
+	return 0;
+}
+
+/* Pin the maps and attach the programs; adopt the connections open
+ * before, in between, so that none goes unpoliced. */
+static int attach(struct pd_daemon *d, unsigned *adopted)
+{
+	int err;
+
+	if (!d->kept && bpf_object__pin_maps(d->l.skel->obj, d->pin_dir))
+		return fail(-errno, "cannot pin the maps under %s: %m", d->pin_dir);
 	if (bpf_prog_attach(bpf_program__fd(d->l.skel->progs.pd_msg),
-			    bpf_map__fd(d->l.skel->maps.pd_sockets), BPF_SK_MSG_VERDICT, 0)) {
-		fprintf(stderr, "policyd: cannot attach the sk_msg program: %s\n",
-			strerror(errno));
-		return -1;
-	}
+			    bpf_map__fd(d->l.skel->maps.pd_sockets), BPF_SK_MSG_VERDICT, 0))
+		return fail(-errno, "cannot attach the sk_msg program: %m");
 	d->msg_attached = true;
-	if (attach_link(d, PD_CG_SOCKOPS))
-		return -1;
+	if ((err = attach_link(d, PD_CG_SOCKOPS)))
+		return err;
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
-	if (pd_adopt(d, &adopted))
-		return -1;
+	if (pd_adopt(d, adopted))
+		return -EIO;
 	/* then the programs that refuse what cannot be judged: a connection
 	 * open before policyd started is adopted by now */
 	for (int i = PD_CG_SOCKOPS + 1; i < PD_CG_PROGS; i++)
-		if (attach_link(d, i))
-			return -1;
-	if (d->kept) {
-		/* the flip: from here on the kept state enforces this policy */
-		if ((err = write_config(d))) {
-			fprintf(stderr, "policyd: cannot switch the kept state to the policy: %s; "
-				"the kept policy keeps enforcing\n", strerror(-err));
-			return -1;
-		}
-	}
+		if ((err = attach_link(d, i)))
+			return err;
+	return 0;
+}
+
+/* The ring buffers of events and of diverted bytes. */
+static int open_events(struct pd_daemon *d)
+{
 	d->rb = ring_buffer__new(bpf_map__fd(d->l.skel->maps.pd_events), pd_on_event, d, NULL);
 	if (!d->rb || ring_buffer__add(d->rb, bpf_map__fd(d->l.skel->maps.pd_sink_data),
-				       pd_on_sink_data, d)) {
-		fprintf(stderr, "policyd: cannot read the event ring buffer: %s\n",
-			strerror(errno));
-		return -1;
-	}
+				       pd_on_sink_data, d))
+		return fail(-errno, "cannot read the event ring buffer: %m");
+	return 0;
+}
+
+/* Everything from the cgroup to the first event, step by step; a step
+ * that fails says why (fail) and returns -errno, and pd_cmd_run undoes
+ * what was done. */
+static int setup(struct pd_daemon *d)
+{
+	struct pd_config kept = { 0 };
+	char mount[4096], why[1024];
+	unsigned adopted = 0;
+	double t_load, t_write, t_done;
+	int err;
+
+	if ((err = choose_places(d)) || (err = check_privileges()) || (err = open_cgroup(d)) ||
+	    (err = probe_kernel(d)) || (err = take_pins(d, mount, sizeof(mount), &kept)))
+		return err;
+	t_load = pd_now_ms();
+	if ((err = load_programs(d, &kept)))
+		return err;
+	if ((err = apply_policy(d, &d->pol, &d->img, d->gen, d->kept ? &kept : NULL, &t_write,
+				why, sizeof(why))))
+		return fail(err, "%s%s", why, d->kept ? "; the kept policy keeps enforcing" : "");
+	d->slot_gen[d->gen] = (uint32_t)d->generation;
+	if ((err = pd_bpf_write_instance(&d->l, d->pin_dir, d->cgroup)) ||
+	    (!d->kept && (err = write_config(d))))
+		return fail(err, "cannot write the policy into the maps: %m");
+	t_done = pd_now_ms();
+	if ((err = attach(d, &adopted)))
+		return err;
+	/* the flip: from here on the kept state enforces this policy */
+	if (d->kept && (err = write_config(d)))
+		return fail(err, "cannot switch the kept state to the policy: %m; the kept policy "
+			    "keeps enforcing");
+	if ((err = open_events(d)))
+		return err;
 	if (d->kept)
 		pd_log(d, LOG_NOTICE, "took over the enforcement kept under %s (policy "
 		       "generation %llu, layout %u) without a gap; this policy is generation %llu",
-		       d->pin_dir, (unsigned long long)kept_cfg.generation, kept_cfg.layout,
+		       d->pin_dir, (unsigned long long)kept.generation, kept.layout,
 		       (unsigned long long)d->generation);
 	/* what stays open on this host (policyd(8), WHAT IS POLICED) */
 	pd_log(d, LOG_NOTICE, "boundary: every send of the cgroup's TCP sockets on a policed port "
@@ -698,55 +699,27 @@ static void reload(struct pd_daemon *d)
 	struct pd_policy p = { 0 };
 	struct pd_image img = { 0 };
 	struct pd_diag diag = { 0 };
-	struct pd_sink_rt sinks[PD_MAX_SINKS];
-	size_t nsinks = 0;
+	struct pd_config now;
 	struct pd_policy old_pol;
 	struct pd_image old_img;
 	uint32_t next = d->gen ^ 1;
-	double t0 = now_ms(), t1, t2, t3;
+	double t0 = pd_now_ms(), t1, t2, t3;
 	char why[1024];
 	int err;
 
 	pd_sinks_reopen(d);
-	if (pd_policy_load(d->config, &p, &diag) || pd_compile(&p, &img, &diag)) {
+	if (pd_policy_build(d->config, &p, &img, &diag, NULL)) {
 		for (size_t i = 0; i < diag.n; i++)
 			pd_log(d, LOG_ERR, "%s", diag.lines[i]);
 		refuse(d, "%s is invalid", d->config);
-		if (p.file)
-			pd_policy_free(&p);
 		pd_diag_free(&diag);
 		count_refused(d);
 		goto out;
 	}
 	pd_diag_free(&diag);
-	if (!pd_bpf_fits(&d->l, &img)) {
-		refuse(d, "the new policy needs %u states of %u classes, the running maps hold "
-		       "%u of %u; restart policyd to load it", img.nstates, img.row_width,
-		       d->l.slot_states, d->l.row_width);
-		goto drop_new;
-	}
-	if (pd_image_widen(&img, d->l.row_width)) {
-		refuse(d, "out of memory while encoding the new policy for rows of %u classes",
-		       d->l.row_width);
-		goto drop_new;
-	}
-	if (pd_sinks_open(d, &p, sinks, &nsinks, why, sizeof(why))) {
+	config_of(d, &now);
+	if (apply_policy(d, &p, &img, next, &now, &t1, why, sizeof(why))) {
 		refuse(d, "%s", why);
-		goto drop_new;
-	}
-	t1 = now_ms();
-	/* mark the idle slot as being rewritten: a message still under it
-	 * (two policies back) must not walk the new tables */
-	d->slot_gen[next] = 0;
-	if ((err = write_config(d)) || (err = pd_bpf_write_image(&d->l, &img, next)) ||
-	    (err = write_names(d, &p, next))) {
-		refuse(d, "cannot write the new policy into the maps: %s", strerror(-err));
-		pd_sinks_close(d, sinks, nsinks);
-		goto drop_new;
-	}
-	if (pd_sinks_install(d, next, sinks, nsinks, why, sizeof(why))) {
-		refuse(d, "%s", why);
-		pd_sinks_close(d, sinks, nsinks);
 		goto drop_new;
 	}
 	/* the flip: d describes the new policy for write_config, and the
@@ -762,7 +735,7 @@ static void reload(struct pd_daemon *d)
 	d->reloads++;
 	d->last_reload = PD_RELOAD_OK;
 	d->last_reload_time = (uint64_t)time(NULL);
-	t2 = now_ms();
+	t2 = pd_now_ms();
 	if ((err = write_config(d))) {
 		d->pol = old_pol;
 		d->img = old_img;
@@ -773,7 +746,7 @@ static void reload(struct pd_daemon *d)
 		refuse(d, "cannot switch to the new policy: %s", strerror(-err));
 		goto drop_new;
 	}
-	t3 = now_ms();
+	t3 = pd_now_ms();
 	ring_buffer__consume(d->rb);
 	if (p.daemon.keep != old_pol.daemon.keep)
 		pd_reaper_on_exit(d, p.daemon.keep);
@@ -869,7 +842,7 @@ static int loop(struct pd_daemon *d)
 			while ((got = read(d->cg_watch, ev, sizeof(ev))) > 0)
 				removed |= names_cgroup(d, ev, got, &lost);
 		}
-		if (removed || cgroup_gone(d, lost, now_ms())) {
+		if (removed || cgroup_gone(d, lost, pd_now_ms())) {
 			cgroup_removed(d);
 			return PD_EXIT_CGROUP_GONE;
 		}
@@ -927,11 +900,9 @@ int pd_cmd_run(const struct pd_opts *o)
 	sigset_t set;
 	int ret;
 
-	libbpf_set_print(o->verbose ? libbpf_loud : libbpf_quiet);
+	pd_log_libbpf(o->verbose);
 	pd_bpf_verifier_stats(o->verbose);
-	d.compile_ms = now_ms();
-	ret = pd_load_and_compile(o->config, &d.pol, &d.img, NULL);
-	d.compile_ms = now_ms() - d.compile_ms;
+	ret = pd_load_and_compile(o->config, &d.pol, &d.img, &d.compile_ms);
 	d.started = (uint64_t)time(NULL);
 	if (ret)
 		return ret;

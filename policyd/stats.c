@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "cli.h"
+#include "escape.h"
 #include "policy.h"
 
 /* What one row of counters is about: a rule, or a service's default. */
@@ -167,7 +168,7 @@ static int take(const char *dir, struct snapshot *s)
 	s->rows = malloc(cap * sizeof(*s->rows));
 	/* rules in file order, then each service's default */
 	for (uint32_t i = 1, pass = 0; s->rows && pass < 2; i++) {
-		uint32_t k = pass ? gen * PD_MAX_SERVICES + (i - 1) : gen * (PD_MAX_RULES + 1) + i;
+		uint32_t k = pass ? pd_service_key(gen, i - 1) : pd_rule_key(gen, i);
 		struct row *w;
 		struct pd_rule r;
 		struct pd_service sv;
@@ -194,7 +195,7 @@ static int take(const char *dir, struct snapshot *s)
 			s->nrules++;
 			w->rule = r.id;
 			w->action = action_name(r.action);
-			k = gen * PD_MAX_SERVICES + r.service;
+			k = pd_service_key(gen, r.service);
 			if (bpf_map_lookup_elem(names, &k, &n))
 				snprintf(n.name, sizeof(n.name), "?");
 			sum(counters, r.id, ncpu, &w->c);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The kernel features policyd uses, one row each: what it is, how to find
+ * What policyd needs from the running kernel: its release (the floor of
+ * the sockmap fixes, kernel.h), and the kernel features policyd uses, one row each: what it is, how to find
  * out whether the running kernel has it, and what the user loses without
  * it. A helper or kfunc is probed by loading a minimal program of the type
  * that calls it (with the same attach type and target): the verifier
@@ -15,13 +16,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/utsname.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 
-#include "probe.h"
+#include "kernel.h"
 
 enum pd_feature_kind {
 	PD_F_MAP,       /* a map type, created */
@@ -227,4 +229,20 @@ const char *pd_probe_missing(size_t i)
 		if (missing[k] && features[k].program && i-- == 0)
 			return sentences[k];
 	return NULL;
+}
+
+const char *pd_kernel_old(void)
+{
+	static char sentence[512];
+	struct utsname u;
+
+	if (uname(&u) || !pd_release_below(u.release, PD_KERNEL_FLOOR_MAJOR,
+					   PD_KERNEL_FLOOR_MINOR) ||
+	    pd_stable_has_fixes(u.release, u.version))
+		return NULL;
+	snprintf(sentence, sizeof(sentence), "kernel %s is older than " PD_KERNEL_FLOOR ", the "
+		 "first with the known sockmap and sk_msg fixes (cork, apply_bytes, redirect, "
+		 "teardown); payloads may be passed or dropped wrongly: upgrade the kernel",
+		 u.release);
+	return sentence;
 }
