@@ -857,6 +857,9 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 		emit(msg, st, verdict, rule, len, bytes);
 }
 
+/* Walks under the protocol framings (resp, memcache, http). */
+#include "proto.bpf.h"
+
 /* Let bytes out on this socket: apply of them (0: the rest of the
  * sk_msg). By a redirect to the socket itself, not a plain pass: on a
  * redirect the kernel forgets the verdict before it pushes, so bytes it
@@ -1059,6 +1062,11 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !cm)
 		return -1;
+	if (PD_FRAME_IS_PROTO(svc->framing)) {
+		if (proto_follow(st, b, k))
+			return -1;
+		goto synced;
+	}
 	f.m = &st->cur.m;
 	f.cm = cm;
 	f.b = b;
@@ -1081,6 +1089,7 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 		pd_end(&st->cur.m, svc, st->cur.m.seen >= k);
 		tail_of_piece(msg, st, svc, b, k);
 	}
+synced:
 	st->judged_end = wseq;
 	st->replay = 0;
 	b->kind = PD_BYTES_NONE;
@@ -1230,7 +1239,11 @@ int pd_replay(struct sk_msg_md *msg)
 	if (svc->inspect)
 		st->run.match_left = svc->inspect > st->cur.m.seen ?
 				     svc->inspect - st->cur.m.seen : 0;
-	if (!svc->noscan && st->service != PD_NO_SERVICE)
+	if (st->service == PD_NO_SERVICE || svc->noscan)
+		;
+	else if (PD_FRAME_IS_PROTO(svc->framing))
+		proto_run(msg, st, 1);
+	else
 		pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;
@@ -1856,6 +1869,9 @@ static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
 	return 0;
 }
 
+/* What a run under a protocol framing found, acted on. */
+#include "proto_msg.bpf.h"
+
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
@@ -1943,6 +1959,12 @@ int pd_msg(struct sk_msg_md *msg)
 	st->run.limit = size;
 	if (!st->run.line && st->run.match_left < size)
 		st->run.limit = st->run.match_left;
+	if (PD_FRAME_IS_PROTO(svc->framing)) {
+		r = proto_msg(msg, st, tp, svc);
+		if (r < 0)
+			goto tables;
+		return r;
+	}
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
 	else if (st->run.line || small_walk(msg, st) < 0)

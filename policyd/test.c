@@ -325,6 +325,14 @@ int pd_cmd_test(const struct pd_opts *o)
 	t.p = &p;
 	t.img = &img;
 	ret = pick_service(o, &p, &img, &t.service);
+	if (!ret && PD_FRAME_IS_PROTO(p.services[t.service].framing)) {
+		/* the host's walk has no protocol parser yet: no verdict rather
+		 * than a wrong one */
+		fprintf(stderr, "policyd: %s: service '%s' has framing \"%s\", which policyd test "
+			"cannot walk yet (only \"none\" and \"line\")\n", p.file,
+			p.services[t.service].name, pd_framing_name(p.services[t.service].framing));
+		ret = PD_EXIT_USAGE;
+	}
 	if (o->json && !ret) {
 		printf("{\"policy\": ");
 		pd_json_str(p.file);

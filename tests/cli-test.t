@@ -74,14 +74,24 @@ is "$out" "web [('w1', 'pass', 10, 'kv.conf:11', 0, 17, False, 'HTTP/1.1 200 OK\
 	"--json: the same, and whether the kernel logs it"
 
 # framing none: each send a message; a prefix anchors at each send
+cat > bytes.conf <<EOF
+version = 1;
+services = ( { name = "redis"; ports = [ 6379 ];
+  rules = ( { id = 200; action = "deny"; prefix = "FLUSHALL"; nocase = true; } ); } );
+EOF
 printf 'PING\r\n#FLUSHALL\r\n#SET a FLUSHALL\r\n' > r1
-out=$("$PD" test -c "$root/policy-examples/redis.conf" --split '#' r1 | sed 's/ at=[^ ]*//; s/ excerpt=.*//')
+out=$("$PD" test -c bytes.conf --split '#' r1 | sed 's/ at=[^ ]*//; s/ excerpt=.*//')
 is "$out" "pass rule=default offset=0 len=6
 deny rule=200 offset=6 len=10
 refused offset=16 len=16 (dropped with the deny; later sends fail)" \
-	"the Redis profile: a send is a message, FLUSHALL at its start is denied"
-out=$("$PD" test -c "$root/policy-examples/redis.conf" --split '\x23' r1 | cut -d' ' -f1,2)
+	"a byte profile: a send is a message, FLUSHALL at its start is denied"
+out=$("$PD" test -c bytes.conf --split '\x23' r1 | cut -d' ' -f1,2)
 is "$(echo "$out" | head -1)" "pass rule=default" "--split takes \\xHH"
+# protocol framings: no verdict rather than a wrong one
+err=$("$PD" test -c "$root/policy-examples/redis.conf" r1 2>&1); st=$?
+is "$st" 2 "a service on a protocol framing is a usage error (2)"
+is "$err" "policyd: $root/policy-examples/redis.conf: service 'redis' has framing \"resp\", which policyd test cannot walk yet (only \"none\" and \"line\")" \
+	"... that says so"
 
 # errors
 err=$("$PD" test -c kv.conf --service kb s1 2>&1); st=$?
