@@ -21,14 +21,16 @@
 
 #include "proto.h"
 
+/* What the callbacks get: pointers only (the window's bytes are read
+ * from msg, its length is st->wlen, the symbols of a byte st->syms). On
+ * 6.1 the frames of the callbacks and of the global functions they call
+ * add up with the program's own in the verifier's 512-byte check, so
+ * every frame of the walk is kept small. */
 struct pwalk {
 	struct pd_sock *st;
 	const struct pd_service *svc;
 	struct sk_msg_md *msg;
 	const struct pd_bytes *kept;    /* the bytes walked, when not the sk_msg's */
-	__u8 *data;                     /* the pulled window */
-	__u8 *data_end;
-	__u32 n;                        /* bytes of the window */
 };
 
 /* The service of the socket's message in progress. */
@@ -110,16 +112,16 @@ static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 				      __u32 n)
 {
 	const __u8 *p = (const __u8 *)(long)msg->data, *end = (const __u8 *)(long)msg->data_end;
+	struct pd_syms *o = &st->syms;
 	__u32 i = st->run.wused, k;
-	struct pd_syms o;
 
 	p += i & (PD_WINDOW - 1);
 	for (k = 0; k < PD_TAKE; k++) {
 		if (i + k >= n || p + k + 1 > end || st->cur.m.deny ||
 		    !pd_proto_counted(&st->cur.parse, svc->framing) || !pd_proto_feeds(&st->cur.m, svc, &st->cur.parse))
 			break;
-		pd_proto_take(&st->cur.parse, svc->framing, p[k], &o);
-		if (pd_proto_match(&st->cur.m, svc, cm, &o, NULL))
+		pd_proto_take(&st->cur.parse, svc->framing, p[k], o);
+		if (pd_proto_match(&st->cur.m, svc, cm, o, NULL))
 			return -1;
 	}
 	st->run.wused = i + k;
@@ -127,13 +129,13 @@ static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 	return 0;
 }
 
-/* What a byte that gave symbols, or ended something (r), means: the
- * symbols through the automaton (and, with the sk_msg msg of n window
+/* What a byte that gave symbols (st->syms), or ended something (r),
+ * means: the symbols through the automaton (and, with the sk_msg msg of n window
  * bytes, the counted contents that follow, at once), then the message's
  * end, a deny, a malformed byte. 0 go on, 1 stop. Global: checked once. */
-static __always_inline int after(struct sk_msg_md *msg, struct pd_sock *st, struct pd_syms *o,
-				 int r, __u32 n)
+static __always_inline int after(struct sk_msg_md *msg, struct pd_sock *st, int r, __u32 n)
 {
+	const struct pd_syms *o = &st->syms;
 	const struct pd_classmap *cm;
 	const struct pd_service *svc;
 
@@ -165,20 +167,19 @@ static __always_inline int after(struct sk_msg_md *msg, struct pd_sock *st, stru
 	return 0;
 }
 
-__noinline int proto_after(struct sk_msg_md *msg, struct pd_sock *st, struct pd_syms *o, int r,
-			   __u32 n)
+__noinline int proto_after(struct sk_msg_md *msg, struct pd_sock *st, int r, __u32 n)
 {
-	if (!msg || !st || !o)
+	if (!msg || !st)
 		return 1;
-	return after(msg, st, o, r, n);
+	return after(msg, st, r, n);
 }
 
 /* The same over kept bytes (no sk_msg to read on from). */
-__noinline int proto_after_kept(struct pd_sock *st, struct pd_syms *o, int r)
+__noinline int proto_after_kept(struct pd_sock *st, int r)
 {
-	if (!st || !o)
+	if (!st)
 		return 1;
-	return after(NULL, st, o, r, 0);
+	return after(NULL, st, r, 0);
 }
 
 /* Pass over the counted bytes the automaton does not need, up to the
@@ -204,7 +205,6 @@ static __always_inline __u32 proto_pass(struct pd_sock *st, const struct pd_serv
 __noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i, __u32 n,
 			     __u32 framing)
 {
-	struct pd_parse ps;
 	const __u8 *p, *end;
 	__u32 k;
 	int done;
@@ -213,11 +213,11 @@ __noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i,
 		return 0;
 	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
 	end = (const __u8 *)(long)msg->data_end;
-	ps = st->cur.parse;
-	k = pd_proto_headers(&ps, framing, p, end, &done);
+	st->hdr = st->cur.parse;
+	k = pd_proto_headers(&st->hdr, framing, p, end, &done);
 	if (!k || k > n - i)
 		return 0;       /* none, or past the window (readable beyond it) */
-	st->cur.parse = ps;
+	st->cur.parse = st->hdr;
 	st->cur.msglen += k;
 	return k | (done ? PD_HDR_DONE : 0);
 }
@@ -233,39 +233,40 @@ static long proto_step(__u32 c, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
-	__u32 i, k, j;
-	struct pd_syms o = {};
-	__u8 *p;
+	__u32 i, k, j, n = st->wlen;
+	const __u8 *p, *end;
 	int r;
 
 	for (j = 0; j < PD_PSTEPS; j++) {
 		i = st->run.wused;
-		if (i >= w->n || st->run.ended)
+		if (i >= n || st->run.ended)
 			return 1;
-		k = proto_pass(st, w->svc, w->n - i);
+		k = proto_pass(st, w->svc, n - i);
 		if (k) {
 			st->run.wused = i + k;
 			continue;
 		}
-		k = proto_headers(w->msg, st, i, w->n, w->svc->framing);
+		k = proto_headers(w->msg, st, i, n, w->svc->framing);
 		if (k) {
 			st->run.wused = i + (k & (PD_HDR_DONE - 1));
-			if ((k & PD_HDR_DONE) && proto_after(w->msg, st, &o, PD_P_DONE, w->n))
+			st->syms.n = 0;         /* headers give no symbols */
+			if ((k & PD_HDR_DONE) && proto_after(w->msg, st, PD_P_DONE, n))
 				return 1;
 			continue;
 		}
-		p = w->data + (i & (PD_WINDOW - 1));
-		if ((void *)(p + 1) > (void *)w->data_end) {
+		/* the window's pointers, read again after each call: nothing
+		 * here pulls, but the verifier forgets them over a call */
+		p = (const __u8 *)(long)w->msg->data + (i & (PD_WINDOW - 1));
+		end = (const __u8 *)(long)w->msg->data_end;
+		if (p + 1 > end) {
 			st->run.err = 1;
 			return 1;
 		}
-		r = proto_parse(&st->cur.parse, w->svc->framing, *p, &o);
+		r = proto_parse(&st->cur.parse, w->svc->framing, *p, &st->syms);
 		st->run.wused = i + 1;
 		st->cur.msglen++;
-		if ((r != PD_P_MORE || o.n) && proto_after(w->msg, st, &o, r, w->n))
+		if ((r != PD_P_MORE || st->syms.n) && proto_after(w->msg, st, r, n))
 			return 1;
-		/* proto_after may pull nothing, but it reads the window: the
-		 * pointers stay those of this window */
 	}
 	return 0;
 }
@@ -286,9 +287,7 @@ static long proto_window(__u32 idx, void *arg)
 		st->run.err = 1;
 		return 1;
 	}
-	w->data = (__u8 *)(long)w->msg->data;
-	w->data_end = (__u8 *)(long)w->msg->data_end;
-	w->n = n;
+	st->wlen = n;
 	st->run.wused = 0;
 	bpf_loop(n, proto_step, w, 0);
 	if (st->run.ended || st->run.err)
@@ -379,25 +378,24 @@ static long proto_follow_step(__u32 i, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
-	struct pd_syms o = {};
-	__u32 k;
+	__u32 k, n = st->wlen;
 	int r;
 
-	if (i >= w->n || st->run.ended)
+	if (i >= n || st->run.ended)
 		return 1;
 	if (i < st->run.wused)
 		return 0;               /* passed over by count */
-	k = proto_pass(st, w->svc, w->n - i);
+	k = proto_pass(st, w->svc, n - i);
 	if (k) {
 		st->run.wused = i + k;
 		return 0;
 	}
 	st->run.wused = i + 1;
 	r = proto_parse(&st->cur.parse, w->svc->framing, w->kept->bytes[i & (PD_BYTES_MAX - 1)],
-			&o);
+			&st->syms);
 	st->cur.msglen++;
-	if (r != PD_P_MORE || o.n)
-		return proto_after_kept(st, &o, r) ? 1 : 0;
+	if (r != PD_P_MORE || st->syms.n)
+		return proto_after_kept(st, r) ? 1 : 0;
 	return 0;
 }
 
@@ -415,7 +413,7 @@ __noinline int proto_follow(struct pd_sock *st, const struct pd_bytes *b, __u32 
 		return -1;
 	w.st = st;
 	w.kept = b;
-	w.n = n;
+	st->wlen = n;
 	st->run.replay = 1;
 	st->run.ended = 0;
 	st->run.err = 0;

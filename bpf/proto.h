@@ -94,29 +94,39 @@ PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *
 	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
 }
 
+/* One symbol through the automaton. 0, or -1 on inconsistent tables. */
+PD_INLINE int pd_proto_sym(struct pd_match *m, const struct pd_service *svc,
+			   const struct pd_classmap *cm, __u32 s, void *ctx)
+{
+	__u32 cls;
+
+	if (s >= PD_SYM_END) {
+		cls = svc->end_class;
+	} else {
+		s &= 0xff;
+		/* the mask itself bounds the index for the BPF verifier:
+		 * kept, not folded into the comparison above */
+		asm volatile("" : "+r"(s));
+		cls = cm->cls[s & 0xff];
+	}
+	return pd_step(&m->state, m, cls, ctx);
+}
+
 /* The symbols of one byte through the automaton. 0, or -1 on
- * inconsistent tables. */
+ * inconsistent tables. Written out, not a loop: 6.1's verifier refuses
+ * the loop the compiler makes of it (entered in its middle, closed by a
+ * fall-through). */
 PD_INLINE int pd_proto_match(struct pd_match *m, const struct pd_service *svc,
 			     const struct pd_classmap *cm, const struct pd_syms *o, void *ctx)
 {
-	__u32 k, cls, s;
+	__u32 n = o->n;
 
-	for (k = 0; k < 3; k++) {
-		if (k >= o->n)
-			break;
-		s = o->s[k];
-		if (s >= PD_SYM_END) {
-			cls = svc->end_class;
-		} else {
-			s &= 0xff;
-			/* the mask itself bounds the index for the BPF verifier:
-			 * kept, not folded into the comparison above */
-			asm volatile("" : "+r"(s));
-			cls = cm->cls[s & 0xff];
-		}
-		if (pd_step(&m->state, m, cls, ctx))
-			return -1;
-	}
+	if (n > 0 && pd_proto_sym(m, svc, cm, o->s[0], ctx))
+		return -1;
+	if (n > 1 && pd_proto_sym(m, svc, cm, o->s[1], ctx))
+		return -1;
+	if (n > 2 && pd_proto_sym(m, svc, cm, o->s[2], ctx))
+		return -1;
 	return 0;
 }
 

@@ -27,25 +27,26 @@ static __always_inline void proto_malformed(struct sk_msg_md *msg, struct pd_soc
 static __always_inline int proto_msg(struct sk_msg_md *msg, struct pd_sock *st,
 				     const struct tcp_sock *tp, const struct pd_service *svc)
 {
-	__u32 size = msg->size, used, verdict = PD_V_PASS, rule = 0, apply = 0;
+	__u32 size = msg->size, verdict = PD_V_PASS, rule = 0, apply = 0;
 	int r;
 
 	if (!st->cur.in_msg)
 		__builtin_memset(&st->cur.parse, 0, sizeof(st->cur.parse));
 	if (proto_run(msg, st, 0))
 		return -1;
-	used = st->run.used;
+	/* st->run.used read where needed, not kept: one live value less in
+	 * pd_msg's frame, which 6.1 adds to the walk's */
 	switch (st->run.outcome) {
 	case PD_PO_PASS:
-		apply = used < size ? used : 0;
+		apply = st->run.used < size ? st->run.used : 0;
 		break;
 	case PD_PO_ENDED:
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
-		decided(msg, st, verdict, rule, st->cur.msglen, used);
+		decided(msg, st, verdict, rule, st->cur.msglen, st->run.used);
 		st->cur.msglen = 0;
 		__builtin_memset(&st->cur.parse, 0, sizeof(st->cur.parse));
-		if ((verdict != PD_V_DENY || st->run.monitor) && used < size)
-			apply = used;
+		if ((verdict != PD_V_DENY || st->run.monitor) && st->run.used < size)
+			apply = st->run.used;
 		break;
 	case PD_PO_DENY:
 		verdict = pd_verdict(&st->cur.m, svc, &rule);

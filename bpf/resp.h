@@ -40,14 +40,6 @@
 #define PD_P_MORE 0
 #define PD_P_DONE 1             /* the message ended with this byte */
 
-/* The symbols one byte hands to the matcher: bytes of a token (0..255)
- * and PD_SYM_END. A byte gives at most three (an escape "\x4" that turns
- * out not to be one gives back 'x' and '4', then the byte itself). */
-struct pd_syms {
-	__u16 s[3];
-	__u32 n;
-};
-
 PD_INLINE void pd_sym(struct pd_syms *o, __u16 s)
 {
 	if (o->n < 3)

@@ -440,6 +440,14 @@ struct pd_parse {
 	__u64 name;             /* the first 8 bytes of the command name or method */
 };
 
+/* The symbols one byte hands to the matcher: bytes of a token (0..255)
+ * and PD_SYM_END. A byte gives at most three (an escape "\x4" that turns
+ * out not to be one gives back 'x' and '4', then the byte itself). */
+struct pd_syms {
+	__u16 s[3];
+	__u32 n;
+};
+
 /* pd_doomed (HASH, key: socket cookie): connections to abort. The data
  * plane adds one where it drops a message or refuses a connection's bytes,
  * and when a held message outlives its hold_timeout; the sock_ops program
@@ -526,6 +534,12 @@ struct pd_sock {
 	                         * shorter: byte s at tail_ring[s % PD_TAIL_SMALL] */
 	struct pd_run run;
 	struct pd_doomed abort; /* what pd_doomed gets when the connection is doomed */
+	/* protocol framings: scratch of a walk, here rather than on the
+	 * stack (6.1's verifier counts the parsers' bpf_loop callbacks as
+	 * calls: their frames and the program's must fit in 512 bytes) */
+	struct pd_syms syms;    /* the symbols of the byte just parsed */
+	struct pd_parse hdr;    /* the parser while headers are read at once */
+	__u32 wlen;             /* bytes of the window being walked */
 };
 
 /* pd_sock.service of a socket whose port a reload stopped policing */
