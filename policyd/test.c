@@ -81,6 +81,8 @@ static void print_judged(const struct pd_judged *j, const uint8_t *stream, void 
 
 	if (r)
 		snprintf(id, sizeof(id), "%u", r->id);
+	else if (j->malformed)
+		snprintf(id, sizeof(id), "malformed");  /* as the daemon logs it */
 	else if (idx == PD_HELD_LINE || j->kind == PD_J_UNFINISHED)
 		snprintf(id, sizeof(id), "-");
 	snprintf(at, sizeof(at), "%s:%d", t->p->file, line);
@@ -91,6 +93,8 @@ static void print_judged(const struct pd_judged *j, const uint8_t *stream, void 
 		printf("\"verdict\": \"%s\", \"rule\": ", verdict_word(j));
 		if (r)
 			printf("%u", r->id);
+		else if (j->malformed)
+			printf("\"malformed\"");
 		else
 			printf("null");
 		printf(", \"at\": ");
@@ -325,14 +329,6 @@ int pd_cmd_test(const struct pd_opts *o)
 	t.p = &p;
 	t.img = &img;
 	ret = pick_service(o, &p, &img, &t.service);
-	if (!ret && PD_FRAME_IS_PROTO(p.services[t.service].framing)) {
-		/* the host's walk has no protocol parser yet: no verdict rather
-		 * than a wrong one */
-		fprintf(stderr, "policyd: %s: service '%s' has framing \"%s\", which policyd test "
-			"cannot walk yet (only \"none\" and \"line\")\n", p.file,
-			p.services[t.service].name, pd_framing_name(p.services[t.service].framing));
-		ret = PD_EXIT_USAGE;
-	}
 	if (o->json && !ret) {
 		printf("{\"policy\": ");
 		pd_json_str(p.file);

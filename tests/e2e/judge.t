@@ -4,7 +4,8 @@
 # line, prefix, contains, hex, nocase, longer_than, inspect windows, every
 # action and default, holds) and random streams cut into random sends,
 # each stream one connection from the test cgroup; then the profiles with
-# the traffic of their tests. For every connection the deny, redirect
+# the traffic of their tests, the protocol framings' (resp, memcache,
+# http) with the attack forms of resp.t, memcache.t and http.t. For every connection the deny, redirect
 # and audit lines policyd logs (verdict, rule, length, excerpt) equal the
 # lines policyd test marks as logged, in order, and a connection whose
 # send the kernel refused (or cut short) is one where policyd test says a
@@ -231,9 +232,40 @@ ok(bad == 0 and seen["lines"] > NPOL and seen["refused"] > 0,
 
 
 # ---- the profiles with the traffic of their tests ----
-# (redis.conf and memcached.conf are on protocol framings, which policyd
-# test refuses to walk: cli-test.t)
+# (the protocol profiles with the attack forms of resp.t, memcache.t and
+# http.t, pipelines, commands split across sends, and values longer than
+# the kernel's window of 4096 bytes)
+BIG = b"v" * 9000
+PIPE = b"".join(b"*3\r\n$3\r\nSET\r\n$2\r\nk%d\r\n$100\r\n%s\r\n" % (i % 10, b"x" * 100)
+                for i in range(16))
+RESP = [[b"*1\r\n$4\r\nPING\r\n", b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8\r\nflushall\r\n",
+         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"],
+        [b"PING\r\nFLUSHALL\r\n"], [b"F", b"LUSHALL\r\n"], [b" \t\"FLUSH\\x41LL\"\r\n"],
+        [b"*1\r\n$8\rXFLUSHALL\r\n"], [b"SET k v\r\n", b"*1\r\n$8\r\nFLUSH", b"ALL\r\n"],
+        [PIPE, b"*1\r\n$8\r\nflushall\r\n"],
+        [b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$9000\r\n" + BIG + b"\r\n*1\r\n$4\r\nPING\r\n"],
+        [b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$3\r\ndir\r\n$4\r\n/tmp\r\n"],
+        [b"*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n", b"*3\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$1\r\nx\r\n"],
+        [b"MULTI\r\nKEYS *\r\nEXEC\r\n"]]
+MEMCACHE = [[b"set k 0 0 5\r\nhello\r\nget k\r\n", b"delete k\r\n"], [b"flush_all\x00\r\n"],
+            [b"stats  cachedump 1 0\r\n"], [b"shutdown\x00\r\n"], [b"watch\x00\r\n"],
+            [b"\x80\x01\x00\x01" + b"\x00" * 20 + b"k"],
+            [b"set big 0 0 9000\r\n" + BIG + b"\r\nget big\r\n", b"flush_", b"all\r\n"],
+            [b"stats\r\nstats slabs\r\nversion\r\n"]]
+HTTP = [[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"GET /%2eenv HTTP/1.1\r\nHost: a\r\n\r\n"], [b"GET /.%65nv HTTP/1.0\r\n\r\n"],
+        [b"GET http://a/%2Egit/config HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"GET /.git%2fconfig HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], [b"GET /static../secret.txt HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"TRACE\t/ HTTP/1.1\r\n\r\n"], [b" TRACE / HTTP/1.1\r\n\r\n"],
+        [b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 9000\r\n\r\n" + BIG,
+         b"GET /a/b/../c HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+         b"GET /.env HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n"], [b"GET /a", b"dmin HTTP/1.1\r\n\r\n"]]
 SAMPLES = {
+    "redis.conf": RESP, "redis-strict.conf": RESP, "memcached.conf": MEMCACHE,
+    "memcached-strict.conf": MEMCACHE, "http-strict.conf": HTTP,
     "smtp.conf": [[b"EHLO client\r\n", b"MAIL FROM:<a@example.org>\r\n",
                    b"RCPT TO:<b@example.org>\r\n", b"DATA\r\n", b"Subject: hi\r\n\r\nbody\r\n.\r\n",
                    b"QUIT\r\n"], [b"EHLO x\r\n", b"VRFY root\r\n"], [b"EXPN staff\r\n"],
