@@ -93,14 +93,14 @@ static __always_inline void proto_end(struct pd_sock *st, const struct pd_servic
 	st->run.mstart = st->run.woff + st->run.wused;
 }
 
-/* One byte through the parser (its symbols in o): a global function, so
- * that the verifier checks the parsers once, not once per byte of the
- * loops that call it. */
-__noinline int proto_parse(struct pd_parse *ps, __u32 framing, __u32 b, struct pd_syms *o)
+/* One byte through the parser (its symbols in o) under mode
+ * (pd_proto_mode): a global function, so that the verifier checks the
+ * parsers once, not once per byte of the loops that call it. */
+__noinline int proto_parse(struct pd_parse *ps, __u32 mode, __u32 b, struct pd_syms *o)
 {
 	if (!ps || !o)
 		return PD_P_BAD;
-	return pd_proto_byte(ps, framing, (__u8)b, o);
+	return pd_proto_byte(ps, mode, (__u8)b, o);
 }
 
 /* Counted contents the automaton needs (a command's name), walked on
@@ -262,7 +262,7 @@ static long proto_step(__u32 c, void *arg)
 			st->run.err = 1;
 			return 1;
 		}
-		r = proto_parse(&st->cur.parse, w->svc->framing, *p, &st->syms);
+		r = proto_parse(&st->cur.parse, pd_proto_mode(w->svc), *p, &st->syms);
 		st->run.wused = i + 1;
 		st->cur.msglen++;
 		if ((r != PD_P_MORE || st->syms.n) && proto_after(w->msg, st, r, n))
@@ -391,8 +391,8 @@ static long proto_follow_step(__u32 i, void *arg)
 		return 0;
 	}
 	st->run.wused = i + 1;
-	r = proto_parse(&st->cur.parse, w->svc->framing, w->kept->bytes[i & (PD_BYTES_MAX - 1)],
-			&st->syms);
+	r = proto_parse(&st->cur.parse, pd_proto_mode(w->svc),
+			w->kept->bytes[i & (PD_BYTES_MAX - 1)], &st->syms);
 	st->cur.msglen++;
 	if (r != PD_P_MORE || st->syms.n)
 		return proto_after_kept(st, r) ? 1 : 0;

@@ -24,11 +24,29 @@
 #include "memcache.h"
 #include "http.h"
 
-/* One byte of the message in progress; its symbols in o. */
-PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 framing, __u8 b, struct pd_syms *o)
+/* What the parsers are told of a service (pd_proto_mode): its framing,
+ * and for resp whether inline commands are refused. */
+#define PD_PM_FRAMING 0xff
+#define PD_PM_NO_INLINE 0x100
+
+PD_INLINE __u32 pd_proto_mode(const struct pd_service *svc)
 {
-	if (framing == PD_FRAME_RESP)
+	return svc->framing | (svc->pflags & PD_PF_NO_INLINE ? PD_PM_NO_INLINE : 0);
+}
+
+/* One byte of the message in progress, under mode (pd_proto_mode, or a
+ * framing alone); its symbols in o. */
+PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 mode, __u8 b, struct pd_syms *o)
+{
+	__u32 framing = mode & PD_PM_FRAMING;
+
+	if (framing == PD_FRAME_RESP) {
+		if ((mode & PD_PM_NO_INLINE) && ps->phase == PD_RESP_START && b != '*') {
+			o->n = 0;
+			return PD_P_BAD;        /* inline = false */
+		}
 		return pd_resp_byte(ps, b, o);
+	}
 	if (framing == PD_FRAME_MEMCACHE)
 		return pd_mc_byte(ps, b, o);
 	if (framing == PD_FRAME_HTTP)
@@ -192,7 +210,7 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 			}
 			continue;
 		}
-		r = pd_proto_byte(ps, svc->framing, p[i++], &o);
+		r = pd_proto_byte(ps, pd_proto_mode(svc), p[i++], &o);
 		m->seen++;
 		if (r == PD_P_BAD) {
 			*done = -1;

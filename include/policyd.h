@@ -248,6 +248,8 @@ struct pd_service {
 /* pd_service.pflags */
 #define PD_PF_CONTENT 0x1     /* a contains rule: every token is walked, not only
                                * the command's (bulk contents are then read) */
+#define PD_PF_NO_INLINE 0x2   /* resp: inline = false, an inline command (a first
+                               * byte other than '*') is malformed */
 
 /* pd_service.hold bits (line and protocol framings; framing none never
  * holds: each message is whole when it is judged; none of them with

@@ -766,7 +766,7 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 			svc->hold |= PD_HOLD_LINE;
 	}
 	if (PD_FRAME_IS_PROTO(s->framing)) {
-		svc->pflags = content ? PD_PF_CONTENT : 0;
+		svc->pflags = (content ? PD_PF_CONTENT : 0) | (s->no_inline ? PD_PF_NO_INLINE : 0);
 		if (s->hold_timeout) {
 			if (prefix)
 				svc->hold |= PD_HOLD_ANCHORED;

@@ -219,6 +219,8 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			pd_default_name(s->def), s->hold_timeout);
 		if (s->excerpt >= 0)
 			fprintf(f, "    excerpt = %d;\n", s->excerpt);
+		if (s->no_inline)
+			fputs("    inline = false;\n", f);
 		fputs("    rules = (", f);
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];
@@ -309,6 +311,8 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 		fputc('}', f);
 		if (s->excerpt >= 0)
 			fprintf(f, ", \"excerpt\": %d", s->excerpt);
+		if (s->no_inline)
+			fputs(", \"inline\": false", f);
 		fprintf(f, ",\n     \"rules\": [");
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];

@@ -550,7 +550,7 @@ static void proto_run(struct pd_judge *j, const struct judge_msg *msg, uint64_t 
 					continue;
 				}
 			}
-			r = pd_proto_byte(&j->cur.parse, svc->framing, w[i], &o);
+			r = pd_proto_byte(&j->cur.parse, pd_proto_mode(svc), w[i], &o);
 			i++;
 			j->cur.msglen++;
 			if (r != PD_P_MORE || o.n)

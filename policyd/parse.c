@@ -687,7 +687,8 @@ bad:
 static void parse_service(struct parse *c, const config_setting_t *g, struct pd_service_src *svc)
 {
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
-					    "default", "hold_timeout", "rules", "excerpt", NULL };
+					    "default", "hold_timeout", "rules", "excerpt", "inline",
+					    NULL };
 	static const char *const dirs[] = { "to", "from", "both", NULL };
 	static const char *const framings[] = { "none", "line", "resp", "memcache", "http", NULL };
 	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
@@ -735,6 +736,16 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	if ((s = config_setting_get_member(g, "hold_timeout")) &&
 	    get_uint(c, s, 0, PD_MAX_HOLD_TIMEOUT, &v))
 		svc->hold_timeout = (uint32_t)v;
+	if ((s = config_setting_get_member(g, "inline"))) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			pd_diag_add(c->d, line_of(s), "'inline' is true or false");
+		else if (svc->framing != PD_FRAME_RESP)
+			pd_diag_add(c->d, line_of(s), "'inline' applies to framing \"resp\" only "
+				    "(Redis's inline commands), not to framing \"%s\"",
+				    pd_framing_name(svc->framing));
+		else
+			svc->no_inline = !config_setting_get_bool(s);
+	}
 	if (!(s = config_setting_get_member(g, "rules")) || !want_list(c, s))
 		return;
 	svc->rules = calloc(config_setting_length(s) + 1, sizeof(*svc->rules));

@@ -86,6 +86,7 @@ struct pd_service_src {
 	uint32_t inspect;
 	uint32_t hold_timeout;  /* ms a held message may wait; 0: never hold */
 	int excerpt;            /* -1: daemon.excerpt */
+	bool no_inline;         /* resp: inline = false */
 	struct pd_rule_src *rules;
 	size_t nrules;
 };

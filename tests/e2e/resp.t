@@ -170,8 +170,33 @@ is_(len(pd.lines(r"deny ")), allowed + 2, "strict: only redis-benchmark's two CO
 is_(redis("GET", "canary"), "alive", "strict: the data survived")
 ok(pd.stop() == 0, "policyd stops")
 
-# ---- monitor mode: judged the same, logged as would-be, nothing refused ----
+# ---- inline = false: only RESP arrays, as client libraries and redis-cli send ----
 os.rename(pd.log, pd.log + ".strict")
+with open(os.path.join("policy-examples", "redis.conf")) as f:
+    text = re.sub(r"\b6379\b", str(port), f.read())
+text, n = re.subn(r'framing = "resp";', 'framing = "resp"; inline = false;', text, count=1)
+ok(n == 1, "the redis profile with inline = false")
+pd = Policyd(env, env.write("redis-noinline.conf", text))
+ok(pd.running(), "policyd runs it", pd.text()[-2000:])
+is_(rc("SET", "k", "v"), "OK", "no inline: redis-cli's SET (RESP) passes")
+is_(rc("GET", "k"), "v", "no inline: GET")
+is_(rc("FLUSHALL"), "Error: Permission denied", "no inline: FLUSHALL is still refused")
+attempt("no inline: PING sent inline", [send(b"PING\r\n")], [EACCES])
+attempt("no inline: a RESP SET, then an inline GET in the same send",
+        [send(b"*3\r\n$3\r\nSET\r\n$2\r\nk2\r\n$1\r\n2\r\nGET k2\r\n")], [None])
+is_(redis("GET", "k2"), "2", "no inline: ... the SET before it ran")
+attempt("no inline: a blank line", [send(b"\r\n")], [EACCES])
+is_(len(pd.lines(r"deny rule=malformed service=redis ")), 3,
+    "no inline: each inline command is logged as deny rule=malformed")
+# redis-benchmark's PING_INLINE is the one test that sends inline
+out, rows = bench(16, ",".join(t.split()[0].split("_")[0].lower() if t.startswith("LRANGE")
+                               else t.split()[0].lower() for t in everything[1:]))
+is_(sorted(set(rows)), sorted(set(everything[1:])),
+    "no inline: redis-benchmark -P 16: every test of the default set but PING_INLINE ran")
+ok(pd.stop() == 0, "policyd stops")
+
+# ---- monitor mode: judged the same, logged as would-be, nothing refused ----
+os.rename(pd.log, pd.log + ".noinline")
 pd = Policyd(env, profile("redis.conf"), extra=["--monitor"])
 ok(pd.running(), "policyd runs the redis profile in monitor mode")
 

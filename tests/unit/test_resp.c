@@ -482,6 +482,8 @@ static void differential(long rounds)
 }
 
 /* Fixed cases, each with what the parser must make of it. */
+static void no_inline(void);
+
 static void fixed(void)
 {
 	static const struct {
@@ -531,6 +533,36 @@ static void fixed(void)
 		   (!t[i].arg0 || (g.arglen[0] == strlen(t[i].arg0) &&
 				   !memcmp(g.argv[0], t[i].arg0, g.arglen[0]))), "%s", name);
 	}
+	no_inline();
+}
+
+/* inline = false: a command whose first byte is not '*' is malformed at
+ * that byte, in one piece or in many; RESP arrays pass as before */
+static void no_inline(void)
+{
+	static const char *const inl[] = { "PING\r\n", " FLUSHALL\r\n", "\"GET\" k\r\n", "\r\n" };
+	static const char text[] = "version = 1;\nservices = ( { name = \"r\"; ports = [ 1 ]; "
+		"framing = \"resp\"; inline = false;\n rules = ( { id = 1; action = \"deny\"; "
+		"command = \"FLUSHALL\"; } ); } );\n";
+	static const uint8_t arr[] = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$8\r\nflushall\r\n";
+	struct pd_policy p;
+	struct pd_image img;
+	struct pd_match m;
+	int bad = 0;
+
+	if (!compile_text(text, "inline.conf", &p, &img))
+		return;
+	ok(img.services[0].svc.pflags & PD_PF_NO_INLINE, "inline = false sets PD_PF_NO_INLINE");
+	for (size_t i = 0; i < sizeof(inl) / sizeof(inl[0]); i++)
+		for (uint32_t piece = 1; piece <= 4; piece++)
+			bad += walk_pieces((const uint8_t *)inl[i], strlen(inl[i]), piece, &m) != -1 ||
+			       m.seen != 1;
+	ok(!bad, "inline = false: inline commands are malformed at their first byte");
+	ok(walk_pieces(arr, 20, 3, &m) == 1 && !m.deny, "inline = false: a RESP GET passes");
+	ok(walk_pieces(arr + 20, 18, 5, &m) >= 0 && m.deny != 0,
+	   "inline = false: a RESP FLUSHALL is denied by its rule");
+	pd_image_free(&img);
+	pd_policy_free(&p);
 }
 
 /* ---- verdicts through compiled policies ---- */
