@@ -106,13 +106,13 @@ $(O)/san/%.o: policyd/%.c $(wildcard policyd/*.h) $(ABI) | $(O)/san
 	$(call msg,CC-SAN,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -c $< -o $@
 
-$(O)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(SAN_CORE) $(ABI) | $(O)/tests
+$(O)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(SAN_CORE) $(ABI) $(wildcard bpf/*.h) | $(O)/tests
 	$(call msg,CC-TEST,$@)
-	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -I tests/unit $< $(SAN_CORE) -o $@ -lconfig
+	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -I tests/unit -I bpf $< $(SAN_CORE) -o $@ -lconfig
 
-$(O)/fuzz_policy: tests/fuzz/fuzz_policy.c $(CORE_SRC) $(wildcard policyd/*.h) $(ABI) | $(O)
+$(O)/fuzz_policy: tests/fuzz/fuzz_policy.c $(CORE_SRC) $(wildcard policyd/*.h) $(wildcard bpf/*.h) $(ABI) | $(O)
 	$(call msg,FUZZ,$@)
-	$(Q)$(CLANG) $(ALL_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	$(Q)$(CLANG) $(ALL_CFLAGS) -I bpf -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lconfig
 
 # Kernel-facing test helpers link the real loader (no sanitizers: libbpf).

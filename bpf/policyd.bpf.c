@@ -857,6 +857,9 @@ static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, _
 		emit(msg, st, verdict, rule, len, bytes);
 }
 
+/* Walks under the protocol framings (resp, memcache, http). */
+#include "proto.bpf.h"
+
 /* Let bytes out on this socket: apply of them (0: the rest of the
  * sk_msg). By a redirect to the socket itself, not a plain pass: on a
  * redirect the kernel forgets the verdict before it pushes, so bytes it
@@ -1033,8 +1036,9 @@ static __always_inline void tail_of_piece(struct sk_msg_md *msg, struct pd_sock 
 
 /* The kernel pushed only the first k bytes of the last piece (kept in
  * pd_bytes): walk those from where the stream stood before the piece,
- * so that the stream is followed as it left. Returns 0, or -1 when the
- * bytes were not kept. Global: verified once. */
+ * so that the stream is followed as it left. Returns 0, -1 when the
+ * bytes were not kept, 1 under a protocol framing (proto_resync).
+ * Global: verified once. */
 __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 {
 	const struct pd_classmap *cm;
@@ -1059,6 +1063,8 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !cm)
 		return -1;
+	if (PD_FRAME_IS_PROTO(svc->framing))
+		return 1;       /* proto_resync's */
 	f.m = &st->cur.m;
 	f.cm = cm;
 	f.b = b;
@@ -1088,6 +1094,35 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	return 0;
 }
 
+/* resync under a protocol framing (resync returned 1): the kept bytes
+ * through the parser (proto_follow). Not called from resync: on 6.1 its
+ * frame, the walk's and pd_msg's would exceed the 512 bytes the verifier
+ * allows a chain of calls. Global: verified once. */
+__noinline int proto_resync(struct sk_msg_md *msg, __u32 wseq)
+{
+	struct pd_bytes *b;
+	struct pd_sock *st;
+	__u32 k;
+
+	if (!msg || !msg->sk)
+		return -1;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
+	if (!st || !b || b->kind != PD_BYTES_RISK)
+		return -1;
+	k = wseq - b->seq;
+	if (k >= b->len || k > PD_BYTES_MAX)
+		return -1;
+	st->cur = b->from;
+	if (proto_follow(st, b, k))
+		return -1;
+	st->judged_end = wseq;
+	st->replay = 0;
+	b->kind = PD_BYTES_NONE;
+	trouble(PD_TR_RESYNC);
+	return 0;
+}
+
 /* The sequence number after the last byte an adopted socket had queued
  * when its adoption began: adopted_end counts bytes from the stream's
  * start as bytes_acked does, and snd_una - bytes_acked stays the same
@@ -1108,6 +1143,7 @@ static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
 	const struct sock *sk = (const void *)tp;
 	__u32 wseq = tp->write_seq;
 	__s32 d;
+	int r;
 
 	if (st->flags & PD_SK_UNSYNCED) {
 		/* adopted: what was queued before its adoption began was not
@@ -1134,7 +1170,10 @@ static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
 	 * still under way, or the last send was cut short */
 	if (others_inside(sk))
 		return PD_TR_CONCURRENT;
-	return resync(msg, wseq) ? PD_TR_CUT : 0;
+	r = resync(msg, wseq);
+	if (r == 1)
+		r = proto_resync(msg, wseq);
+	return r ? PD_TR_CUT : 0;
 }
 
 /* A send that cannot be judged. Closed: refused, logged once, the
@@ -1230,7 +1269,11 @@ int pd_replay(struct sk_msg_md *msg)
 	if (svc->inspect)
 		st->run.match_left = svc->inspect > st->cur.m.seen ?
 				     svc->inspect - st->cur.m.seen : 0;
-	if (!svc->noscan && st->service != PD_NO_SERVICE)
+	if (st->service == PD_NO_SERVICE || svc->noscan)
+		;
+	else if (PD_FRAME_IS_PROTO(svc->framing))
+		proto_run(msg, st, 1);
+	else
 		pd_scan(msg, st);
 	if (st->run.err)
 		goto tables;
@@ -1856,6 +1899,9 @@ static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
 	return 0;
 }
 
+/* What a run under a protocol framing found, acted on. */
+#include "proto_msg.bpf.h"
+
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
@@ -1943,6 +1989,12 @@ int pd_msg(struct sk_msg_md *msg)
 	st->run.limit = size;
 	if (!st->run.line && st->run.match_left < size)
 		st->run.limit = st->run.match_left;
+	if (PD_FRAME_IS_PROTO(svc->framing)) {
+		r = proto_msg(msg, st, tp, svc);
+		if (r < 0)
+			goto tables;
+		return r;
+	}
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
 	else if (st->run.line || small_walk(msg, st) < 0)

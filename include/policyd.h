@@ -32,8 +32,9 @@
  * pd_counter.would_*, pd_event.monitor; 9: pd_doomed a hash of struct
  * pd_doomed, pd_sock.abort; 10: pd_sock.adopted_end; 11: pd_tail,
  * pd_sock.tail_len, tail_seq, tail_ids and tail_ring, pd_service.tail,
- * the depth in pd_state_out.flags). */
-#define PD_LAYOUT_VERSION 11
+ * the depth in pd_state_out.flags; 12: protocol framings: pd_progress.parse,
+ * pd_service.end_class and pflags, PD_TR_MALFORMED). */
+#define PD_LAYOUT_VERSION 12
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -121,6 +122,9 @@ enum pd_default {
 enum pd_framing {
 	PD_FRAME_NONE = 0,    /* each sk_msg (one sendmsg, or a piece of a large one) */
 	PD_FRAME_LINE = 1,    /* a message ends after '\n' */
+	PD_FRAME_RESP = 2,    /* one Redis command: a RESP array or an inline line */
+	PD_FRAME_MEMCACHE = 3,/* one memcached text-protocol command (and its data) */
+	PD_FRAME_HTTP = 4,    /* one HTTP/1.x request: head and body */
 };
 
 /* What the data plane does with a deny or a redirect (pd_config.mode). */
@@ -136,6 +140,15 @@ enum pd_reload {
 	PD_RELOAD_OK = 1,
 	PD_RELOAD_REFUSED = 2,/* invalid or too big: the running policy stayed */
 };
+
+/* Whether a framing is a protocol's: messages are parsed, and the
+ * automaton walks the protocol's tokens (see pd_proto.h), not the bytes. */
+#define PD_FRAME_IS_PROTO(f) ((f) >= PD_FRAME_RESP)
+
+/* The symbol that ends a token under a protocol framing: not a byte, so
+ * it has a byte class of its own (pd_service.end_class), and a pattern
+ * of bytes never spans two tokens. */
+#define PD_SYM_END 256
 
 /* Which port of a connection selects the service (bit mask). */
 enum pd_direction {
@@ -259,12 +272,22 @@ struct pd_service {
 	__u32 tail;             /* bytes of the stream kept while a pattern may be
 	                         * half matched (pd_tail): carry under framing none,
 	                         * longest prefix or contains pattern - 1 under line */
+	__u32 end_class;        /* protocol framings: the class of PD_SYM_END */
+	__u32 pflags;           /* protocol framings: PD_PF_* */
 	__u32 pad;
 	__u64 skip[PD_SKIP_MAX];
 };
 
-/* pd_service.hold bits (line framing only; framing none never holds: each
- * message is whole when it is judged; none of them with hold_ms 0). */
+/* pd_service.pflags */
+#define PD_PF_CONTENT 0x1     /* a contains rule: every token is walked, not only
+                               * the command's (bulk contents are then read) */
+#define PD_PF_NO_INLINE 0x2   /* resp: inline = false, an inline command (a first
+                               * byte other than '*') is malformed */
+
+/* pd_service.hold bits (line and protocol framings; framing none never
+ * holds: each message is whole when it is judged; none of them with
+ * hold_ms 0). Under a protocol framing PD_HOLD_ANCHORED holds while a
+ * command rule may still match, PD_HOLD_LINE while a contains rule may. */
 #define PD_HOLD_ANCHORED 0x1  /* while a prefix rule may still match */
 #define PD_HOLD_ALLOWLIST 0x2 /* default deny: until an allow rule matched or the
                                * message ended */
@@ -415,6 +438,49 @@ struct pd_run {
 	__u8 monitor;           /* pd_config.mode was PD_MODE_MONITOR when this run began */
 	__u32 wused;            /* bytes of the current window consumed (here, not
 	                         * on the stack: the verifier need not follow it) */
+	__u32 mstart;           /* protocol framings: where the message in progress
+	                         * began in this sk_msg */
+	__u8 first;             /* ... and whether it is the run's first */
+	__u8 hold_why;          /* PD_PO_HOLD: pd_proto_must_hold's reason */
+	__u8 outcome;           /* protocol framings: PD_PO_*, what the walk found */
+	__u8 replay;            /* the walk goes over a decided range again */
+	__u32 woff;             /* the current window's offset in the sk_msg */
+};
+
+/* pd_run.outcome: what a walk under a protocol framing found. The run's
+ * first message may have begun in an earlier run; whole messages after
+ * it are walked in the same run while they pass without an event. */
+#define PD_PO_PASS 0            /* [0, used) leaves: messages that passed (each
+                                 * counted), and maybe the beginning of one that
+                                 * may leave before it ends (in_msg) */
+#define PD_PO_ENDED 1           /* the first message ended at used; its verdict
+                                 * (in cur.m) is logged or acted on */
+#define PD_PO_DENY 2            /* the first message is denied before its end */
+#define PD_PO_BAD 3             /* the first message is malformed */
+#define PD_PO_HOLD 4            /* the first message goes on after this sk_msg and
+                                 * must be held back */
+#define PD_PO_REDIRECT 5        /* ... and is diverted */
+
+/* Where a protocol parser stands in the current message (all zero at a
+ * message's start). The meaning of the fields is the framing's own (see
+ * bpf/resp.h, bpf/memcache.h, bpf/http.h). */
+struct pd_parse {
+	__u8 phase;             /* where in the message's grammar */
+	__u8 tok;               /* token (argument) index, saturating at 255 */
+	__u8 aux;               /* per-phase detail (escape, digit flags) */
+	__u8 kind;              /* what the message turned out to be */
+	__u32 count;            /* tokens (arguments) still to come */
+	__u32 len;              /* a number being read, or bytes left to pass over */
+	__u32 word;             /* per-framing: tokens' validity (memcache) */
+	__u64 name;             /* the first 8 bytes of the command name or method */
+};
+
+/* The symbols one byte hands to the matcher: bytes of a token (0..255)
+ * and PD_SYM_END. A byte gives at most three (an escape "\x4" that turns
+ * out not to be one gives back 'x' and '4', then the byte itself). */
+struct pd_syms {
+	__u16 s[3];
+	__u32 n;
 };
 
 /* pd_doomed (HASH, key: socket cookie): connections to abort. The data
@@ -444,10 +510,11 @@ struct pd_doomed {
 /* Where a socket's stream stands: saved whole before each run. */
 struct pd_progress {
 	struct pd_match m;
+	struct pd_parse parse;  /* protocol framings: the parser */
 	__u32 gen;              /* policy slot m belongs to */
 	__u32 slot_gen;         /* pd_config.slot_gen[gen] when m began there */
 	__u32 msglen;           /* bytes of the current message judged so far */
-	__u8 in_msg;            /* line framing: a message is in progress */
+	__u8 in_msg;            /* line and protocol framings: a message is in progress */
 	__u8 pad[3];
 };
 
@@ -502,6 +569,12 @@ struct pd_sock {
 	                         * shorter: byte s at tail_ring[s % PD_TAIL_SMALL] */
 	struct pd_run run;
 	struct pd_doomed abort; /* what pd_doomed gets when the connection is doomed */
+	/* protocol framings: scratch of a walk, here rather than on the
+	 * stack (6.1's verifier counts the parsers' bpf_loop callbacks as
+	 * calls: their frames and the program's must fit in 512 bytes) */
+	struct pd_syms syms;    /* the symbols of the byte just parsed */
+	struct pd_parse hdr;    /* the parser while headers are read at once */
+	__u32 wlen;             /* bytes of the window being walked */
 };
 
 /* pd_sock.service of a socket whose port a reload stopped policing */
@@ -585,6 +658,7 @@ enum pd_trouble {
 	PD_TR_ABORTS,           /* connections recorded in pd_doomed, to be aborted */
 	PD_TR_ABORT_FULL,       /* a connection to abort that pd_doomed had no room
 	                         * for (tried again at its next send) */
+	PD_TR_MALFORMED,        /* a message its protocol framing cannot parse: denied */
 	PD_TR_MAX,
 };
 

@@ -21,10 +21,11 @@
 #include "policy.h"
 
 #define LABEL_FOLD 256          /* labels 256..281: a nocase letter a..z */
+#define LABEL_END 282           /* protocol framings: the end of a token (PD_SYM_END) */
 /* Node entries of the state sets while building (4 bytes each): with the
  * trie, the rows and the image, what bounds the compiler's memory. */
 #define PD_MAX_SET_NODES (1u << 25)
-#define NLABELS (256 + 26)
+#define NLABELS (256 + 26 + 1)
 
 /* A trie node, with the edge that leads to it: its children are a list
  * (child, then sibling), so that the nodes of long patterns, which have
@@ -82,6 +83,8 @@ struct builder {
 	struct vec32 tmp;
 	bool oom;
 	bool full;              /* past a limit (said) */
+	bool fold_commands;     /* framing resp: command names in any case */
+	uint32_t end_class;     /* protocol framings: the class of LABEL_END */
 };
 
 static __attribute__((noinline)) bool vec_grow(struct vec32 *v)
@@ -147,8 +150,17 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 	uint32_t cur = root;
 	struct outlink *o;
 
-	for (size_t i = 0; i < r->patlen && !b->oom && !b->full; i++) {
-		uint16_t l = label_of(r->pat[i], r->nocase);
+	/* a command: its words, each followed by the end of a token; Redis
+	 * reads names in any case, memcached exactly */
+	bool cmd = r->kind == PD_M_COMMAND;
+	/* a path prefix: the end of the method's token, then the path */
+	size_t pre = r->http == PD_HTTP_PATH_PREFIX;
+	size_t nsym = pre + r->patlen + cmd;
+
+	for (size_t j = 0; j < nsym && !b->oom && !b->full; j++) {
+		size_t i = j - pre;
+		uint16_t l = j < pre || i == r->patlen || (cmd && r->pat[i] == ' ') ? LABEL_END :
+			     label_of(r->pat[i], r->nocase || (cmd && b->fold_commands));
 		struct node *n = &b->nodes[cur];
 		uint32_t next = 0, last = 0;
 
@@ -192,8 +204,9 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 	b->nodes[cur].out = b->nouts++;
 }
 
-/* Split the 256 bytes into classes that no label tells apart. */
-static void make_classes(struct builder *b, bool line)
+/* Split the 256 bytes into classes that no label tells apart; under a
+ * protocol framing (proto) one more class for the end of a token. */
+static void make_classes(struct builder *b, bool line, bool proto)
 {
 	bool used[NLABELS] = { false };
 	int remap[512];
@@ -211,7 +224,7 @@ static void make_classes(struct builder *b, bool line)
 		int nm = 0;
 		uint32_t next = 0;
 
-		if (!used[l])
+		if (!used[l] || l == LABEL_END)
 			continue;
 		if (l < LABEL_FOLD) {
 			members[nm++] = (uint8_t)l;
@@ -238,7 +251,11 @@ static void make_classes(struct builder *b, bool line)
 		}
 		b->ncls = next;
 	}
-	for (int l = 0; l < NLABELS; l++) {
+	/* no byte is in it: the parsers hand the end of a token over apart */
+	b->end_class = proto ? b->ncls++ : 0;
+	b->label_cls[LABEL_END][0] = (uint16_t)b->end_class;
+	b->label_ncls[LABEL_END] = proto;
+	for (int l = 0; l < LABEL_END; l++) {
 		if (l < LABEL_FOLD) {
 			b->label_cls[l][0] = b->cls[l];
 			b->label_ncls[l] = 1;
@@ -614,6 +631,7 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	uint32_t rootu, roota, id;
 	bool anchored = false;
 
+	b->fold_commands = s->framing == PD_FRAME_RESP;
 	rootu = new_node(b, false);
 	roota = new_node(b, true);
 	for (size_t k = 0; k < s->nrules && !b->oom && !b->full; k++) {
@@ -621,7 +639,7 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 
 		if (r->kind == PD_M_CONTAINS)
 			add_pattern(b, rootu, r);
-		else if (r->kind == PD_M_PREFIX) {
+		else if (r->kind == PD_M_PREFIX || r->kind == PD_M_COMMAND) {
 			add_pattern(b, roota, r);
 			anchored = true;
 		}
@@ -648,7 +666,7 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 				nd->later = lo;
 		}
 	}
-	make_classes(b, s->framing == PD_FRAME_LINE);
+	make_classes(b, s->framing == PD_FRAME_LINE, PD_FRAME_IS_PROTO(s->framing));
 	/* the states the image has room for, now that the row width is
 	 * known; and at least one state per node of either trie: a policy
 	 * that cannot fit is refused before its automaton is built */
@@ -695,7 +713,7 @@ oom:
 static void service_entry(const struct pd_service_src *s, struct pd_service *svc)
 {
 	size_t maxlen = 0, longest = 0;
-	bool prefix = false, allow = false, pattern = false, stop = false;
+	bool prefix = false, allow = false, pattern = false, stop = false, content = false;
 
 	memset(svc, 0, sizeof(*svc));
 	svc->framing = s->framing;
@@ -711,11 +729,15 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 		/* a prefix that would deny or divert the message holds it back
 		 * until it is decided; allow and audit prefixes change nothing
 		 * that has left */
-		if (r->kind == PD_M_PREFIX &&
+		if ((r->kind == PD_M_PREFIX || r->kind == PD_M_COMMAND) &&
 		    (r->action == PD_ACT_DENY || r->action == PD_ACT_REDIRECT))
 			prefix = true;
-		if (r->kind == PD_M_PREFIX || r->kind == PD_M_CONTAINS)
+		if (r->kind == PD_M_PREFIX || r->kind == PD_M_CONTAINS || r->kind == PD_M_COMMAND)
 			pattern = true;
+		/* under a protocol framing: what keeps a message held until its
+		 * end (a contains rule that would deny or divert it) */
+		if (r->kind == PD_M_CONTAINS)
+			content = true;
 		if (r->action == PD_ACT_ALLOW || r->action == PD_ACT_REDIRECT)
 			allow = true;
 		if (r->action == PD_ACT_DENY || r->action == PD_ACT_REDIRECT)
@@ -742,6 +764,20 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 			svc->hold |= PD_HOLD_ALLOWLIST;
 		if (stop)
 			svc->hold |= PD_HOLD_LINE;
+	}
+	if (PD_FRAME_IS_PROTO(s->framing)) {
+		svc->pflags = (content ? PD_PF_CONTENT : 0) | (s->no_inline ? PD_PF_NO_INLINE : 0);
+		if (s->hold_timeout) {
+			if (prefix)
+				svc->hold |= PD_HOLD_ANCHORED;
+			if (s->def == PD_DEF_DENY && allow)
+				svc->hold |= PD_HOLD_ALLOWLIST;
+			for (size_t k = 0; k < s->nrules; k++)
+				if (s->rules[k].kind == PD_M_CONTAINS &&
+				    (s->rules[k].action == PD_ACT_DENY ||
+				     s->rules[k].action == PD_ACT_REDIRECT))
+					svc->hold |= PD_HOLD_LINE;
+		}
 	}
 	svc->hold_ms = s->hold_timeout;
 }
@@ -933,6 +969,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		is->svc.start = base + bs[i].start;
 		is->svc.resume = base;
 		is->svc.nclasses = b->ncls;
+		is->svc.end_class = b->end_class;
 		for (int x = 0; x < 256; x++)
 			is->classes.cls[x] = (uint8_t)b->cls[x];
 		skip_set(b, s->framing == PD_FRAME_LINE, &is->svc, &is->classes);

@@ -24,7 +24,9 @@ const char *pd_default_name(unsigned d)
 
 const char *pd_framing_name(unsigned f)
 {
-	return f == PD_FRAME_LINE ? "line" : "none";
+	static const char *const n[] = { "none", "line", "resp", "memcache", "http" };
+
+	return f < 5 ? n[f] : "?";
 }
 
 const char *pd_direction_name(unsigned d)
@@ -53,6 +55,7 @@ const char *pd_trouble_name(unsigned t)
 		[PD_TR_HOLD_TIMEOUT] = "hold_timeout",
 		[PD_TR_ABORTS] = "aborts",
 		[PD_TR_ABORT_FULL] = "abort_full",
+		[PD_TR_MALFORMED] = "malformed",
 	};
 
 	return t < PD_TR_MAX && n[t] ? n[t] : "?";
@@ -90,9 +93,13 @@ static void put_hex(FILE *f, const uint8_t *p, size_t n)
 static const char *match_key(const struct pd_rule_src *r)
 {
 	switch (r->kind) {
-	case PD_M_CONTAINS: return r->hex ? "hex_contains" : "contains";
+	case PD_M_CONTAINS:
+		if (r->http)
+			return r->http == PD_HTTP_PATH_PREFIX ? "path_prefix" : "path_contains";
+		return r->hex ? "hex_contains" : "contains";
 	case PD_M_PREFIX: return r->hex ? "hex_prefix" : "prefix";
 	case PD_M_LONGER_THAN: return "longer_than";
+	case PD_M_COMMAND: return r->http ? "method" : "command";
 	}
 	return "?";
 }
@@ -130,6 +137,12 @@ static void put_skip(FILE *f, const struct pd_service *svc, bool json)
 {
 	uint8_t b[PD_SKIP_MAX];
 
+	if (PD_FRAME_IS_PROTO(svc->framing)) {
+		fputs(json ? "null" : svc->pflags & PD_PF_CONTENT ?
+		      "parsed; every token walked (a contains rule)" :
+		      "parsed; the command's tokens walked, contents passed over by length", f);
+		return;
+	}
 	if (svc->noscan) {
 		fputs(json ? "null" : "none (no byte patterns: only the length of a message counts)",
 		      f);
@@ -206,6 +219,8 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			pd_default_name(s->def), s->hold_timeout);
 		if (s->excerpt >= 0)
 			fprintf(f, "    excerpt = %d;\n", s->excerpt);
+		if (s->no_inline)
+			fputs("    inline = false;\n", f);
 		fputs("    rules = (", f);
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];
@@ -290,11 +305,14 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			pd_direction_name(s->dir), pd_framing_name(s->framing), s->inspect,
 			pd_default_name(s->def), s->hold_timeout, is->nstates, acc, is->svc.nclasses,
 			hold_name(is->svc.hold), is->svc.carry,
+			PD_FRAME_IS_PROTO(is->svc.framing) ? "parse" :
 			is->svc.noscan ? "none" : is->svc.nskip ? "words" : "bytes");
 		put_skip(f, &is->svc, true);
 		fputc('}', f);
 		if (s->excerpt >= 0)
 			fprintf(f, ", \"excerpt\": %d", s->excerpt);
+		if (s->no_inline)
+			fputs(", \"inline\": false", f);
 		fprintf(f, ",\n     \"rules\": [");
 		for (size_t k = 0; k < s->nrules; k++) {
 			const struct pd_rule_src *r = &s->rules[k];

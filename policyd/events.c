@@ -179,6 +179,8 @@ int pd_on_event(void *ctx, void *data, size_t size)
 		return 0;
 	if (e->verdict == PD_V_PASS && e->audit)
 		snprintf(rule, sizeof(rule), "%u", e->audit_id);
+	else if (e->verdict == PD_V_DENY && e->cause == PD_TR_MALFORMED)
+		snprintf(rule, sizeof(rule), "malformed");      /* its framing cannot parse it */
 	else if (e->rule_id)
 		snprintf(rule, sizeof(rule), "%u", e->rule_id);
 	else

@@ -7,7 +7,10 @@
  * the walk (framing, the inspect window, holds, what a verdict lets
  * through and what it logs) is followed step by step below, in the order
  * of bpf/policyd.bpf.c: a change there is a change here, and
- * tests/e2e/judge.t compares the two on the kernel. Reloads, the
+ * tests/e2e/judge.t compares the two on the kernel. The protocol
+ * framings (resp, memcache, http) run the kernel's parsers (bpf/proto.h)
+ * as bpf/proto.bpf.h and bpf/proto_msg.bpf.h drive them: window by
+ * window, whole pipelined messages in one run. Reloads, the
  * send buffer (pd_replay) and the wire checks do not change a verdict and
  * are left out.
  */
@@ -41,6 +44,7 @@ struct pd_judge {
 	struct pd_progress cur, snap;
 	struct pd_run run;
 	bool dead;
+	bool malformed;         /* the report is of a message its framing cannot parse */
 	uint32_t held;          /* bytes at the stream's end held back */
 	uint16_t held_rule;
 	uint64_t msg_off;       /* stream offset of the current message */
@@ -91,6 +95,7 @@ static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end
 	})
 #define barrier_var(x) asm volatile("" : "+r"(x))
 #include "pd_scan.h"
+#include "proto.h"
 
 /* bpf_msg_pull_data: bytes [start, end) of the run readable at data;
  * data_end is the range's end (and the slack past it). */
@@ -171,6 +176,7 @@ static void report(struct pd_judge *j, const struct judge_msg *msg, uint64_t at,
 	r.verdict = (uint8_t)verdict;
 	r.logged = logged;
 	r.monitor = j->monitor && (verdict == PD_V_DENY || verdict == PD_V_REDIRECT);
+	r.malformed = j->malformed;
 	r.rule = rule;
 	r.audit = j->cur.m.audit;
 	r.state = j->cur.m.state;
@@ -189,6 +195,8 @@ static void report(struct pd_judge *j, const struct judge_msg *msg, uint64_t at,
 		ex = msg->size;
 	if (bytes && ex > bytes)
 		ex = bytes;
+	if (at + ex > j->slen)
+		ex = at < j->slen ? (uint32_t)(j->slen - at) : 0;
 	r.ex_off = at;
 	r.ex_len = ex;
 	fn(&r, j->stream, arg);
@@ -239,6 +247,9 @@ static void decided(struct pd_judge *j, const struct judge_msg *msg, uint64_t at
 	       verdict != PD_V_PASS || j->cur.m.audit, fn, arg);
 }
 
+static int run_proto(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_judged_fn fn,
+		     void *arg);
+
 /* One run of pd_msg over the sk_msg msg, whose first byte is the stream's
  * byte at. Returns the bytes it let out when the program runs again on
  * the rest (apply), 0 when it dealt with all of them, -1 on an error
@@ -272,6 +283,8 @@ static int run_once(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_j
 	run->limit = size;
 	if (!run->line && run->match_left < size)
 		run->limit = run->match_left;
+	if (PD_FRAME_IS_PROTO(svc->framing))
+		return run_proto(j, msg, at, fn, arg);
 	if (svc->noscan)
 		run->used = run->limit;
 	else if (run->line || small_walk(j, msg) < 0)
@@ -343,6 +356,286 @@ static int run_once(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_j
 out:
 	if (verdict == PD_V_DENY && !run->monitor) {
 		j->dead = true;         /* act(): dropped, the connection doomed */
+		return 0;
+	}
+	return (int)apply;
+}
+
+/* ---- the protocol framings: proto.bpf.h and proto_msg.bpf.h ---- */
+
+/* proto_next */
+static void proto_next(struct pd_judge *j)
+{
+	pd_begin(&j->cur.m, j->svc, NULL);
+	memset(&j->cur.parse, 0, sizeof(j->cur.parse));
+	j->cur.msglen = 0;
+	j->cur.in_msg = 0;
+}
+
+/* proto_stop: at stream position pos of the run (the byte after the one
+ * that stopped it) */
+static void proto_stop(struct pd_judge *j, uint32_t pos, uint32_t what)
+{
+	j->run.ended = 1;
+	if (j->run.first) {
+		j->run.outcome = (uint8_t)what;
+		j->run.used = pos;
+		return;
+	}
+	proto_next(j);
+	j->run.outcome = PD_PO_PASS;
+	j->run.used = j->run.mstart;
+}
+
+/* proto_end: a message that passes unlogged is counted and the walk goes
+ * on with the next; any other stops the run. */
+static void proto_end(struct pd_judge *j, uint32_t pos, const struct judge_msg *msg, uint64_t at,
+		      pd_judged_fn fn, void *arg)
+{
+	uint32_t rule = 0, verdict;
+
+	pd_length(&j->cur.m, j->svc, j->cur.msglen);
+	verdict = pd_verdict(&j->cur.m, j->svc, &rule);
+	if (verdict != PD_V_PASS || j->cur.m.audit) {
+		j->cur.in_msg = 0;
+		proto_stop(j, pos, PD_PO_ENDED);
+		return;
+	}
+	/* counted, not logged: reported here as a pass, its excerpt its own */
+	report(j, msg, at + j->run.mstart, PD_J_DECIDED, PD_V_PASS, 0, j->cur.msglen,
+	       j->cur.msglen, false, fn, arg);
+	j->msg_off = at + pos;
+	proto_next(j);
+	j->run.first = 0;
+	j->run.mstart = pos;
+}
+
+/* proto_take: counted contents the automaton needs, up to PD_TAKE bytes
+ * from i, within the window's n bytes. Returns the bytes taken, or -1. */
+#define PD_TAKE 32
+static int proto_take(struct pd_judge *j, const uint8_t *w, uint32_t i, uint32_t n,
+		      struct pd_syms *o)
+{
+	uint32_t k;
+
+	for (k = 0; k < PD_TAKE; k++) {
+		if (i + k >= n || j->cur.m.deny || !pd_proto_counted(&j->cur.parse, j->svc->framing) ||
+		    !pd_proto_feeds(&j->cur.m, j->svc, &j->cur.parse))
+			break;
+		pd_proto_take(&j->cur.parse, j->svc->framing, w[i + k], o);
+		if (pd_proto_match(&j->cur.m, j->svc, j->cm, o, NULL))
+			return -1;
+	}
+	j->cur.msglen += k;
+	return (int)k;
+}
+
+/* after(): what a byte that gave symbols, or ended something (r), means.
+ * *i: the window offset after the byte, moved on by what is taken. 0 go
+ * on, 1 stop. */
+static int proto_after(struct pd_judge *j, const uint8_t *w, uint32_t woff, uint32_t *i,
+		       uint32_t n, struct pd_syms *o, int r, const struct judge_msg *msg,
+		       uint64_t at, pd_judged_fn fn, void *arg)
+{
+	int k;
+
+	if (r == PD_P_BAD) {
+		proto_stop(j, woff + *i, j->cur.m.deny ? PD_PO_DENY : PD_PO_BAD);
+		return 1;
+	}
+	if (pd_proto_feeds(&j->cur.m, j->svc, &j->cur.parse)) {
+		if (pd_proto_match(&j->cur.m, j->svc, j->cm, o, NULL))
+			goto err;
+		k = proto_take(j, w, *i, n, o);
+		if (k < 0)
+			goto err;
+		*i += (uint32_t)k;
+	}
+	if (j->cur.m.deny && !j->run.first) {
+		proto_stop(j, woff + *i, PD_PO_DENY);
+		return 1;
+	}
+	if (r == PD_P_DONE) {
+		proto_end(j, woff + *i, msg, at, fn, arg);
+		return j->run.ended ? 1 : 0;
+	}
+	return 0;
+err:
+	j->run.err = 1;
+	return 1;
+}
+
+/* proto_tail: the sk_msg ended with a message in progress. */
+static void proto_tail(struct pd_judge *j)
+{
+	struct pd_match *m = &j->cur.m;
+	int h;
+
+	j->run.used = j->run.limit;
+	j->run.outcome = PD_PO_PASS;
+	if (!j->cur.msglen) {
+		j->cur.in_msg = 0;
+		return;
+	}
+	j->cur.in_msg = 1;
+	if (j->run.monitor)
+		return;
+	pd_length(m, j->svc, j->cur.msglen);
+	if (m->deny) {
+		proto_stop(j, j->run.limit, PD_PO_DENY);
+		return;
+	}
+	h = pd_proto_must_hold(m, j->svc, &j->cur.parse, NULL);
+	if (h < 0) {
+		j->run.err = 1;
+	} else if (h) {
+		j->run.hold_why = (uint8_t)h;
+		proto_stop(j, j->run.limit, PD_PO_HOLD);
+	} else if (m->redirect) {
+		proto_stop(j, j->run.limit, PD_PO_REDIRECT);
+	} else if (!pd_proto_feeds(m, j->svc, &j->cur.parse) && !m->allow &&
+		   j->svc->def == PD_DEF_DENY) {
+		proto_stop(j, j->run.limit, PD_PO_DENY);
+	}
+}
+
+/* proto_run: bytes [0, run.limit) of the sk_msg, window by window as the
+ * kernel pulls them (PD_WINDOW bytes, at most PD_MAX_WINDOWS), each
+ * element the way proto_step takes it. Messages that pass unlogged are
+ * reported as they end. */
+static void proto_run(struct pd_judge *j, const struct judge_msg *msg, uint64_t at,
+		      pd_judged_fn fn, void *arg)
+{
+	const struct pd_service *svc = j->svc;
+	struct pd_syms o;
+	uint32_t woff, n, i, k;
+	const uint8_t *w;
+	int r, done;
+
+	j->run.ended = 0;
+	j->run.first = 1;
+	j->run.mstart = 0;
+	j->run.outcome = PD_PO_PASS;
+	for (woff = 0; woff < j->run.limit && !j->run.ended && !j->run.err; woff += n) {
+		if (woff >= PD_MAX_WINDOWS * PD_WINDOW) {
+			j->run.err = 1;         /* longer than PD_MAX_WINDOWS windows */
+			return;
+		}
+		n = j->run.limit - woff < PD_WINDOW ? j->run.limit - woff : PD_WINDOW;
+		w = msg->p + woff;
+		for (i = 0; i < n && !j->run.ended && !j->run.err;) {
+			k = pd_proto_counted(&j->cur.parse, svc->framing);
+			if (k && !pd_proto_feeds(&j->cur.m, svc, &j->cur.parse)) {
+				if (k > n - i)
+					k = n - i;
+				pd_proto_pass(&j->cur.parse, svc->framing, k);
+				j->cur.msglen += k;
+				i += k;
+				continue;
+			}
+			/* headers at once where they end within the window */
+			{
+				struct pd_parse ps = j->cur.parse;
+
+				k = pd_proto_headers(&ps, svc->framing, w + i, w + n, &done);
+				if (k && k <= n - i) {
+					j->cur.parse = ps;
+					j->cur.msglen += k;
+					i += k;
+					if (done) {
+						o.n = 0;
+						proto_after(j, w, woff, &i, n, &o, PD_P_DONE, msg, at,
+							    fn, arg);
+					}
+					continue;
+				}
+			}
+			r = pd_proto_byte(&j->cur.parse, pd_proto_mode(svc), w[i], &o);
+			i++;
+			j->cur.msglen++;
+			if (r != PD_P_MORE || o.n)
+				proto_after(j, w, woff, &i, n, &o, r, msg, at, fn, arg);
+		}
+	}
+	if (j->run.err || j->run.ended)
+		return;
+	proto_tail(j);
+}
+
+/* proto_msg: one run of pd_msg over the sk_msg msg under a protocol
+ * framing. Returns as run_once does. */
+static int run_proto(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_judged_fn fn,
+		     void *arg)
+{
+	const struct pd_service *svc = j->svc;
+	struct pd_match *m = &j->cur.m;
+	uint32_t size = msg->size, verdict = PD_V_PASS, rule = 0, apply = 0;
+
+	if (!j->cur.in_msg)
+		memset(&j->cur.parse, 0, sizeof(j->cur.parse));
+	proto_run(j, msg, at, fn, arg);
+	if (j->run.err)
+		return -1;
+	/* the message the outcome is about begins at the run's start */
+	switch (j->run.outcome) {
+	case PD_PO_PASS:
+		apply = j->run.used < size ? j->run.used : 0;
+		break;
+	case PD_PO_ENDED:
+		verdict = pd_verdict(m, svc, &rule);
+		decided(j, msg, at, verdict, rule, j->cur.msglen, j->run.used, fn, arg);
+		j->cur.msglen = 0;
+		memset(&j->cur.parse, 0, sizeof(j->cur.parse));
+		if ((verdict != PD_V_DENY || j->run.monitor) && j->run.used < size)
+			apply = j->run.used;
+		break;
+	case PD_PO_DENY:
+		verdict = pd_verdict(m, svc, &rule);
+		decided(j, msg, at, verdict, rule, j->cur.msglen, size, fn, arg);
+		break;
+	case PD_PO_BAD:
+		/* proto_malformed: logged as rule=malformed */
+		j->malformed = true;
+		report(j, msg, at, PD_J_DECIDED, PD_V_DENY, 0, j->cur.msglen, size, true, fn, arg);
+		j->malformed = false;
+		verdict = PD_V_DENY;
+		break;
+	case PD_PO_HOLD: {
+		const struct pd_state_out *o = out_of(m->state);
+
+		if (j->run.hold_why == 2)
+			j->held_rule = PD_HELD_LINE;
+		else if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect)
+			j->held_rule = 0;
+		else
+			j->held_rule = o && (o->flags & PD_SF_ANCHORED) ?
+				       (uint16_t)PD_SF_HOLD_RULE(o->flags) : 0;
+		if (size && size <= PD_BYTES_MAX) {
+			j->held = size;
+			j->cur = j->snap;
+			return 0;
+		}
+		if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect) {
+			decided(j, msg, at, PD_V_DENY, 0, j->cur.msglen, size, fn, arg);
+			verdict = PD_V_DENY;
+		}
+		break;
+	}
+	case PD_PO_REDIRECT:
+		verdict = pd_verdict(m, svc, &rule);
+		report(j, msg, at, PD_J_EVENT, verdict, rule, j->cur.msglen, size, true, fn, arg);
+		break;
+	default:
+		return -1;
+	}
+	if (j->run.monitor && (j->run.outcome == PD_PO_DENY || j->run.outcome == PD_PO_BAD)) {
+		/* the server drops the connection or skips the line: what
+		 * follows is read as new messages */
+		proto_next(j);
+		apply = 0;
+	}
+	if (verdict == PD_V_DENY && !j->run.monitor) {
+		j->dead = true;
 		return 0;
 	}
 	return (int)apply;

@@ -29,6 +29,8 @@ struct pd_judged {
 	uint8_t verdict;        /* enum pd_verdict */
 	uint8_t logged;         /* the kernel sends an event: a log line */
 	uint8_t monitor;        /* would-deny / would-redirect */
+	uint8_t malformed;      /* a protocol framing's parser refused the message
+	                         * (logged as rule=malformed) */
 	uint32_t rule;          /* rule index that decided (0: the default); for a
 	                         * held message what keeps it held (PD_HELD_LINE) */
 	uint32_t audit;         /* audit rule index that matched, 0 none */

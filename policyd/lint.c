@@ -167,6 +167,8 @@ static bool covers(const struct pd_rule_src *d, const struct pd_rule_src *a)
 		return false;
 	if (d->kind != a->kind && !(d->kind == PD_M_CONTAINS && a->kind == PD_M_PREFIX))
 		return false;
+	if (d->http == PD_HTTP_PATH_PREFIX && a->http != PD_HTTP_PATH_PREFIX)
+		return false;
 	return d->nocase ? !strncasecmp((const char *)d->pat, (const char *)a->pat, d->patlen) &&
 			   memchr(d->pat, 0, d->patlen) == NULL
 			 : !memcmp(d->pat, a->pat, d->patlen);

@@ -420,14 +420,115 @@ static bool get_pattern(struct parse *c, const config_setting_t *s, bool hex,
 	return true;
 }
 
+/* `command`: a command name, or a name and its first argument after one
+ * space (a subcommand: "CONFIG SET", "stats cachedump"). */
+static bool get_command(struct parse *c, const config_setting_t *s, struct pd_rule_src *r)
+{
+	const char *v = get_str(c, s), *sp;
+	size_t n;
+
+	if (!v)
+		return false;
+	n = strlen(v);
+	sp = strchr(v, ' ');
+	if (!n || v[0] == ' ' || v[n - 1] == ' ' || (sp && (sp[1] == ' ' || strchr(sp + 1, ' ')))) {
+		pd_diag_add(c->d, line_of(s), "'command' is a command name, or a name and its "
+			    "first argument after one space, not \"%s\"", v);
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (v[i] <= ' ' && v[i] != ' ') {
+			pd_diag_add(c->d, line_of(s), "'command' may not hold control characters");
+			return false;
+		}
+	if (n > PD_MAX_PATTERN) {
+		pd_diag_add(c->d, line_of(s), "'command' is %zu bytes long; at most %d are supported",
+			    n, PD_MAX_PATTERN);
+		return false;
+	}
+	r->pat = (uint8_t *)strdup(v);
+	if (!r->pat)
+		return false;
+	r->patlen = n;
+	return true;
+}
+
+/* The HTTP keys: method = "NAME" (upper-case letters, '-', '_', as
+ * servers take them), path_prefix = "/..." and path_contains = "..."
+ * over the normalised path. A path_contains of bytes that a method may
+ * hold could match within the method token: refused. */
+static bool get_http(struct parse *c, const config_setting_t *s, int k, struct pd_rule_src *r)
+{
+	bool method_bytes = true;
+
+	if (!get_pattern(c, s, false, r))
+		return false;
+	for (size_t i = 0; i < r->patlen; i++)
+		if (!((r->pat[i] >= 'A' && r->pat[i] <= 'Z') || r->pat[i] == '-' || r->pat[i] == '_'))
+			method_bytes = false;
+	if (k == 6) {
+		r->kind = PD_M_COMMAND;
+		r->http = PD_HTTP_METHOD;
+		if (!method_bytes) {
+			pd_diag_add(c->d, line_of(s), "'method' is upper-case letters, '-' and '_' "
+				    "(servers refuse any other method), not \"%.*s\"", (int)r->patlen,
+				    (const char *)r->pat);
+			return false;
+		}
+		return true;
+	}
+	r->kind = PD_M_CONTAINS;
+	r->http = k == 7 ? PD_HTTP_PATH_PREFIX : PD_HTTP_PATH_CONTAINS;
+	if (k == 7 && r->pat[0] != '/') {
+		pd_diag_add(c->d, line_of(s), "'path_prefix' begins with '/' (a path as the server "
+			    "sees it), not \"%.*s\"", (int)r->patlen, (const char *)r->pat);
+		return false;
+	}
+	if (k == 8 && method_bytes) {
+		pd_diag_add(c->d, line_of(s), "'path_contains' of only upper-case letters, '-' and '_' "
+			    "would also match within a method: add a byte that no method holds "
+			    "(a '/' or a lower-case letter)");
+		return false;
+	}
+	return true;
+}
+
+/* Whether match key k (of parse_rule's kinds) fits the service's framing:
+ * commands only under the protocols that have them; prefixes only where
+ * a message is bytes, not tokens. */
+static void proto_fit(struct parse *c, const struct pd_service_src *svc,
+		      const config_setting_t *s, int k)
+{
+	bool proto = PD_FRAME_IS_PROTO(svc->framing);
+
+	if (k == 5 && svc->framing != PD_FRAME_RESP && svc->framing != PD_FRAME_MEMCACHE)
+		pd_diag_add(c->d, line_of(s), "'command' needs framing \"resp\" or \"memcache\"; "
+			    "this service's framing is \"%s\"", pd_framing_name(svc->framing));
+	if ((k == 1 || k == 3) && proto)
+		pd_diag_add(c->d, line_of(s), "'%s' has no meaning under framing \"%s\", where a "
+			    "message is parsed into tokens: match %s", sname(s),
+			    pd_framing_name(svc->framing), svc->framing == PD_FRAME_HTTP ?
+			    "with 'method', 'path_prefix' or 'path_contains'" :
+			    "a command with 'command', bytes within a token with 'contains'");
+	if ((k == 0 || k == 2) && svc->framing == PD_FRAME_HTTP)
+		pd_diag_add(c->d, line_of(s), "'%s' is not supported under framing \"http\": match "
+			    "the path with 'path_contains' (headers and bodies are not matched)",
+			    sname(s));
+	if (k >= 6 && k <= 8 && svc->framing != PD_FRAME_HTTP)
+		pd_diag_add(c->d, line_of(s), "'%s' needs framing \"http\"; this service's framing "
+			    "is \"%s\"", sname(s), pd_framing_name(svc->framing));
+}
+
 static void parse_rule(struct parse *c, struct pd_service_src *svc, const config_setting_t *g,
 		       struct pd_rule_src *r)
 {
 	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
-					    "hex_prefix", "longer_than", "nocase", "sink", "excerpt", NULL };
+					    "hex_prefix", "longer_than", "command", "method", "path_prefix",
+					    "path_contains", "nocase", "sink", "excerpt", NULL };
 	static const char *const actions[] = { "audit", "allow", "redirect", "deny", NULL };
 	static const char *const kinds[] = { "contains", "prefix", "hex_contains", "hex_prefix",
-					     "longer_than", NULL };
+					     "longer_than", "command", "method", "path_prefix",
+					     "path_contains", NULL };
 	const config_setting_t *s, *match = NULL;
 	int64_t v;
 	int nmatch = 0;
@@ -470,17 +571,33 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 			if (get_uint(c, s, 0, UINT32_MAX - 1, &v))
 				r->longer_than = (uint32_t)v;
 			break;
+		case 5:
+			r->kind = PD_M_COMMAND;
+			get_command(c, s, r);
+			break;
+		case 6: case 7: case 8:
+			get_http(c, s, k, r);
+			break;
 		}
+		proto_fit(c, svc, s, k);
 	}
 	if (!nmatch)
 		pd_diag_add(c->d, r->line, "rule has no match: give one of 'contains', 'prefix', "
-			    "'hex_contains', 'hex_prefix' or 'longer_than'");
+			    "'hex_contains', 'hex_prefix', 'longer_than', 'command', 'method', "
+			    "'path_prefix' or 'path_contains'");
 	if ((s = config_setting_get_member(g, "nocase"))) {
 		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
 			pd_diag_add(c->d, line_of(s), "'nocase' must be true or false, not %s",
 				    type_name(config_setting_type(s)));
 		else if (nmatch && r->kind == PD_M_LONGER_THAN)
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'longer_than'");
+		else if (nmatch && r->http)
+			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with '%s': methods and "
+				    "paths match exactly, as servers compare them", sname(match));
+		else if (nmatch && r->kind == PD_M_COMMAND)
+			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'command': %s",
+				    svc->framing == PD_FRAME_RESP ? "Redis command names match in "
+				    "any case" : "memcached command names match exactly");
 		else
 			r->nocase = config_setting_get_bool(s);
 	}
@@ -570,9 +687,10 @@ bad:
 static void parse_service(struct parse *c, const config_setting_t *g, struct pd_service_src *svc)
 {
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
-					    "default", "hold_timeout", "rules", "excerpt", NULL };
+					    "default", "hold_timeout", "rules", "excerpt", "inline",
+					    NULL };
 	static const char *const dirs[] = { "to", "from", "both", NULL };
-	static const char *const framings[] = { "none", "line", NULL };
+	static const char *const framings[] = { "none", "line", "resp", "memcache", "http", NULL };
 	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
 	const config_setting_t *s;
 	int64_t v;
@@ -608,11 +726,26 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 		svc->framing = (uint8_t)w;
 	if ((s = config_setting_get_member(g, "default")) && (w = get_word(c, s, defaults)) >= 0)
 		svc->def = (uint8_t)w;
-	if ((s = config_setting_get_member(g, "inspect")) && get_uint(c, s, 0, PD_MAX_INSPECT, &v))
+	if ((s = config_setting_get_member(g, "inspect")) && get_uint(c, s, 0, PD_MAX_INSPECT, &v)) {
 		svc->inspect = (uint32_t)v;
+		if (v && PD_FRAME_IS_PROTO(svc->framing))
+			pd_diag_add(c->d, line_of(s), "'inspect' has no meaning under framing \"%s\": "
+				    "every message is parsed whole (counted contents are passed over "
+				    "unread where no rule needs them)", pd_framing_name(svc->framing));
+	}
 	if ((s = config_setting_get_member(g, "hold_timeout")) &&
 	    get_uint(c, s, 0, PD_MAX_HOLD_TIMEOUT, &v))
 		svc->hold_timeout = (uint32_t)v;
+	if ((s = config_setting_get_member(g, "inline"))) {
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			pd_diag_add(c->d, line_of(s), "'inline' is true or false");
+		else if (svc->framing != PD_FRAME_RESP)
+			pd_diag_add(c->d, line_of(s), "'inline' applies to framing \"resp\" only "
+				    "(Redis's inline commands), not to framing \"%s\"",
+				    pd_framing_name(svc->framing));
+		else
+			svc->no_inline = !config_setting_get_bool(s);
+	}
 	if (!(s = config_setting_get_member(g, "rules")) || !want_list(c, s))
 		return;
 	svc->rules = calloc(config_setting_length(s) + 1, sizeof(*svc->rules));

@@ -43,7 +43,14 @@ enum pd_match_kind {
 	PD_M_CONTAINS,
 	PD_M_PREFIX,
 	PD_M_LONGER_THAN,
+	PD_M_COMMAND,           /* protocol framings: a command name, and maybe its
+	                         * first argument after one space */
 };
+
+/* pd_rule_src.http */
+#define PD_HTTP_METHOD 1        /* method = "NAME": the request's first token */
+#define PD_HTTP_PATH_PREFIX 2   /* path_prefix = "/p": the path token's start */
+#define PD_HTTP_PATH_CONTAINS 3 /* path_contains = "x": within the path */
 
 struct pd_rule_src {
 	int line;
@@ -52,6 +59,8 @@ struct pd_rule_src {
 	enum pd_match_kind kind;
 	bool hex;               /* the pattern was given as hex_contains/hex_prefix */
 	bool nocase;
+	uint8_t http;           /* framing http: the key it was given as (PD_HTTP_*);
+	                         * a method is a command, a path rule a contains */
 	uint8_t *pat;           /* pattern bytes (contains, prefix) */
 	size_t patlen;
 	uint32_t longer_than;
@@ -77,6 +86,7 @@ struct pd_service_src {
 	uint32_t inspect;
 	uint32_t hold_timeout;  /* ms a held message may wait; 0: never hold */
 	int excerpt;            /* -1: daemon.excerpt */
+	bool no_inline;         /* resp: inline = false */
 	struct pd_rule_src *rules;
 	size_t nrules;
 };

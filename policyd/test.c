@@ -82,6 +82,8 @@ static void print_judged(const struct pd_judged *j, const uint8_t *stream, void 
 
 	if (r)
 		snprintf(id, sizeof(id), "%u", r->id);
+	else if (j->malformed)
+		snprintf(id, sizeof(id), "malformed");  /* as the daemon logs it */
 	else if (idx == PD_HELD_LINE || j->kind == PD_J_UNFINISHED)
 		snprintf(id, sizeof(id), "-");
 	snprintf(at, sizeof(at), "%s:%d", t->p->file, line);
@@ -92,6 +94,8 @@ static void print_judged(const struct pd_judged *j, const uint8_t *stream, void 
 		printf("\"verdict\": \"%s\", \"rule\": ", verdict_word(j));
 		if (r)
 			printf("%u", r->id);
+		else if (j->malformed)
+			printf("\"malformed\"");
 		else
 			printf("null");
 		printf(", \"at\": ");

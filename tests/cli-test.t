@@ -74,14 +74,53 @@ is "$out" "web [('w1', 'pass', 10, 'kv.conf:11', 0, 17, False, 'HTTP/1.1 200 OK\
 	"--json: the same, and whether the kernel logs it"
 
 # framing none: each send a message; a prefix anchors at each send
+cat > bytes.conf <<EOF
+version = 1;
+services = ( { name = "redis"; ports = [ 6379 ];
+  rules = ( { id = 200; action = "deny"; prefix = "FLUSHALL"; nocase = true; } ); } );
+EOF
 printf 'PING\r\n#FLUSHALL\r\n#SET a FLUSHALL\r\n' > r1
-out=$("$PD" test -c "$root/policy-examples/redis.conf" --split '#' r1 | sed 's/ at=[^ ]*//; s/ excerpt=.*//')
+out=$("$PD" test -c bytes.conf --split '#' r1 | sed 's/ at=[^ ]*//; s/ excerpt=.*//')
 is "$out" "pass rule=default offset=0 len=6
 deny rule=200 offset=6 len=10
 refused offset=16 len=16 (dropped with the deny; later sends fail)" \
-	"the Redis profile: a send is a message, FLUSHALL at its start is denied"
-out=$("$PD" test -c "$root/policy-examples/redis.conf" --split '\x23' r1 | cut -d' ' -f1,2)
+	"a byte profile: a send is a message, FLUSHALL at its start is denied"
+out=$("$PD" test -c bytes.conf --split '\x23' r1 | cut -d' ' -f1,2)
 is "$(echo "$out" | head -1)" "pass rule=default" "--split takes \\xHH"
+# protocol framings: a message is one parsed request, walked by the
+# kernel's parsers; pipelined requests in one send each get a line
+printf 'SET k v\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\t"FLUSH\\x41LL"\r\nPING\r\n' > r2
+out=$("$PD" test -c "$root/policy-examples/redis.conf" r2 | sed 's/ at=[^ ]*//'); st=$?
+is "$st" 0 "a RESP profile: exit 0"
+is "$out" 'pass rule=default offset=0 len=9 excerpt="SET k v\r\n"
+pass rule=default offset=9 len=20 excerpt="*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+deny rule=100 offset=29 len=16 excerpt="\t\"FLUSH\\x41LL\"\r\n"
+refused offset=45 len=6 (dropped with the deny; later sends fail)' \
+	"... each pipelined command a message, an inline command in quotes and escapes read as Redis reads it"
+printf '*1\r\n$8\rXFLUSHALL\r\n' > r3
+out=$("$PD" test -c "$root/policy-examples/redis.conf" --json r3); st=$?
+is "$st" 0 "malformed RESP: exit 0"
+case $out in *'"verdict": "deny", "rule": "malformed", "at": "'*'redis.conf:'*'"offset": 0, "len": 8, "logged": true'*) ok 0 "... denied as rule \"malformed\" (--json)";;
+	*) ok 1 "... denied as rule \"malformed\" (--json): $out";; esac
+out=$("$PD" test -c "$root/policy-examples/redis.conf" r3 | head -1 | cut -d' ' -f1,2)
+is "$out" "deny rule=malformed" "... and rule=malformed in text, as the daemon logs it"
+printf '*1\r\n$8\r\nFLUSH#ALL\r\n' > r4
+out=$("$PD" test -c "$root/policy-examples/redis.conf" --split '#' r4 | cut -d' ' -f1,2,4,5)
+is "$out" "deny rule=100 offset=0 len=18" "a command split across two sends is held, then denied whole"
+printf 'FLUSH' > r5
+out=$("$PD" test -c "$root/policy-examples/redis.conf" r5 | cut -d' ' -f1,2,4,5)
+is "$out" "held rule=100 offset=0 len=5" "a command that may still become FLUSHALL is held at the end"
+printf 'get k\r\nflush_all\0\r\n' > m1
+out=$("$PD" test -c "$root/policy-examples/memcached.conf" m1 | cut -d' ' -f1,2,4,5)
+is "$out" "pass rule=default offset=0 len=7
+deny rule=100 offset=7 len=12" "memcache: flush_all cut at a NUL is denied"
+printf 'GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /%%2eenv HTTP/1.1\r\nHost: a\r\n\r\n' > h1
+out=$("$PD" test -c "$root/policy-examples/http-strict.conf" h1 | cut -d' ' -f1,4,5)
+is "$out" "pass offset=0 len=28
+deny offset=28 len=33" "http: a percent-encoded dot path is denied"
+out=$("$PD" test -c "$root/policy-examples/redis.conf" --monitor r2 | cut -d' ' -f1,2)
+is "$(echo "$out" | sed -n 3,4p)" "would-deny rule=100
+pass rule=default" "--monitor under a protocol framing: would-deny, and the next command is read"
 
 # errors
 err=$("$PD" test -c kv.conf --service kb s1 2>&1); st=$?

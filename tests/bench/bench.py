@@ -13,7 +13,7 @@ Environment: PD_BENCH_ROUNDS (default 5), PD_BENCH_PROFILE_ROUNDS (default
 6), PD_BENCH_QUICK=1 (1 and 2 rounds, fewer requests: a smoke run),
 PD_BENCH_ONLY=SECTION[,SECTION...] (those sections only, printed, no
 report): bulk, redis, conns, and the profile sections redis-all, http,
-memcached, postgres, smtp, connrate ("profiles": all six);
+memcached, postgres, smtp, connrate, protocols ("profiles": all seven);
 PD_BENCH_REPORT=1 (results.md and the plots again from the figures of
 the last full run, $O/bench/results.json, measuring nothing);
 PD_BENCH_NOTE (a paragraph for results.md about the run, e.g. that the

@@ -5,8 +5,10 @@ patterns, alternating in every round; the connection rate with and
 without policyd; and, for every row, where the time goes: the BPF
 programs' own run time (BPF_ENABLE_STATS), and a perf profile of the
 rows that miss their target. Sections: redis-all, http, memcached,
-postgres, smtp, connrate (PD_BENCH_ONLY, comma-separated; "profiles" for
-all of them).
+postgres, smtp, connrate, protocols (PD_BENCH_ONLY, comma-separated;
+"profiles" for all of them). redis-all's profile, redis.conf, is on
+framing resp; protocols adds the strict allow list on resp and HTTP
+requests parsed by framing http.
 """
 import ctypes
 import json
@@ -25,7 +27,7 @@ SECS = 1 if QUICK else 2
 PROUNDS = int(os.environ.get("PD_BENCH_PROFILE_ROUNDS", "2" if QUICK else "6"))
 HAPROXY = "HAProxy"
 NONE = "none"
-SECTIONS = ("redis-all", "http", "memcached", "postgres", "smtp", "connrate")
+SECTIONS = ("redis-all", "http", "memcached", "postgres", "smtp", "connrate", "protocols")
 
 # targets: (what the figure is divided by, at least)
 REQRESP = (SOCKMAP, 0.97)
@@ -409,8 +411,45 @@ def sec_connrate(env, rows, configs):
         ngx.stop()
 
 
+def sec_protocols(env, rows, configs):
+    """The protocol framings beyond redis-all: redis-strict.conf (an allow
+    list of data commands on framing resp; redis-benchmark's two CONFIG
+    GETs are refused, its tests run) with -P 1 and -P 16, and wrk's
+    requests to nginx through http-strict.conf (framing http)."""
+    red, port = w.start_redis(env)
+    conf = w.profile_policy(os.path.join(env.tmp, "p-redis-strict.conf"), port,
+                            ["redis-strict"])
+    try:
+        for pipeline in (1, 16):
+            n = calibrate(lambda k: w.redis_default(env, port, pipeline, k),
+                          500 if pipeline == 1 else 5000, 1.5 * SECS)
+            row = new_row("resp-strict-P%d" % pipeline, "Redis strict -P %d" % pipeline,
+                          "redis-benchmark, its default tests, -P %d, framing resp allow list"
+                          % pipeline, "req/s", "redis-strict", ["redis-benchmark", "redis-server"])
+            row["detail"] = "50 clients, %d requests per test; the geometric mean of the " \
+                            "tests' requests per second" % n
+            rows.append(measure_row(env, row, conf,
+                                    lambda p: w.redis_default(env, p, pipeline, n), port))
+    finally:
+        red.terminate()
+        red.wait()
+    ngx = w.Nginx(env, inside=False)
+    conf = w.profile_policy(os.path.join(env.tmp, "p-http-strict.conf"), ngx.port,
+                            ["http-strict"])
+    try:
+        row = new_row("http-parsed-small", "nginx 612 B, http",
+                      "wrk against nginx, keep-alive, 612-byte replies, requests on framing http",
+                      "req/s", "http-strict (wrk)", ["wrk", "nginx"])
+        row["detail"] = "1 thread, 20 connections, %d s" % SECS
+        rows.append(measure_row(env, row, conf, lambda p: w.wrk(env, p, "/small", SECS),
+                                ngx.port))
+    finally:
+        ngx.stop()
+
+
 RUN = {"redis-all": sec_redis_all, "http": sec_http, "memcached": sec_memcached,
-       "postgres": sec_postgres, "smtp": sec_smtp, "connrate": sec_connrate}
+       "postgres": sec_postgres, "smtp": sec_smtp, "connrate": sec_connrate,
+       "protocols": sec_protocols}
 
 
 def run(env, names):

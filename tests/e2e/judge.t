@@ -2,9 +2,13 @@
 # policyd test against the kernel: what `policyd test` says a stream
 # gets is what the kernel does with it. Random policies (framing none and
 # line, prefix, contains, hex, nocase, longer_than, inspect windows, every
-# action and default, holds) and random streams cut into random sends,
+# action and default, holds; then resp and memcache with command, contains
+# and longer_than rules and inline = false, over pipelines of RESP, inline
+# and memcached commands, some malformed, some with values longer than the
+# kernel's window) and random streams cut into random sends,
 # each stream one connection from the test cgroup; then the profiles with
-# the traffic of their tests. For every connection the deny, redirect
+# the traffic of their tests, the protocol framings' (resp, memcache,
+# http) with the attack forms of resp.t, memcache.t and http.t. For every connection the deny, redirect
 # and audit lines policyd logs (verdict, rule, length, excerpt) equal the
 # lines policyd test marks as logged, in order, and a connection whose
 # send the kernel refused (or cut short) is one where policyd test says a
@@ -202,6 +206,69 @@ def reload(pd, conf_text, conf):
     return False
 
 
+# ---- random policies under the protocol framings resp and memcache ----
+WORDS = {"resp": [b"GET", b"SET", b"FLUSHALL", b"CONFIG", b"PING", b"DEL", b"KEYS", b"xx"],
+         "memcache": [b"get", b"set", b"flush_all", b"stats", b"delete", b"version", b"xx"]}
+ARGS = [b"k", b"SET", b"dir", b"cachedump", b"ab", b"xx4", b"flushall", b""]
+
+
+def random_proto_policy():
+    framing = rng.choice(["resp", "memcache"])
+    rules = []
+    for i in range(rng.randint(1, 6)):
+        act = rng.choice(["audit", "allow", "redirect", "deny"])
+        r = '{ id = %d; action = "%s"; ' % (i + 1, act)
+        k = rng.randrange(6)
+        if k == 0:
+            r += "longer_than = %d;" % rng.randrange(60)
+        elif k == 1:
+            r += 'contains = "%s";' % rng.choice([b"xx", b"ab", b"LL", b"4"]).decode()
+        else:
+            w = rng.choice(WORDS[framing][:-1]).decode()
+            if rng.randrange(3) == 0:
+                w += " " + rng.choice([b"SET", b"cachedump", b"k"]).decode()
+            r += 'command = "%s";' % w
+        if act == "redirect":
+            r += ' sink = "q";'
+        rules.append(r + " }")
+    if framing == "resp" and rng.randrange(4) == 0:
+        inline = " inline = false;"
+    else:
+        inline = ""
+    text = ('version = 1;\ndaemon = { log_rate = 0; excerpt = %d; };\n'
+            'sinks = ({ name = "q"; file = "%s"; });\n'
+            'services = ({ name = "s"; ports = [ %d ]; framing = "%s";%s '
+            'default = "%s"; rules = (\n%s\n); });\n'
+            % (rng.choice([0, 16, 64]), SINK, port, framing, inline,
+               rng.choice(["allow", "deny", "audit"]), ",\n".join(rules)))
+    return text, framing
+
+
+def random_command(framing):
+    words = [rng.choice(WORDS[framing])] + [rng.choice(ARGS) for _ in range(rng.randrange(3))]
+    if rng.randrange(10) == 0:
+        words.append(b"v" * rng.choice([50, 5000]))
+    if framing == "memcache":
+        if words[0] == b"set":
+            data = rng.choice(ARGS)
+            return b"set %s 0 0 %d\r\n%s\r\n" % (rng.choice(ARGS[:5]), len(data), data)
+        return b" ".join(words) + rng.choice([b"\r\n", b"\n", b"\x00\r\n"])
+    if rng.randrange(3):
+        w = [x if rng.randrange(4) else x.lower() for x in words]
+        c = b"*%d\r\n" % len(w) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in w)
+        if rng.randrange(15) == 0:
+            c = c.replace(b"\r\n", b"\rX", 1)    # malformed
+        return c
+    return rng.choice([b"", b" ", b"\t"]) + b" ".join(
+        b'"%s"' % x if rng.randrange(4) == 0 else x for x in words if x) + b"\r\n"
+
+
+def random_proto_stream(framing):
+    b = b"".join(random_command(framing) for _ in range(rng.randint(1, 6)))
+    cuts = sorted(set(rng.randrange(1, len(b)) for _ in range(rng.randrange(5)) if len(b) > 1))
+    return [b[i:j] for i, j in zip([0] + cuts, cuts + [len(b)])]
+
+
 # ---- random policies ----
 # started with a large policy, so that the maps have room for every
 # policy reloaded after it (a reload never resizes them)
@@ -229,21 +296,60 @@ ok(bad == 0 and seen["lines"] > NPOL and seen["refused"] > 0,
    "(%d lines, %d connections refused by a deny; %d connections differ)"
    % (streams_total, NPOL, seen["lines"], seen["refused"], bad))
 
+seen = {"lines": 0, "refused": 0}
+bad = streams_total = 0
+for i in range(NPOL):
+    text, framing = random_proto_policy()
+    if not reload(pd, text, conf):
+        ok(False, "reload to random protocol policy %d" % i, pd.text()[-2000:])
+        break
+    streams = [random_proto_stream(framing) for _ in range(6)]
+    streams_total += len(streams)
+    b = compare(pd, conf, streams, "random protocol policy %d" % i)
+    if b:
+        print("# policy:\n# " + text.replace("\n", "\n# "))
+    bad += b
+ok(bad == 0 and seen["lines"] > NPOL and seen["refused"] > 0,
+   "framings resp and memcache: policyd test and the kernel log the same lines on %d streams "
+   "over %d random policies (%d lines, %d connections refused by a deny; %d connections "
+   "differ)" % (streams_total, NPOL, seen["lines"], seen["refused"], bad))
+
 
 # ---- the profiles with the traffic of their tests ----
-def resp(*words):
-    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
-
-
+# (the protocol profiles with the attack forms of resp.t, memcache.t and
+# http.t, pipelines, commands split across sends, and values longer than
+# the kernel's window of 4096 bytes)
+BIG = b"v" * 9000
+PIPE = b"".join(b"*3\r\n$3\r\nSET\r\n$2\r\nk%d\r\n$100\r\n%s\r\n" % (i % 10, b"x" * 100)
+                for i in range(16))
+RESP = [[b"*1\r\n$4\r\nPING\r\n", b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8\r\nflushall\r\n",
+         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"],
+        [b"PING\r\nFLUSHALL\r\n"], [b"F", b"LUSHALL\r\n"], [b" \t\"FLUSH\\x41LL\"\r\n"],
+        [b"*1\r\n$8\rXFLUSHALL\r\n"], [b"SET k v\r\n", b"*1\r\n$8\r\nFLUSH", b"ALL\r\n"],
+        [PIPE, b"*1\r\n$8\r\nflushall\r\n"],
+        [b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$9000\r\n" + BIG + b"\r\n*1\r\n$4\r\nPING\r\n"],
+        [b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$3\r\ndir\r\n$4\r\n/tmp\r\n"],
+        [b"*2\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n", b"*3\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$1\r\nx\r\n"],
+        [b"MULTI\r\nKEYS *\r\nEXEC\r\n"]]
+MEMCACHE = [[b"set k 0 0 5\r\nhello\r\nget k\r\n", b"delete k\r\n"], [b"flush_all\x00\r\n"],
+            [b"stats  cachedump 1 0\r\n"], [b"shutdown\x00\r\n"], [b"watch\x00\r\n"],
+            [b"\x80\x01\x00\x01" + b"\x00" * 20 + b"k"],
+            [b"set big 0 0 9000\r\n" + BIG + b"\r\nget big\r\n", b"flush_", b"all\r\n"],
+            [b"stats\r\nstats slabs\r\nversion\r\n"]]
+HTTP = [[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"GET /%2eenv HTTP/1.1\r\nHost: a\r\n\r\n"], [b"GET /.%65nv HTTP/1.0\r\n\r\n"],
+        [b"GET http://a/%2Egit/config HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"GET /.git%2fconfig HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"], [b"GET /static../secret.txt HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"TRACE\t/ HTTP/1.1\r\n\r\n"], [b" TRACE / HTTP/1.1\r\n\r\n"],
+        [b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 9000\r\n\r\n" + BIG,
+         b"GET /a/b/../c HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+         b"GET /.env HTTP/1.1\r\nHost: a\r\n\r\n"],
+        [b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n"], [b"GET /a", b"dmin HTTP/1.1\r\n\r\n"]]
 SAMPLES = {
-    "redis.conf": [[resp(b"SET", b"k", b"v")], [resp(b"GET", b"k")], [resp(b"FLUSHALL")],
-                   [resp(b"flushall")], [resp(b"CONFIG", b"SET", b"dir", b"/tmp")],
-                   [resp(b"EVAL", b"return 1", b"0")], [b"PING\r\n", b"flushall\r\n"],
-                   [resp(b"SET", b"a", b"1"), resp(b"FLUSH"), resp(b"ALL")],
-                   [resp(b"DEBUG", b"SLEEP", b"0")], [resp(b"SHUTDOWN", b"NOSAVE")]],
-    "memcached.conf": [[b"set k 0 0 1\r\nv\r\n", b"get k\r\n"], [b"flush_all\r\n"],
-                       [b"get k\r\nflush_all 10\r\n"], [b"stats\r\n", b"shutdown\r\n"],
-                       [b"version\r\n", b"verbosity 1\r\n"]],
+    "redis.conf": RESP, "redis-strict.conf": RESP, "memcached.conf": MEMCACHE,
+    "memcached-strict.conf": MEMCACHE, "http-strict.conf": HTTP,
     "smtp.conf": [[b"EHLO client\r\n", b"MAIL FROM:<a@example.org>\r\n",
                    b"RCPT TO:<b@example.org>\r\n", b"DATA\r\n", b"Subject: hi\r\n\r\nbody\r\n.\r\n",
                    b"QUIT\r\n"], [b"EHLO x\r\n", b"VRFY root\r\n"], [b"EXPN staff\r\n"],

@@ -413,6 +413,29 @@ def client(env, port, steps, host="127.0.0.1", inside=True, linger=0.2):
     return r["results"], r["port"]
 
 
+def request(port, data, host="127.0.0.1", quiet=0.2):
+    """data on a new connection from this process (outside the test's
+    cgroup: not policed): what came back until the server had been quiet
+    for a moment; b"" when nothing listens yet."""
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+    except OSError:
+        return b""
+    s.sendall(data)
+    got = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+            s.settimeout(quiet)
+    except (socket.timeout, ConnectionResetError):
+        pass
+    s.close()
+    return got
+
+
 def send(data):
     return ["send", data.hex()]
 

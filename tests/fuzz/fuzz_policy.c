@@ -1,10 +1,55 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* libFuzzer target: any bytes through parse + compile must neither crash
- * nor leak, and a policy that loads must compile or explain why not. */
+ * nor leak, and a policy that loads must compile or explain why not. The
+ * same bytes then go through the parser of each protocol-framed service
+ * of the policy, as a stream of messages (the dictionary has the
+ * framings' words, so that inputs reach them). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "policy.h"
+
+static const struct pd_image *g_img;
+
+static const __u32 *row_of(__u32 st)
+{
+	return st < g_img->nstates ? &g_img->trans[(size_t)st * g_img->row_width] : NULL;
+}
+
+static const struct pd_state_out *out_of(__u32 st)
+{
+	return st < g_img->nstates ? &g_img->outs[st] : NULL;
+}
+
+#define PD_ROW(ctx, st) row_of(st)
+#define PD_OUT(ctx, st) out_of(st)
+#define PD_ROW_MASK(ctx) (g_img->row_width - 1)
+#include "proto.h"
+
+/* data as a stream of messages through service i's parser and automaton */
+static void walk(const struct pd_image *img, size_t i, const uint8_t *data, size_t size)
+{
+	const struct pd_service *svc = &img->services[i].svc;
+	const struct pd_classmap *cm = &img->services[i].classes;
+	struct pd_parse ps = { 0 };
+	struct pd_match m;
+	size_t at = 0;
+	int done;
+
+	g_img = img;
+	pd_begin(&m, svc, NULL);
+	while (at < size) {
+		long k = pd_proto_walk(&ps, &m, svc, cm, data + at, (__u32)(size - at), &done, NULL);
+
+		if (k <= 0 || done < 0)
+			return;
+		at += (size_t)k;
+		if (done > 0 || m.deny) {
+			memset(&ps, 0, sizeof(ps));
+			pd_begin(&m, svc, NULL);
+		}
+	}
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -29,6 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			pd_dump_text(null, &p, &img);
 			pd_dump_json(null, &p, &img);
 			fclose(null);
+			for (uint32_t i = 0; i < img.nservices; i++)
+				if (PD_FRAME_IS_PROTO(img.services[i].svc.framing))
+					walk(&img, i, data, size);
 			pd_image_free(&img);
 		}
 		pd_policy_free(&p);

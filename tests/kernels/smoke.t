@@ -93,7 +93,7 @@ else
 	is "$got" "EACCES ECONNABORTED " "a denied send fails with EACCES, then the connection is aborted"
 fi
 
-conf "$TMP/keep.conf" keep '{ id = 900; action = "deny"; contains = "$3\\r\\nGET"; nocase = true; },'
+conf "$TMP/keep.conf" keep '{ id = 900; action = "deny"; command = "GET"; },'
 kill -HUP "$PDPID"
 wait_log 'reloaded: policy .* is generation 2'; ok $? "SIGHUP reloads (generation 2)" || diag
 is "$(rc GET k)" "Error: Permission denied" "... and the new rule refuses GET"

@@ -13,34 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct pd_image *g_img;
-
-static const __u32 *row_of(__u32 st)
-{
-	if (st >= g_img->nstates)
-		return NULL;
-	return &g_img->trans[(size_t)st * g_img->row_width];
-}
-
-static const struct pd_state_out *out_of(__u32 st)
-{
-	return st < g_img->nstates ? &g_img->outs[st] : NULL;
-}
-
-#define PD_ROW(ctx, st) row_of(st)
-#define PD_OUT(ctx, st) out_of(st)
-#define PD_ROW_MASK(ctx) (g_img->row_width - 1)
+#define PD_TEST_SEED 88172645463325252ull
+#include "image_walk.h"
 #include "pd_match.h"
-
-static uint64_t rng = 88172645463325252ull;
-
-static uint32_t rnd(uint32_t n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return n ? (uint32_t)(rng % n) : 0;
-}
 
 /* A small alphabet makes overlaps, shared prefixes and case pairs common. */
 static const uint8_t alphabet[] = { 'a', 'b', 'A', 'B', 'c', '\n', '\r', 0, 0xff, ' ' };

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Protocol framings (resp, memcache, http): the parsers of each framing
+ * behind one interface, and how their tokens reach the service's
+ * automaton. Plain C over bytes, pointers and bounds, and the automaton
+ * through pd_match.h's PD_ROW/PD_OUT: included by the BPF program and by
+ * the unit tests alike.
+ *
+ * A parser reads a message one byte at a time (pd_proto_byte) and hands
+ * over symbols: the bytes of the tokens that name what the message does
+ * (a command and its arguments; a method, path and headers), each token
+ * followed by PD_SYM_END. The automaton walks the symbols, not the bytes:
+ * `command = "CONFIG SET"` is the anchored pattern "CONFIG" END "SET" END,
+ * and a contains rule matches within one token. Where the parser is in a
+ * counted part of the message (a bulk string, a data block, a body of
+ * known length) and the automaton needs none of it, the caller passes
+ * over the bytes by their count (pd_proto_counted, pd_proto_pass).
+ */
+#ifndef PD_PROTO_H
+#define PD_PROTO_H
+
+#include "pd_match.h"
+#include "resp.h"
+#include "memcache.h"
+#include "http.h"
+
+/* What the parsers are told of a service (pd_proto_mode): its framing,
+ * and for resp whether inline commands are refused. */
+#define PD_PM_FRAMING 0xff
+#define PD_PM_NO_INLINE 0x100
+
+PD_INLINE __u32 pd_proto_mode(const struct pd_service *svc)
+{
+	return svc->framing | (svc->pflags & PD_PF_NO_INLINE ? PD_PM_NO_INLINE : 0);
+}
+
+/* One byte of the message in progress, under mode (pd_proto_mode, or a
+ * framing alone); its symbols in o. */
+PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 mode, __u8 b, struct pd_syms *o)
+{
+	__u32 framing = mode & PD_PM_FRAMING;
+
+	if (framing == PD_FRAME_RESP) {
+		if ((mode & PD_PM_NO_INLINE) && ps->phase == PD_RESP_START && b != '*') {
+			o->n = 0;
+			return PD_P_BAD;        /* inline = false */
+		}
+		return pd_resp_byte(ps, b, o);
+	}
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_byte(ps, b, o);
+	if (framing == PD_FRAME_HTTP)
+		return pd_http_byte(ps, b, o);
+	o->n = 0;
+	return PD_P_BAD;
+}
+
+/* The headers of the protocol's structure at once, where they are whole
+ * between p and end (pd_resp_headers): bytes taken, 0 for none; *done
+ * set when they end the message. */
+PD_INLINE __u32 pd_proto_headers(struct pd_parse *ps, __u32 framing, const __u8 *p,
+				 const __u8 *end, int *done)
+{
+	*done = 0;
+	if (framing == PD_FRAME_RESP)
+		return pd_resp_headers(ps, p, end, done);
+	return 0;
+}
+
+/* A byte of counted contents the automaton needs (pd_proto_counted is
+ * not 0): its symbols in o. */
+PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct pd_syms *o)
+{
+	o->n = 0;
+	if (framing == PD_FRAME_RESP)
+		return pd_resp_take(ps, b, o);
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_take(ps, b, o);
+	return PD_P_BAD;
+}
+
+/* Bytes from here that may be passed over by their count. */
+PD_INLINE __u32 pd_proto_counted(const struct pd_parse *ps, __u32 framing)
+{
+	if (framing == PD_FRAME_RESP)
+		return pd_resp_counted(ps);
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_counted(ps);
+	if (framing == PD_FRAME_HTTP)
+		return pd_http_counted(ps);
+	return 0;
+}
+
+PD_INLINE void pd_proto_pass(struct pd_parse *ps, __u32 framing, __u32 n)
+{
+	if (framing == PD_FRAME_RESP)
+		pd_resp_pass(ps, n);
+	else if (framing == PD_FRAME_MEMCACHE)
+		pd_mc_pass(ps, n);
+	else if (framing == PD_FRAME_HTTP)
+		pd_http_pass(ps, n);
+}
+
+/* Whether the automaton still needs tokens: some rule may still match.
+ * Back in the resume state with no contains rule, nothing can; nor once
+ * the parser hands over no more tokens (an HTTP request's head and body). */
+PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *svc,
+			     const struct pd_parse *ps)
+{
+	if (svc->framing == PD_FRAME_HTTP && !pd_http_tokens(ps))
+		return 0;
+	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
+}
+
+/* One symbol through the automaton. 0, or -1 on inconsistent tables. */
+PD_INLINE int pd_proto_sym(struct pd_match *m, const struct pd_service *svc,
+			   const struct pd_classmap *cm, __u32 s, void *ctx)
+{
+	__u32 cls;
+
+	if (s >= PD_SYM_END) {
+		cls = svc->end_class;
+	} else {
+		s &= 0xff;
+		/* the mask itself bounds the index for the BPF verifier:
+		 * kept, not folded into the comparison above */
+		asm volatile("" : "+r"(s));
+		cls = cm->cls[s & 0xff];
+	}
+	return pd_step(&m->state, m, cls, ctx);
+}
+
+/* The symbols of one byte through the automaton. 0, or -1 on
+ * inconsistent tables. Written out, not a loop: 6.1's verifier refuses
+ * the loop the compiler makes of it (entered in its middle, closed by a
+ * fall-through). */
+PD_INLINE int pd_proto_match(struct pd_match *m, const struct pd_service *svc,
+			     const struct pd_classmap *cm, const struct pd_syms *o, void *ctx)
+{
+	__u32 n = o->n;
+
+	if (n > 0 && pd_proto_sym(m, svc, cm, o->s[0], ctx))
+		return -1;
+	if (n > 1 && pd_proto_sym(m, svc, cm, o->s[1], ctx))
+		return -1;
+	if (n > 2 && pd_proto_sym(m, svc, cm, o->s[2], ctx))
+		return -1;
+	return 0;
+}
+
+/* Whether a message that goes on past what was sent so far must be held
+ * back: a rule that would deny or divert it may still match (1), or it
+ * is an allow list's and no allow rule matched yet (1), or a contains
+ * rule that denies may still match anywhere in it (2). 0: it may leave.
+ * -1 on inconsistent tables. */
+PD_INLINE int pd_proto_must_hold(const struct pd_match *m, const struct pd_service *svc,
+				 const struct pd_parse *ps, void *ctx)
+{
+	const struct pd_state_out *o;
+	int done = !pd_proto_feeds(m, svc, ps);
+
+	if (m->deny)
+		return 0;
+	if ((svc->hold & PD_HOLD_ANCHORED) && m->state != svc->resume) {
+		o = PD_OUT(ctx, m->state);
+		if (!o)
+			return -1;
+		if (o->flags & PD_SF_ANCHORED)
+			return 1;
+	}
+	if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect && !done)
+		return 1;
+	if ((svc->hold & PD_HOLD_LINE) && !done)
+		return 2;
+	return 0;
+}
+
+/* A message walked at once (the tests' and `policyd test`'s walk; the
+ * BPF program walks the same bytes window by window). From ps and m,
+ * over at most n bytes at p: stops after the byte that ends the message
+ * (*done 1), at a malformed byte (*done -1, the byte counted) or once a
+ * deny rule matched. Returns the bytes consumed, or -1 on inconsistent
+ * tables. */
+PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
+			     const struct pd_service *svc, const struct pd_classmap *cm,
+			     const __u8 *p, __u32 n, int *done, void *ctx)
+{
+	struct pd_syms o;
+	__u32 i = 0, k;
+	int r;
+
+	*done = 0;
+	while (i < n && !m->deny) {
+		k = pd_proto_counted(ps, svc->framing);
+		if (k && !pd_proto_feeds(m, svc, ps)) {
+			if (k > n - i)
+				k = n - i;
+			pd_proto_pass(ps, svc->framing, k);
+			m->seen += k;
+			i += k;
+			continue;
+		}
+		k = pd_proto_headers(ps, svc->framing, p + i, p + n, &r);
+		if (k) {
+			m->seen += k;
+			i += k;
+			if (r) {
+				*done = 1;
+				break;
+			}
+			continue;
+		}
+		r = pd_proto_byte(ps, pd_proto_mode(svc), p[i++], &o);
+		m->seen++;
+		if (r == PD_P_BAD) {
+			*done = -1;
+			break;
+		}
+		if (pd_proto_feeds(m, svc, ps) && pd_proto_match(m, svc, cm, &o, ctx))
+			return -1;
+		if (r == PD_P_DONE) {
+			*done = 1;
+			break;
+		}
+	}
+	return i;
+}
+
+#endif /* PD_PROTO_H */

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""framing = "http" against a real nginx with policy-examples/http-strict.conf:
+every way the protocol issue lists of reaching a secret file past a byte
+profile (percent-encoded dots and slashes in either case, the absolute
+form, HTTP/1.0, h2c prior knowledge, the alias off-by-one-slash "..") and
+the malformed request lines that other servers run ("TRACE\\t/",
+" TRACE /") are refused, and nginx serves no byte of the file; a body
+that begins like a denied method passes without being held; curl's
+normal workload and wrk run with no refusal."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pdtest import (EACCES, Env, Policyd, client, done, free_port, is_, ok,  # noqa: E402
+                    request, send, skip_all)
+
+if not shutil.which("nginx") or not shutil.which("curl"):
+    skip_all("nginx or curl is not installed (make deps)")
+
+env = Env("http")
+port, port2 = free_port(), free_port()
+www, ngx = os.path.join(env.tmp, "www"), os.path.join(env.tmp, "ngx")
+for d in (www + "/.git", www + "/api", env.tmp + "/static", ngx):
+    os.makedirs(d, exist_ok=True)
+files = {www + "/index.html": "<h1>home</h1>\n", www + "/.env": "SECRET=hunter2\n",
+         www + "/.git/config": "[core]\n\tsecretcore = 1\n", env.tmp + "/secret.txt": "topsecret\n",
+         env.tmp + "/static/app.js": "app();\n", www + "/big.bin": "x" * 1048576}
+for path, text in files.items():
+    with open(path, "w") as f:
+        f.write(text)
+os.chmod(env.tmp, 0o755)
+with open(os.path.join(ngx, "nginx.conf"), "w") as f:
+    f.write("""user nobody nogroup;
+worker_processes 1;
+pid %(ngx)s/nginx.pid;
+error_log %(ngx)s/error.log;
+events { worker_connections 64; }
+http {
+	access_log %(ngx)s/access.log;
+	client_body_temp_path %(ngx)s/body;
+	proxy_temp_path %(ngx)s/proxy;
+	fastcgi_temp_path %(ngx)s/fastcgi;
+	uwsgi_temp_path %(ngx)s/uwsgi;
+	scgi_temp_path %(ngx)s/scgi;
+	client_max_body_size 4m;
+	server {
+		listen 127.0.0.1:%(port)d;
+		root %(www)s;
+		location /static { alias %(tmp)s/static/; }
+		location /api/ { return 200 "ok $request_method $request_length\\n"; }
+	}
+	# h2c prior knowledge (a listener of its own: nginx 1.22 speaks only
+	# HTTP/2 on a plain "listen ... http2")
+	server {
+		listen 127.0.0.1:%(port2)d http2;
+		root %(www)s;
+	}
+}
+""" % {"ngx": ngx, "port": port, "port2": port2, "www": www, "tmp": env.tmp})
+nginx = env.start(["nginx", "-c", ngx + "/nginx.conf", "-p", ngx, "-g", "daemon off;"])
+
+
+def stop_nginx():
+    """nginx's workers end with their master only when it is asked to
+    stop, not killed."""
+    if nginx.poll() is None:
+        nginx.terminate()
+        nginx.wait(timeout=20)
+
+
+def raw(req):
+    """One request from outside the cgroup (not policed): the reply."""
+    return request(port, req, quiet=0.3)
+
+
+for _ in range(100):
+    if raw(b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200"):
+        break
+    time.sleep(0.05)
+ok(raw(b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200"), "nginx on 127.0.0.1:%d" % port)
+
+# what the attacks reach without policyd: each form serves a secret
+HOST = b"\r\nHost: a\r\n\r\n"
+forms = [(line + (b"\r\n\r\n" if line.endswith(b"1.0") else HOST), secret) for line, secret in [
+    (b"GET /%2eenv HTTP/1.1", b"hunter2"), (b"GET /.%65nv HTTP/1.1", b"hunter2"),
+    (b"GET /%2Egit/config HTTP/1.1", b"secretcore"), (b"GET /.git%2fconfig HTTP/1.1", b"secretcore"),
+    (b"GET /.git%2Fconfig HTTP/1.0", b"secretcore"), (b"GET http://a/%2eenv HTTP/1.1", b"hunter2"),
+    (b"GET HTTP://a/.git/config HTTP/1.0", b"secretcore"), (b"GET //.env HTTP/1.1", b"hunter2"),
+    (b"GET /./.env HTTP/1.1", b"hunter2"), (b"GET /static../secret.txt HTTP/1.1", b"topsecret"),
+    (b"GET /static%2e%2e/secret.txt HTTP/1.1", b"topsecret"),
+    (b"GET /x/%2e%2e/.env HTTP/1.1", b"hunter2")]]
+h2c = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+h2 = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "http://127.0.0.1:%d/.env" % port2],
+                    capture_output=True).stdout
+ok(all(secret in raw(req) for req, secret in forms) and b"hunter2" in h2,
+   "without policyd every form serves its secret, and so does h2c prior knowledge",
+   "\n".join("%r: %r" % (req, raw(req)[:60]) for req, secret in forms if secret not in raw(req)))
+
+conf = env.write("http.conf", re.sub(r"ports = \[ 80, 8080 \]", "ports = [ %d, %d ]" % (port, port2),
+                                     open("policy-examples/http-strict.conf").read()))
+pd = Policyd(env, conf)
+ok(pd.running(), "policyd runs the http-strict profile (framing http)")
+access = os.path.join(ngx, "access.log")
+open(access, "w").close()
+
+
+def attempt(name, steps, want):
+    try:
+        results, _ = client(env, port, steps)
+    except RuntimeError as e:
+        results = [str(e)]
+    match = len(results) == len(want) and all(w is None or w == g for w, g in zip(want, results))
+    ok(match, "refused: %s" % name, "results %r, want %r" % (results, want))
+
+
+for req, secret in forms:
+    attempt("%r" % req.split(b"\r\n")[0], [send(req)], [EACCES])
+for req in [h2c, b"TRACE\t/ HTTP/1.1\r\nHost: a\r\n\r\n", b" TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", b"PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            b"POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\n"]:
+    attempt("%r" % req[:40], [send(req)], [EACCES])
+attempt("split GET /.e | nv", [send(b"GET /.e"), ["sleep", 0.2], send(b"nv HTTP/1.1\r\n\r\n")],
+        [7, EACCES])
+out = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', env.cgroup,
+                      "curl", "-s", "--http2-prior-knowledge", "http://127.0.0.1:%d/.env" % port2],
+                     capture_output=True, timeout=30)
+ok(b"hunter2" not in out.stdout and out.returncode != 0, "curl --http2-prior-knowledge is refused",
+   "exit %d, %r" % (out.returncode, out.stdout[:80]))
+time.sleep(0.3)
+logged = open(access).read()
+ok(not re.search(r'" 200 ', logged), "nginx served nothing to the refused requests",
+   logged[-800:])
+
+# ---- what passes ----
+ok_before = len(pd.lines(r"deny "))
+
+
+def curl(*args):
+    out = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', env.cgroup,
+                          "curl", "-s", "-o", "-", "-w", "\n%{http_code}"] + list(args),
+                         capture_output=True, timeout=60)
+    body, _, code = out.stdout.rpartition(b"\n")
+    return out.returncode, code.decode(), body
+
+
+u = "http://127.0.0.1:%d" % port
+is_(curl(u + "/")[1:], ("200", b"<h1>home</h1>\n"), "GET /")
+is_(curl(u + "/static/app.js")[1:], ("200", b"app();\n"), "GET /static/app.js (the alias)")
+is_(curl("-I", u + "/")[1], "200", "HEAD")
+is_(curl("--http1.0", u + "/index.html")[1], "200", "HTTP/1.0")
+r = curl("-d", "TRACE / HTTP/1.1", u + "/api/form")
+ok(r[1] == "200" and r[2].startswith(b"ok POST "), "a POST body that begins like a denied method",
+   repr(r))
+is_(curl("-H", "Transfer-Encoding: chunked", "-d", "GET /.env HTTP/1.1", u + "/api/c")[1], "200",
+    "a chunked body that holds a denied path")
+is_(curl("--data-binary", "@" + www + "/big.bin", u + "/api/upload")[1], "200",
+    "a 1 MiB body")
+is_(curl("-X", "DELETE", u + "/api/item/1")[1], "200", "DELETE")
+ok(curl(u + "/big.bin")[2] == files[www + "/big.bin"].encode(), "a 1 MiB download")
+head = b"POST /api/a HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\nTRACE"
+results, _ = client(env, port, [send(head), ["sleep", 1.0], send(b" / HTTP/1.1\r\n\r\nGET"),
+                                ["recv", 17]])
+is_(results, [len(head), 18, b"HTTP/1.1 200 OK\r\n".hex()],
+    "a body in pieces is not held: its first piece leaves, then nginx answers")
+is_(len(pd.lines(r"deny ")), ok_before, "no normal request was refused")
+wrk = shutil.which("wrk") and subprocess.run(
+    ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', env.cgroup,
+     "wrk", "-t", "2", "-c", "8", "-d", "2", u + "/index.html"], capture_output=True, text=True,
+    timeout=60)
+if wrk:
+    m = re.search(r"(\d+) requests in", wrk.stdout)
+    ok(m and int(m.group(1)) > 100 and "Non-2xx" not in wrk.stdout and "Socket errors" not in
+       wrk.stdout, "wrk: %s requests, all answered 200" % (m.group(1) if m else "no"),
+       wrk.stdout[-400:])
+is_(len(pd.lines(r"deny ")), ok_before, "wrk met no refusal")
+deny = pd.lines(r"deny rule=200 service=http ")
+ok(any("%2eenv" in l for l in deny), "a deny line names rule 200 for /%2eenv", "\n".join(deny[:3]))
+ok(pd.lines(r"deny rule=400 service=http .*static\.\./"), "the alias traversal is denied by rule 400")
+is_(len(pd.lines(r"deny rule=malformed service=http ")), 7,
+    "h2c (the preface, and curl's), the bad request lines, the '..' segment, Upgrade: h2c and "
+    "two lengths are malformed")
+ok(pd.lines(r"deny rule=default service=http .*TRACE / HTTP"), "TRACE is refused by the allow list")
+ok(pd.stop() == 0, "policyd stops")
+stop_nginx()
+done()

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * framing = "http": the parser the BPF program runs (bpf/http.h through
+ * bpf/proto.h). The forms of the protocol issue and the edges of the
+ * grammar, then random request targets against a reference normaliser
+ * written here (decode %XX once, split at '/', drop empty and "."
+ * segments, refuse ".."), and random heads and bodies (Content-Length,
+ * chunked) in random pieces against where the request must end. Then
+ * verdicts of a compiled policy with method, path_prefix and
+ * path_contains rules against a naive matcher on the reference's path.
+ *
+ * PD_HTTP_SEED=N picks another seed; PD_HTTP_ROUNDS=N runs longer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy.h"
+#include "tap.h"
+
+#define PD_TEST_SEED 0x853c49e6748fea9bull
+#include "image_walk.h"
+#include "proto.h"
+#include "proto_check.h"
+
+#define MAXTOK 512
+
+struct got {
+	int done;               /* 1 ended, -1 refused, 0 more needed */
+	size_t end;
+	int ntok;
+	char tok[2][MAXTOK];    /* the method and the path */
+};
+
+/* The parser from 0, counted bytes passed over in random pieces. */
+static void our_parse(const uint8_t *b, size_t len, struct got *g)
+{
+	struct pd_parse ps = { 0 };
+	struct pd_syms o;
+	size_t pos = 0, tl = 0;
+	int r;
+
+	memset(g, 0, sizeof(*g));
+	while (pos < len) {
+		__u32 k = pd_proto_counted(&ps, PD_FRAME_HTTP);
+
+		if (k && rnd(2)) {
+			k = 1 + rnd(k);
+			if (k > len - pos)
+				k = (__u32)(len - pos);
+			pd_proto_pass(&ps, PD_FRAME_HTTP, k);
+			pos += k;
+			continue;
+		}
+		r = pd_proto_byte(&ps, PD_FRAME_HTTP, b[pos++], &o);
+		for (__u32 i = 0; i < o.n; i++) {
+			if (o.s[i] == PD_SYM_END) {
+				g->ntok++;
+				tl = 0;
+				continue;
+			}
+			if (g->ntok < 2 && tl < MAXTOK - 1)
+				g->tok[g->ntok][tl++] = (char)o.s[i];
+		}
+		if (r == PD_P_BAD || r == PD_P_DONE) {
+			g->done = r == PD_P_DONE ? 1 : -1;
+			g->end = pos;
+			return;
+		}
+	}
+}
+
+/* ---- the reference normaliser: the path a server serves, or NULL ---- */
+
+static int hexv(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ?
+	       (c | 0x20) - 'a' + 10 : -1;
+}
+
+static bool ref_path(const char *raw, char *out)
+{
+	char dec[MAXTOK], seg[MAXTOK];
+	size_t n = 0, o = 0, sl = 0;
+	bool any = false, trail = false;
+
+	for (size_t i = 0; raw[i] && raw[i] != '?' && raw[i] != '#'; i++) {
+		if (raw[i] == '%') {
+			int h = raw[i + 1] ? hexv(raw[i + 1]) : -1, l = h >= 0 && raw[i + 2] ?
+									hexv(raw[i + 2]) : -1;
+
+			if (h < 0 || l < 0 || !(h || l))
+				return false;
+			dec[n++] = (char)(h << 4 | l);
+			i += 2;
+		} else {
+			dec[n++] = raw[i];
+		}
+	}
+	out[o++] = '/';
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && dec[i] != '/') {
+			seg[sl++] = dec[i];
+			continue;
+		}
+		trail = !sl || (sl == 1 && seg[0] == '.');
+		if (sl == 2 && seg[0] == '.' && seg[1] == '.')
+			return false;
+		if (sl && !(sl == 1 && seg[0] == '.')) {
+			if (any)
+				out[o++] = '/';
+			memcpy(out + o, seg, sl);
+			o += sl;
+			any = true;
+		}
+		sl = 0;
+	}
+	if (any && trail)
+		out[o++] = '/';
+	out[o] = 0;
+	return true;
+}
+
+/* ---- the issue's forms and the grammar's edges ---- */
+
+static void fixed(void)
+{
+	static const struct {
+		const char *in;
+		int done;
+		const char *method, *path;
+	} t[] = {
+		{ "GET /%2eenv HTTP/1.1\r\nHost: a\r\n\r\n", 1, "GET", "/.env" },
+		{ "GET /.%65nv HTTP/1.1\r\nHost: a\r\n\r\n", 1, "GET", "/.env" },
+		{ "GET /%2Egit/config HTTP/1.1\r\n\r\n", 1, "GET", "/.git/config" },
+		{ "GET /.git%2fconfig HTTP/1.1\r\n\r\n", 1, "GET", "/.git/config" },
+		{ "GET /.git%2Fconfig HTTP/1.0\r\n\r\n", 1, "GET", "/.git/config" },
+		{ "GET http://host:80/%2eenv HTTP/1.1\r\n\r\n", 1, "GET", "/.env" },
+		{ "GET HTTPS://h/a//b/./c/ HTTP/1.1\r\n\r\n", 1, "GET", "/a/b/c/" },
+		{ "GET http://h HTTP/1.1\r\n\r\n", 1, "GET", "/" },
+		{ "GET http://h?x HTTP/1.1\r\n\r\n", 1, "GET", "/" },
+		{ "GET /static../secret.txt HTTP/1.1\r\n\r\n", 1, "GET", "/static../secret.txt" },
+		{ "GET /a/%2e%2e/b HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "GET /a/.. HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "GET /a/... HTTP/1.1\r\n\r\n", 1, "GET", "/a/..." },
+		{ "GET /%252e HTTP/1.1\r\n\r\n", 1, "GET", "/%2e" },
+		{ "GET /%00 HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "GET /%zz HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "GET /a%2 HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "GET /x?a=/../ HTTP/1.1\r\n\r\n", 1, "GET", "/x" },
+		{ "TRACE\t/ HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ " TRACE / HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "TRACE  / HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "trace / HTTP/1.1\r\n\r\n", -1, NULL, NULL },
+		{ "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", -1, NULL, NULL },
+		{ "OPTIONS * HTTP/1.1\r\n\r\n", 1, "OPTIONS", "*" },
+		{ "GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", -1, NULL, NULL },
+		{ "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 1, "GET", "/" },
+		{ "GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", -1, NULL, NULL },
+		{ "GET / HTTP/1.1\r\nNo colon\r\n\r\n", -1, NULL, NULL },
+		{ "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", -1, NULL, NULL },
+		{ "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nTRACE", 1, "POST", "/" },
+		{ "POST / HTTP/1.1\r\ncontent-length:  3 \r\n\r\nabc", 1, "POST", "/" },
+		{ "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", -1, NULL, NULL },
+		{ "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", -1, NULL, NULL },
+		{ "POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n", -1, NULL, NULL },
+		{ "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", -1, NULL, NULL },
+		{ "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", -1, NULL, NULL },
+		{ "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -1, NULL, NULL },
+		{ "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n", 1, "POST", "/" },
+		{ "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n", -1, NULL, NULL },
+		{ "GET / HTTP/1.1\n\n", 1, "GET", "/" },
+		{ "GET / HTTP/1.1\r\nContent-Lengthx: 3\r\n\r\n", 1, "GET", "/" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct got g;
+		size_t len = strlen(t[i].in);
+
+		our_parse((const uint8_t *)t[i].in, len, &g);
+		if (t[i].done < 0) {
+			if (!ok(g.done == -1, "case %zu: refused", i)) {
+				printf("# done %d at %zu\n", g.done, g.end);
+				show("request", (const uint8_t *)t[i].in, len);
+			}
+			continue;
+		}
+		if (!ok(g.done == 1 && g.end == len && g.ntok == 2 && !strcmp(g.tok[0], t[i].method) &&
+			!strcmp(g.tok[1], t[i].path), "case %zu: passes as %s %s", i, t[i].method,
+			t[i].path)) {
+			printf("# done %d end %zu of %zu, tokens %d '%s' '%s'\n", g.done, g.end, len,
+			       g.ntok, g.tok[0], g.tok[1]);
+			show("request", (const uint8_t *)t[i].in, len);
+		}
+	}
+}
+
+/* ---- random targets, heads and bodies ---- */
+
+static size_t put(uint8_t *b, size_t n, const char *s)
+{
+	size_t k = strlen(s);
+
+	memcpy(b + n, s, k);
+	return n + k;
+}
+
+static void gen_target(char *t)
+{
+	static const char *const parts[] = { "/", "/", "a", "b", ".", "..", "%2e", "%2E", "%2f",
+					     "%2F", "%25", "%41", "env", "%", "%0", "%00", "?q=/..",
+					     "#f", "~", "%c3%a9" };
+	size_t n = 0;
+
+	if (!rnd(6))
+		n = (size_t)sprintf(t, rnd(2) ? "http://h%u" : "HTTPS://x:8%u", rnd(10));
+	t[n++] = '/';
+	for (uint32_t k = rnd(10); k--;) {
+		const char *p = parts[rnd(rnd(3) ? 13 : 20)];
+
+		strcpy(t + n, p);
+		n += strlen(p);
+	}
+	t[n] = 0;
+}
+
+static void differential(long rounds)
+{
+	static uint8_t buf[65536];
+	long passed = 0, refused = 0, bad = 0;
+
+	for (long i = 0; i < rounds && bad < 3; i++) {
+		char target[MAXTOK], want[MAXTOK], *path;
+		bool valid;
+		size_t n = 0, end;
+		uint32_t body = rnd(3), blen = rnd(4) ? rnd(40) : rnd(3000);
+		struct got g;
+
+		gen_target(target);
+		path = strstr(target, "://") ? strchr(strstr(target, "://") + 3, '/') : target;
+		valid = ref_path(path, want);
+		n = put(buf, n, rnd(2) ? "GET " : "POST ");
+		n = put(buf, n, target);
+		n = put(buf, n, rnd(4) ? " HTTP/1.1\r\n" : " HTTP/1.1\n");
+		n = put(buf, n, "Host: h\r\nX-A:b\r\n");
+		if (body == 1) {
+			char h[64];
+
+			sprintf(h, "Content-Length: %u\r\n\r\n", blen);
+			n = put(buf, n, h);
+			for (uint32_t k = 0; k < blen; k++)
+				buf[n++] = "GET / HTTP/1.1\r\n"[rnd(16)];
+		} else if (body == 2) {
+			n = put(buf, n, "Transfer-Encoding: chunked\r\n\r\n");
+			for (uint32_t c = rnd(4); c--;) {
+				uint32_t cl = 1 + rnd(blen + 1);
+				char h[32];
+
+				sprintf(h, rnd(2) ? "%x\r\n" : "%X;e=1\r\n", cl);
+				n = put(buf, n, h);
+				for (uint32_t k = 0; k < cl; k++)
+					buf[n++] = "0\r\nGET /"[rnd(8)];
+				n = put(buf, n, "\r\n");
+			}
+			n = put(buf, n, rnd(2) ? "0\r\n\r\n" : "0\r\nT: v\r\n\r\n");
+		} else {
+			n = put(buf, n, "\r\n");
+		}
+		end = n;
+		n = put(buf, n, "GET /next HTTP/1.1\r\n\r\n");     /* the next request */
+		our_parse(buf, n, &g);
+		if (!valid) {
+			if (g.done != -1) {
+				printf("# the target %s must be refused; got done %d path '%s'\n", target,
+				       g.done, g.tok[1]);
+				show("request", buf, end);
+				bad++;
+			}
+			refused++;
+			continue;
+		}
+		if (g.done != 1 || g.end != end || strcmp(g.tok[1], want)) {
+			printf("# done %d end %zu, want %zu; path '%s', want '%s'\n", g.done, g.end, end,
+			       g.tok[1], want);
+			show("request", buf, end);
+			bad++;
+			continue;
+		}
+		passed++;
+	}
+	ok(!bad, "paths against the reference, requests end where their body does: %ld rounds, "
+	   "%ld passed, %ld refused", rounds, passed, refused);
+	ok(passed > rounds / 4 && refused > rounds / 20, "... both outcomes seen");
+}
+
+/* ---- verdicts through a compiled policy ---- */
+
+static void verdicts(long rounds)
+{
+	static const char text[] =
+		"version = 1;\n"
+		"services = ( { name = \"h\"; ports = [ 1 ]; framing = \"http\"; rules = (\n"
+		"  { id = 1; action = \"deny\"; method = \"TRACE\"; },\n"
+		"  { id = 2; action = \"deny\"; path_prefix = \"/.git\"; },\n"
+		"  { id = 3; action = \"deny\"; path_contains = \"/.env\"; },\n"
+		"  { id = 4; action = \"audit\"; path_prefix = \"/a/\"; },\n"
+		"  { id = 5; action = \"allow\"; method = \"GET\"; }\n"
+		"); } );\n";
+	static const char *const segs[] = { "/", "a", ".git", ".env", "%2egit", "%2Eenv", "b",
+					     "/.", "%2f", "x.env", ".gitx" };
+	struct pd_policy p;
+	struct pd_image img;
+	long checked = 0, bad = 0;
+
+	if (!compile_text(text, "http.conf", &p, &img))
+		return;
+	for (long i = 0; i < rounds && bad < 3; i++) {
+		static const char *const methods[] = { "GET", "TRACE", "POST", "TRACES" };
+		const char *method = methods[rnd(4)];
+		char target[MAXTOK] = "/", want[MAXTOK], req[1024];
+		struct pd_match m;
+		uint16_t deny = 0;
+		size_t n;
+		int done;
+
+		for (uint32_t k = rnd(6); k--;)
+			strcat(target, segs[rnd(11)]);
+		if (!ref_path(target, want))
+			continue;
+		n = (size_t)snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\n\r\n", method, target);
+		done = walk_pieces((const uint8_t *)req, n, 12, &m);
+		if (strstr(want, "/.env"))
+			deny = 3;
+		if (!strncmp(want, "/.git", 5))
+			deny = 2;
+		if (!strcmp(method, "TRACE"))
+			deny = 1;
+		if (!verdict_is(&m, done, deny, 4, !strncmp(want, "/a/", 3), 5, !strcmp(method, "GET"),
+				(const uint8_t *)req, n)) {
+			bad++;
+			continue;
+		}
+		checked++;
+	}
+	ok(!bad, "verdicts of method and path rules against a naive matcher: %ld requests",
+	   checked);
+	pd_image_free(&img);
+	pd_policy_free(&p);
+}
+
+int main(void)
+{
+	return run_parser_tests("PD_HTTP", fixed, differential, verdicts);
+}
