@@ -19,6 +19,12 @@ case $PD_WORKTREE/ in
 *) mount -t tmpfs -o mode=1777 tmp /tmp ;;
 esac
 mkdir -p /dev/pts /dev/shm
+# devtmpfs has no /dev/fd nor /dev/std*: udev makes them on a booted
+# system; bash's process substitution (<(...)) opens /dev/fd/N
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 shm /dev/shm
 # the tests find the cgroup2 mount in /proc/mounts
