@@ -18,10 +18,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pdtest import POLICYD, Env, Policyd, Recorder, done, is_, ok, skip
+from pdtest import POLICYD, Env, Policyd, Recorder, done, is_, ok, skip, slow
 
 env = Env("boundary")
 kv, raw = Recorder(), Recorder()
+held = Recorder(rcvbuf=64 << 10)        # for the short count, on kv's policy
 
 
 def run_inside(code, *args, timeout=60):
@@ -41,12 +42,12 @@ conf = env.write("policy.conf", """
 version = 1;
 daemon = { log_rate = 0; max_connections = 8; };
 services = (
-  { name = "kv"; ports = [ %d ]; framing = "line";
+  { name = "kv"; ports = [ %d, %d ]; framing = "line";
     rules = ( { id = 1; action = "deny"; contains = "FORBIDDEN"; } ); },
   { name = "raw"; ports = [ %d ]; framing = "none";
     rules = ( { id = 2; action = "deny"; contains = "FORBIDDEN"; } ); }
 );
-""" % (kv.port, raw.port))
+""" % (kv.port, held.port, raw.port))
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd runs", pd.text()):
     done()
@@ -56,10 +57,13 @@ ok(pd.lines(r"^policyd: boundary: every send of the cgroup's TCP sockets on a po
    "the start says what stays open on this host", pd.text())
 
 # --- a send after a short count ---
+# the server's receive window is 64 KiB (SO_RCVBUF before listen(): no
+# autotuning) and it reads nothing until the first send has returned, so
+# 8 MiB cannot fit through a 256 KiB send buffer whatever the kernel or
+# the machine's pace
 SHORT = r"""
 import json, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-# a send buffer 8 MiB cannot fit in, whatever the reader's pace
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 << 10)
 s.setblocking(False)
 big = (b"a" * 1023 + b"\n") * 8192          # 8 MiB of allowed lines
@@ -67,8 +71,9 @@ try:
     n = s.send(big)
 except BlockingIOError:
     n = 0
-time.sleep(0.3)
 res = {"first": n, "port": s.getsockname()[1]}
+print(json.dumps(res), flush=True)
+sys.stdin.readline()                    # the server reads from now on
 mode = sys.argv[2]
 s.setblocking(True)
 try:
@@ -83,15 +88,41 @@ time.sleep(0.5)
 s.close()
 print(json.dumps(res))
 """
-r = run_inside(SHORT, kv.port, "deny")
-got = kv.got(r["port"])
+
+
+def short_count(mode):
+    """The client above in the policed cgroup; the server starts reading
+    once its first send has returned. Its last line, parsed."""
+    held.reading.clear()
+    prog = ("import os\n"
+            "open(os.path.join(%r, 'cgroup.procs'), 'w').write(str(os.getpid()))\n" %
+            env.cgroup) + SHORT
+    c = subprocess.Popen([sys.executable, "-c", prog, str(held.port), mode],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        first = c.stdout.readline()
+        held.reading.set()
+        out, err = c.communicate("go\n", timeout=slow(60))
+    finally:
+        held.reading.set()
+        if c.poll() is None:
+            c.kill()
+            c.wait()
+    if c.returncode or not out.strip():
+        raise RuntimeError("client failed (%r): %s" % (first, err))
+    return json.loads(out.splitlines()[-1])
+
+
+r = short_count("deny")
+got = held.got(r["port"])
 ok(0 < r["first"] < 8 << 20, "non-blocking send of 8 MiB returns a short count (%d)" % r["first"])
 ok(b"FORBIDDEN" not in got, "the next send's denied line does not reach the server",
    "server got %d bytes" % len(got))
 ok(pd.lines(r"^policyd: deny rule=1 service=kv .*excerpt=\"FORBIDDEN"),
    "... and it is logged as a deny")
-r = run_inside(SHORT, kv.port, "allow")
-got = kv.got(r["port"], timeout=60)
+r = short_count("allow")
+got = held.got(r["port"], timeout=60)
 want = (b"a" * 1023 + b"\n") * 8192 + b"tail\n"
 ok(r["second"] == 0 and got == want,
    "after a short count, the rest and what follows arrive whole, in order",

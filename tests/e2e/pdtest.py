@@ -341,14 +341,21 @@ class Policyd:
 
 class Recorder:
     """A server on loopback that keeps every byte each connection sent,
-    by the client's port."""
+    by the client's port. rcvbuf: SO_RCVBUF set before listen(), so that
+    each connection's receive window stays that small (no autotuning).
+    Clearing the event reading holds every connection's reads until it
+    is set again."""
 
-    def __init__(self, host="127.0.0.1", port=None):
+    def __init__(self, host="127.0.0.1", port=None, rcvbuf=None):
         self.host = host
         self.port = port or free_port(host)
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.ls = socket.socket(fam, socket.SOCK_STREAM)
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:
+            self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.reading = threading.Event()
+        self.reading.set()
         self.ls.bind((host, self.port))
         self.ls.listen(64)
         self.data = {}
@@ -372,6 +379,7 @@ class Recorder:
         with self.lock:
             self.done[port] = threading.Event()
             self.data[port] = buf
+        self.reading.wait()
         while True:
             try:
                 chunk = c.recv(65536)
