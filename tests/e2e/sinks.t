@@ -66,14 +66,14 @@ reload() {     # reload: SIGHUP, and wait for its reloaded or refused line
 pol "$TMP/a.conf" q "$TMP/flood.log"
 start_policyd "$TMP/a.conf"; ok $? "policyd runs"
 kill -STOP "$PDPID"
-# two processes at once, 40 connections each, 150 diverted lines per
-# connection: 12,000 redirect events for a ring buffer that holds ~2,600
+# two processes at once, 40 connections each, 60 diverted lines per
+# connection: 4,800 redirect events for a ring buffer that holds ~2,600
 for k in 1 2; do
 	in_cgroup python3 -c '
 import socket, sys
 port = int(sys.argv[1]); n = 0
 conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
-for i in range(150):
+for i in range(60):
     for s in conns:
         me = s.getsockname()[1]
         s.sendall(b"DEBUG from=%d seq=%d %s\n" % (me, i, b"x" * (i % 50)))
