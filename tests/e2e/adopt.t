@@ -61,7 +61,7 @@ for s in socks:
         except OSError as e:
             r = -e.errno
         res.setdefault(s.getsockname()[1], []).append(r)
-        time.sleep(0.05)
+        time.sleep(float(sys.argv[3]))      # time for policyd to abort a refused one
 s.settimeout(10)
 ends = {}
 for s in socks:
@@ -72,7 +72,7 @@ for s in socks:
     except OSError as e:
         ends[s.getsockname()[1]] = -e.errno
 print(json.dumps({"sends": res, "ends": ends}), flush=True)
-""", rec.port, go, wait=False)
+""", rec.port, go, slow(0.05), wait=False)
 opener.stdout.readline()
 pd = Policyd(env, policy("full.conf", rec.port, "max_connections = 4;"))
 open(go, "w").close()
