@@ -14,7 +14,9 @@
 #   MEM, SMP guest memory (MiB, default 4096) and CPUs (default 2)
 #   PD_SLOW  slowness factor the tests scale their timeouts by (default
 #            10 under TCG, 1 under KVM)
-#   LIMIT    seconds a test file may take (default 900 x PD_SLOW / 10)
+#   LIMIT    seconds a test file may take (default 1800 x PD_SLOW / 10:
+#            package.t builds the package, compiler and lintian, which
+#            under TCG takes longer than 900 s)
 #
 # The guest has no network device: the tests use its loopback. Every qemu
 # started here is stopped on any exit, by its PID.
@@ -55,7 +57,7 @@ if [ -z "${ACCEL:-}" ]; then
 fi
 case $ACCEL in kvm*) cpu=host; slow=1 ;; *) cpu=max; slow=10 ;; esac
 PD_SLOW=${PD_SLOW:-$slow}
-LIMIT=${LIMIT:-$((900 * PD_SLOW / 10 > 120 ? 900 * PD_SLOW / 10 : 120))}
+LIMIT=${LIMIT:-$((1800 * PD_SLOW / 10 > 120 ? 1800 * PD_SLOW / 10 : 120))}
 if [ -n "${TESTS:-}" ]; then
 	tests=$TESTS
 elif [ -n "${SMOKE:-}" ]; then
