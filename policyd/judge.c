@@ -69,6 +69,21 @@ static const struct pd_state_out *out_of(__u32 st)
 	return st < the->states ? &no_out : NULL;
 }
 
+/* The rule that keeps a held message held, as the data plane's
+ * held_rule(): why 2 an unfinished line (PD_HELD_LINE), an allow list
+ * that has not allowed it (0), else the prefix rule that may still match. */
+static uint16_t held_rule(const struct pd_service *svc, const struct pd_match *m, int why)
+{
+	const struct pd_state_out *o;
+
+	if (why == 2)
+		return PD_HELD_LINE;
+	if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect)
+		return 0;
+	o = out_of(m->state);
+	return o && (o->flags & PD_SF_ANCHORED) ? (uint16_t)PD_SF_HOLD_RULE(o->flags) : 0;
+}
+
 struct pd_scan;
 static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end);
 
@@ -318,16 +333,7 @@ static int run_once(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_j
 	if (!must_hold && !win_done && !run->monitor && (svc->hold & PD_HOLD_LINE))
 		must_hold = 2;
 	if (must_hold) {
-		const struct pd_state_out *o = out_of(m->state);
-
-		/* held_rule() */
-		if (must_hold == 2)
-			j->held_rule = PD_HELD_LINE;
-		else if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect)
-			j->held_rule = 0;
-		else
-			j->held_rule = o && (o->flags & PD_SF_ANCHORED) ?
-				       (uint16_t)PD_SF_HOLD_RULE(o->flags) : 0;
+		j->held_rule = held_rule(svc, m, must_hold);
 		if (size && size <= PD_BYTES_MAX) {
 			/* hold(): out of the send, judged again with the next */
 			j->held = size;
@@ -600,16 +606,8 @@ static int run_proto(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_
 		j->malformed = false;
 		verdict = PD_V_DENY;
 		break;
-	case PD_PO_HOLD: {
-		const struct pd_state_out *o = out_of(m->state);
-
-		if (j->run.hold_why == 2)
-			j->held_rule = PD_HELD_LINE;
-		else if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect)
-			j->held_rule = 0;
-		else
-			j->held_rule = o && (o->flags & PD_SF_ANCHORED) ?
-				       (uint16_t)PD_SF_HOLD_RULE(o->flags) : 0;
+	case PD_PO_HOLD:
+		j->held_rule = held_rule(svc, m, j->run.hold_why);
 		if (size && size <= PD_BYTES_MAX) {
 			j->held = size;
 			j->cur = j->snap;
@@ -620,7 +618,6 @@ static int run_proto(struct pd_judge *j, struct judge_msg *msg, uint64_t at, pd_
 			verdict = PD_V_DENY;
 		}
 		break;
-	}
 	case PD_PO_REDIRECT:
 		verdict = pd_verdict(m, svc, &rule);
 		report(j, msg, at, PD_J_EVENT, verdict, rule, j->cur.msglen, size, true, fn, arg);
