@@ -232,6 +232,21 @@ struct {
 	__type(value, struct pd_doomed);
 } pd_doomed SEC(".maps");
 
+/* Where a doomed connection's pd_doomed entry is put together before it
+ * is stored: needed once in a connection's life, so neither in pd_sock
+ * (its size decides the slab every policed socket's storage comes from)
+ * nor on pd_msg's stack (6.1's 512-byte limit). A run never migrates
+ * between CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pd_doomed);
+} pd_doom_draft SEC(".maps");
+
+/* pd_doom_draft's key, not on the stack */
+static const volatile __u32 pd_key0 = 0;
+
 static __always_inline void trouble(__u32 what);
 
 /* The socket as the aborter finds it, and how far its peer must have
@@ -271,10 +286,11 @@ static __always_inline void doomed_of(struct pd_doomed *d, const struct tcp_sock
 
 /* Put a doomed connection in pd_doomed. Where it has no room (more
  * doomed connections open than it holds), counted once, and tried again
- * at the socket's next send. */
-static __always_inline void doom_record(struct pd_sock *st)
+ * at the socket's next send (its entry made again then: the same
+ * acknowledged count, a later time). */
+static __always_inline void doom_record(struct pd_sock *st, const struct pd_doomed *d)
 {
-	long err = bpf_map_update_elem(&pd_doomed, &st->cookie, &st->abort, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&pd_doomed, &st->cookie, d, BPF_NOEXIST);
 
 	if (!err)
 		trouble(PD_TR_ABORTS);
@@ -291,14 +307,18 @@ static __always_inline void doom_record(struct pd_sock *st)
  * it cannot be named (not a TCP socket; never seen). */
 static __always_inline void doom(struct pd_sock *st, const struct tcp_sock *tp, __u32 end)
 {
+	struct pd_doomed *d;
+
 	st->flags |= PD_SK_DEAD;
 	if ((st->flags & PD_SK_DOOMED) || !tp)
 		return;
-	if (!st->abort.when) {
-		doomed_of(&st->abort, tp, end);
-		st->abort.when = bpf_ktime_get_ns();
-	}
-	doom_record(st);
+	d = bpf_map_lookup_elem(&pd_doom_draft, (const void *)&pd_key0);
+	if (!d)
+		return;
+	__builtin_memset(d, 0, sizeof(*d));     /* the last connection's */
+	doomed_of(d, tp, end);
+	d->when = bpf_ktime_get_ns();
+	doom_record(st, d);
 }
 
 /* The message held so far is decided (or its socket closes). */

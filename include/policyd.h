@@ -34,7 +34,7 @@
  * pd_sock.tail_len, tail_seq, tail_ids and tail_ring, pd_service.tail,
  * the depth in pd_state_out.flags; 12: protocol framings: pd_progress.parse,
  * pd_service.end_class and pflags, PD_TR_MALFORMED). */
-#define PD_LAYOUT_VERSION 12
+#define PD_LAYOUT_VERSION 13
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -568,7 +568,6 @@ struct pd_sock {
 	__u8 tail_ring[PD_TAIL_SMALL]; /* the kept bytes of a service whose tail is
 	                         * shorter: byte s at tail_ring[s % PD_TAIL_SMALL] */
 	struct pd_run run;
-	struct pd_doomed abort; /* what pd_doomed gets when the connection is doomed */
 	/* protocol framings: scratch of a walk, here rather than on the
 	 * stack (6.1's verifier counts the parsers' bpf_loop callbacks as
 	 * calls: their frames and the program's must fit in 512 bytes) */
