@@ -576,6 +576,14 @@ struct pd_sock {
 	__u32 wlen;             /* bytes of the window being walked */
 };
 
+/* Every policed socket pays for pd_sock: after the kernel's storage
+ * element header (72 bytes from 6.1 to 7.x: the value follows
+ * bpf_local_storage_elem's cache-line-aligned sdata and its map pointer)
+ * it must fit kmalloc's 512-byte slab, or each socket takes 1 KiB.
+ * Whatever a connection needs only sometimes goes elsewhere (pd_bytes,
+ * pd_tail, pd_doom_draft). */
+_Static_assert(sizeof(struct pd_sock) <= 512 - 72, "pd_sock outgrows its 512-byte slab");
+
 /* pd_sock.service of a socket whose port a reload stopped policing */
 #define PD_NO_SERVICE 0xffffffffu
 

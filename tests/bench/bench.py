@@ -147,6 +147,15 @@ def struct_sizes(btf_file, names):
     return got
 
 
+def member_offset(btf_file, struct, member):
+    """Byte offset of member in struct, from the BTF."""
+    out = subprocess.run(["bpftool", "btf", "dump", "file", btf_file], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"^\[\d+\] STRUCT '%s' size=\d+ vlen=\d+\n((?:\t.*\n)*)" % struct, out, re.M)
+    f = re.search(r"^\t'%s' type_id=\d+ bits_offset=(\d+)" % member, m.group(1), re.M)
+    return int(f.group(1)) // 8
+
+
 def per_conn_objects():
     """What the kernel allocates for one policed connection, from its BTF
     and ours: policyd's maps and socket storage, and the kernel's own
@@ -156,8 +165,12 @@ def per_conn_objects():
     ours = struct_sizes(os.path.join(os.path.dirname(POLICYD), "policyd.bpf.o"), ("pd_sock",))
     rows = [
         ("socket storage: bpf_local_storage", kmalloc_class(k["bpf_local_storage"]), "policyd"),
+        # the value follows the element's sdata (cache-line aligned) and
+        # its map pointer: the kernel sizes an element as the offset of
+        # sdata.data plus the value
         ("socket storage: element + pd_sock (%d bytes)" % ours["pd_sock"],
-         kmalloc_class(k["bpf_local_storage_elem"] + ours["pd_sock"]), "policyd"),
+         kmalloc_class(member_offset("/sys/kernel/btf/vmlinux", "bpf_local_storage_elem",
+                                     "sdata") + 8 + ours["pd_sock"]), "policyd"),
         ("socket map entry (bpf_shtab_elem + key)", kmalloc_class(k["bpf_shtab_elem"] + 8),
          "policyd"),
         ("socket map link (sk_psock_link)", kmalloc_class(k.get("sk_psock_link", 32)), "policyd"),
