@@ -164,6 +164,8 @@ is_(sorted(set(r[1] for r in results)), [EACCES], "every denied send failed with
 if aborting:
     is_([r for r in results if r[2] != -errno.ECONNABORTED], [],
         "every denied connection was aborted: its read failed with ECONNABORTED")
+    for r in results:   # each reader has seen its connection end
+        srv.got(r[0])
     resets = [srv.errors.get(r[0]) for r in results]
     is_([x for x in resets if x != errno.ECONNRESET], [],
         "... and the server saw each one reset")

@@ -61,7 +61,14 @@ early = env.start([sys.executable, PEER, "client", env.cgroup, json.dumps(
     {"host": "127.0.0.1", "port": kv.port,
      "steps": [send(b"SET early 1\n"), ["wait", go], send(b"FLUSHALL\n")]})],
     stdout=subprocess.PIPE, text=True)
-time.sleep(slow(0.5))
+# open (its first line arrived) before policyd starts, however slow
+# Python is to start here
+deadline = time.time() + slow(10)
+while time.time() < deadline:
+    with kv.lock:
+        if any(bytes(b) == b"SET early 1\n" for b in kv.data.values()):
+            break
+    time.sleep(0.05)
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts (cgroup %s)" % env.cgroup, pd.text()):

@@ -16,9 +16,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pdtest import Env, Policyd, Recorder, client, done, is_, ok, send
+from pdtest import Env, Policyd, Recorder, client, done, is_, ok, send, slow
 
 env = Env("holds")
+# kv's hold_timeout: long enough that no line of a send that keeps coming
+# is held that long on a slow machine (a send of 16 MiB waits for room)
+HOLD = int(slow(600))
 kv, nohold = Recorder(), Recorder()
 sink = os.path.join(env.tmp, "quarantine.log")
 conf = env.write("policy.conf", """
@@ -26,14 +29,14 @@ version = 1;
 daemon = { log_rate = 0; excerpt = 64; };
 sinks = ( { name = "q"; file = "%(sink)s"; } );
 services = (
-  { name = "kv"; ports = [ %(kv)d ]; framing = "line"; hold_timeout = 600;
+  { name = "kv"; ports = [ %(kv)d ]; framing = "line"; hold_timeout = %(hold)d;
     rules = ( { id = 1; action = "redirect"; prefix = "DEBUG"; sink = "q"; },
               { id = 2; action = "deny"; prefix = "KILLME"; },
               { id = 3; action = "deny"; contains = "BADWORD"; } ); },
   { name = "nohold"; ports = [ %(nohold)d ]; framing = "line"; hold_timeout = 0;
     rules = ( { id = 10; action = "deny"; prefix = "KILLME"; } ); }
 );
-""" % {"sink": sink, "kv": kv.port, "nohold": nohold.port})
+""" % {"sink": sink, "kv": kv.port, "nohold": nohold.port, "hold": HOLD})
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd runs", pd.text()):
     done()
@@ -99,13 +102,13 @@ is_(kv.got(port), b"hello world\n", "a harmless line sent in two parts arrives w
 
 # --- hold_timeout ---
 t0 = time.time()
-res, port = client(env, kv.port, [send(b"KILL"), ["sleep", 2.0], ["recv", 10]])
-ok(res[1] in (-104, -103), "a message held past hold_timeout (600 ms): the connection is "
-   "aborted (results %r)" % res)
+res, port = client(env, kv.port, [send(b"KILL"), ["sleep", slow(2.0)], ["recv", 10]])
+ok(res[1] in (-104, -103), "a message held past hold_timeout (%d ms): the connection is "
+   "aborted (results %r)" % (HOLD, res))
 is_(kv.got(port), b"", "... none of it reached the server")
 ok(pd.lines(r"^policyd: refuse cause=hold_timeout rule=2 service=kv pid=\d+ comm=python3 "),
    "... logged with the rule that kept it held", pd.text())
-res, port = client(env, kv.port, [send(b"hello"), ["sleep", 2.0], ["recv", 10]])
+res, port = client(env, kv.port, [send(b"hello"), ["sleep", slow(2.0)], ["recv", 10]])
 ok(pd.lines(r"^policyd: refuse cause=hold_timeout rule=- service=kv "),
    "an unfinished line held past hold_timeout names no rule (rule=-)")
 
