@@ -287,7 +287,7 @@ void pd_reaper_on_exit(struct pd_daemon *d, bool keep)
 {
 	if (d->reaper > 0 && write(d->reaper_cmd, keep ? "k" : "d", 1) != 1)
 		pd_log(d, LOG_ERR, "cannot tell the reaper on_exit = %s: %s",
-		       keep ? "keep" : "detach", strerror(errno));
+		       pd_on_exit_name(keep), strerror(errno));
 }
 
 /* Tell the reaper what to do with the pins and wait until it did it. */

@@ -89,7 +89,7 @@ int pd_cmd_reload(const struct pd_opts *o)
 		if (now.last_reload == PD_RELOAD_OK) {
 			printf("policyd reload: policy generation %llu enforces (mode %s)\n",
 			       (unsigned long long)now.generation,
-			       now.mode == PD_MODE_MONITOR ? "monitor" : "enforce");
+			       pd_name(&pd_modes, now.mode));
 			return PD_EXIT_OK;
 		}
 		fprintf(stderr, "policyd reload: refused; policy generation %llu keeps "

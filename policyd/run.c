@@ -654,14 +654,14 @@ static int setup(struct pd_daemon *d)
 	pd_log(d, LOG_NOTICE, "boundary: every send of the cgroup's TCP sockets on a policed port "
 	       "is judged or %s (fail_mode %s); not covered: UDP, Unix sockets%s%s",
 	       d->pol.daemon.fail_open ? "passed and logged" : "refused",
-	       d->pol.daemon.fail_open ? "open" : "closed",
+	       pd_fail_mode_name(d->pol.daemon.fail_open),
 	       strcmp(d->cgroup, mount) ? ", TCP sockets made outside " : "",
 	       strcmp(d->cgroup, mount) ? d->cgroup : "");
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
 	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s, mode %s; "
 	       "compiled in %.1f ms, loaded in %.1f ms, written in %.1f ms", d->config,
 	       d->pol.nservices, d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
-	       d->pol.daemon.keep ? "keep" : "detach", mode_name(d), d->compile_ms,
+	       pd_on_exit_name(d->pol.daemon.keep), mode_name(d), d->compile_ms,
 	       t_write - t_load, t_done - t_write);
 	return 0;
 }
@@ -786,7 +786,7 @@ static void notify_status(const struct pd_daemon *d)
 	sd_notifyf(0, "READY=1\nSTATUS=%s%spolicy generation %llu enforcing, mode %s",
 		   d->last_reload == PD_RELOAD_REFUSED ? "reload refused (see the log); " : "",
 		   d->last_reload == PD_RELOAD_OK ? "reloaded; " : "",
-		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
+		   (unsigned long long)d->generation, pd_mode_name(monitoring(d)));
 }
 
 /* The policed cgroup was removed: say so once, plainly, and stop. */
