@@ -189,11 +189,14 @@ int pd_abort_ready(struct pd_daemon *d);
 bool pd_abort_pass(struct pd_daemon *d);
 void pd_abort_stop(struct pd_daemon *d);
 
-/* instance.c: refuse to start beside an instance on a related cgroup
- * (mount: the cgroup2 mount point), as its pd_instance names it. */
-int pd_instance_check(const struct pd_daemon *d, const char *mount);
+/* instance.c: whether an instance polices a related cgroup (mount: the
+ * cgroup2 mount point). 0, or -EBUSY with why naming it (as its
+ * pd_instance does) and where it is. */
+int pd_instance_check(const struct pd_daemon *d, const char *mount, char *why, size_t cap);
 
-/* adopt.c: put connections open before policyd started under policy. */
-int pd_adopt(struct pd_daemon *d, unsigned *adopted);
+/* adopt.c: put connections open before policyd started under policy.
+ * 0 with their number in *adopted, or -errno with why saying what failed
+ * (to be followed by the errno's text). */
+int pd_adopt(struct pd_daemon *d, unsigned *adopted, char *why, size_t cap);
 
 #endif

@@ -106,7 +106,8 @@ static const struct pd_feature features[] = {
 
 #define NFEATURES (sizeof(features) / sizeof(features[0]))
 
-static int probed;              /* 0: not yet, 1: done, -1: failed */
+static int probed;              /* 0: not yet, 1: done, else the -errno it failed with */
+static char why_not[600];       /* what failed */
 static bool missing[NFEATURES];
 static char sentences[NFEATURES][512];
 
@@ -164,43 +165,42 @@ static int probe_one(const struct pd_feature *f, const struct btf *vmlinux)
 	return !refused_call(log);
 }
 
-int pd_probe(void)
+int pd_probe(const char **why)
 {
 	struct btf *vmlinux;
-	int r;
+	int r = 0;
 
+	*why = why_not;
 	if (probed)
-		return probed < 0 ? -1 : 0;
-	probed = -1;
+		return probed < 0 ? probed : 0;
 	vmlinux = btf__load_vmlinux_btf();      /* NULL without BTF: what needs it is missing */
-	for (size_t i = 0; i < NFEATURES; i++) {
+	for (size_t i = 0; i < NFEATURES && !r; i++) {
 		const struct pd_feature *f = &features[i];
 
 		if (f->program && !pd_probe_loads(f->program))
 			continue;       /* one sentence per program left out */
 		r = probe_one(f, vmlinux);
 		if (r < 0) {
-			fprintf(stderr, "policyd: cannot probe the kernel for %s: %s%s\n", f->what,
-				strerror(-r), r == -EPERM ? " (run as root: loading needs "
-				"CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN)" : "");
-			btf__free(vmlinux);
-			return -1;
+			snprintf(why_not, sizeof(why_not), "cannot probe the kernel for %s", f->what);
+			break;
 		}
-		if (r)
+		if (r) {
+			r = 0;
 			continue;
+		}
 		missing[i] = true;
 		if (!f->program) {
-			fprintf(stderr, "policyd: this kernel lacks %s, which policyd needs\n",
-				f->what);
-			btf__free(vmlinux);
-			return -1;
+			snprintf(why_not, sizeof(why_not), "this kernel lacks %s, which policyd needs",
+				 f->what);
+			r = -EOPNOTSUPP;
+			break;
 		}
 		snprintf(sentences[i], sizeof(sentences[i]), "this kernel lacks %s: %s", f->what,
 			 f->cost);
 	}
 	btf__free(vmlinux);
-	probed = 1;
-	return 0;
+	probed = r ? r : 1;
+	return r;
 }
 
 bool pd_probe_loads(const char *program)
@@ -211,12 +211,13 @@ bool pd_probe_loads(const char *program)
 	return true;
 }
 
-int pd_probe_apply(struct bpf_object *obj)
+int pd_probe_apply(struct bpf_object *obj, const char **why)
 {
 	struct bpf_program *p;
+	int err = pd_probe(why);
 
-	if (pd_probe())
-		return -1;
+	if (err)
+		return err;
 	bpf_object__for_each_program(p, obj)
 		if (!pd_probe_loads(bpf_program__name(p)))
 			bpf_program__set_autoload(p, false);

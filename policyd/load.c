@@ -70,10 +70,9 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 		return -errno;
 	}
 	/* programs whose kernel features are missing stay out of the load */
-	if (pd_probe_apply(s->obj)) {
-		*why = "the kernel lacks a feature policyd needs";
+	if ((err = pd_probe_apply(s->obj, why))) {
 		policyd_bpf__destroy(s);
-		return -EOPNOTSUPP;
+		return err;
 	}
 	/* two slots of states: the daemon fills one while the other
 	 * enforces; each slot's transitions are one map value */

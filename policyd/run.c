@@ -458,15 +458,19 @@ static int open_cgroup(struct pd_daemon *d)
 	return watch_cgroup(d);
 }
 
-/* What this kernel lacks: a feature policyd needs stops setup (said by
- * pd_probe); one it can do without, and a kernel below the floor, are
- * warned of at every start. */
+/* What this kernel lacks: a feature policyd needs stops setup; one it
+ * can do without, and a kernel below the floor, are warned of at every
+ * start. */
 static int probe_kernel(const struct pd_daemon *d)
 {
-	const char *old;
+	const char *old, *why;
+	int err = pd_probe(&why);
 
-	if (pd_probe())
-		return -EOPNOTSUPP;
+	if (err == -EOPNOTSUPP)
+		return fail(err, "%s", why);
+	if (err)
+		return fail(err, "%s: %m%s", why, err == -EPERM ? " (run as root: loading needs "
+			    "CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN)" : "");
 	if ((old = pd_kernel_old()))
 		pd_log(d, LOG_WARNING, "warning: %s", old);
 	for (size_t i = 0; pd_probe_missing(i); i++)
@@ -479,6 +483,7 @@ static int probe_kernel(const struct pd_daemon *d)
  * (d->kept, and its pd_config in *kept). mount: the cgroup2 mount. */
 static int take_pins(struct pd_daemon *d, char *mount, size_t cap, struct pd_config *kept)
 {
+	char why[10000];
 	int err;
 
 	if (ensure_bpffs(d->pin_dir))
@@ -488,8 +493,8 @@ static int take_pins(struct pd_daemon *d, char *mount, size_t cap, struct pd_con
 		return err;
 	if (cgroup2_mount(mount, cap))
 		return fail(-ENOENT, "no cgroup2 file system is mounted (see /proc/mounts)");
-	if (pd_instance_check(d, mount))
-		return -EBUSY;
+	if ((err = pd_instance_check(d, mount, why, sizeof(why))))
+		return fail(err, "%s", why);
 	err = read_kept(d, kept);
 	if (err < 0)
 		return err;
@@ -580,6 +585,7 @@ static int apply_policy(struct pd_daemon *d, const struct pd_policy *p, struct p
  * before, in between, so that none goes unpoliced. */
 static int attach(struct pd_daemon *d, unsigned *adopted)
 {
+	char why[256];
 	int err;
 
 	if (!d->kept && bpf_object__pin_maps(d->l.skel->obj, d->pin_dir))
@@ -592,8 +598,8 @@ static int attach(struct pd_daemon *d, unsigned *adopted)
 		return err;
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
-	if (pd_adopt(d, adopted))
-		return -EIO;
+	if ((err = pd_adopt(d, adopted, why, sizeof(why))))
+		return fail(err, "%s: %m", why);
 	/* then the programs that refuse what cannot be judged: a connection
 	 * open before policyd started is adopted by now */
 	for (int i = PD_CG_SOCKOPS + 1; i < PD_CG_PROGS; i++)
