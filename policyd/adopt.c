@@ -24,11 +24,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-
 #include "daemon.h"
-#include "policyd.skel.h"
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -89,14 +85,12 @@ static int stream_length(int fd, __u64 *len)
 	return 0;
 }
 
-/* A socket that cannot be adopted: -errno (of the call that failed), and
- * why, with what failed. */
-static int cannot_adopt(uint16_t port, const char *what, char *why, size_t cap)
+/* A socket that cannot be adopted: err (the -errno of the call that
+ * failed), and why, with what failed. */
+static int cannot_adopt(int err, uint16_t port, const char *what, char *why, size_t cap)
 {
-	int err = errno ? -errno : -EIO;
-
 	snprintf(why, cap, "cannot adopt a connection to port %u: %s", port, what);
-	return err;
+	return err ? err : -EIO;
 }
 
 /* Adopt one socket (a duplicate fd in our table). 1 adopted, 0 not ours,
@@ -107,8 +101,8 @@ static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
 	socklen_t ll = sizeof(la), rl = sizeof(ra), ol;
 	struct tcp_info ti;
 	struct pd_sock st;
-	int type, proto, svc;
-	uint64_t cookie, fd64;
+	int type, proto, svc, err;
+	uint64_t cookie;
 
 	ol = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) || type != SOCK_STREAM)
@@ -141,30 +135,27 @@ static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
 	/* what it queued before now was not ours to judge; what it queues
 	 * from now on without a verdict (a send already under way) is
 	 * refused by the data plane */
-	if (stream_length(fd, &st.adopted_end)) {
-		return cannot_adopt(port_of(&ra), "its stream's length", why, cap);
-	}
+	if (stream_length(fd, &st.adopted_end))
+		return cannot_adopt(-errno, port_of(&ra), "its stream's length", why, cap);
 	st.flags = PD_SK_UNSYNCED;
-	/* NOEXIST: a socket the sock_ops program already set up keeps its state */
-	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_NOEXIST)) {
-		if (errno == EEXIST)
-			return 0;
-		return cannot_adopt(port_of(&ra), "socket storage", why, cap);
-	}
-	fd64 = (uint64_t)fd;    /* the map's values are 64-bit */
-	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sockets), &cookie, &fd64,
-				BPF_NOEXIST) && errno != EEXIST) {
+	/* a socket the sock_ops program already set up keeps its state */
+	err = pd_bpf_write_sock_state(&d->l, fd, &st, false);
+	if (err == -EEXIST)
+		return 0;
+	if (err)
+		return cannot_adopt(err, port_of(&ra), "socket storage", why, cap);
+	err = pd_bpf_map_socket(&d->l, cookie, fd);
+	if (err && err != -EEXIST) {
 		/* as the sock_ops program does: no byte of it can be judged,
 		 * so the egress program refuses them (fail_mode closed) */
-		int err = errno;
+		int refused = err;
 
 		st.flags = PD_SK_UNMAPPED;
-		st.cause = err == EBUSY ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_ANY)) {
-			return cannot_adopt(port_of(&ra), "socket storage", why, cap);
-		}
+		st.cause = refused == -EBUSY ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
+		if ((err = pd_bpf_write_sock_state(&d->l, fd, &st, true)))
+			return cannot_adopt(err, port_of(&ra), "socket storage", why, cap);
 		pd_log(d, LOG_ERR, "connection %u -> %u NOT policed: the socket map refused it (%s): "
-		       "its bytes are %s", port_of(&la), port_of(&ra), strerror(err),
+		       "its bytes are %s", port_of(&la), port_of(&ra), strerror(-refused),
 		       d->pol.daemon.fail_open ? "passed unjudged (fail_mode open)" :
 		       "refused and the connection aborted (fail_mode closed)");
 		return 0;
