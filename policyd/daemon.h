@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The running daemon: its state, shared by run.c, events.c, sink.c and adopt.c. */
+/* The running daemon: its state, shared by run.c and the files it calls
+ * on (events.c, sink.c, adopt.c, abort.c, privs.c, instance.c). */
 #ifndef POLICYD_DAEMON_H
 #define POLICYD_DAEMON_H
 
@@ -77,7 +78,7 @@ struct pd_daemon {
 	int cg_watch;           /* on its parent directory; -1: none */
 	char cg_name[256];      /* its name there */
 	double cg_checked;      /* when its path was last compared (ms) */
-	/* the programs attached to the policed cgroup (run.c: cg_progs) */
+	/* the programs attached to the policed cgroup (run.c: attach_link) */
 	struct bpf_link *links[PD_CG_PROGS];
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */

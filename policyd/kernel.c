@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * What policyd needs from the running kernel: its release (the floor of
- * the sockmap fixes, kernel.h), and the kernel features policyd uses, one row each: what it is, how to find
- * out whether the running kernel has it, and what the user loses without
- * it. A helper or kfunc is probed by loading a minimal program of the type
+ * the sockmap fixes, kernel.h), and the kernel features policyd uses, one
+ * row each: what it is, how to find out whether the running kernel has
+ * it, and what the user loses without it. A helper or kfunc is probed by loading a minimal program of the type
  * that calls it (with the same attach type and target): the verifier
  * checks that the program type may call it before it checks the
  * arguments, so a refusal that names the call ("unknown func", "program of

@@ -18,8 +18,8 @@
 #include "cli.h"
 #include "policyd.h"
 
-/* How long a reload may take (compiling and writing 10,000 rules takes
- * about 0.5 s). */
+/* How long a reload may take: compiling and writing a policy of the
+ * largest size, on a slow or loaded machine. */
 #define PD_RELOAD_WAIT_MS 60000
 
 static int read_config(int fd, struct pd_config *c)
