@@ -2,9 +2,10 @@
 /*
  * The tables of names (names.c): every value of every enum has a word,
  * word and value map to each other both ways, an unknown word or value
- * is refused, and the parser and dump use the same words.
+ * is refused, and the parser reads each word a policy may give.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,46 +85,37 @@ static int service_with(const char *setting, const char *w, const char *rule,
 	return r;
 }
 
-/* The parser reads each word to its value; dump writes the value as the
- * word. */
+/* The parser reads each word of t, given as the service's setting, to
+ * its value (in the service's field at offset field). */
+static void service_words(const struct pd_names *t, const char *setting, size_t field)
+{
+	struct pd_policy p;
+	char rule[256];
+	unsigned bad = 0;
+
+	for (unsigned v = t->lo; v < t->n; v++) {
+		/* a rule every framing takes */
+		snprintf(rule, sizeof(rule), "{ id = 1; action = \"deny\"; %s = \"/x\"; }",
+			 t == &pd_framings && v == PD_FRAME_HTTP ? "path_contains" : "contains");
+		if (service_with(setting, pd_name(t, v), rule, &p)) {
+			bad++;
+			continue;
+		}
+		bad += *((const uint8_t *)&p.services[0] + field) != v;
+		pd_policy_free(&p);
+	}
+	ok(!bad, "every %s word reads as its value", setting);
+}
+
 static void policy_words(void)
 {
 	struct pd_policy p;
 	char rule[256];
 	unsigned bad = 0;
 
-	for (unsigned v = pd_framings.lo; v < pd_framings.n; v++) {
-		snprintf(rule, sizeof(rule), "{ id = 1; action = \"deny\"; %s = \"/x\"; }",
-			 v == PD_FRAME_HTTP ? "path_contains" : "contains");
-		if (service_with("framing", pd_name(&pd_framings, v), rule, &p)) {
-			bad++;
-			continue;
-		}
-		bad += p.services[0].framing != v;
-		pd_policy_free(&p);
-	}
-	ok(!bad, "every framing word reads as its value");
-	bad = 0;
-	for (unsigned v = pd_directions.lo; v < pd_directions.n; v++) {
-		if (service_with("direction", pd_name(&pd_directions, v), "", &p)) {
-			bad++;
-			continue;
-		}
-		bad += p.services[0].dir != v;
-		pd_policy_free(&p);
-	}
-	ok(!bad, "every direction word reads as its value");
-	bad = 0;
-	for (unsigned v = pd_defaults.lo; v < pd_defaults.n; v++) {
-		if (service_with("default", pd_name(&pd_defaults, v), "", &p)) {
-			bad++;
-			continue;
-		}
-		bad += p.services[0].def != v;
-		pd_policy_free(&p);
-	}
-	ok(!bad, "every default word reads as its value");
-	bad = 0;
+	service_words(&pd_framings, "framing", offsetof(struct pd_service_src, framing));
+	service_words(&pd_directions, "direction", offsetof(struct pd_service_src, dir));
+	service_words(&pd_defaults, "default", offsetof(struct pd_service_src, def));
 	for (unsigned v = pd_rule_actions.lo; v < pd_rule_actions.n; v++) {
 		snprintf(rule, sizeof(rule), "{ id = 1; action = \"%s\"; contains = \"x\";%s }",
 			 pd_name(&pd_rule_actions, v), v == PD_ACT_REDIRECT ? " sink = \"q\";" : "");
