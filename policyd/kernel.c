@@ -3,14 +3,15 @@
  * What policyd needs from the running kernel: its release (the floor of
  * the sockmap fixes, kernel.h), and the kernel features policyd uses, one
  * row each: what it is, how to find out whether the running kernel has
- * it, and what the user loses without it. A helper or kfunc is probed by loading a minimal program of the type
- * that calls it (with the same attach type and target): the verifier
- * checks that the program type may call it before it checks the
- * arguments, so a refusal that names the call ("unknown func", "program of
- * this type cannot use helper", "calling kernel function ... is not
- * allowed") means missing, and any other outcome means present. libbpf's
- * own probe (1.1, Debian 12) knows only the first of those messages, and
- * so takes a helper that 6.12 refuses for present.
+ * it, and what the user loses without it. A helper or kfunc is probed by
+ * loading a minimal program of the type that calls it (with the same
+ * attach type and target): the verifier checks that the program type may
+ * call it before it checks the arguments, so a refusal that names the
+ * call ("unknown func", "program of this type cannot use helper",
+ * "calling kernel function ... is not allowed") means missing, and any
+ * other outcome means present. libbpf's own probe (1.1, Debian 12) knows
+ * only the first of those messages, and so takes a helper that 6.12
+ * refuses for present.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -168,39 +169,35 @@ static int probe_one(const struct pd_feature *f, const struct btf *vmlinux)
 int pd_probe(const char **why)
 {
 	struct btf *vmlinux;
-	int r = 0;
+	int err = 0;
 
 	*why = why_not;
 	if (probed)
 		return probed < 0 ? probed : 0;
 	vmlinux = btf__load_vmlinux_btf();      /* NULL without BTF: what needs it is missing */
-	for (size_t i = 0; i < NFEATURES && !r; i++) {
+	for (size_t i = 0; i < NFEATURES && !err; i++) {
 		const struct pd_feature *f = &features[i];
+		int r;
 
 		if (f->program && !pd_probe_loads(f->program))
 			continue;       /* one sentence per program left out */
 		r = probe_one(f, vmlinux);
 		if (r < 0) {
+			err = r;
 			snprintf(why_not, sizeof(why_not), "cannot probe the kernel for %s", f->what);
-			break;
-		}
-		if (r) {
-			r = 0;
-			continue;
-		}
-		missing[i] = true;
-		if (!f->program) {
+		} else if (!r && !f->program) {
+			err = -EOPNOTSUPP;
 			snprintf(why_not, sizeof(why_not), "this kernel lacks %s, which policyd needs",
 				 f->what);
-			r = -EOPNOTSUPP;
-			break;
+		} else if (!r) {
+			snprintf(sentences[i], sizeof(sentences[i]), "this kernel lacks %s: %s",
+				 f->what, f->cost);
 		}
-		snprintf(sentences[i], sizeof(sentences[i]), "this kernel lacks %s: %s", f->what,
-			 f->cost);
+		missing[i] = !r;
 	}
 	btf__free(vmlinux);
-	probed = r ? r : 1;
-	return r;
+	probed = err ? err : 1;
+	return err;
 }
 
 bool pd_probe_loads(const char *program)
