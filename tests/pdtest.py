@@ -109,6 +109,31 @@ def kernel_log_check():
     return ok(not bad, "the kernel logged no warning while the test ran", lines)
 
 
+def relay(text):
+    """Another TAP producer's output (a C test program's) as this test's
+    checks, numbered on: each of its "ok"/"not ok" lines is a check (a
+    "# TODO" one stays a known failure, not counted), its comments pass
+    through. Returns (the checks it had, the count its plan said, or
+    None)."""
+    global _n, _failed
+    checks, plan = 0, None
+    for line in text.splitlines():
+        m = re.match(r"(not )?ok\b(?: \d+)?(?: - )?(.*)$", line)
+        if m:
+            checks += 1
+            _n += 1
+            if m.group(1) and "# TODO" not in m.group(2):
+                _failed += 1
+            print("%sok %d - %s" % (m.group(1) or "", _n, m.group(2)), flush=True)
+        elif re.match(r"1\.\.(\d+)", line):
+            plan = int(line[3:].split()[0])
+        elif line.startswith("#"):
+            print(line, flush=True)
+        elif line.strip():
+            print("# " + line, flush=True)
+    return checks, plan
+
+
 def done():
     kernel_log_check()
     print("1..%d" % _n, flush=True)
@@ -386,6 +411,15 @@ class Env:
             return p.wait()
 
 
+def output(cmd, timeout=60, **kw):
+    """Run cmd to its end: (exit status, what it wrote on stdout and
+    stderr, as one text without its trailing newlines, as a shell's
+    $(cmd 2>&1) gives it)."""
+    out = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, errors="replace", timeout=slow(timeout), **kw)
+    return out.returncode, out.stdout.rstrip("\n")
+
+
 def wait_until(cond, timeout=10, step=0.05):
     """Call cond() until it returns something true, for at most timeout x
     PD_SLOW seconds: its last result."""
@@ -434,20 +468,22 @@ def free_port(host="127.0.0.1"):
 
 
 class Policyd:
-    """policyd run --foreground, its stderr kept in a file. One that does not
-    start ends the test at once with its log (must_start=False: the test
-    looks at running() itself)."""
+    """policyd run --foreground (binary: another policyd than the build's),
+    its stderr kept in a file, environ added to its environment. One that
+    does not start ends the test at once with its log (must_start=False:
+    the test looks at running() itself)."""
 
-    def __init__(self, env, conf, extra=(), must_start=True):
+    def __init__(self, env, conf, extra=(), must_start=True, environ=None, binary=None):
         self.env = env
         self.log = os.path.join(env.tmp, "policyd.log")
         self.logf = open(self.log, "ab")
         # the log may hold an earlier instance's lines: this one's start
         # is what follows them
         self.base = self.logf.tell()
-        self.p = env.start([POLICYD, "run", "-c", conf, "--cgroup", env.cgroup,
+        self.p = env.start([binary or POLICYD, "run", "-c", conf, "--cgroup", env.cgroup,
                             "--pin-dir", env.pin_dir, "--foreground"] + list(extra),
-                           stdout=self.logf, stderr=self.logf)
+                           stdout=self.logf, stderr=self.logf,
+                           env=dict(os.environ, **environ) if environ else None)
         deadline = time.time() + slow(20)
         while time.time() < deadline and self.p.poll() is None:
             if "started:" in self.own_text():
@@ -497,8 +533,14 @@ class Policyd:
             return f.read()
 
     def lines(self, pattern):
+        """The log's lines (this instance's and those before it in the
+        file) that match pattern, after a moment for the last to come."""
         time.sleep(slow(0.3))
         return [l for l in self.text().splitlines() if re.search(pattern, l)]
+
+    def own_lines(self, pattern):
+        """This instance's log lines that match pattern, now."""
+        return [l for l in self.own_text().splitlines() if re.search(pattern, l)]
 
     def signal(self, sig):
         self.p.send_signal(sig)
