@@ -52,14 +52,17 @@ def status(pid, key):
 
 
 def child(pid, comm):
-    """policyd's child process named comm: its PID, or None."""
-    for c in open("/proc/%d/task/%d/children" % (pid, pid)).read().split():
+    """policyd's child process named comm (pgrep -P PID -x COMM): its PID,
+    or None."""
+    for c in os.listdir("/proc"):
         try:
-            with open("/proc/%s/comm" % c) as f:
-                if f.read().strip() == comm:
-                    return int(c)
+            with open("/proc/%s/stat" % c) as f:
+                st = f.read()
         except OSError:
-            pass
+            continue
+        name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+        if name == comm and int(rest[1]) == pid:
+            return int(c)
     return None
 
 
