@@ -458,6 +458,33 @@ def wait_file(path, pattern, timeout=10):
     return wait_until(lambda: grep(path, pattern), timeout)
 
 
+def children(pid, comm=None):
+    """The PIDs of pid's child processes (named comm, if given), as
+    pgrep -P: by the parent PID in /proc/*/stat."""
+    out = []
+    for c in os.listdir("/proc"):
+        if not c.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % c) as f:
+                st = f.read()
+        except OSError:
+            continue
+        name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+        if int(rest[1]) == pid and comm in (None, name):
+            out.append(int(c))
+    return sorted(out)
+
+
+def proc_state(pid):
+    """A process's state letter (R, S, Z...), "" if there is none."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, TypeError):
+        return ""
+
+
 def free_port(host="127.0.0.1"):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)

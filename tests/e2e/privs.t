@@ -13,8 +13,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import (Env, Policyd, done, fail_now, free_port, is_, kv_policy, ok,  # noqa: E402
-                    output, sendline, slow, wait_port, wait_until)
+from pdtest import (Env, Policyd, children, done, fail_now, free_port, is_, kv_policy,  # noqa: E402
+                    ok, output, proc_state, sendline, slow, wait_port, wait_until)
 
 env = Env("privs")
 port = free_port()
@@ -52,18 +52,9 @@ def status(pid, key):
 
 
 def child(pid, comm):
-    """policyd's child process named comm (pgrep -P PID -x COMM): its PID,
-    or None."""
-    for c in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/stat" % c) as f:
-                st = f.read()
-        except OSError:
-            continue
-        name, rest = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
-        if name == comm and int(rest[1]) == pid:
-            return int(c)
-    return None
+    """policyd's child process named comm: its PID, or None."""
+    c = children(pid, comm)
+    return c[0] if c else None
 
 
 def bpf_fds(pid):
@@ -124,17 +115,8 @@ is_(output(["bpftool", "cgroup", "show", env.cgroup])[1], "", "SIGKILL: nothing 
 is_(sendline(env, port, "SHUTDOWN"), 0, "SIGKILL: nothing policed any more")
 
 
-def state(pid):
-    """The process's state letter, "" if it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, TypeError):
-        return ""
-
-
 for who, pid in (("reaper", reaper), ("aborter", aborter)):
-    st = wait_until(lambda: state(pid) in ("", "Z"), 5) and state(pid)
+    st = wait_until(lambda: proc_state(pid) in ("", "Z"), 5) and proc_state(pid)
     ok(st in ("", "Z"), "the %s exited (a zombie at most, until init reaps it)" % who,
-       "it is still running (%s)" % state(pid))
+       "it is still running (%s)" % proc_state(pid))
 done()
