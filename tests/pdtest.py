@@ -280,6 +280,7 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix="policyd-test-%s." % name)
         os.chmod(self.tmp, 0o755)  # policyd re-reads its policy as an unprivileged user
         self.procs = []
+        self.pids = []          # processes of ours started by others (a shell's &)
         os.mkdir(self.cgroup)
         atexit.register(self.cleanup)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -343,6 +344,11 @@ class Env:
         live = [p for p in self.procs if p.poll() is None]
         for p in live:
             p.terminate()
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         deadline = time.time() + slow(5)
         for p in live:
             try:
