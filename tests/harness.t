@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test harness itself. The kernel log check finds the warnings of a
 # recorded log (the ones of issue 23) and only those after its mark, in
-# the shell harness, in tests/e2e/pdtest.py and in tests/run-test, and
+# the shell harness, in tests/pdtest.py and in tests/run-test, and
 # prints them. run-test ends a file that runs past its time limit (its
 # traps still clean up) and one that leaves a process holding its output,
 # each as a named failure. A policyd that does not start (a kernel that
@@ -47,7 +47,7 @@ EOF
 cat > "$tmp/python.t" <<EOF
 #!/usr/bin/env python3
 import os, sys
-sys.path.insert(0, "$repo/tests/e2e")
+sys.path.insert(0, "$repo/tests")
 from pdtest import done, kernel_log_mark, ok
 kernel_log_mark()
 ok(True, "a check that passes")
@@ -133,7 +133,7 @@ EOF
 cat > "$tmp/start-py.t" <<EOF
 #!/usr/bin/env python3
 import sys
-sys.path.insert(0, "$repo/tests/e2e")
+sys.path.insert(0, "$repo/tests")
 from pdtest import Env, Policyd, done, ok
 env = Env("harness")
 open("$tmp/cgroup", "w").write(env.cgroup)

@@ -56,8 +56,9 @@ diag() {
 	done | sed 's/^/#   /'
 }
 
-# skip_all REASON: the whole file is skipped (a missing tool, not root)
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+# skip_all REASON: the whole file is skipped (a missing tool, not root), with
+# the status of a skip, 77 (tests/run-test)
+skip_all() { echo "1..0 # SKIP $*"; exit 77; }
 
 # skip COUNT REASON: the next COUNT checks are skipped, saying why
 skip() {

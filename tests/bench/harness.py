@@ -27,7 +27,7 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import pdtest                     # noqa: E402  (the end-to-end tests' cgroup and cleanup)
 
 
@@ -62,7 +62,8 @@ class Env(pdtest.Env):
 
     def __init__(self):
         self.stoppers = []
-        super().__init__("bench")
+        super().__init__("bench", host_ns="tests/bench/run.sh runs the bench in a network "
+                         "namespace of its own already, with its sysctls")
         self.others = self.cgroup + "-servers"
         os.mkdir(self.others)
 

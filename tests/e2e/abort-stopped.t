@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pdtest import Env, Policyd, done, fail_now, free_port, is_, ok, slow
 
 N = 5000        # denied connections: above the old map's 4,096

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pdtest import EACCES, Env, Policyd, Recorder, done, free_port, is_, ok, skip, slow
 
 DENIED = 40     # denied connections

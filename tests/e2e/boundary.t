@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pdtest import POLICYD, Env, Policyd, Recorder, done, is_, ok, skip, slow
 
 env = Env("boundary")

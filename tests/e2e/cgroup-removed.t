@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pdtest import (EACCES, POLICYD, Env, Policyd, Recorder, client, cgroup2_mount, done,
                     is_, ok, send, skip, slow)
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pdtest import (EACCES, Env, Policyd, Recorder, client, done, free_port, is_, ok,
                     send, skip, slow, PEER, POLICYD)
 import json

@@ -1,117 +1,130 @@
-#!/usr/bin/env bash
-# Bad input is refused quickly, in bounded memory, and changes nothing:
-# policies far past the compiler's limits (check and a reload, whose
-# memory is given back), a FIFO where the policy file should be (check,
-# dump, run, reload), and run without privilege.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-. tests/lib.sh
-. tests/e2e/env.sh
-[ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups)"
-env_setup limits || skip_all "cannot make a cgroup"
-port=$(free_port)
-python3 -c '
-import socket, sys, threading
-threading.excepthook = lambda a: None if a.exc_type is ConnectionResetError else sys.__excepthook__(a.exc_type, a.exc_value, a.exc_traceback)  # a denied client is reset
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(64)
-def serve(c):
-    while c.recv(65536): pass
-while True:
-    c, _ = ls.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()' "$port" &
-PIDS+=($!)
+#!/usr/bin/env python3
+"""Bad input is refused quickly, in bounded memory, and changes nothing:
+policies far past the compiler's limits (check and a reload, whose
+memory is given back), a FIFO where the policy file should be (check,
+dump, run, reload), and run without privilege."""
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pdtest import (POLICYD, Env, Policyd, Recorder, done, free_port, is_, kv_policy, ok,  # noqa: E402
+                    output, sendline, slow)
+
+env = Env("limits")
+port = free_port()
+server = Recorder(port=port)
+PIN = env.pin_dir
 
 # 5,000 patterns of 1 KiB (5 million trie nodes: past the state limit),
 # and 45,000 short ones, prefix and contains, half of them nocase (past the
 # image's 256 MiB)
-python3 - "$TMP" "$port" <<'EOF'
-import random, sys
-tmp, port = sys.argv[1], int(sys.argv[2])
 r = random.Random(3)
 head = 'version = 1;\nservices = ({ name = "big"; ports = [ %d ]; framing = "line"; rules = (\n' % port
 long = ",\n".join('{ id = %d; action = "deny"; contains = "%s"; }'
                   % (i + 1, "".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(1024)))
                   for i in range(5000))
-open(tmp + "/long.conf", "w").write(head + long + "\n); });\n")
+env.write("long.conf", head + long + "\n); });\n")
 al = "abcdefghijklmnopqrstuvwxyz0123456789_-/.ABCDEFGH"
 mix = ",\n".join('{ id = %d; action = "deny"; %s = "%s"; nocase = %s; }'
                  % (i + 1, r.choice(["contains", "prefix"]),
-                    "".join(r.choice(al) for _ in range(r.randint(8, 16))), r.choice(["true", "false"]))
+                    "".join(r.choice(al) for _ in range(r.randint(8, 16))),
+                    r.choice(["true", "false"]))
                  for i in range(45000))
-open(tmp + "/mix.conf", "w").write(head + mix + "\n); });\n")
-EOF
-chmod 644 "$TMP"/*.conf
-# measure CMD...: "EXIT SECONDS MAXRSS-MIB" of CMD, its stderr in $TMP/err
-measure() {
-	python3 -c '
-import resource, subprocess, sys, time
-t = time.time()
-r = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=open(sys.argv[1], "w"))
-print(r.returncode, "%.1f" % (time.time() - t),
-      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)' "$TMP/err" "$@"
-}
-for p in long mix; do
-	read -r rc secs mib < <(measure "$PD" check -c "$TMP/$p.conf")
-	is "$rc" 1 "check refuses $p.conf"
-	grep -Eq "^$TMP/$p.conf:[0-9]+: .*(past the limit of [0-9]+ states|more than [0-9]+ automaton states|past 256 MiB)" "$TMP/err"
-	ok $? "... with FILE:LINE and the limit: $(head -c 200 "$TMP/err")"
-	ok "$(awk -v s="$secs" -v k="$SLOW" 'BEGIN { print (s < 10 * k) ? 0 : 1 }')" "... in $secs s (< 10 s)"
-	ok $(( mib < 1024 ? 0 : 1 )) "... in $mib MiB at most (< 1 GiB)"
-done
+env.write("mix.conf", head + mix + "\n); });\n")
+for name in ("long.conf", "mix.conf"):
+    os.chmod(os.path.join(env.tmp, name), 0o644)
+
+
+def measure(cmd):
+    """(exit status, seconds, peak RSS in MiB, stderr) of cmd: the rusage
+    of that one process (wait4)."""
+    err = os.path.join(env.tmp, "err")
+    t = time.time()
+    with open(err, "w") as f:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f)
+        _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    with open(err) as f:
+        return p.returncode, time.time() - t, ru.ru_maxrss // 1024, f.read()
+
+
+for name in ("long", "mix"):
+    path = os.path.join(env.tmp, name + ".conf")
+    rc, secs, mib, err = measure([POLICYD, "check", "-c", path])
+    is_(rc, 1, "check refuses %s.conf" % name)
+    ok(re.search(r"(?m)^%s:[0-9]+: .*(past the limit of [0-9]+ states|more than [0-9]+ automaton "
+                 r"states|past 256 MiB)" % re.escape(path), err),
+       "... with FILE:LINE and the limit: %s" % err[:200].rstrip("\n"))
+    ok(secs < slow(10), "... in %.1f s (< 10 s)" % secs)
+    ok(mib < 1024, "... in %d MiB at most (< 1 GiB)" % mib)
 
 # a reload of such a policy is refused, and the memory given back
-kv_policy "$TMP/p.conf" 100 "" FLUSHALL
-chmod 644 "$TMP/p.conf"
-start_policyd "$TMP/p.conf"; ok $? "policyd runs a small policy"
-rss() { awk '/^VmRSS:/ { print int($2 / 1024) }' "/proc/$PDPID/status"; }
-before=$(rss)
-for p in long mix; do
-	cp "$TMP/$p.conf" "$TMP/p.conf"
-	n=$(grep -c 'reload refused' "$TMP/policyd.log")
-	kill -HUP "$PDPID"
-	for _ in $(seq $((300 * SLOW))); do
-		[ "$(grep -c 'reload refused' "$TMP/policyd.log")" -gt "$n" ] && break
-		sleep 0.1
-	done
-	grep -q "reload refused: $TMP/p.conf is invalid; policy generation 1 keeps enforcing" "$TMP/policyd.log"
-	ok $? "a reload of $p.conf is refused"
-	peak=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$PDPID/status")
-	after=$(rss)
-	ok $(( peak < 1024 && after < before + 16 ? 0 : 1 )) \
-		"... RSS $before MiB before, $after MiB after (peak $peak MiB): given back"
-done
-is "$(sendline FLUSHALL)" 13 "policy 1 keeps enforcing"
+p = env.write("p.conf", kv_policy(port, 100, "", "FLUSHALL"))
+os.chmod(p, 0o644)
+pd = Policyd(env, p)
+ok(pd.running(), "policyd runs a small policy")
+
+
+def vm(key):
+    """A VmRSS/VmHWM line of policyd's status, in MiB."""
+    with open("/proc/%d/status" % pd.pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) // 1024
+    return None
+
+
+before = vm("VmRSS")
+for name in ("long", "mix"):
+    shutil.copy(os.path.join(env.tmp, name + ".conf"), p)
+    line = pd.reload(timeout=30) or ""
+    ok("reload refused: %s is invalid; policy generation 1 keeps enforcing" % p in line,
+       "a reload of %s.conf is refused" % name, line)
+    peak, after = vm("VmHWM"), vm("VmRSS")
+    ok(peak < 1024 and after < before + 16,
+       "... RSS %d MiB before, %d MiB after (peak %d MiB): given back" % (before, after, peak))
+is_(sendline(env, port, "FLUSHALL"), 13, "policy 1 keeps enforcing")
+
+
+def bounded(cmd):
+    """(status, output) of cmd given 5 s x PD_SLOW, as timeout(1): 124 if it
+    ran past them."""
+    try:
+        return output(cmd, timeout=5)
+    except subprocess.TimeoutExpired:
+        return 124, ""
+
 
 # a FIFO instead of the policy file: refused at once, nothing waits on it
-mkfifo "$TMP/fifo"
-for cmd in check dump; do
-	out=$(timeout $((5 * SLOW)) "$PD" "$cmd" -c "$TMP/fifo" 2>&1); rc=$?
-	is "$rc" 1 "$cmd -c FIFO: exit 1, not a hang"
-	is "$out" "$TMP/fifo: not a regular file (a FIFO): a policy is read from a file" "... saying why"
-done
-out=$(timeout $((5 * SLOW)) "$PD" run -c "$TMP/fifo" --cgroup "$CG" --pin-dir "$PIN.x" 2>&1); rc=$?
-is "$rc" 1 "run -c FIFO: exit 1 ($out)"
-rm "$TMP/p.conf"; mkfifo "$TMP/p.conf"
-n=$(grep -c 'reload refused' "$TMP/policyd.log")
-kill -HUP "$PDPID"
-for _ in $(seq $((50 * SLOW))); do
-	[ "$(grep -c 'reload refused' "$TMP/policyd.log")" -gt "$n" ] && break
-	sleep 0.1
-done
-grep -q "$TMP/p.conf: not a regular file (a FIFO): a policy is read from a file" "$TMP/policyd.log"
-ok $? "a reload with a FIFO as the policy file is refused" || tail -3 "$TMP/policyd.log" | sed 's/^/# /'
-is "$(sendline FLUSHALL)" 13 "... and the daemon goes on (FLUSHALL denied)"
-stop_policyd; is $? 0 "SIGTERM: exit 0"
+fifo = os.path.join(env.tmp, "fifo")
+os.mkfifo(fifo)
+for cmd in ("check", "dump"):
+    rc, out = bounded([POLICYD, cmd, "-c", fifo])
+    is_(rc, 1, "%s -c FIFO: exit 1, not a hang" % cmd)
+    is_(out, "%s: not a regular file (a FIFO): a policy is read from a file" % fifo,
+        "... saying why")
+rc, out = bounded([POLICYD, "run", "-c", fifo, "--cgroup", env.cgroup, "--pin-dir", PIN + ".x"])
+is_(rc, 1, "run -c FIFO: exit 1 (%s)" % out)
+os.unlink(p)
+os.mkfifo(p)
+pd.reload(timeout=5)
+ok(pd.own_lines(re.escape("%s: not a regular file (a FIFO): a policy is read from a file" % p)),
+   "a reload with a FIFO as the policy file is refused", "\n".join(pd.own_text().splitlines()[-3:]))
+is_(sendline(env, port, "FLUSHALL"), 13, "... and the daemon goes on (FLUSHALL denied)")
+is_(pd.stop(), 0, "SIGTERM: exit 0")
 
 # run without privilege: the capabilities it lacks, not a missing feature
-kv_policy "$TMP/q.conf" 100 "" FLUSHALL
-chmod 644 "$TMP/q.conf"
-out=$(setpriv --reuid nobody --regid nogroup --clear-groups "$PD" run -c "$TMP/q.conf" \
-	--cgroup "$CG" --pin-dir "$PIN.y" 2>&1); rc=$?
-is "$rc" 3 "run as nobody: exit 3"
-case $out in
-*"lacks CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID"*"start it as root") ok 0 "... naming the capabilities it lacks";;
-*) ok 1 "... naming the capabilities it lacks: $out";;
-esac
-[ ! -e "$PIN.y" ]; ok $? "... and nothing pinned"
-done_testing
+q = env.write("q.conf", kv_policy(port, 100, "", "FLUSHALL"))
+os.chmod(q, 0o644)
+rc, out = output(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", POLICYD,
+                  "run", "-c", q, "--cgroup", env.cgroup, "--pin-dir", PIN + ".y"])
+is_(rc, 3, "run as nobody: exit 3")
+ok(re.search(r"lacks CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID.*start it as root$",
+             out, re.S), "... naming the capabilities it lacks", out)
+ok(not os.path.exists(PIN + ".y"), "... and nothing pinned")
+done()

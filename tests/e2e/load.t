@@ -1,11 +1,26 @@
-#!/usr/bin/env bash
-# The BPF programs load on this kernel with maps sized from real policies
-# (the example profiles and 10,000 patterns), and images land in the maps.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-. tests/lib.sh
-[ "$(id -u)" = 0 ] || skip_all "needs root to load BPF programs"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-tests/gen-patterns.py "$tmp/big.conf" 10000 3
-exec "$O/tests/e2e_load_image" policy-examples/*.conf "$tmp/big.conf"
+#!/usr/bin/env python3
+"""The BPF programs load on this kernel with maps sized from real policies
+(the example profiles and 10,000 patterns), and images land in the maps
+(tests/e2e/load_image.c: its checks are this file's)."""
+import glob
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pdtest import BUILD, ROOT, Env, done, is_, ok, relay, slow  # noqa: E402
+
+env = Env("load")
+big = os.path.join(env.tmp, "big.conf")
+gen = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "gen-patterns.py"), big,
+                      "10000", "3"], capture_output=True, text=True)
+ok(gen.returncode == 0, "tests/gen-patterns.py writes 10,000 patterns", gen.stderr)
+confs = sorted(glob.glob(os.path.join(ROOT, "policy-examples", "*.conf"))) + [big]
+out = subprocess.run([os.path.join(BUILD, "tests", "e2e_load_image")] + confs,
+                     capture_output=True, text=True, timeout=slow(600))
+checks, plan = relay(out.stdout)
+for line in out.stderr.splitlines()[-20:]:
+    print("# " + line, flush=True)
+is_(out.returncode, 0, "e2e_load_image: exit 0")
+ok(checks > 0 and plan == checks, "... its %d checks all ran (its plan: %s)" % (checks, plan))
+done()

@@ -1,83 +1,122 @@
-#!/usr/bin/env bash
-# After setup policyd runs as an unprivileged user with no capabilities and
-# no_new_privs, and still enforces and reloads; its reaper keeps uid 0 but
-# no capability; its aborter runs as the same user with CAP_NET_ADMIN alone
-# (tests/e2e/abort.t: what it does); a SIGKILLed daemon still ends up
-# detached (on_exit detach), and its aborter ends with it.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-. tests/lib.sh
-. tests/e2e/env.sh
-[ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups)"
-env_setup privs || skip_all "cannot make a cgroup"
+#!/usr/bin/env python3
+"""After setup policyd runs as an unprivileged user with no capabilities and
+no_new_privs, and still enforces and reloads; its reaper keeps uid 0 but
+no capability; its aborter runs as the same user with CAP_NET_ADMIN alone
+(tests/e2e/abort.t: what it does); a SIGKILLed daemon still ends up
+detached (on_exit detach), and its aborter ends with it."""
+import os
+import pwd
+import re
+import socket
+import sys
+import threading
+import time
 
-port=$(free_port)
-python3 -c '
-import socket, sys
-ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1]))); ls.listen(64)
-while True:
-    c, _ = ls.accept(); c.close()' "$port" >"$TMP/server.log" 2>&1 &
-PIDS+=($!)
-wait_port "$port" || fail_now "the test's server listens on 127.0.0.1:$port"
-pol() {
-	printf 'version = 1;\nservices = ( { name = "kv"; ports = [ %s ]; framing = "line"; rules = (\n  { id = 1; action = "deny"; contains = "%s"; } ); } );\n' "$port" "$1" > "$TMP/p.conf"
-}
-status() { awk -v k="$2:" '$1 == k { $1 = ""; sub(/^ /, ""); print }' "/proc/$1/status"; }
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pdtest import (Env, Policyd, children, done, fail_now, free_port, is_, kv_policy,  # noqa: E402
+                    ok, output, proc_state, sendline, slow, wait_port, wait_until)
 
-pol FLUSHALL
-start_policyd "$TMP/p.conf"; ok $? "policyd runs"
-grep -q 'running as nobody (uid [1-9][0-9]*, gid [1-9][0-9]*), no capabilities' "$TMP/policyd.log"
-ok $? "it says it runs as nobody"
-uids=$(status "$PDPID" Uid); gids=$(status "$PDPID" Gid)
-nobody=$(id -u nobody); nogroup=$(id -g nobody)
-is "$uids" "$nobody $nobody $nobody $nobody" "real, effective, saved and fs uid are nobody's"
-is "$gids" "$nogroup $nogroup $nogroup $nogroup" "every gid is nobody's"
-is "$(status "$PDPID" Groups)" "" "no supplementary groups"
-for c in CapInh CapPrm CapEff CapAmb; do
-	is "$(status "$PDPID" $c)" "0000000000000000" "$c is empty"
-done
-is "$(status "$PDPID" NoNewPrivs)" "1" "NoNewPrivs: 1"
-reaper=$(pgrep -P "$PDPID" -x policyd-reaper)
-ok $? "the reaper is policyd's child"
-is "$(status "$reaper" CapEff)" "0000000000000000" "the reaper has no capability"
-is "$(status "$reaper" NoNewPrivs)" "1" "the reaper has NoNewPrivs: 1"
-n=$(ls -l "/proc/$reaper/fd" | grep -c 'anon_inode:bpf')
-is "$n" "0" "the reaper holds no BPF object"
+env = Env("privs")
+port = free_port()
 
-aborter=$(pgrep -P "$PDPID" -x policyd-abort)
-ok $? "the aborter is policyd's child"
-is "$(status "$aborter" Uid)" "$nobody $nobody $nobody $nobody" "the aborter's uids are nobody's"
-is "$(status "$aborter" Gid)" "$nogroup $nogroup $nogroup $nogroup" "... and its gids"
-is "$(status "$aborter" Groups)" "" "... no supplementary groups"
+# a server that takes each connection and closes it
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", port))
+ls.listen(64)
+
+
+def serve():
+    while True:
+        c, _ = ls.accept()
+        c.close()
+
+
+threading.Thread(target=serve, daemon=True).start()
+if not wait_port(port):
+    fail_now("the test's server listens on 127.0.0.1:%d" % port)
+
+
+def pol(word):
+    return env.write("p.conf", kv_policy(port, 1, "", word))
+
+
+def status(pid, key):
+    """A field of /proc/PID/status, its tabs as single spaces."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k == key:
+                return " ".join(v.split())
+    return None
+
+
+def child(pid, comm):
+    """policyd's child process named comm: its PID, or None."""
+    c = children(pid, comm)
+    return c[0] if c else None
+
+
+def bpf_fds(pid):
+    """How many BPF objects (maps, programs, links) the process holds."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("anon_inode:bpf")
+        except OSError:
+            pass
+    return n
+
+
+pd = Policyd(env, pol("FLUSHALL"))
+ok(pd.running(), "policyd runs")
+ok(pd.own_lines(r"running as nobody \(uid [1-9][0-9]*, gid [1-9][0-9]*\), no capabilities"),
+   "it says it runs as nobody")
+nb = pwd.getpwnam("nobody")
+nobody, nogroup = str(nb.pw_uid), str(nb.pw_gid)
+is_(status(pd.pid, "Uid"), " ".join([nobody] * 4), "real, effective, saved and fs uid are nobody's")
+is_(status(pd.pid, "Gid"), " ".join([nogroup] * 4), "every gid is nobody's")
+is_(status(pd.pid, "Groups"), "", "no supplementary groups")
+for c in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+    is_(status(pd.pid, c), "0000000000000000", "%s is empty" % c)
+is_(status(pd.pid, "NoNewPrivs"), "1", "NoNewPrivs: 1")
+reaper = child(pd.pid, "policyd-reaper")
+ok(reaper, "the reaper is policyd's child")
+is_(reaper and status(reaper, "CapEff"), "0000000000000000", "the reaper has no capability")
+is_(reaper and status(reaper, "NoNewPrivs"), "1", "the reaper has NoNewPrivs: 1")
+is_(reaper and bpf_fds(reaper), 0, "the reaper holds no BPF object")
+
+aborter = child(pd.pid, "policyd-abort")
+ok(aborter, "the aborter is policyd's child")
+is_(aborter and status(aborter, "Uid"), " ".join([nobody] * 4), "the aborter's uids are nobody's")
+is_(aborter and status(aborter, "Gid"), " ".join([nogroup] * 4), "... and its gids")
+is_(aborter and status(aborter, "Groups"), "", "... no supplementary groups")
 # CAP_NET_ADMIN is capability 12
-for c in CapPrm CapEff CapBnd; do
-	is "$(status "$aborter" $c)" "0000000000001000" "the aborter's $c is CAP_NET_ADMIN alone"
-done
-for c in CapInh CapAmb; do
-	is "$(status "$aborter" $c)" "0000000000000000" "the aborter's $c is empty"
-done
-is "$(status "$aborter" NoNewPrivs)" "1" "the aborter has NoNewPrivs: 1"
-n=$(ls -l "/proc/$aborter/fd" | grep -c 'anon_inode:bpf')
-is "$n" "0" "the aborter holds no BPF object"
+for c in ("CapPrm", "CapEff", "CapBnd"):
+    is_(aborter and status(aborter, c), "0000000000001000",
+        "the aborter's %s is CAP_NET_ADMIN alone" % c)
+for c in ("CapInh", "CapAmb"):
+    is_(aborter and status(aborter, c), "0000000000000000", "the aborter's %s is empty" % c)
+is_(aborter and status(aborter, "NoNewPrivs"), "1", "the aborter has NoNewPrivs: 1")
+is_(aborter and bpf_fds(aborter), 0, "the aborter holds no BPF object")
 
-is "$(sendline FLUSHALL)" 13 "enforcement works after the drop (EACCES)"
-is "$(sendline SHUTDOWN)" 0 "SHUTDOWN passes under policy 1"
-pol SHUTDOWN
-kill -HUP "$PDPID"
-wait_for 10 grep -q 'reloaded: .* generation 2' "$TMP/policyd.log"; ok $? "SIGHUP reload works unprivileged"
-is "$(sendline SHUTDOWN)" 13 "the new rule enforces"
-is "$(sendline FLUSHALL)" 0 "the old rule is gone"
+is_(sendline(env, port, "FLUSHALL"), 13, "enforcement works after the drop (EACCES)")
+is_(sendline(env, port, "SHUTDOWN"), 0, "SHUTDOWN passes under policy 1")
+pol("SHUTDOWN")
+ok(re.search(r"reloaded: .* generation 2", pd.reload() or ""), "SIGHUP reload works unprivileged")
+is_(sendline(env, port, "SHUTDOWN"), 13, "the new rule enforces")
+is_(sendline(env, port, "FLUSHALL"), 0, "the old rule is gone")
 
-kill -KILL "$PDPID"; wait "$PDPID" 2>/dev/null
-for _ in $(seq 50); do [ -e "$PIN" ] || break; sleep 0.1; done
-[ ! -e "$PIN" ]; ok $? "SIGKILL: the reaper removed the pins (on_exit detach)"
-sleep 0.3
-is "$(bpftool cgroup show "$CG")" "" "SIGKILL: nothing attached to the cgroup"
-is "$(sendline SHUTDOWN)" 0 "SIGKILL: nothing policed any more"
-for who in reaper aborter; do
-	st=$(ps -o stat= -p "${!who}")
-	case $st in ''|Z*) ok 0 "the $who exited (a zombie at most, until init reaps it)";;
-	*) ok 1 "the $who exited: it is still running ($st)";; esac
-done
-done_testing
+pd.kill()
+ok(wait_until(lambda: not os.path.exists(env.pin_dir), 5),
+   "SIGKILL: the reaper removed the pins (on_exit detach)")
+time.sleep(slow(0.3))
+is_(output(["bpftool", "cgroup", "show", env.cgroup])[1], "", "SIGKILL: nothing attached to the cgroup")
+is_(sendline(env, port, "SHUTDOWN"), 0, "SIGKILL: nothing policed any more")
+
+
+for who, pid in (("reaper", reaper), ("aborter", aborter)):
+    st = wait_until(lambda: proc_state(pid) in ("", "Z"), 5) and proc_state(pid)
+    ok(st in ("", "Z"), "the %s exited (a zombie at most, until init reaps it)" % who,
+       "it is still running (%s)" % proc_state(pid))
+done()

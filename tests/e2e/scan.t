@@ -21,7 +21,7 @@
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pdtest import EACCES, Env, Policyd, Recorder, client, done, is_, ok, send
 
 env = Env("scan")
