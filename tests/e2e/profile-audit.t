@@ -12,7 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from pdtest import (POLICYD, ROOT, Env, Policyd, done, free_port, grep, is_, ok,  # noqa: E402
-                    redis_cli, request, skip_all, start_nginx, start_redis, wait_until)
+                    redis_cli, request, skip_all, start_nginx, start_redis)
+from servers import log_lines  # noqa: E402
 
 os.chdir(ROOT)
 if not all(shutil.which(t) for t in ("redis-server", "nginx", "curl")):
@@ -65,7 +66,7 @@ is_(curl("-X", "TRACE", "http://127.0.0.1:%d/" % hport), "405",
     "TRACE reaches nginx (it would be refused by http-client.conf), which answers 405")
 is_(curl("http://127.0.0.1:%d/" % hport), "200", "GET /")
 AUDIT = r"^policyd: audit "
-wait_until(lambda: len(grep(pd.log, AUDIT)) >= 2, 2)
+log_lines(pd, AUDIT, 2)
 ok(grep(pd.log, r'^policyd: audit rule=1100 service=redis .* '
                 r'excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n" instance=[^ ]+$'),
    "FLUSHALL is logged as audit rule=1100 (redis.conf's rule 100)")

@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from pdtest import (ROOT, Env, Policyd, done, free_port, grep, is_, ok, redis_cli,  # noqa: E402
-                    skip_all, start_redis, wait_until)
+                    skip_all, start_redis)
+from servers import log_lines  # noqa: E402
 
 os.chdir(ROOT)
 if not shutil.which("redis-server"):
@@ -47,8 +48,7 @@ p = env.run(["redis-cli", "-p", str(port)], inside=True, input="PING\nflushall\n
 is_(redis_cli(env, port, "DBSIZE"), "4", "the data survived every attempt (%s)"
     % (p.stdout + p.stderr).strip().replace("\n", " "))
 is_(redis_cli(env, port, "GET", "k"), "v", "GET outside the cgroup sees the key")
-wait_until(lambda: len(grep(pd.log, r"^policyd: deny rule=")) >= 12, 2)
-denies = len(grep(pd.log, r"^policyd: deny rule="))
+denies = len(log_lines(pd, r"^policyd: deny rule=", 12))
 ok(denies >= 12, "a deny line per refused command (%d)" % denies)
 ok(grep(pd.log, r'^policyd: deny rule=100 service=redis pid=[0-9]+ comm=redis-cli uid=0 '
                 r'src=127\.0\.0\.1:[0-9]+ dst=127\.0\.0\.1:%d len=18 '
