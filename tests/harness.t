@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
 # The test harness itself. The kernel log check finds the warnings of a
 # recorded log (the ones of issue 23) and only those after its mark, in
-# the Python harness, in the shell harness (tests/lib.sh, while tests still
-# use it) and in tests/run-test, and prints them. run-test ends a file that
-# runs past its time limit (its traps still clean up) and one that leaves
-# a process holding its output, each as a named failure. A policyd that
-# does not start (a kernel that refuses the program, simulated by a PD
-# that exits 3) ends an end-to-end test at once, in both harnesses, with
-# policyd's log, and the test's cgroup is removed. Recorded logs are fed
-# through PD_KMSG: nothing is ever written to the kernel's log.
+# the harness (tests/pdtest.py) and in tests/run-test, and prints them.
+# run-test ends a file that runs past its time limit (its traps still
+# clean up) and one that leaves a process holding its output, each as a
+# named failure. A policyd that does not start (a kernel that refuses the
+# program, simulated by a PD that exits 3) ends an end-to-end test at
+# once, with policyd's log, and the test's cgroup is removed. Recorded
+# logs are fed through PD_KMSG: nothing is ever written to the kernel's log.
 import atexit
 import os
 import re
@@ -80,9 +79,8 @@ is_((st, out), (0, ""), "benign lines and continuation records after the mark pa
 is_(run(KMSG + ["check", "119"], PD_KMSG=clean)[0], 1,
     "a WARNING: line just after the mark is found (the boot-time one, before the mark, is not)")
 
-# ---- the check inside each harness, with the log growing during the test
-tests = {
-    "python": write("python.t", """#!/usr/bin/env python3
+# ---- the check inside the harness, with the log growing during the test
+python_t = write("python.t", """#!/usr/bin/env python3
 import os, sys
 sys.path.insert(0, %r)
 from pdtest import done, kernel_log_mark, ok
@@ -92,32 +90,21 @@ if os.environ.get("APPEND"):
     with open(os.environ["PD_KMSG"], "a") as f, open(os.environ["APPEND"]) as g:
         f.write(g.read())
 done()
-""" % HARNESS, 0o755),
-    # the shell harness, while tests still use it
-    "shell": write("shell.t", """#!/usr/bin/env bash
-cd %s || exit 1
-. tests/lib.sh
-kernel_log_mark
-ok 0 "a check that passes"
-[ -z "${APPEND:-}" ] || cat "$APPEND" >> "$PD_KMSG"
-done_testing
-""" % ROOT, 0o755),
-}
+""" % HARNESS, 0o755)
 kmsg = os.path.join(tmp, "kmsg")
-for h in ("python", "shell"):
-    shutil.copy(clean, kmsg)
-    st, out, err, _ = run([tests[h]], PD_KMSG=kmsg, APPEND=later)
-    is_(st, 1, "%s harness: a warning logged during the test fails it" % h)
-    ok(has_line(out, "not ok 2 - the kernel logged no warning while the test ran"),
-       "... as a check of its own", out)
-    ok(has_line(out, "#   kernel log #1903: refcount_t: addition on 0; use-after-free."),
-       "... printing the line in the test's output", out)
-    ok("kernel log #1920: refcount_t: underflow; use-after-free." in err,
-       "... and on stderr (seen without prove -v)", err)
-    shutil.copy(clean, kmsg)
-    st, out, err, _ = run([tests[h]], PD_KMSG=kmsg)
-    is_(st, 0, "%s harness: a test during which nothing bad was logged passes" % h) or \
-        print("#   " + (out + err).replace("\n", "\n#   "))
+shutil.copy(clean, kmsg)
+st, out, err, _ = run([python_t], PD_KMSG=kmsg, APPEND=later)
+is_(st, 1, "python harness: a warning logged during the test fails it")
+ok(has_line(out, "not ok 2 - the kernel logged no warning while the test ran"),
+   "... as a check of its own", out)
+ok(has_line(out, "#   kernel log #1903: refcount_t: addition on 0; use-after-free."),
+   "... printing the line in the test's output", out)
+ok("kernel log #1920: refcount_t: underflow; use-after-free." in err,
+   "... and on stderr (seen without prove -v)", err)
+shutil.copy(clean, kmsg)
+st, out, err, _ = run([python_t], PD_KMSG=kmsg)
+is_(st, 0, "python harness: a test during which nothing bad was logged passes") or \
+    print("#   " + (out + err).replace("\n", "\n#   "))
 
 # ---- tests/run-test
 RUN = ["tests/run-test"]
@@ -161,13 +148,12 @@ ok(has_line(out, "# kernel log #1904: WARNING: CPU: 1 PID: 48213 at lib/refcount
 
 # ---- a policyd that does not start ends the test at once, with its log
 if os.geteuid() != 0:
-    skip(10, "needs root (cgroups)")
+    skip(5, "needs root (cgroups)")
     done()
 refuse = write("refuse", '#!/bin/sh\necho "policyd: the kernel refused the BPF program: '
                'Invalid argument (simulated)" >&2\nexit 3\n', 0o755)
 cgfile = os.path.join(tmp, "cgroup")
-starts = {
-    "start-py": write("start-py.t", """#!/usr/bin/env python3
+start_t = write("start-py.t", """#!/usr/bin/env python3
 import sys
 sys.path.insert(0, %r)
 from pdtest import Env, Policyd, done, ok
@@ -177,27 +163,13 @@ pd = Policyd(env, env.write("p.conf", "version = 1;\\nservices = ( );\\n"))
 ok(pd.running(), "policyd runs")
 ok(True, "the test went on")
 done()
-""" % (HARNESS, cgfile), 0o755),
-    # the shell harness, while tests still use it
-    "start": write("start.t", """#!/usr/bin/env bash
-cd %s || exit 1
-. tests/lib.sh
-. tests/e2e/env.sh
-env_setup harness || exit 1
-echo "$CG" > %s
-printf 'version = 1;\\nservices = ( );\\n' > "$TMP/p.conf"
-start_policyd "$TMP/p.conf"; ok $? "policyd runs"
-ok 0 "the test went on"
-done_testing
-""" % (ROOT, cgfile), 0o755),
-}
-for t in ("start-py", "start"):
-    st, out, _, secs = run([starts[t]], PD=refuse)
-    is_(st, 1, "%s.t: a policyd that exits 3 at start fails the test" % t)
-    ok(re.search(r"^not ok 1 - policyd starts \(it exited with status 3; its log:\)$", out, re.M),
-       "... at once, saying so (%d s)" % secs, out)
-    ok(re.search(r"^#   policyd: the kernel refused the BPF program: Invalid argument \(simulated\)$",
-                 out, re.M), "... with policyd's log", out)
-    ok("the test went on" not in out, "... and nothing after it runs")
-    ok(not os.path.exists(read(cgfile).strip()), "... and its cgroup is removed")
+""" % (HARNESS, cgfile), 0o755)
+st, out, _, secs = run([start_t], PD=refuse)
+is_(st, 1, "start-py.t: a policyd that exits 3 at start fails the test")
+ok(re.search(r"^not ok 1 - policyd starts \(it exited with status 3; its log:\)$", out, re.M),
+   "... at once, saying so (%d s)" % secs, out)
+ok(re.search(r"^#   policyd: the kernel refused the BPF program: Invalid argument \(simulated\)$",
+             out, re.M), "... with policyd's log", out)
+ok("the test went on" not in out, "... and nothing after it runs")
+ok(not os.path.exists(read(cgfile).strip()), "... and its cgroup is removed")
 done()
