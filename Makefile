@@ -52,7 +52,8 @@ ALL_CFLAGS := $(CPPFLAGS) $(CFLAGS) $(WARN) -std=gnu11 -D_GNU_SOURCE -I include 
 LDLIBS := -lconfig -lbpf -lcap -lelf -lz -lsystemd -lpthread
 
 ABI := include/policyd.h $(wildcard bpf/*.h)
-CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c policyd/judge.c
+CORE_SRC := policyd/parse.c policyd/compile.c policyd/dump.c policyd/lint.c policyd/judge.c \
+	policyd/names.c
 DAEMON_SRC := policyd/main.c policyd/run.c policyd/load.c policyd/events.c policyd/adopt.c \
 	policyd/stats.c policyd/privs.c policyd/abort.c policyd/instance.c policyd/log.c \
 	policyd/reload.c policyd/kernel.c policyd/test.c policyd/build.c policyd/escape.c policyd/sink.c

@@ -109,6 +109,7 @@ enum pd_action {
 	PD_ACT_ALLOW = 2,     /* pass, unless a deny or redirect also matched */
 	PD_ACT_REDIRECT = 3,  /* divert the message to a sink */
 	PD_ACT_DENY = 4,      /* drop: the sender's send() fails with EACCES */
+	PD_ACT_MAX,           /* the count, for tables of names */
 };
 
 /* A service's verdict when no allow/deny/redirect rule matched. */
@@ -116,6 +117,7 @@ enum pd_default {
 	PD_DEF_ALLOW = 0,
 	PD_DEF_DENY = 1,
 	PD_DEF_AUDIT = 2,     /* pass and log */
+	PD_DEF_MAX,
 };
 
 /* Where one message ends. */
@@ -125,6 +127,7 @@ enum pd_framing {
 	PD_FRAME_RESP = 2,    /* one Redis command: a RESP array or an inline line */
 	PD_FRAME_MEMCACHE = 3,/* one memcached text-protocol command (and its data) */
 	PD_FRAME_HTTP = 4,    /* one HTTP/1.x request: head and body */
+	PD_FRAME_MAX,
 };
 
 /* What the data plane does with a deny or a redirect (pd_config.mode). */
@@ -132,6 +135,7 @@ enum pd_mode {
 	PD_MODE_ENFORCE = 0,  /* drop, divert and abort */
 	PD_MODE_MONITOR = 1,  /* pass everything; log and count what would have been
 	                       * denied or diverted (pd_event.monitor, would_*) */
+	PD_MODE_MAX,
 };
 
 /* How the daemon's last SIGHUP ended (pd_config.last_reload). */
@@ -139,6 +143,7 @@ enum pd_reload {
 	PD_RELOAD_NONE = 0,   /* no reload since the daemon started */
 	PD_RELOAD_OK = 1,
 	PD_RELOAD_REFUSED = 2,/* invalid or too big: the running policy stayed */
+	PD_RELOAD_MAX,
 };
 
 /* Whether a framing is a protocol's: messages are parsed, and the
@@ -371,6 +376,7 @@ enum pd_verdict {
 	PD_V_REFUSE = 4,        /* could not be judged: refused (fail_mode closed);
 	                         * pd_event.cause says why */
 	PD_V_UNJUDGED = 5,      /* could not be judged: passed (fail_mode open) */
+	PD_V_MAX,
 };
 
 /* pd_events (RINGBUF): one record per logged verdict. */

@@ -403,7 +403,6 @@ int pd_abort_ready(struct pd_daemon *d)
  * is gone; one that could not be aborted stays, to be named again. */
 static void answers(struct pd_daemon *d)
 {
-	int map = bpf_map__fd(d->l.skel->maps.pd_doomed);
 	struct pd_abort_ans a[PD_ABORT_BATCH];
 	char src[64], dst[64];
 
@@ -421,7 +420,7 @@ static void answers(struct pd_daemon *d)
 		}
 		for (size_t i = 0; i < (size_t)n / sizeof(a[0]); i++) {
 			if (!a[i].err || a[i].err == -ENOENT) {
-				bpf_map_delete_elem(map, &a[i].q.cookie);
+				pd_bpf_doomed_forget(&d->l, a[i].q.cookie);
 				continue;
 			}
 			if (!pd_log_may(d, "abort"))
@@ -455,7 +454,6 @@ static int ask(struct pd_daemon *d, const struct pd_abort_req *q, size_t n, bool
 static size_t name_batch(struct pd_daemon *d, const uint64_t *keys, struct pd_doomed *v,
 			 size_t n, bool final)
 {
-	int map = bpf_map__fd(d->l.skel->maps.pd_doomed);
 	struct pd_abort_req q[PD_ABORT_BATCH];
 	uint64_t now = mono_ns();
 	size_t nq = 0, behind = 0, at[PD_ABORT_BATCH];
@@ -473,7 +471,7 @@ static size_t name_batch(struct pd_daemon *d, const uint64_t *keys, struct pd_do
 				       "namespace than policyd; it stays open, its sends fail", src,
 				       dst);
 			}
-			bpf_map_delete_elem(map, &keys[i]);
+			pd_bpf_doomed_forget(&d->l, keys[i]);
 			continue;
 		}
 		if (i < n) {
@@ -488,7 +486,7 @@ static size_t name_batch(struct pd_daemon *d, const uint64_t *keys, struct pd_do
 		} else {
 			for (size_t k = 0; k < nq; k++) {
 				v[at[k]].asked = now;
-				bpf_map_update_elem(map, &keys[at[k]], &v[at[k]], BPF_EXIST);
+				pd_bpf_doomed_update(&d->l, keys[at[k]], &v[at[k]]);
 			}
 		}
 		nq = 0;

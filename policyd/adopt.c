@@ -24,11 +24,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-
 #include "daemon.h"
-#include "policyd.skel.h"
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -89,15 +85,24 @@ static int stream_length(int fd, __u64 *len)
 	return 0;
 }
 
-/* Adopt one socket (a duplicate fd in our table). 1 adopted, 0 not ours. */
-static int adopt_fd(struct pd_daemon *d, int fd)
+/* A socket that cannot be adopted: err (the -errno of the call that
+ * failed), and why, with what failed. */
+static int cannot_adopt(int err, uint16_t port, const char *what, char *why, size_t cap)
+{
+	snprintf(why, cap, "cannot adopt a connection to port %u: %s", port, what);
+	return err ? err : -EIO;
+}
+
+/* Adopt one socket (a duplicate fd in our table). 1 adopted, 0 not ours,
+ * or -errno with why. */
+static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
 {
 	struct sockaddr_storage la, ra;
 	socklen_t ll = sizeof(la), rl = sizeof(ra), ol;
 	struct tcp_info ti;
 	struct pd_sock st;
-	int type, proto, svc;
-	uint64_t cookie, fd64;
+	int type, proto, svc, err;
+	uint64_t cookie;
 
 	ol = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) || type != SOCK_STREAM)
@@ -130,36 +135,27 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	/* what it queued before now was not ours to judge; what it queues
 	 * from now on without a verdict (a send already under way) is
 	 * refused by the data plane */
-	if (stream_length(fd, &st.adopted_end)) {
-		pd_log(d, LOG_ERR, "cannot adopt a connection to port %u: its stream's length: %s",
-		       port_of(&ra), strerror(errno));
-		return -1;
-	}
+	if (stream_length(fd, &st.adopted_end))
+		return cannot_adopt(-errno, port_of(&ra), "its stream's length", why, cap);
 	st.flags = PD_SK_UNSYNCED;
-	/* NOEXIST: a socket the sock_ops program already set up keeps its state */
-	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_NOEXIST)) {
-		if (errno == EEXIST)
-			return 0;
-		pd_log(d, LOG_ERR, "cannot adopt a connection to port %u: socket storage: %s",
-		       port_of(&ra), strerror(errno));
-		return -1;
-	}
-	fd64 = (uint64_t)fd;    /* the map's values are 64-bit */
-	if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sockets), &cookie, &fd64,
-				BPF_NOEXIST) && errno != EEXIST) {
+	/* a socket the sock_ops program already set up keeps its state */
+	err = pd_bpf_write_sock_state(&d->l, fd, &st, false);
+	if (err == -EEXIST)
+		return 0;
+	if (err)
+		return cannot_adopt(err, port_of(&ra), "socket storage", why, cap);
+	err = pd_bpf_map_socket(&d->l, cookie, fd);
+	if (err && err != -EEXIST) {
 		/* as the sock_ops program does: no byte of it can be judged,
 		 * so the egress program refuses them (fail_mode closed) */
-		int err = errno;
+		int refused = err;
 
 		st.flags = PD_SK_UNMAPPED;
-		st.cause = err == EBUSY ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
-		if (bpf_map_update_elem(bpf_map__fd(d->l.skel->maps.pd_sk), &fd, &st, BPF_ANY)) {
-			pd_log(d, LOG_ERR, "cannot adopt a connection to port %u: socket storage: %s",
-			       port_of(&ra), strerror(errno));
-			return -1;
-		}
+		st.cause = refused == -EBUSY ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
+		if ((err = pd_bpf_write_sock_state(&d->l, fd, &st, true)))
+			return cannot_adopt(err, port_of(&ra), "socket storage", why, cap);
 		pd_log(d, LOG_ERR, "connection %u -> %u NOT policed: the socket map refused it (%s): "
-		       "its bytes are %s", port_of(&la), port_of(&ra), strerror(err),
+		       "its bytes are %s", port_of(&la), port_of(&ra), strerror(-refused),
 		       d->pol.daemon.fail_open ? "passed unjudged (fail_mode open)" :
 		       "refused and the connection aborted (fail_mode closed)");
 		return 0;
@@ -167,12 +163,13 @@ static int adopt_fd(struct pd_daemon *d, int fd)
 	return 1;
 }
 
-static int adopt_pid(struct pd_daemon *d, pid_t pid, unsigned *adopted)
+/* Every socket of process pid. 0, or -errno with why. */
+static int adopt_pid(struct pd_daemon *d, pid_t pid, unsigned *adopted, char *why, size_t cap)
 {
 	char path[64], link[64];
 	struct dirent *de;
 	DIR *dir;
-	int pidfd;
+	int pidfd, err = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -183,7 +180,7 @@ static int adopt_pid(struct pd_daemon *d, pid_t pid, unsigned *adopted)
 		close(pidfd);
 		return 0;
 	}
-	while ((de = readdir(dir))) {
+	while (!err && (de = readdir(dir))) {
 		char full[400];
 		ssize_t n;
 		int tfd, fd, r;
@@ -202,65 +199,56 @@ static int adopt_pid(struct pd_daemon *d, pid_t pid, unsigned *adopted)
 		if (fd < 0) {
 			if (errno == EBADF)
 				continue;
-			pd_log(d, LOG_ERR, "cannot inspect the sockets of pid %d: %s", pid,
-			       strerror(errno));
-			closedir(dir);
-			close(pidfd);
-			return -1;
+			err = -errno;
+			snprintf(why, cap, "cannot inspect the sockets of pid %d", pid);
+			break;
 		}
-		r = adopt_fd(d, fd);
+		r = adopt_fd(d, fd, why, cap);
 		close(fd);
-		if (r < 0) {
-			closedir(dir);
-			close(pidfd);
-			return -1;
-		}
-		*adopted += (unsigned)r;
+		if (r < 0)
+			err = r;
+		else
+			*adopted += (unsigned)r;
 	}
 	closedir(dir);
 	close(pidfd);
-	return 0;
+	return err;
 }
 
-/* Every process of cgroup dir and its descendants. */
-static int adopt_cgroup(struct pd_daemon *d, const char *dir, unsigned *adopted, int depth)
+/* Every process of cgroup dir and its descendants. 0, or -errno with why. */
+static int adopt_cgroup(struct pd_daemon *d, const char *dir, unsigned *adopted, int depth,
+			char *why, size_t cap)
 {
 	char path[4200];
 	struct dirent *de;
+	int pid, err = 0;
 	FILE *f;
 	DIR *dd;
-	int pid;
 
 	if (depth > 64)
 		return 0;
 	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
 	f = fopen(path, "re");
 	if (f) {
-		while (fscanf(f, "%d", &pid) == 1)
-			if (pid != getpid() && adopt_pid(d, pid, adopted)) {
-				fclose(f);
-				return -1;
-			}
+		while (!err && fscanf(f, "%d", &pid) == 1)
+			if (pid != getpid())
+				err = adopt_pid(d, pid, adopted, why, cap);
 		fclose(f);
 	}
-	dd = opendir(dir);
-	if (!dd)
-		return 0;
-	while ((de = readdir(dd))) {
+	dd = err ? NULL : opendir(dir);
+	while (dd && !err && (de = readdir(dd))) {
 		if (de->d_type != DT_DIR || de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (adopt_cgroup(d, path, adopted, depth + 1)) {
-			closedir(dd);
-			return -1;
-		}
+		err = adopt_cgroup(d, path, adopted, depth + 1, why, cap);
 	}
-	closedir(dd);
-	return 0;
+	if (dd)
+		closedir(dd);
+	return err;
 }
 
-int pd_adopt(struct pd_daemon *d, unsigned *adopted)
+int pd_adopt(struct pd_daemon *d, unsigned *adopted, char *why, size_t cap)
 {
 	*adopted = 0;
-	return adopt_cgroup(d, d->cgroup, adopted, 0);
+	return adopt_cgroup(d, d->cgroup, adopted, 0, why, cap);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The running daemon: its state, shared by run.c, events.c, sink.c and adopt.c. */
+/* The running daemon: its state, shared by run.c and the files it calls
+ * on (events.c, sink.c, adopt.c, abort.c, privs.c, instance.c). */
 #ifndef POLICYD_DAEMON_H
 #define POLICYD_DAEMON_H
 
@@ -77,7 +78,7 @@ struct pd_daemon {
 	int cg_watch;           /* on its parent directory; -1: none */
 	char cg_name[256];      /* its name there */
 	double cg_checked;      /* when its path was last compared (ms) */
-	/* the programs attached to the policed cgroup (run.c: cg_progs) */
+	/* the programs attached to the policed cgroup (run.c: attach_link) */
 	struct bpf_link *links[PD_CG_PROGS];
 	bool msg_attached;
 	bool pinned;            /* the pin directory is ours to clean up */
@@ -189,11 +190,14 @@ int pd_abort_ready(struct pd_daemon *d);
 bool pd_abort_pass(struct pd_daemon *d);
 void pd_abort_stop(struct pd_daemon *d);
 
-/* instance.c: refuse to start beside an instance on a related cgroup
- * (mount: the cgroup2 mount point), as its pd_instance names it. */
-int pd_instance_check(const struct pd_daemon *d, const char *mount);
+/* instance.c: whether an instance polices a related cgroup (mount: the
+ * cgroup2 mount point). 0, or -EBUSY with why naming it (as its
+ * pd_instance does) and where it is. */
+int pd_instance_check(const struct pd_daemon *d, const char *mount, char *why, size_t cap);
 
-/* adopt.c: put connections open before policyd started under policy. */
-int pd_adopt(struct pd_daemon *d, unsigned *adopted);
+/* adopt.c: put connections open before policyd started under policy.
+ * 0 with their number in *adopted, or -errno with why saying what failed
+ * (to be followed by the errno's text). */
+int pd_adopt(struct pd_daemon *d, unsigned *adopted, char *why, size_t cap);
 
 #endif

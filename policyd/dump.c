@@ -8,59 +8,6 @@
 
 #include "policy.h"
 
-const char *pd_action_name(unsigned a)
-{
-	static const char *const n[] = { "none", "audit", "allow", "redirect", "deny" };
-
-	return a < 5 ? n[a] : "?";
-}
-
-const char *pd_default_name(unsigned d)
-{
-	static const char *const n[] = { "allow", "deny", "audit" };
-
-	return d < 3 ? n[d] : "?";
-}
-
-const char *pd_framing_name(unsigned f)
-{
-	static const char *const n[] = { "none", "line", "resp", "memcache", "http" };
-
-	return f < 5 ? n[f] : "?";
-}
-
-const char *pd_direction_name(unsigned d)
-{
-	return d == PD_DIR_TO ? "to" : d == PD_DIR_FROM ? "from" : "both";
-}
-
-const char *pd_trouble_name(unsigned t)
-{
-	static const char *const n[PD_TR_MAX] = {
-		[PD_TR_SOCKHASH_BUSY] = "sockhash_busy",
-		[PD_TR_SOCKHASH_FULL] = "sockhash_refused",
-		[PD_TR_NO_STATE] = "no_state",
-		[PD_TR_TABLES] = "tables",
-		[PD_TR_RINGBUF] = "events_lost",
-		[PD_TR_HELD] = "held",
-		[PD_TR_CONCURRENT] = "concurrent",
-		[PD_TR_CUT] = "cut_short",
-		[PD_TR_UNJUDGED] = "unjudged",
-		[PD_TR_UNMAPPED] = "unmapped",
-		[PD_TR_OOB] = "oob",
-		[PD_TR_MPTCP] = "mptcp",
-		[PD_TR_FASTOPEN] = "fastopen",
-		[PD_TR_RESYNC] = "resync",
-		[PD_TR_HOLD_FULL] = "hold_full",
-		[PD_TR_HOLD_TIMEOUT] = "hold_timeout",
-		[PD_TR_ABORTS] = "aborts",
-		[PD_TR_ABORT_FULL] = "abort_full",
-		[PD_TR_MALFORMED] = "malformed",
-	};
-
-	return t < PD_TR_MAX && n[t] ? n[t] : "?";
-}
-
 /* Bytes as a libconfig string body: printable ASCII as is, the rest \xNN. */
 static void put_escaped(FILE *f, const uint8_t *p, size_t n, bool json)
 {
@@ -90,18 +37,23 @@ static void put_hex(FILE *f, const uint8_t *p, size_t n)
 		fprintf(f, "%02x", p[i]);
 }
 
+/* The setting rule r was given as. */
 static const char *match_key(const struct pd_rule_src *r)
 {
+	enum pd_match_key k = PD_KEY_MAX;
+
 	switch (r->kind) {
 	case PD_M_CONTAINS:
 		if (r->http)
-			return r->http == PD_HTTP_PATH_PREFIX ? "path_prefix" : "path_contains";
-		return r->hex ? "hex_contains" : "contains";
-	case PD_M_PREFIX: return r->hex ? "hex_prefix" : "prefix";
-	case PD_M_LONGER_THAN: return "longer_than";
-	case PD_M_COMMAND: return r->http ? "method" : "command";
+			k = r->http == PD_HTTP_PATH_PREFIX ? PD_KEY_PATH_PREFIX : PD_KEY_PATH_CONTAINS;
+		else
+			k = r->hex ? PD_KEY_HEX_CONTAINS : PD_KEY_CONTAINS;
+		break;
+	case PD_M_PREFIX: k = r->hex ? PD_KEY_HEX_PREFIX : PD_KEY_PREFIX; break;
+	case PD_M_LONGER_THAN: k = PD_KEY_LONGER_THAN; break;
+	case PD_M_COMMAND: k = r->http ? PD_KEY_METHOD : PD_KEY_COMMAND; break;
 	}
-	return "?";
+	return pd_name(&pd_match_keys, k);
 }
 
 static void put_ports(FILE *f, const struct pd_service_src *s)
@@ -193,8 +145,8 @@ void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img
 	fprintf(f, "  user = \"%s\";\n  pin_dir = \"%s\";\n  on_exit = \"%s\";\n"
 		"  mode = \"%s\";\n  log_rate = %u;\n  excerpt = %u;\n  fail_mode = \"%s\";\n"
 		"  max_connections = %u;\n};\n\n", dm->user, dm->pin_dir,
-		dm->keep ? "keep" : "detach", dm->monitor ? "monitor" : "enforce", dm->log_rate,
-		dm->excerpt, dm->fail_open ? "open" : "closed", dm->max_connections);
+		pd_on_exit_name(dm->keep), pd_mode_name(dm->monitor), dm->log_rate,
+		dm->excerpt, pd_fail_mode_name(dm->fail_open), dm->max_connections);
 	fprintf(f, "sinks = (");
 	for (size_t i = 0; i < p->nsinks; i++)
 		fprintf(f, "%s\n  { name = \"%s\"; file = \"%s\"; }", i ? "," : "",
@@ -274,8 +226,8 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 	json_str(f, dm->pin_dir);
 	fprintf(f, ", \"on_exit\": \"%s\", \"mode\": \"%s\", \"log_rate\": %u, \"excerpt\": %u, "
 		"\"fail_mode\": \"%s\", \"max_connections\": %u},\n",
-		dm->keep ? "keep" : "detach", dm->monitor ? "monitor" : "enforce", dm->log_rate,
-		dm->excerpt, dm->fail_open ? "open" : "closed", dm->max_connections);
+		pd_on_exit_name(dm->keep), pd_mode_name(dm->monitor), dm->log_rate,
+		dm->excerpt, pd_fail_mode_name(dm->fail_open), dm->max_connections);
 	fprintf(f, "  \"image\": {\"services\": %u, \"rules\": %zu, \"states\": %u, "
 		"\"row_width\": %u, \"bytes\": %llu},\n  \"sinks\": [", img->nservices, p->nrules,
 		img->nstates, img->row_width, (unsigned long long)img->bytes);

@@ -128,6 +128,14 @@ static const char *rule_id(const struct pd_daemon *d, uint32_t i, char *buf)
 
 /* ---- events ---- */
 
+/* How loud a verdict's line is; LOG_INFO where none is given. */
+static const int verdict_prio[PD_V_MAX] = {
+	[PD_V_DENY] = LOG_WARNING,
+	[PD_V_REDIRECT] = LOG_NOTICE,
+	[PD_V_REFUSE] = LOG_WARNING,
+	[PD_V_UNJUDGED] = LOG_WARNING,
+};
+
 int pd_on_event(void *ctx, void *data, size_t size)
 {
 	struct pd_daemon *d = ctx;
@@ -141,19 +149,10 @@ int pd_on_event(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(*e))
 		return 0;
-	switch (e->verdict) {
-	case PD_V_DENY:
-		what = e->monitor ? "would-deny" : "deny";
-		prio = LOG_WARNING;
-		break;
-	case PD_V_REDIRECT:
-		what = e->monitor ? "would-redirect" : "redirect";
-		prio = LOG_NOTICE;
-		break;
-	case PD_V_REFUSE: what = "refuse"; prio = LOG_WARNING; break;
-	case PD_V_UNJUDGED: what = "unjudged"; prio = LOG_WARNING; break;
-	default: what = "audit"; prio = LOG_INFO; break;
-	}
+	/* a pass is logged only when an audit rule matched: as audited */
+	what = pd_verdict_word(e->verdict == PD_V_PASS ? PD_V_AUDIT : e->verdict, e->monitor);
+	prio = e->verdict < PD_V_MAX && verdict_prio[e->verdict] ? verdict_prio[e->verdict] :
+	       LOG_INFO;
 	if (e->verdict == PD_V_REFUSE || e->verdict == PD_V_UNJUDGED) {
 		/* a send that could not be judged: refused (fail_mode closed)
 		 * or passed (open), with its cause; a hold that lasted too

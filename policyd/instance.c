@@ -101,7 +101,7 @@ static bool other_below(const struct pd_daemon *d, const char *dir, struct pd_in
 	return found;
 }
 
-int pd_instance_check(const struct pd_daemon *d, const char *mount)
+int pd_instance_check(const struct pd_daemon *d, const char *mount, char *why, size_t cap)
 {
 	char dir[4096], where[4200];
 	struct pd_instance who;
@@ -126,11 +126,11 @@ int pd_instance_check(const struct pd_daemon *d, const char *mount)
 		found = other_below(d, d->cgroup, &who, where, sizeof(where), 0);
 	if (!found)
 		return 0;
-	fprintf(stderr, "policyd: another policyd (pins %s) polices cgroup %s, %s %s; two "
-		"instances on nested cgroups would each police part of the same connections. "
-		"Stop it, or give this one a cgroup neither above nor below it\n",
-		who.pin_dir[0] ? who.pin_dir : "unknown", where,
-		!strcmp(where, d->cgroup) ? "the same as" :
-		strlen(where) < strlen(d->cgroup) ? "above" : "below", d->cgroup);
-	return -1;
+	snprintf(why, cap, "another policyd (pins %s) polices cgroup %s, %s %s; two instances "
+		 "on nested cgroups would each police part of the same connections. Stop it, or "
+		 "give this one a cgroup neither above nor below it",
+		 who.pin_dir[0] ? who.pin_dir : "unknown", where,
+		 !strcmp(where, d->cgroup) ? "the same as" :
+		 strlen(where) < strlen(d->cgroup) ? "above" : "below", d->cgroup);
+	return -EBUSY;
 }

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * What policyd needs from the running kernel: its release (the floor of
- * the sockmap fixes, kernel.h), and the kernel features policyd uses, one row each: what it is, how to find
- * out whether the running kernel has it, and what the user loses without
- * it. A helper or kfunc is probed by loading a minimal program of the type
- * that calls it (with the same attach type and target): the verifier
- * checks that the program type may call it before it checks the
- * arguments, so a refusal that names the call ("unknown func", "program of
- * this type cannot use helper", "calling kernel function ... is not
- * allowed") means missing, and any other outcome means present. libbpf's
- * own probe (1.1, Debian 12) knows only the first of those messages, and
- * so takes a helper that 6.12 refuses for present.
+ * the sockmap fixes, kernel.h), and the kernel features policyd uses, one
+ * row each: what it is, how to find out whether the running kernel has
+ * it, and what the user loses without it. A helper or kfunc is probed by
+ * loading a minimal program of the type that calls it (with the same
+ * attach type and target): the verifier checks that the program type may
+ * call it before it checks the arguments, so a refusal that names the
+ * call ("unknown func", "program of this type cannot use helper",
+ * "calling kernel function ... is not allowed") means missing, and any
+ * other outcome means present. libbpf's own probe (1.1, Debian 12) knows
+ * only the first of those messages, and so takes a helper that 6.12
+ * refuses for present.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -106,7 +107,8 @@ static const struct pd_feature features[] = {
 
 #define NFEATURES (sizeof(features) / sizeof(features[0]))
 
-static int probed;              /* 0: not yet, 1: done, -1: failed */
+static int probed;              /* 0: not yet, 1: done, else the -errno it failed with */
+static char why_not[600];       /* what failed */
 static bool missing[NFEATURES];
 static char sentences[NFEATURES][512];
 
@@ -164,43 +166,38 @@ static int probe_one(const struct pd_feature *f, const struct btf *vmlinux)
 	return !refused_call(log);
 }
 
-int pd_probe(void)
+int pd_probe(const char **why)
 {
 	struct btf *vmlinux;
-	int r;
+	int err = 0;
 
+	*why = why_not;
 	if (probed)
-		return probed < 0 ? -1 : 0;
-	probed = -1;
+		return probed < 0 ? probed : 0;
 	vmlinux = btf__load_vmlinux_btf();      /* NULL without BTF: what needs it is missing */
-	for (size_t i = 0; i < NFEATURES; i++) {
+	for (size_t i = 0; i < NFEATURES && !err; i++) {
 		const struct pd_feature *f = &features[i];
+		int r;
 
 		if (f->program && !pd_probe_loads(f->program))
 			continue;       /* one sentence per program left out */
 		r = probe_one(f, vmlinux);
 		if (r < 0) {
-			fprintf(stderr, "policyd: cannot probe the kernel for %s: %s%s\n", f->what,
-				strerror(-r), r == -EPERM ? " (run as root: loading needs "
-				"CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN)" : "");
-			btf__free(vmlinux);
-			return -1;
+			err = r;
+			snprintf(why_not, sizeof(why_not), "cannot probe the kernel for %s", f->what);
+		} else if (!r && !f->program) {
+			err = -EOPNOTSUPP;
+			snprintf(why_not, sizeof(why_not), "this kernel lacks %s, which policyd needs",
+				 f->what);
+		} else if (!r) {
+			snprintf(sentences[i], sizeof(sentences[i]), "this kernel lacks %s: %s",
+				 f->what, f->cost);
 		}
-		if (r)
-			continue;
-		missing[i] = true;
-		if (!f->program) {
-			fprintf(stderr, "policyd: this kernel lacks %s, which policyd needs\n",
-				f->what);
-			btf__free(vmlinux);
-			return -1;
-		}
-		snprintf(sentences[i], sizeof(sentences[i]), "this kernel lacks %s: %s", f->what,
-			 f->cost);
+		missing[i] = !r;
 	}
 	btf__free(vmlinux);
-	probed = 1;
-	return 0;
+	probed = err ? err : 1;
+	return err;
 }
 
 bool pd_probe_loads(const char *program)
@@ -211,12 +208,13 @@ bool pd_probe_loads(const char *program)
 	return true;
 }
 
-int pd_probe_apply(struct bpf_object *obj)
+int pd_probe_apply(struct bpf_object *obj, const char **why)
 {
 	struct bpf_program *p;
+	int err = pd_probe(why);
 
-	if (pd_probe())
-		return -1;
+	if (err)
+		return err;
 	bpf_object__for_each_program(p, obj)
 		if (!pd_probe_loads(bpf_program__name(p)))
 			bpf_program__set_autoload(p, false);

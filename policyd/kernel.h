@@ -23,13 +23,14 @@
 
 struct bpf_object;
 
-/* Probe every feature once (later calls return the first result): 0, or
- * -1 after a sentence on stderr when a feature policyd cannot run without
- * is missing, or the probing itself failed. */
-int pd_probe(void);
+/* Probe every feature once (later calls return the first result).
+ * Returns 0; -EOPNOTSUPP when a feature policyd cannot run without is
+ * missing, *why the sentence that names it; or the -errno of a probe
+ * that failed, *why saying what it probed for. */
+int pd_probe(const char **why);
 /* Before a load of obj: switch off the programs whose features are
- * missing (probing first if need be). Returns 0, or -1 as pd_probe. */
-int pd_probe_apply(struct bpf_object *obj);
+ * missing (probing first if need be). Returns 0, or as pd_probe. */
+int pd_probe_apply(struct bpf_object *obj, const char **why);
 /* The i-th missing feature's sentence (what is missing and what the user
  * loses), or NULL after the last one. */
 const char *pd_probe_missing(size_t i);

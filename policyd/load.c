@@ -3,9 +3,9 @@
  * Loading: open the BPF object, size the automaton maps from the image,
  * load (the verifier runs here), and write into the maps: images into
  * policy slots, the services' names and sinks of a slot, the settings in
- * pd_config, this instance's place in pd_instance. Only this file writes
- * policy into the kernel (adopt.c and abort.c keep the state of single
- * connections).
+ * pd_config, this instance's place in pd_instance, and the state of
+ * single connections (adopted sockets, connections to abort). Only this
+ * file writes into the maps.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -70,10 +70,9 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 		return -errno;
 	}
 	/* programs whose kernel features are missing stay out of the load */
-	if (pd_probe_apply(s->obj)) {
-		*why = "the kernel lacks a feature policyd needs";
+	if ((err = pd_probe_apply(s->obj, why))) {
 		policyd_bpf__destroy(s);
-		return -EOPNOTSUPP;
+		return err;
 	}
 	/* two slots of states: the daemon fills one while the other
 	 * enforces; each slot's transitions are one map value */
@@ -305,6 +304,32 @@ int pd_bpf_write_instance(const struct pd_loaded *l, const char *pin_dir, const 
 	snprintf(me.pin_dir, sizeof(me.pin_dir), "%s", pin_dir);
 	snprintf(me.cgroup, sizeof(me.cgroup), "%s", cgroup);
 	return update(l->skel->maps.pd_instance, &zero, &me);
+}
+
+int pd_bpf_write_sock_state(const struct pd_loaded *l, int fd, const struct pd_sock *st,
+			    bool replace)
+{
+	return bpf_map_update_elem(bpf_map__fd(l->skel->maps.pd_sk), &fd, st,
+				   replace ? BPF_ANY : BPF_NOEXIST) ? -errno : 0;
+}
+
+int pd_bpf_map_socket(const struct pd_loaded *l, uint64_t cookie, int fd)
+{
+	uint64_t v = (uint64_t)fd;      /* the map's values are 64-bit */
+
+	return bpf_map_update_elem(bpf_map__fd(l->skel->maps.pd_sockets), &cookie, &v,
+				   BPF_NOEXIST) ? -errno : 0;
+}
+
+int pd_bpf_doomed_forget(const struct pd_loaded *l, uint64_t cookie)
+{
+	return bpf_map_delete_elem(bpf_map__fd(l->skel->maps.pd_doomed), &cookie) ? -errno : 0;
+}
+
+int pd_bpf_doomed_update(const struct pd_loaded *l, uint64_t cookie, const struct pd_doomed *v)
+{
+	return bpf_map_update_elem(bpf_map__fd(l->skel->maps.pd_doomed), &cookie, v,
+				   BPF_EXIST) ? -errno : 0;
 }
 
 bool pd_bpf_fits(const struct pd_loaded *l, const struct pd_image *img)

@@ -48,6 +48,21 @@ int pd_bpf_write_sink(const struct pd_loaded *l, uint32_t gen, uint32_t sink, in
 /* Publish where this instance lives (pd_instance), for another instance
  * that finds its programs. Returns 0 or -errno. */
 int pd_bpf_write_instance(const struct pd_loaded *l, const char *pin_dir, const char *cgroup);
+/* Single connections: */
+/* Give socket fd its state st in pd_sk; replace: also over a state it
+ * has. Returns 0, -EEXIST (not replace: it has one, the sock_ops
+ * program's), or -errno. */
+int pd_bpf_write_sock_state(const struct pd_loaded *l, int fd, const struct pd_sock *st,
+			    bool replace);
+/* Put socket fd, whose cookie is cookie, into the socket map, where the
+ * sk_msg program judges its sends. Returns 0, -EEXIST, or -errno. */
+int pd_bpf_map_socket(const struct pd_loaded *l, uint64_t cookie, int fd);
+/* pd_doomed: the entry of cookie goes (aborted, gone, or not to be
+ * aborted), or is written back as v while it is there (BPF_EXIST).
+ * Return 0 or -errno. */
+int pd_bpf_doomed_forget(const struct pd_loaded *l, uint64_t cookie);
+int pd_bpf_doomed_update(const struct pd_loaded *l, uint64_t cookie, const struct pd_doomed *v);
+
 /* Whether img fits the maps of l (a reload needs no new programs). */
 bool pd_bpf_fits(const struct pd_loaded *l, const struct pd_image *img);
 void pd_bpf_unload(struct pd_loaded *l);

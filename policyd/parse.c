@@ -157,26 +157,21 @@ static const char *get_str(struct parse *c, const config_setting_t *s)
 	return config_setting_get_string(s);
 }
 
-/* One of the NULL-terminated words; returns its position or -1 (reported). */
-static int get_word(struct parse *c, const config_setting_t *s, const char *const *words)
+/* One of the words of t; returns its value or -1 (reported). */
+static int get_word(struct parse *c, const config_setting_t *s, const struct pd_names *t)
 {
-	const char *v = get_str(c, s);
-	char list[160] = "";
+	const char *v = get_str(c, s), *near;
+	char list[160];
+	int w;
 
 	if (!v)
 		return -1;
-	for (int i = 0; words[i]; i++)
-		if (!strcmp(v, words[i]))
-			return i;
-	for (int i = 0; words[i]; i++) {
-		strncat(list, i ? (words[i + 1] ? ", \"" : " or \"") : "\"",
-			sizeof(list) - strlen(list) - 1);
-		strncat(list, words[i], sizeof(list) - strlen(list) - 1);
-		strncat(list, "\"", sizeof(list) - strlen(list) - 1);
-	}
+	if ((w = pd_value(t, v)) >= 0)
+		return w;
+	pd_names_list(t, '"', list, sizeof(list));
+	near = pd_names_closest(t, v);
 	pd_diag_add(c->d, line_of(s), "'%s' must be %s, not \"%s\"%s%s%s", sname(s), list, v,
-		    pd_closest(v, words) ? "; did you mean \"" : "", pd_closest(v, words) ?: "",
-		    pd_closest(v, words) ? "\"?" : "");
+		    near ? "; did you mean \"" : "", near ?: "", near ? "\"?" : "");
 	return -1;
 }
 
@@ -249,9 +244,6 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 	static const char *const keys[] = { "cgroup", "user", "pin_dir", "on_exit",
 					    "log_rate", "excerpt", "fail_mode",
 					    "max_connections", "name", "mode", NULL };
-	static const char *const on_exit[] = { "detach", "keep", NULL };
-	static const char *const fail_mode[] = { "closed", "open", NULL };
-	static const char *const modes[] = { "enforce", "monitor", NULL };
 	struct pd_daemon_src *dm = &c->p->daemon;
 	const config_setting_t *s;
 	int64_t v;
@@ -277,16 +269,16 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 		}
 	}
 	if ((s = config_setting_get_member(g, "on_exit"))) {
-		int w = get_word(c, s, on_exit);
+		int w = get_word(c, s, &pd_on_exits);
 
 		if (w >= 0)
-			dm->keep = w == 1;
+			dm->keep = w == PD_ON_EXIT_KEEP;
 	}
 	if ((s = config_setting_get_member(g, "mode"))) {
-		int w = get_word(c, s, modes);
+		int w = get_word(c, s, &pd_modes);
 
 		if (w >= 0)
-			dm->monitor = w == 1;
+			dm->monitor = w == PD_MODE_MONITOR;
 	}
 	if ((s = config_setting_get_member(g, "log_rate")) && get_uint(c, s, 0, 1000000, &v))
 		dm->log_rate = (uint32_t)v;
@@ -294,10 +286,10 @@ static void parse_daemon(struct parse *c, const config_setting_t *g)
 	    get_uint(c, s, 0, PD_EXCERPT_MAX, &v))
 		dm->excerpt = (uint32_t)v;
 	if ((s = config_setting_get_member(g, "fail_mode"))) {
-		int w = get_word(c, s, fail_mode);
+		int w = get_word(c, s, &pd_fail_modes);
 
 		if (w >= 0)
-			dm->fail_open = w == 1;
+			dm->fail_open = w == PD_FAIL_OPEN;
 	}
 	if ((s = config_setting_get_member(g, "max_connections")) &&
 	    get_uint(c, s, 1, PD_MAX_CONNECTIONS, &v))
@@ -457,7 +449,8 @@ static bool get_command(struct parse *c, const config_setting_t *s, struct pd_ru
  * servers take them), path_prefix = "/..." and path_contains = "..."
  * over the normalised path. A path_contains of bytes that a method may
  * hold could match within the method token: refused. */
-static bool get_http(struct parse *c, const config_setting_t *s, int k, struct pd_rule_src *r)
+static bool get_http(struct parse *c, const config_setting_t *s, enum pd_match_key k,
+		     struct pd_rule_src *r)
 {
 	bool method_bytes = true;
 
@@ -466,7 +459,7 @@ static bool get_http(struct parse *c, const config_setting_t *s, int k, struct p
 	for (size_t i = 0; i < r->patlen; i++)
 		if (!((r->pat[i] >= 'A' && r->pat[i] <= 'Z') || r->pat[i] == '-' || r->pat[i] == '_'))
 			method_bytes = false;
-	if (k == 6) {
+	if (k == PD_KEY_METHOD) {
 		r->kind = PD_M_COMMAND;
 		r->http = PD_HTTP_METHOD;
 		if (!method_bytes) {
@@ -478,13 +471,13 @@ static bool get_http(struct parse *c, const config_setting_t *s, int k, struct p
 		return true;
 	}
 	r->kind = PD_M_CONTAINS;
-	r->http = k == 7 ? PD_HTTP_PATH_PREFIX : PD_HTTP_PATH_CONTAINS;
-	if (k == 7 && r->pat[0] != '/') {
+	r->http = k == PD_KEY_PATH_PREFIX ? PD_HTTP_PATH_PREFIX : PD_HTTP_PATH_CONTAINS;
+	if (k == PD_KEY_PATH_PREFIX && r->pat[0] != '/') {
 		pd_diag_add(c->d, line_of(s), "'path_prefix' begins with '/' (a path as the server "
 			    "sees it), not \"%.*s\"", (int)r->patlen, (const char *)r->pat);
 		return false;
 	}
-	if (k == 8 && method_bytes) {
+	if (k == PD_KEY_PATH_CONTAINS && method_bytes) {
 		pd_diag_add(c->d, line_of(s), "'path_contains' of only upper-case letters, '-' and '_' "
 			    "would also match within a method: add a byte that no method holds "
 			    "(a '/' or a lower-case letter)");
@@ -493,28 +486,29 @@ static bool get_http(struct parse *c, const config_setting_t *s, int k, struct p
 	return true;
 }
 
-/* Whether match key k (of parse_rule's kinds) fits the service's framing:
+/* Whether match key k fits the service's framing:
  * commands only under the protocols that have them; prefixes only where
  * a message is bytes, not tokens. */
 static void proto_fit(struct parse *c, const struct pd_service_src *svc,
-		      const config_setting_t *s, int k)
+		      const config_setting_t *s, enum pd_match_key k)
 {
 	bool proto = PD_FRAME_IS_PROTO(svc->framing);
 
-	if (k == 5 && svc->framing != PD_FRAME_RESP && svc->framing != PD_FRAME_MEMCACHE)
+	if (k == PD_KEY_COMMAND && svc->framing != PD_FRAME_RESP && svc->framing != PD_FRAME_MEMCACHE)
 		pd_diag_add(c->d, line_of(s), "'command' needs framing \"resp\" or \"memcache\"; "
 			    "this service's framing is \"%s\"", pd_framing_name(svc->framing));
-	if ((k == 1 || k == 3) && proto)
+	if ((k == PD_KEY_PREFIX || k == PD_KEY_HEX_PREFIX) && proto)
 		pd_diag_add(c->d, line_of(s), "'%s' has no meaning under framing \"%s\", where a "
 			    "message is parsed into tokens: match %s", sname(s),
 			    pd_framing_name(svc->framing), svc->framing == PD_FRAME_HTTP ?
 			    "with 'method', 'path_prefix' or 'path_contains'" :
 			    "a command with 'command', bytes within a token with 'contains'");
-	if ((k == 0 || k == 2) && svc->framing == PD_FRAME_HTTP)
+	if ((k == PD_KEY_CONTAINS || k == PD_KEY_HEX_CONTAINS) && svc->framing == PD_FRAME_HTTP)
 		pd_diag_add(c->d, line_of(s), "'%s' is not supported under framing \"http\": match "
 			    "the path with 'path_contains' (headers and bodies are not matched)",
 			    sname(s));
-	if (k >= 6 && k <= 8 && svc->framing != PD_FRAME_HTTP)
+	if ((k == PD_KEY_METHOD || k == PD_KEY_PATH_PREFIX || k == PD_KEY_PATH_CONTAINS) &&
+	    svc->framing != PD_FRAME_HTTP)
 		pd_diag_add(c->d, line_of(s), "'%s' needs framing \"http\"; this service's framing "
 			    "is \"%s\"", sname(s), pd_framing_name(svc->framing));
 }
@@ -525,11 +519,8 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
 					    "hex_prefix", "longer_than", "command", "method", "path_prefix",
 					    "path_contains", "nocase", "sink", "excerpt", NULL };
-	static const char *const actions[] = { "audit", "allow", "redirect", "deny", NULL };
-	static const char *const kinds[] = { "contains", "prefix", "hex_contains", "hex_prefix",
-					     "longer_than", "command", "method", "path_prefix",
-					     "path_contains", NULL };
 	const config_setting_t *s, *match = NULL;
+	char list[256];
 	int64_t v;
 	int nmatch = 0;
 
@@ -545,46 +536,56 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 		pd_diag_add(c->d, r->line, "rule has no 'id'");
 	}
 	if ((s = config_setting_get_member(g, "action"))) {
-		int w = get_word(c, s, actions);
+		int w = get_word(c, s, &pd_rule_actions);
 
 		if (w >= 0)
-			r->action = (enum pd_action)(w + PD_ACT_AUDIT);
+			r->action = (enum pd_action)w;
 	} else {
 		pd_diag_add(c->d, r->line, "rule has no 'action'");
 	}
-	for (int k = 0; kinds[k]; k++) {
-		if (!(s = config_setting_get_member(g, kinds[k])))
+	for (enum pd_match_key k = 0; k < PD_KEY_MAX; k++) {
+		if (!(s = config_setting_get_member(g, pd_name(&pd_match_keys, k))))
 			continue;
 		if (nmatch++) {
 			pd_diag_add(c->d, line_of(s), "rule has both '%s' and '%s'; give exactly one match",
-				    sname(match), kinds[k]);
+				    sname(match), sname(s));
 			continue;
 		}
 		match = s;
 		switch (k) {
-		case 0: case 1: case 2: case 3:
-			r->kind = (k == 0 || k == 2) ? PD_M_CONTAINS : PD_M_PREFIX;
-			get_pattern(c, s, k >= 2, r);
+		case PD_KEY_CONTAINS:
+		case PD_KEY_HEX_CONTAINS:
+			r->kind = PD_M_CONTAINS;
+			get_pattern(c, s, k == PD_KEY_HEX_CONTAINS, r);
 			break;
-		case 4:
+		case PD_KEY_PREFIX:
+		case PD_KEY_HEX_PREFIX:
+			r->kind = PD_M_PREFIX;
+			get_pattern(c, s, k == PD_KEY_HEX_PREFIX, r);
+			break;
+		case PD_KEY_LONGER_THAN:
 			r->kind = PD_M_LONGER_THAN;
 			if (get_uint(c, s, 0, UINT32_MAX - 1, &v))
 				r->longer_than = (uint32_t)v;
 			break;
-		case 5:
+		case PD_KEY_COMMAND:
 			r->kind = PD_M_COMMAND;
 			get_command(c, s, r);
 			break;
-		case 6: case 7: case 8:
+		case PD_KEY_METHOD:
+		case PD_KEY_PATH_PREFIX:
+		case PD_KEY_PATH_CONTAINS:
 			get_http(c, s, k, r);
+			break;
+		case PD_KEY_MAX:
 			break;
 		}
 		proto_fit(c, svc, s, k);
 	}
-	if (!nmatch)
-		pd_diag_add(c->d, r->line, "rule has no match: give one of 'contains', 'prefix', "
-			    "'hex_contains', 'hex_prefix', 'longer_than', 'command', 'method', "
-			    "'path_prefix' or 'path_contains'");
+	if (!nmatch) {
+		pd_names_list(&pd_match_keys, '\'', list, sizeof(list));
+		pd_diag_add(c->d, r->line, "rule has no match: give one of %s", list);
+	}
 	if ((s = config_setting_get_member(g, "nocase"))) {
 		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
 			pd_diag_add(c->d, line_of(s), "'nocase' must be true or false, not %s",
@@ -689,9 +690,6 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 	static const char *const keys[] = { "name", "ports", "direction", "framing", "inspect",
 					    "default", "hold_timeout", "rules", "excerpt", "inline",
 					    NULL };
-	static const char *const dirs[] = { "to", "from", "both", NULL };
-	static const char *const framings[] = { "none", "line", "resp", "memcache", "http", NULL };
-	static const char *const defaults[] = { "allow", "deny", "audit", NULL };
 	const config_setting_t *s;
 	int64_t v;
 	int w;
@@ -720,11 +718,11 @@ static void parse_service(struct parse *c, const config_setting_t *g, struct pd_
 		parse_ports(c, svc, s);
 	else
 		pd_diag_add(c->d, svc->line, "service has no 'ports'");
-	if ((s = config_setting_get_member(g, "direction")) && (w = get_word(c, s, dirs)) >= 0)
-		svc->dir = (uint8_t)(w + 1);
-	if ((s = config_setting_get_member(g, "framing")) && (w = get_word(c, s, framings)) >= 0)
+	if ((s = config_setting_get_member(g, "direction")) && (w = get_word(c, s, &pd_directions)) >= 0)
+		svc->dir = (uint8_t)w;
+	if ((s = config_setting_get_member(g, "framing")) && (w = get_word(c, s, &pd_framings)) >= 0)
 		svc->framing = (uint8_t)w;
-	if ((s = config_setting_get_member(g, "default")) && (w = get_word(c, s, defaults)) >= 0)
+	if ((s = config_setting_get_member(g, "default")) && (w = get_word(c, s, &pd_defaults)) >= 0)
 		svc->def = (uint8_t)w;
 	if ((s = config_setting_get_member(g, "inspect")) && get_uint(c, s, 0, PD_MAX_INSPECT, &v)) {
 		svc->inspect = (uint32_t)v;

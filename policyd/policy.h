@@ -47,6 +47,33 @@ enum pd_match_kind {
 	                         * first argument after one space */
 };
 
+/* The setting a rule's match is given as (its words: pd_match_keys). */
+enum pd_match_key {
+	PD_KEY_CONTAINS,
+	PD_KEY_PREFIX,
+	PD_KEY_HEX_CONTAINS,
+	PD_KEY_HEX_PREFIX,
+	PD_KEY_LONGER_THAN,
+	PD_KEY_COMMAND,
+	PD_KEY_METHOD,
+	PD_KEY_PATH_PREFIX,
+	PD_KEY_PATH_CONTAINS,
+	PD_KEY_MAX,
+};
+
+/* daemon.on_exit and daemon.fail_mode (pd_daemon_src.keep, .fail_open) */
+enum pd_on_exit {
+	PD_ON_EXIT_DETACH,      /* the programs and pins go with the daemon */
+	PD_ON_EXIT_KEEP,        /* they stay and enforce the last policy */
+	PD_ON_EXIT_MAX,
+};
+
+enum pd_fail_mode {
+	PD_FAIL_CLOSED,         /* a send that cannot be judged is refused */
+	PD_FAIL_OPEN,           /* ... passed and logged */
+	PD_FAIL_MAX,
+};
+
 /* pd_rule_src.http */
 #define PD_HTTP_METHOD 1        /* method = "NAME": the request's first token */
 #define PD_HTTP_PATH_PREFIX 2   /* path_prefix = "/p": the path token's start */
@@ -182,7 +209,31 @@ const char *pd_closest(const char *word, const char *const *list);
  * line, written to msg. */
 int pd_syntax_hint(const char *orig, const char *parsed, int line, char *msg, size_t cap);
 
-/* ---- output ---- */
+/* ---- names (names.c) ----
+ * Every enum a user reads or writes as a word has one table of names,
+ * indexed by value; a pd_names is a view of a range of it (the rule
+ * actions a policy may give are the actions but "none"). */
+struct pd_names {
+	const char *what;               /* what the values are */
+	const char *const *name;        /* name[v]: the word of value v */
+	unsigned lo, n;                 /* the values: lo .. n - 1 */
+};
+
+extern const struct pd_names pd_actions, pd_rule_actions, pd_defaults, pd_framings,
+	pd_directions, pd_modes, pd_reloads, pd_verdicts, pd_troubles, pd_match_keys,
+	pd_on_exits, pd_fail_modes;
+/* Every table above, for the tests; NULL-terminated. */
+extern const struct pd_names *const pd_all_names[];
+
+/* The word of value v, or "?" when v is not one of t's values. */
+const char *pd_name(const struct pd_names *t, unsigned v);
+/* The value whose word is name, or -ENOENT. */
+int pd_value(const struct pd_names *t, const char *name);
+/* t's words for a message, each in quote q: "a", "b" or "c". */
+void pd_names_list(const struct pd_names *t, char q, char *out, size_t cap);
+/* The word of t closest to word (pd_closest), or NULL. */
+const char *pd_names_closest(const struct pd_names *t, const char *word);
+
 const char *pd_action_name(unsigned a);
 const char *pd_default_name(unsigned d);
 const char *pd_framing_name(unsigned f);
@@ -190,6 +241,14 @@ const char *pd_direction_name(unsigned d);
 /* enum pd_trouble: the cause of a send that could not be judged, and the
  * data plane's other counted troubles ("oob", "unjudged", ...) */
 const char *pd_trouble_name(unsigned t);
+/* The word a log line gives verdict v (enum pd_verdict): in monitor mode
+ * a deny or redirect is "would-deny", "would-redirect". */
+const char *pd_verdict_word(unsigned v, bool monitor);
+const char *pd_on_exit_name(bool keep);
+const char *pd_fail_mode_name(bool open);
+const char *pd_mode_name(bool monitor);
+
+/* ---- output ---- */
 void pd_dump_text(FILE *f, const struct pd_policy *p, const struct pd_image *img);
 void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img);
 

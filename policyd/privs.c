@@ -8,10 +8,10 @@
  *  - the daemon drops to `user` with setgroups(0), setresgid, setresuid,
  *    and keeps NO capability. What it still does needs none on the kernels
  *    policyd supports: it updates maps through descriptors it already holds
- *    (since Linux 6.5 only map creation and program loading check CAP_BPF;
- *    map operations check the descriptor's mode), consumes the ring buffer
- *    through its mapping, reads its sink sockets and writes its open sink
- *    files. no_new_privs is set, and regaining uid or gid 0 must fail.
+ *    (bpf() checks CAP_BPF for creating maps and loading programs only, in
+ *    6.1 already; map operations check the descriptor's mode), consumes
+ *    the ring buffer through its mapping, reads its sink sockets and
+ *    writes its open sink files. no_new_privs is set, and regaining uid or gid 0 must fail.
  *
  *  - a reaper keeps uid 0 but no capability either, holds no BPF object, and
  *    waits on a pipe. When the daemon says so, or dies (even by SIGKILL), it
@@ -287,7 +287,7 @@ void pd_reaper_on_exit(struct pd_daemon *d, bool keep)
 {
 	if (d->reaper > 0 && write(d->reaper_cmd, keep ? "k" : "d", 1) != 1)
 		pd_log(d, LOG_ERR, "cannot tell the reaper on_exit = %s: %s",
-		       keep ? "keep" : "detach", strerror(errno));
+		       pd_on_exit_name(keep), strerror(errno));
 }
 
 /* Tell the reaper what to do with the pins and wait until it did it. */

@@ -18,8 +18,8 @@
 #include "cli.h"
 #include "policyd.h"
 
-/* How long a reload may take (compiling and writing 10,000 rules takes
- * about 0.5 s). */
+/* How long a reload may take: compiling and writing a policy of the
+ * largest size, on a slow or loaded machine. */
 #define PD_RELOAD_WAIT_MS 60000
 
 static int read_config(int fd, struct pd_config *c)
@@ -89,7 +89,7 @@ int pd_cmd_reload(const struct pd_opts *o)
 		if (now.last_reload == PD_RELOAD_OK) {
 			printf("policyd reload: policy generation %llu enforces (mode %s)\n",
 			       (unsigned long long)now.generation,
-			       now.mode == PD_MODE_MONITOR ? "monitor" : "enforce");
+			       pd_name(&pd_modes, now.mode));
 			return PD_EXIT_OK;
 		}
 		fprintf(stderr, "policyd reload: refused; policy generation %llu keeps "

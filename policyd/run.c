@@ -458,15 +458,19 @@ static int open_cgroup(struct pd_daemon *d)
 	return watch_cgroup(d);
 }
 
-/* What this kernel lacks: a feature policyd needs stops setup (said by
- * pd_probe); one it can do without, and a kernel below the floor, are
- * warned of at every start. */
+/* What this kernel lacks: a feature policyd needs stops setup; one it
+ * can do without, and a kernel below the floor, are warned of at every
+ * start. */
 static int probe_kernel(const struct pd_daemon *d)
 {
-	const char *old;
+	const char *old, *why;
+	int err = pd_probe(&why);
 
-	if (pd_probe())
-		return -EOPNOTSUPP;
+	if (err == -EOPNOTSUPP)
+		return fail(err, "%s", why);
+	if (err)
+		return fail(err, "%s: %m%s", why, err == -EPERM ? " (run as root: loading needs "
+			    "CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN)" : "");
 	if ((old = pd_kernel_old()))
 		pd_log(d, LOG_WARNING, "warning: %s", old);
 	for (size_t i = 0; pd_probe_missing(i); i++)
@@ -479,6 +483,7 @@ static int probe_kernel(const struct pd_daemon *d)
  * (d->kept, and its pd_config in *kept). mount: the cgroup2 mount. */
 static int take_pins(struct pd_daemon *d, char *mount, size_t cap, struct pd_config *kept)
 {
+	char why[10000];
 	int err;
 
 	if (ensure_bpffs(d->pin_dir))
@@ -488,8 +493,8 @@ static int take_pins(struct pd_daemon *d, char *mount, size_t cap, struct pd_con
 		return err;
 	if (cgroup2_mount(mount, cap))
 		return fail(-ENOENT, "no cgroup2 file system is mounted (see /proc/mounts)");
-	if (pd_instance_check(d, mount))
-		return -EBUSY;
+	if ((err = pd_instance_check(d, mount, why, sizeof(why))))
+		return fail(err, "%s", why);
 	err = read_kept(d, kept);
 	if (err < 0)
 		return err;
@@ -580,6 +585,7 @@ static int apply_policy(struct pd_daemon *d, const struct pd_policy *p, struct p
  * before, in between, so that none goes unpoliced. */
 static int attach(struct pd_daemon *d, unsigned *adopted)
 {
+	char why[256];
 	int err;
 
 	if (!d->kept && bpf_object__pin_maps(d->l.skel->obj, d->pin_dir))
@@ -592,8 +598,8 @@ static int attach(struct pd_daemon *d, unsigned *adopted)
 		return err;
 	/* after the attach: a connection made meanwhile is caught by one or
 	 * the other, and one caught by both is adopted once */
-	if (pd_adopt(d, adopted))
-		return -EIO;
+	if ((err = pd_adopt(d, adopted, why, sizeof(why))))
+		return fail(err, "%s: %m", why);
 	/* then the programs that refuse what cannot be judged: a connection
 	 * open before policyd started is adopted by now */
 	for (int i = PD_CG_SOCKOPS + 1; i < PD_CG_PROGS; i++)
@@ -654,14 +660,14 @@ static int setup(struct pd_daemon *d)
 	pd_log(d, LOG_NOTICE, "boundary: every send of the cgroup's TCP sockets on a policed port "
 	       "is judged or %s (fail_mode %s); not covered: UDP, Unix sockets%s%s",
 	       d->pol.daemon.fail_open ? "passed and logged" : "refused",
-	       d->pol.daemon.fail_open ? "open" : "closed",
+	       pd_fail_mode_name(d->pol.daemon.fail_open),
 	       strcmp(d->cgroup, mount) ? ", TCP sockets made outside " : "",
 	       strcmp(d->cgroup, mount) ? d->cgroup : "");
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
 	       "cgroup %s, pins %s, %u open connections adopted, on_exit %s, mode %s; "
 	       "compiled in %.1f ms, loaded in %.1f ms, written in %.1f ms", d->config,
 	       d->pol.nservices, d->pol.nrules, d->img.nstates, d->cgroup, d->pin_dir, adopted,
-	       d->pol.daemon.keep ? "keep" : "detach", mode_name(d), d->compile_ms,
+	       pd_on_exit_name(d->pol.daemon.keep), mode_name(d), d->compile_ms,
 	       t_write - t_load, t_done - t_write);
 	return 0;
 }
@@ -786,7 +792,7 @@ static void notify_status(const struct pd_daemon *d)
 	sd_notifyf(0, "READY=1\nSTATUS=%s%spolicy generation %llu enforcing, mode %s",
 		   d->last_reload == PD_RELOAD_REFUSED ? "reload refused (see the log); " : "",
 		   d->last_reload == PD_RELOAD_OK ? "reloaded; " : "",
-		   (unsigned long long)d->generation, monitoring(d) ? "monitor" : "enforce");
+		   (unsigned long long)d->generation, pd_mode_name(monitoring(d)));
 }
 
 /* The policed cgroup was removed: say so once, plainly, and stop. */

@@ -68,25 +68,6 @@ static int sum(int fd, uint32_t key, int ncpu, struct pd_counter *out)
 	return 0;
 }
 
-static const char *action_name(unsigned a)
-{
-	static const char *const n[] = { "none", "audit", "allow", "redirect", "deny" };
-
-	return a < 5 ? n[a] : "?";
-}
-
-static const char *default_name(unsigned d)
-{
-	static const char *const n[] = { "allow", "deny", "audit" };
-
-	return d < 3 ? n[d] : "?";
-}
-
-static const char *reload_name(unsigned r)
-{
-	return r == PD_RELOAD_OK ? "ok" : r == PD_RELOAD_REFUSED ? "refused" : "none";
-}
-
 /* Why the pins cannot be read, as a sentence with what to do. */
 static void cannot_open(const char *dir)
 {
@@ -194,14 +175,14 @@ static int take(const char *dir, struct snapshot *s)
 		if (!pass) {
 			s->nrules++;
 			w->rule = r.id;
-			w->action = action_name(r.action);
+			w->action = pd_action_name(r.action);
 			k = pd_service_key(gen, r.service);
 			if (bpf_map_lookup_elem(names, &k, &n))
 				snprintf(n.name, sizeof(n.name), "?");
 			sum(counters, r.id, ncpu, &w->c);
 		} else {
 			w->rule = 0;
-			w->action = default_name(sv.def);
+			w->action = pd_default_name(sv.def);
 			sum(counters, PD_COUNTER_DEFAULT(i - 1), ncpu, &w->c);
 		}
 		snprintf(w->service, sizeof(w->service), "%s", n.name);
@@ -239,9 +220,9 @@ static void print_text(const struct snapshot *s)
 	printf("policy generation %llu, mode %s, started %s, %llu reloads (%llu refused, "
 	       "last %s at %s), %llu policed connections\n",
 	       (unsigned long long)s->cfg.generation,
-	       s->cfg.mode == PD_MODE_MONITOR ? "monitor" : "enforce", started,
+	       pd_name(&pd_modes, s->cfg.mode), started,
 	       (unsigned long long)s->cfg.reloads, (unsigned long long)s->cfg.reloads_refused,
-	       reload_name(s->cfg.last_reload), last, (unsigned long long)s->connections);
+	       pd_name(&pd_reloads, s->cfg.last_reload), last, (unsigned long long)s->connections);
 	if (s->detached)
 		printf("NOT POLICING: cgroup %s was removed (or removed and made again) and took "
 		       "the programs along; nothing is policed until policyd starts again on it\n",
@@ -279,9 +260,9 @@ static void print_json(const struct snapshot *s)
 	       "\"reloads_refused\":%llu,\"last_reload\":\"%s\",\"last_reload_time\":%llu,"
 	       "\"connections\":%llu,\"cgroup\":",
 	       (unsigned long long)s->cfg.generation,
-	       s->cfg.mode == PD_MODE_MONITOR ? "monitor" : "enforce",
+	       pd_name(&pd_modes, s->cfg.mode),
 	       (unsigned long long)s->cfg.started, (unsigned long long)s->cfg.reloads,
-	       (unsigned long long)s->cfg.reloads_refused, reload_name(s->cfg.last_reload),
+	       (unsigned long long)s->cfg.reloads_refused, pd_name(&pd_reloads, s->cfg.last_reload),
 	       (unsigned long long)s->cfg.last_reload_time, (unsigned long long)s->connections);
 	pd_json_str(s->cgroup);
 	printf(",\"cgroup_attached\":%s,\"rules\":[", s->detached ? "false" : "true");

@@ -45,12 +45,9 @@ static const char *verdict_word(const struct pd_judged *j)
 		return "held";
 	if (j->kind == PD_J_UNFINISHED)
 		return "unfinished";
-	switch (j->verdict) {
-	case PD_V_DENY: return j->monitor ? "would-deny" : "deny";
-	case PD_V_REDIRECT: return j->monitor ? "would-redirect" : "redirect";
-	case PD_V_AUDIT: return "audit";
-	default: return j->audit ? "audit" : "pass";
-	}
+	/* a message passed with an audit rule matched is logged as audited */
+	return pd_verdict_word(j->verdict == PD_V_PASS && j->audit ? PD_V_AUDIT : j->verdict,
+			       j->monitor);
 }
 
 /* What every line starts with: the input's name when there are several
