@@ -158,7 +158,7 @@ fuzz: $(O)/fuzz_policy
 demo:
 	$(Q)$(MAKE) --no-print-directory deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)O=$(O) tests/demo.sh
+	$(Q)O=$(O) tests/demo.py
 
 bench:
 	$(Q)$(MAKE) --no-print-directory deps

@@ -1,56 +1,80 @@
-#!/usr/bin/env bash
+#!/usr/bin/env python3
 # policy-examples/audit-all.conf: the other profiles' rules, audited. With a
 # real redis-server and nginx, what the hardening profiles would refuse
 # passes here, and each is one audit line naming the rule it would have
 # hit; normal traffic is not logged. The file is what tests/gen-audit-all.py
 # makes of the current profiles.
-set -u
-cd "$(dirname "$0")/../.." || exit 1
-. tests/lib.sh
-. tests/e2e/env.sh
-[ "$(id -u)" = 0 ] || skip_all "needs root (BPF programs, cgroups)"
-command -v redis-server >/dev/null && command -v nginx >/dev/null && command -v curl >/dev/null ||
-	skip_all "redis-server, nginx or curl is not installed (make deps)"
-env_setup audit || skip_all "cannot make a cgroup"
+import json
+import os
+import shutil
+import subprocess
+import sys
 
-python3 tests/gen-audit-all.py "$PD" "$TMP/regen.conf"
-cmp -s "$TMP/regen.conf" policy-examples/audit-all.conf
-ok $? "audit-all.conf is up to date with the other profiles (tests/gen-audit-all.py)"
-is "$(grep -cE 'action = "(deny|redirect)"' policy-examples/audit-all.conf)" 0 "it denies and diverts nothing"
-want=$(for f in redis memcached http-client smtp postgres secrets-egress; do
-	"$PD" dump --json -c "policy-examples/$f.conf"; done |
-	python3 -c 'import json, sys
-n = 0
-for doc in sys.stdin.read().replace("}\n{", "}\x00{").split("\x00"):
-    n += sum(r["action"] != "allow" for s in json.loads(doc)["services"] for r in s["rules"])
-print(n)')
-got=$("$PD" dump --json -c policy-examples/audit-all.conf |
-	python3 -c 'import json, sys; print(sum(len(s["rules"]) for s in json.load(sys.stdin)["services"]))')
-is "$got" "$want" "it holds every deny, redirect and audit rule of the six profiles ($want)"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from pdtest import (POLICYD, ROOT, Env, Policyd, done, free_port, grep, is_, ok,  # noqa: E402
+                    redis_cli, request, skip_all, start_nginx, start_redis)
+from servers import log_lines  # noqa: E402
 
-rport=$(free_port); hport=$(free_port)
-sed -e "s/ports = \[ 6379 \]/ports = [ $rport ]/" -e "s/ports = \[ 80, 8080 \]/ports = [ $hport ]/" \
-	policy-examples/audit-all.conf > "$TMP/p.conf"
-start_redis "$rport"; ok $? "redis-server on 127.0.0.1:$rport"
-mkdir -p "$TMP/www"; echo home > "$TMP/www/index.html"
-start_nginx "$hport" "$TMP/www"; ok $? "nginx on 127.0.0.1:$hport"
-start_policyd "$TMP/p.conf"; ok $? "policyd runs audit-all"
+os.chdir(ROOT)
+if not all(shutil.which(t) for t in ("redis-server", "nginx", "curl")):
+    skip_all("redis-server, nginx or curl is not installed (make deps)")
+env = Env("audit")
 
-rc() { in_cgroup redis-cli -p "$rport" "$@" 2>&1; }
-is "$(rc SET k v)" "OK" "SET"
-is "$(rc FLUSHALL)" "OK" "FLUSHALL passes (it would be refused by redis.conf)"
-is "$(redis-cli -p "$rport" DBSIZE)" 0 "... and the server did flush"
-is "$(in_cgroup curl -s -o /dev/null -w '%{http_code}' -X TRACE "http://127.0.0.1:$hport/")" 405 \
-	"TRACE reaches nginx (it would be refused by http-client.conf), which answers 405"
-is "$(in_cgroup curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$hport/")" 200 "GET /"
-sleep 0.5
-grep -qE '^policyd: audit rule=1100 service=redis .* excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n" instance=[^ ]+$' "$TMP/policyd.log"
-ok $? "FLUSHALL is logged as audit rule=1100 (redis.conf's rule 100)"
-grep -qE '^policyd: audit rule=3100 service=http-client .* excerpt="TRACE / HTTP/1.1\\r\\n" instance=[^ ]+$' "$TMP/policyd.log"
-ok $? "TRACE is logged as audit rule=3100 (http-client.conf's rule 100)" || grep audit "$TMP/policyd.log" | sed "s/^/# /"
-is "$(grep -c '^policyd: audit ' "$TMP/policyd.log")" 2 "nothing else is logged"
-is "$(grep -c '^policyd: deny ' "$TMP/policyd.log")" 0 "nothing is denied"
-c=$("$PD" stats --pin-dir "$PIN" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(r["messages"] for r in d["rules"] if r["rule"] in (1100, 3100)))')
-is "$c" 2 "stats counts both"
-stop_policyd; is $? 0 "policyd stops"
-done_testing
+
+def dump(conf):
+    return json.loads(subprocess.run([POLICYD, "dump", "--json", "-c", conf], capture_output=True,
+                                     text=True, check=True).stdout)
+
+
+with open("policy-examples/audit-all.conf") as f:
+    audit_all = f.read()
+regen = os.path.join(env.tmp, "regen.conf")
+subprocess.run([sys.executable, "tests/gen-audit-all.py", POLICYD, regen])
+with open(regen) as f:
+    ok(f.read() == audit_all, "audit-all.conf is up to date with the other profiles (tests/gen-audit-all.py)")
+is_(len([l for l in audit_all.split("\n") if 'action = "deny"' in l or 'action = "redirect"' in l]), 0,
+    "it denies and diverts nothing")
+want = sum(r["action"] != "allow"
+           for f in ("redis", "memcached", "http-client", "smtp", "postgres", "secrets-egress")
+           for s in dump("policy-examples/%s.conf" % f)["services"] for r in s["rules"])
+got = sum(len(s["rules"]) for s in dump("policy-examples/audit-all.conf")["services"])
+is_(got, want, "it holds every deny, redirect and audit rule of the six profiles (%d)" % want)
+
+rport, hport = free_port(), free_port()
+conf = env.write("p.conf", audit_all.replace("ports = [ 6379 ]", "ports = [ %d ]" % rport)
+                 .replace("ports = [ 80, 8080 ]", "ports = [ %d ]" % hport))
+start_redis(env, rport)
+is_(redis_cli(env, rport, "PING"), "PONG", "redis-server on 127.0.0.1:%d" % rport)
+os.mkdir(os.path.join(env.tmp, "www"))
+env.write("www/index.html", "home\n")
+start_nginx(env, hport, os.path.join(env.tmp, "www"))
+ok(request(hport, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 "), "nginx on 127.0.0.1:%d" % hport)
+pd = Policyd(env, conf)
+ok(pd.running(), "policyd runs audit-all")
+
+
+def curl(*args):
+    """curl from inside the cgroup: the HTTP status it got."""
+    return env.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"] + list(args),
+                   inside=True).stdout
+
+
+is_(redis_cli(env, rport, "SET", "k", "v", inside=True), "OK", "SET")
+is_(redis_cli(env, rport, "FLUSHALL", inside=True), "OK", "FLUSHALL passes (it would be refused by redis.conf)")
+is_(redis_cli(env, rport, "DBSIZE"), "0", "... and the server did flush")
+is_(curl("-X", "TRACE", "http://127.0.0.1:%d/" % hport), "405",
+    "TRACE reaches nginx (it would be refused by http-client.conf), which answers 405")
+is_(curl("http://127.0.0.1:%d/" % hport), "200", "GET /")
+AUDIT = r"^policyd: audit "
+log_lines(pd, AUDIT, 2)
+ok(grep(pd.log, r'^policyd: audit rule=1100 service=redis .* '
+                r'excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n" instance=[^ ]+$'),
+   "FLUSHALL is logged as audit rule=1100 (redis.conf's rule 100)")
+ok(grep(pd.log, r'^policyd: audit rule=3100 service=http-client .* '
+                r'excerpt="TRACE / HTTP/1.1\\r\\n" instance=[^ ]+$'),
+   "TRACE is logged as audit rule=3100 (http-client.conf's rule 100)", "\n".join(grep(pd.log, "audit")))
+is_(len(grep(pd.log, AUDIT)), 2, "nothing else is logged")
+is_(len(grep(pd.log, r"^policyd: deny ")), 0, "nothing is denied")
+is_((pd.rule_count(1100) or 0) + (pd.rule_count(3100) or 0), 2, "stats counts both")
+is_(pd.stop(), 0, "policyd stops")
+done()
