@@ -24,6 +24,17 @@ char LICENSE[] SEC("license") = "GPL";
 #include "abort.h"
 #include "lookup.h"
 #include "hold.h"
+#include "walk.h"
+
+/* Walks under the protocol framings (resp, memcache, http). */
+#include "proto.bpf.h"
+#include "tail.h"
+#include "wire.h"
+#include "act.h"
+#include "reload.h"
+
+/* What a run under a protocol framing found, acted on. */
+#include "proto_msg.bpf.h"
 
 SEC("sockops")
 int pd_sockops(struct bpf_sock_ops *ops)
@@ -113,15 +124,6 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	return 1;
 }
 
-#include "walk.h"
-
-/* Walks under the protocol framings (resp, memcache, http). */
-#include "proto.bpf.h"
-
-#include "tail.h"
-#include "wire.h"
-#include "act.h"
-
 /* A piece of a decided range that the send buffer could not take at
  * once: walked again (so that where the stream stands is known at every
  * piece's end), pushed, and, while the buffer is short of room, kept in
@@ -210,11 +212,6 @@ tables:
 	doom(st, tp, st->judged_end);
 	return SK_DROP;
 }
-
-#include "reload.h"
-
-/* What a run under a protocol framing found, acted on. */
-#include "proto_msg.bpf.h"
 
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
