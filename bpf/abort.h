@@ -12,7 +12,8 @@
  * acknowledged the stream before the abort (an abort discards what is
  * still queued): up to end, the sequence number after the last byte let
  * out before the drop, and no further than what is queued. */
-static __always_inline void doomed_of(struct pd_doomed *d, const struct tcp_sock *tp, __u32 end)
+static __always_inline void abort_describe(struct pd_doomed *d, const struct tcp_sock *tp,
+					   __u32 end)
 {
 	const struct sock_common *c = &((const struct sock *)tp)->__sk_common;
 	__u32 unacked = end - tp->snd_una, queued = tp->write_seq - tp->snd_una;
@@ -47,24 +48,24 @@ static __always_inline void doomed_of(struct pd_doomed *d, const struct tcp_sock
  * doomed connections open than it holds), counted once, and tried again
  * at the socket's next send (its entry made again then: the same
  * acknowledged count, a later time). */
-static __always_inline void doom_record(struct pd_sock *st, const struct pd_doomed *d)
+static __always_inline void abort_record(struct pd_sock *st, const struct pd_doomed *d)
 {
 	long err = bpf_map_update_elem(&pd_doomed, &st->cookie, d, BPF_NOEXIST);
 
 	if (!err)
-		trouble(PD_TR_ABORTS);
+		ev_trouble(PD_TR_ABORTS);
 	if (!err || err == -17 /* EEXIST */) {
 		st->flags |= PD_SK_DOOMED;
 	} else if (!(st->flags & PD_SK_NOROOM)) {
 		st->flags |= PD_SK_NOROOM;
-		trouble(PD_TR_ABORT_FULL);
+		ev_trouble(PD_TR_ABORT_FULL);
 	}
 }
 
 /* The connection is to be aborted, and every later send on it dropped:
- * once the peer acknowledged the stream up to end (doomed_of). tp NULL:
+ * once the peer acknowledged the stream up to end (abort_describe). tp NULL:
  * it cannot be named (not a TCP socket; never seen). */
-static __always_inline void doom(struct pd_sock *st, const struct tcp_sock *tp, __u32 end)
+static __always_inline void abort_conn(struct pd_sock *st, const struct tcp_sock *tp, __u32 end)
 {
 	struct pd_doomed *d;
 
@@ -75,9 +76,9 @@ static __always_inline void doom(struct pd_sock *st, const struct tcp_sock *tp, 
 	if (!d)
 		return;
 	__builtin_memset(d, 0, sizeof(*d));     /* the last connection's */
-	doomed_of(d, tp, end);
+	abort_describe(d, tp, end);
 	d->when = bpf_ktime_get_ns();
-	doom_record(st, d);
+	abort_record(st, d);
 }
 
 #endif /* PD_ABORT_H */

@@ -16,7 +16,7 @@
  * signal) leave no verdict behind, which it would apply to the next
  * send unjudged. The next run finds them missing (wire_sync). A
  * redirect also replaces any earlier target of the same sk_msg (a sink). */
-static __always_inline int push(struct sk_msg_md *msg, struct pd_sock *st, __u32 apply)
+static __always_inline int act_push(struct sk_msg_md *msg, struct pd_sock *st, __u32 apply)
 {
 	__u64 self = st->cookie;
 
@@ -27,8 +27,9 @@ static __always_inline int push(struct sk_msg_md *msg, struct pd_sock *st, __u32
 
 /* Drop or divert. Every run sets apply and cork bytes itself: the kernel
  * keeps the values of an earlier run on the same sk_msg. */
-static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
-			       const struct tcp_sock *tp, __u32 verdict, __u32 rule, __u32 apply)
+static __always_inline int act_block(struct sk_msg_md *msg, struct pd_sock *st,
+				     const struct tcp_sock *tp, __u32 verdict, __u32 rule,
+				     __u32 apply)
 {
 	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);
 	struct pd_rule *r;
@@ -36,7 +37,7 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
 	bpf_msg_cork_bytes(msg, 0);
 	bpf_msg_apply_bytes(msg, apply);
 	if (verdict == PD_V_DENY) {
-		doom(st, tp, st->judged_end);
+		abort_conn(st, tp, st->judged_end);
 		return SK_DROP;
 	}
 	r = bpf_map_lookup_elem(&pd_rules, &rk);
@@ -48,59 +49,59 @@ static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
 /* A send that cannot be judged. Closed: refused, logged once, the
  * connection aborted. Open: logged, and the stream taken as it stands.
  * Returns the verdict, or -1 to go on judging. */
-static __always_inline int refuse(struct sk_msg_md *msg, struct pd_sock *st,
-				  const struct tcp_sock *tp, __u32 cause)
+static __always_inline int act_refuse(struct sk_msg_md *msg, struct pd_sock *st,
+				      const struct tcp_sock *tp, __u32 cause)
 {
-	trouble(cause);
+	ev_trouble(cause);
 	st->run.ev_rule = 0;
 	st->run.ev_len = msg->size;
 	st->run.ev_bytes = msg->size;
 	st->run.ev_cause = (__u8)cause;
-	if (fail_open()) {
+	if (lookup_fail_open()) {
 		st->run.ev_verdict = PD_V_UNJUDGED;
-		pd_emit(msg);
+		ev_send(msg);
 		st->judged_end = tp->write_seq;
 		st->replay = 0;
 		return -1;
 	}
 	st->cause = (__u8)cause;
 	st->run.ev_verdict = PD_V_REFUSE;
-	pd_emit(msg);
-	doom(st, tp, st->judged_end);
+	ev_send(msg);
+	abort_conn(st, tp, st->judged_end);
 	bpf_msg_cork_bytes(msg, 0);
 	bpf_msg_apply_bytes(msg, 0);
 	return SK_DROP;
 }
 
 /* Go on in pd_replay. */
-static __always_inline int replay(struct sk_msg_md *msg, struct pd_sock *st,
-				  const struct tcp_sock *tp)
+static __always_inline int act_replay(struct sk_msg_md *msg, struct pd_sock *st,
+				      const struct tcp_sock *tp)
 {
 	bpf_tail_call(msg, &pd_progs, 0);
 	/* not loaded: nothing judged can leave */
-	trouble(PD_TR_TABLES);
-	doom(st, tp, st->judged_end);
+	ev_trouble(PD_TR_TABLES);
+	abort_conn(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
 /* Let a decided range of apply bytes (0: the rest of the sk_msg) out:
  * at once when the send buffer takes it, else piece by piece
  * (pd_replay), walked again from where this run's walk began. */
-static __always_inline int pass_range(struct sk_msg_md *msg, struct pd_sock *st,
-				      const struct tcp_sock *tp, __u32 apply)
+static __always_inline int act_pass(struct sk_msg_md *msg, struct pd_sock *st,
+				    const struct tcp_sock *tp, __u32 apply)
 {
 	__u32 n = apply ? apply : msg->size;
 
-	if (n <= push_room(tp)) {
+	if (n <= wire_room(tp)) {
 		st->judged_end += n;
-		return push(msg, st, apply);
+		return act_push(msg, st, apply);
 	}
 	/* swap (snap is free once a run decides: it serves holds only) */
 	st->snap = st->cur;
 	st->cur = st->alt;
 	st->alt = st->snap;
 	st->replay = n;
-	return replay(msg, st, tp);
+	return act_replay(msg, st, tp);
 }
 
 #endif /* PD_ACT_H */

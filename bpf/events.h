@@ -9,7 +9,7 @@
 #ifndef PD_EVENTS_H
 #define PD_EVENTS_H
 
-static __always_inline void trouble(__u32 what)
+static __always_inline void ev_trouble(__u32 what)
 {
 	__u64 *c = bpf_map_lookup_elem(&pd_trouble, &what);
 
@@ -17,7 +17,7 @@ static __always_inline void trouble(__u32 what)
 		*c += 1;
 }
 
-static __always_inline void count(__u32 slot, __u32 bytes, int would)
+static __always_inline void ev_count(__u32 slot, __u32 bytes, int would)
 {
 	struct pd_counter *c = bpf_map_lookup_elem(&pd_counters, &slot);
 
@@ -30,16 +30,16 @@ static __always_inline void count(__u32 slot, __u32 bytes, int would)
 	}
 }
 
-struct divert {
+struct ev_divert {
 	struct sk_msg_md *msg;
 	struct pd_sink_piece *p;
 	__u32 bytes;
 };
 
 /* Piece i of the diverted bytes into pd_sink_data. */
-static long divert_piece(__u32 i, void *arg)
+static long ev_divert_piece(__u32 i, void *arg)
 {
-	struct divert *dv = arg;
+	struct ev_divert *dv = arg;
 	struct pd_sink_piece *p = dv->p;
 	__u32 off = i * PD_SINK_PIECE, n;
 
@@ -61,10 +61,10 @@ static long divert_piece(__u32 i, void *arg)
 
 /* Copy the first bytes (at most PD_SINK_KEEP) of what this redirect
  * diverts, in pieces numbered seq. */
-__noinline int pd_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32 sink,
+__noinline int ev_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32 sink,
 			      __u32 bytes)
 {
-	struct divert dv = { .msg = msg, .bytes = bytes };
+	struct ev_divert dv = { .msg = msg, .bytes = bytes };
 	__u32 zero = 0;
 
 	dv.p = bpf_map_lookup_elem(&pd_sink_buf, &zero);
@@ -75,7 +75,7 @@ __noinline int pd_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32
 	dv.p->seq = seq;
 	dv.p->gen = (__u8)gen;
 	dv.p->sink = (__u8)sink;
-	bpf_loop(PD_SINK_KEEP / PD_SINK_PIECE, divert_piece, &dv, 0);
+	bpf_loop(PD_SINK_KEEP / PD_SINK_PIECE, ev_divert_piece, &dv, 0);
 	return 0;
 }
 
@@ -91,7 +91,7 @@ struct task_struct {
 /* Send the event described by st->run.ev_* to the daemon, and for a
  * redirect the bytes it diverts. Global, so the verifier checks it once
  * however many paths lead here. */
-__noinline int pd_emit(struct sk_msg_md *msg)
+__noinline int ev_send(struct sk_msg_md *msg)
 {
 	struct task_struct *task;
 	__u32 zero = 0, ex = 0, avail, gen, rk, sink = 0, key;
@@ -119,7 +119,7 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	}
 	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 	if (!e) {
-		trouble(PD_TR_RINGBUF);
+		ev_trouble(PD_TR_RINGBUF);
 		goto divert;
 	}
 	e->sink_seq = seq;
@@ -200,22 +200,22 @@ __noinline int pd_emit(struct sk_msg_md *msg)
 	bpf_ringbuf_submit(e, 0);
 divert:
 	if (seq)
-		pd_divert_copy(msg, seq, gen, sink, st->run.ev_bytes);
+		ev_divert_copy(msg, seq, gen, sink, st->run.ev_bytes);
 	return 0;
 }
 
-static __always_inline void emit(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
-				 __u32 rule, __u32 len, __u32 bytes)
+static __always_inline void ev_emit(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
+				    __u32 rule, __u32 len, __u32 bytes)
 {
 	st->run.ev_cause = 0;
 	st->run.ev_verdict = (__u8)verdict;
 	st->run.ev_rule = (__u16)rule;
 	st->run.ev_len = len;
 	st->run.ev_bytes = bytes;
-	pd_emit(msg);
+	ev_send(msg);
 }
 
-static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
+static __always_inline __u32 ev_counter_slot(const struct pd_sock *st, __u32 rule)
 {
 	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);
 	struct pd_rule *r;
@@ -229,30 +229,30 @@ static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
 }
 
 /* A decided message: count it, log it when it must be logged. */
-static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
-				    __u32 rule, __u32 len, __u32 bytes)
+static __always_inline void ev_decided(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
+				       __u32 rule, __u32 len, __u32 bytes)
 {
 	__u32 audit = st->cur.m.audit;
 
-	count(counter_slot(st, rule), len,
-	      st->run.monitor && (verdict == PD_V_DENY || verdict == PD_V_REDIRECT));
+	ev_count(ev_counter_slot(st, rule), len,
+		 st->run.monitor && (verdict == PD_V_DENY || verdict == PD_V_REDIRECT));
 	if (audit && rule != audit)
-		count(counter_slot(st, audit), len, 0);
+		ev_count(ev_counter_slot(st, audit), len, 0);
 	if (verdict != PD_V_PASS || audit)
-		emit(msg, st, verdict, rule, len, bytes);
+		ev_emit(msg, st, verdict, rule, len, bytes);
 }
 
 /* An event for a refusal outside the sk_msg program: the socket's ends
  * from its bpf_sock, the process from the caller (tgid/uid; 0 when
  * unknown: the egress path runs where the packet is sent, not always in
  * the sender's context). */
-static __always_inline void emit_sock(struct bpf_sock *sk, __u32 verdict, __u32 cause, __u32 svc,
-				      __u32 tgid, __u32 uid, __u32 len, int ends)
+static __always_inline void ev_emit_sock(struct bpf_sock *sk, __u32 verdict, __u32 cause, __u32 svc,
+					 __u32 tgid, __u32 uid, __u32 len, int ends)
 {
 	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 
 	if (!e) {
-		trouble(PD_TR_RINGBUF);
+		ev_trouble(PD_TR_RINGBUF);
 		return;
 	}
 	__builtin_memset(e, 0, sizeof(*e));

@@ -11,7 +11,7 @@
 #define PD_HOLD_H
 
 /* The message held so far is decided (or its socket closes). */
-static __always_inline void unhold_timer(struct pd_sock *st)
+static __always_inline void hold_disarm(struct pd_sock *st)
 {
 	if (!st->held_since)
 		return;
@@ -33,7 +33,7 @@ static __always_inline int hold_expired(const struct pd_sock *st)
 /* What keeps the message held (pd_sock.held_rule): the default of an
  * allow list not yet satisfied, the lowest prefix rule that may still
  * match, or the bound on unfinished lines (why 2). */
-static __always_inline __u16 held_rule(const struct pd_sock *st, const struct pd_service *svc,
+static __always_inline __u16 hold_rule(const struct pd_sock *st, const struct pd_service *svc,
 				       int why)
 {
 	const struct pd_state_out *o;
@@ -42,7 +42,7 @@ static __always_inline __u16 held_rule(const struct pd_sock *st, const struct pd
 		return PD_HELD_LINE;
 	if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect)
 		return 0;
-	o = out_of(st->cur.m.state);
+	o = lookup_out(st->cur.m.state);
 	return o && (o->flags & PD_SF_ANCHORED) ? (__u16)PD_SF_HOLD_RULE(o->flags) : 0;
 }
 
@@ -50,14 +50,14 @@ static __always_inline __u16 held_rule(const struct pd_sock *st, const struct pd
  * with the rule that kept it held, and the connection aborted (its sender
  * waits for a reply that cannot come). With fail_mode = "open" it is
  * logged, and waits on. A timer callback: runs in softirq. */
-static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
+static int hold_timed_out(void *map, __u64 *cookie, struct pd_held *h)
 {
 	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
 	__u64 now = bpf_ktime_get_ns();
-	int open = fail_open();
+	int open = lookup_fail_open();
 	long err;
 
-	trouble(PD_TR_HOLD_TIMEOUT);
+	ev_trouble(PD_TR_HOLD_TIMEOUT);
 	if (e) {
 		__builtin_memset(e, 0, sizeof(*e));
 		e->verdict = open ? PD_V_UNJUDGED : PD_V_REFUSE;
@@ -74,7 +74,7 @@ static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
 		e->dport = h->doom.dport;
 		bpf_ringbuf_submit(e, 0);
 	} else {
-		trouble(PD_TR_RINGBUF);
+		ev_trouble(PD_TR_RINGBUF);
 	}
 	if (!open) {
 		/* the socket's next send records it where this finds no room */
@@ -83,15 +83,15 @@ static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
 		err = h->doom.family ? bpf_map_update_elem(&pd_doomed, cookie, &h->doom,
 							   BPF_NOEXIST) : -1;
 		if (!err)
-			trouble(PD_TR_ABORTS);
+			ev_trouble(PD_TR_ABORTS);
 		else if (err != -17 /* EEXIST: doomed already */)
-			trouble(PD_TR_ABORT_FULL);
+			ev_trouble(PD_TR_ABORT_FULL);
 	}
 	return 0;
 }
 
 /* The first hold of a message: a timer for its hold_timeout. */
-static __always_inline void arm_hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
+static __always_inline void hold_arm(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(msg->sk);
 	struct pd_held h = {}, *v;
@@ -109,20 +109,20 @@ static __always_inline void arm_hold(struct sk_msg_md *msg, struct pd_sock *st, 
 		return;
 	/* nothing passes while the message is held: what the peer must
 	 * acknowledge before an abort is known now */
-	doomed_of(&v->doom, tp, st->judged_end);
+	abort_describe(&v->doom, tp, st->judged_end);
 	if (bpf_timer_init(&v->timer, &pd_held, 1 /* CLOCK_MONOTONIC */) ||
-	    bpf_timer_set_callback(&v->timer, held_too_long))
+	    bpf_timer_set_callback(&v->timer, hold_timed_out))
 		return;
 	bpf_timer_start(&v->timer, (__u64)hold_ms * 1000000, 0);
 }
 
 /* Hold the rest of the sk_msg (a message's unfinished end) back: take
  * it out of the send and keep it in pd_bytes, to be put back in front
- * of the next bytes the socket sends (unhold) and judged with them;
+ * of the next bytes the socket sends (hold_restore) and judged with them;
  * nothing of it leaves meanwhile. The sender's send() succeeds, as for
  * any held message. Returns SK_PASS (nothing is left to pass), or -1
  * when it cannot be held (longer than PD_BYTES_MAX). */
-static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
+static __always_inline int hold_msg(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
 {
 	__u32 n = msg->size;
 	struct pd_bytes *b;
@@ -144,10 +144,10 @@ static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st, __u32
 	b->kind = PD_BYTES_HELD;
 	if (!st->held_since) {
 		st->held_since = bpf_ktime_get_ns();
-		arm_hold(msg, st, hold_ms);
+		hold_arm(msg, st, hold_ms);
 	}
 	st->cur = st->snap;
-	trouble(PD_TR_HELD);
+	ev_trouble(PD_TR_HELD);
 	bpf_msg_cork_bytes(msg, 0);
 	bpf_msg_apply_bytes(msg, 0);
 	return SK_PASS;
@@ -155,16 +155,16 @@ static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st, __u32
 
 /* Writing kept bytes into the sk_msg (no helper writes into it), 8 at a
  * time, from a callback. */
-struct unhold {
+struct hold_restore {
 	struct sk_msg_md *msg;
 	const struct pd_bytes *b;
 	__u32 n;
 	__u32 err;
 };
 
-static long unhold_step(__u32 i, void *arg)
+static long hold_restore_step(__u32 i, void *arg)
 {
-	struct unhold *u = arg;
+	struct hold_restore *u = arg;
 	__u32 off = i * 8;
 	__u8 *p = (__u8 *)(long)u->msg->data, *end = (__u8 *)(long)u->msg->data_end;
 
@@ -194,10 +194,10 @@ static long unhold_step(__u32 i, void *arg)
 
 /* Put held bytes back in front of this sk_msg. Returns 0, or -1 when the
  * kernel could not make room for them. */
-static __always_inline int unhold(struct sk_msg_md *msg)
+static __always_inline int hold_restore(struct sk_msg_md *msg)
 {
 	struct pd_bytes *b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
-	struct unhold u = { .msg = msg };
+	struct hold_restore u = { .msg = msg };
 
 	if (!b || b->kind != PD_BYTES_HELD)
 		return 0;
@@ -207,7 +207,7 @@ static __always_inline int unhold(struct sk_msg_md *msg)
 	if (!u.n || u.n > PD_BYTES_MAX || bpf_msg_push_data(msg, 0, u.n, 0) ||
 	    bpf_msg_pull_data(msg, 0, u.n, 0))
 		return -1;
-	bpf_loop(PD_BYTES_MAX / 8 + 1, unhold_step, &u, 0);
+	bpf_loop(PD_BYTES_MAX / 8 + 1, hold_restore_step, &u, 0);
 	return u.err ? -1 : 0;
 }
 

@@ -8,7 +8,7 @@
 #ifndef PD_LOOKUP_H
 #define PD_LOOKUP_H
 
-static __always_inline const __u32 *row_of(__u32 state)
+static __always_inline const __u32 *lookup_row(__u32 state)
 {
 	__u32 gen = state >= pd_slot_states;
 	__u64 off = (__u64)(state - gen * pd_slot_states) << pd_row_shift;
@@ -20,68 +20,68 @@ static __always_inline const __u32 *row_of(__u32 state)
 	return tab ? (const __u32 *)(tab + off) : NULL;
 }
 
-static __always_inline const struct pd_state_out *out_of(__u32 state)
+static __always_inline const struct pd_state_out *lookup_out(__u32 state)
 {
 	return bpf_map_lookup_elem(&pd_outs, &state);
 }
 
 /* The state an entry of state from's row leads to: entries are row
  * offsets within the slot's table (see pd_trans). */
-static __always_inline __u32 target_of(__u32 from, __u32 t)
+static __always_inline __u32 lookup_target(__u32 from, __u32 t)
 {
 	__u32 base = from >= pd_slot_states ? pd_slot_states : 0;
 
 	return ((t & PD_T_STATE) >> pd_row_shift) + base;
 }
 
-#define PD_ROW(ctx, st) row_of(st)
-#define PD_TARGET(ctx, st, t) target_of(st, t)
-#define PD_OUT(ctx, st) out_of(st)
+#define PD_ROW(ctx, st) lookup_row(st)
+#define PD_TARGET(ctx, st, t) lookup_target(st, t)
+#define PD_OUT(ctx, st) lookup_out(st)
 #define PD_ROW_MASK(ctx) pd_row_mask
 #include "pd_match.h"
 
-static __always_inline struct pd_config *config(void)
+static __always_inline struct pd_config *lookup_config(void)
 {
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&pd_config, &zero);
 }
 
-static __always_inline __u32 active_gen(void)
+static __always_inline __u32 lookup_active_gen(void)
 {
-	struct pd_config *c = config();
+	struct pd_config *c = lookup_config();
 
 	return c ? (c->active_gen & 1) : 0;
 }
 
 /* The generation policy slot gen holds (0 while being rewritten). */
-static __always_inline __u32 slot_gen(__u32 gen)
+static __always_inline __u32 lookup_slot_gen(__u32 gen)
 {
-	struct pd_config *c = config();
+	struct pd_config *c = lookup_config();
 
 	return c ? c->slot_gen[gen & 1] : 0;
 }
 
 /* Monitor mode (pd_config.mode): denies and redirects are logged and
  * counted as would-be, and the message passes. */
-static __always_inline __u8 monitor_mode(void)
+static __always_inline __u8 lookup_monitor(void)
 {
-	struct pd_config *c = config();
+	struct pd_config *c = lookup_config();
 
 	return c && c->mode == PD_MODE_MONITOR;
 }
 
 /* daemon.fail_mode = "open": what cannot be judged passes (logged) */
-static __always_inline int fail_open(void)
+static __always_inline int lookup_fail_open(void)
 {
-	struct pd_config *c = config();
+	struct pd_config *c = lookup_config();
 
 	return c && c->fail_open;
 }
 
 /* The service a connection belongs to: remote port for "to", local port
  * for "from". Returns -1 when it is not policed. */
-static __always_inline int service_of(__u32 remote_port_be, __u32 local_port, __u32 gen)
+static __always_inline int lookup_service(__u32 remote_port_be, __u32 local_port, __u32 gen)
 {
 	struct pd_port_key k = { .gen = (__u8)gen };
 	__u32 *svc;
@@ -98,7 +98,7 @@ static __always_inline int service_of(__u32 remote_port_be, __u32 local_port, __
 }
 
 /* The same from ports in host byte order. */
-static __always_inline int service_by_port(__u16 rport, __u16 lport, __u32 gen)
+static __always_inline int lookup_service_by_port(__u16 rport, __u16 lport, __u32 gen)
 {
 	struct pd_port_key k = { .port = rport, .dir = PD_DIR_TO, .gen = (__u8)gen };
 	__u32 *svc = bpf_map_lookup_elem(&pd_ports, &k);
@@ -112,7 +112,7 @@ static __always_inline int service_by_port(__u16 rport, __u16 lport, __u32 gen)
 }
 
 /* The id of rule index i of policy slot gen, 0 for none. */
-static __always_inline __u16 rule_id(__u32 gen, __u32 i)
+static __always_inline __u16 lookup_rule_id(__u32 gen, __u32 i)
 {
 	__u32 key = pd_rule_key(gen & 1, i & 0xffff);
 	const struct pd_rule *r;
@@ -124,16 +124,16 @@ static __always_inline __u16 rule_id(__u32 gen, __u32 i)
 }
 
 /* Finding a rule of a service by its id in a policy slot. */
-struct rule_find {
+struct lookup_rule_find {
 	__u32 base;             /* the slot's first key in pd_rules */
 	__u32 service;
 	__u16 id;
 	__u16 index;            /* found: its index */
 };
 
-static long rule_find_step(__u32 i, void *arg)
+static long lookup_rule_find_step(__u32 i, void *arg)
 {
-	struct rule_find *f = arg;
+	struct lookup_rule_find *f = arg;
 	__u32 key = f->base + i + 1;
 	const struct pd_rule *r = bpf_map_lookup_elem(&pd_rules, &key);
 
@@ -147,13 +147,13 @@ static long rule_find_step(__u32 i, void *arg)
 
 /* The index of rule id in the active slot gen, for service svc; 0 when
  * the policy has no such rule for it. */
-static __always_inline __u16 rule_by_id(__u32 gen, __u32 svc, __u16 id)
+static __always_inline __u16 lookup_rule_by_id(__u32 gen, __u32 svc, __u16 id)
 {
-	struct rule_find f = { .base = pd_rule_key(gen & 1, 0), .service = svc, .id = id };
+	struct lookup_rule_find f = { .base = pd_rule_key(gen & 1, 0), .service = svc, .id = id };
 
 	if (!id)
 		return 0;
-	bpf_loop(PD_MAX_RULES, rule_find_step, &f, 0);
+	bpf_loop(PD_MAX_RULES, lookup_rule_find_step, &f, 0);
 	return f.index;
 }
 

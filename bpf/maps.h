@@ -187,7 +187,7 @@ struct {
 
 /* Sockets holding a message back, by cookie: a timer each, armed when
  * the message began to be held, that decides it when its service's
- * hold_timeout passes (held_too_long); the entry goes when the message
+ * hold_timeout passes (hold_timed_out); the entry goes when the message
  * is decided or the socket closes. Sized like pd_sockets by the loader. */
 struct pd_held {
 	struct bpf_timer timer;

@@ -2,7 +2,29 @@
 /*
  * policyd data plane: sock_ops adds policed TCP sockets to a SOCKHASH; the
  * sk_msg verdict program on that map walks each message through its
- * service's automaton (bpf/pd_match.h) and passes or drops it.
+ * service's automaton (bpf/pd_match.h) and passes or drops it; cgroup
+ * programs close the paths a sk_msg program does not see. This file holds
+ * the programs and their glue; the rest is in headers, one role and one
+ * name prefix each, included in this order:
+ *
+ *   pd_kern.h      the kernel's types, read through BTF (CO-RE)
+ *   maps.h         pd_       the maps (the daemon opens them by name)
+ *   events.h       ev_       counters, events, diverted bytes
+ *   abort.h        abort_    connections to abort (pd_doomed)
+ *   lookup.h       lookup_   reading the policy in the maps
+ *   hold.h         hold_     messages held back, and their timer
+ *   walk.h         walk_     pd_scan.h over the sk_msg
+ *   proto.bpf.h    proto_    walks under a protocol framing
+ *   tail.h         tail_     the kept tail, for reloads
+ *   wire.h         wire_     the TCP stream against what was judged
+ *   act.h          act_      verdicts carried out
+ *   reload.h       reload_   which policy slot judges a run
+ *   proto_msg.bpf.h proto_   acting on a protocol framing's walk
+ *
+ * Plain C, also compiled into the daemon and the tests: pd_match.h
+ * (pd_: the automaton walk), pd_scan.h (pd_scan_, pd_: the fast way
+ * through a send), proto.h (pd_proto_), resp.h (pd_resp_), memcache.h
+ * (pd_mc_), http.h (pd_http_, pd_h_).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -36,13 +58,17 @@ char LICENSE[] SEC("license") = "GPL";
 /* What a run under a protocol framing found, acted on. */
 #include "proto_msg.bpf.h"
 
+/* A TCP connection of the cgroup is established, or one of them closes.
+ * A policed one (its port names a service) gets its socket storage and
+ * goes into pd_sockets; one that closes loses its hold timer and leaves
+ * pd_doomed. */
 SEC("sockops")
 int pd_sockops(struct bpf_sock_ops *ops)
 {
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
 	struct pd_sock *st;
-	__u32 gen = active_gen();
+	__u32 gen = lookup_active_gen();
 	__u64 cookie;
 	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
@@ -52,7 +78,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 		 * how an abort ends) */
 		if (ops->args[1] == BPF_TCP_CLOSE && ops->sk &&
 		    (st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, 0))) {
-			unhold_timer(st);
+			hold_disarm(st);
 			if (st->flags & PD_SK_DOOMED)
 				bpf_map_delete_elem(&pd_doomed, &st->cookie);
 		}
@@ -67,7 +93,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	}
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
-	svc = service_of(ops->remote_port, ops->local_port, gen);
+	svc = lookup_service(ops->remote_port, ops->local_port, gen);
 	sk = ops->sk;
 	if (!sk)
 		return 1;
@@ -86,13 +112,13 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!st || !tp) {
-		trouble(PD_TR_NO_STATE);
+		ev_trouble(PD_TR_NO_STATE);
 		return 1;
 	}
 	cookie = bpf_get_socket_cookie(ops);
 	st->service = (__u32)svc;
 	st->cur.gen = gen;
-	st->cur.slot_gen = slot_gen(gen);
+	st->cur.slot_gen = lookup_slot_gen(gen);
 	st->cur.in_msg = 0;
 	st->cur.m.state = PD_NO_STATE;      /* the service's resume state on first use */
 	st->cookie = cookie;
@@ -119,7 +145,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	if (err) {
 		st->flags |= PD_SK_UNMAPPED;
 		st->cause = err == -16 /* EBUSY */ ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
-		trouble(st->cause);
+		ev_trouble(st->cause);
 	}
 	return 1;
 }
@@ -129,7 +155,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
  * piece's end), pushed, and, while the buffer is short of room, kept in
  * pd_bytes so that a push the kernel cuts short can be followed. The
  * last piece leaves cur where the decision left it. A program of its
- * own, reached from pd_msg by a tail call (replay): its walk would not
+ * own, reached from pd_msg by a tail call (act_replay): its walk would not
  * fit the stack on top of pd_msg's. */
 SEC("sk_msg")
 int pd_replay(struct sk_msg_md *msg)
@@ -150,7 +176,7 @@ int pd_replay(struct sk_msg_md *msg)
 	n = st->replay;
 	if (!n || n > msg->size)
 		goto tables;
-	room = push_room(tp);
+	room = wire_room(tp);
 	if (n > room) {
 		if (room >= PD_BYTES_MAX) {
 			n = room;
@@ -195,7 +221,7 @@ int pd_replay(struct sk_msg_md *msg)
 	else if (PD_FRAME_IS_PROTO(svc->framing))
 		proto_run(msg, st, 1);
 	else
-		pd_scan(msg, st);
+		walk_msg(msg, st);
 	if (st->run.err)
 		goto tables;
 	if (st->run.line) {
@@ -206,13 +232,16 @@ int pd_replay(struct sk_msg_md *msg)
 	st->replay -= n;
 	if (!st->replay)
 		st->cur = st->alt;
-	return push(msg, st, n < msg->size ? n : 0);
+	return act_push(msg, st, n < msg->size ? n : 0);
 tables:
-	trouble(PD_TR_TABLES);
-	doom(st, tp, st->judged_end);
+	ev_trouble(PD_TR_TABLES);
+	abort_conn(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
+/* Every send on a policed socket: the stream checked against what was
+ * judged, the bytes walked through the service's automaton, and the
+ * message passed, held back, dropped or diverted. */
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
@@ -227,13 +256,13 @@ int pd_msg(struct sk_msg_md *msg)
 		return SK_DROP;
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st) {
-		trouble(PD_TR_NO_STATE);
+		ev_trouble(PD_TR_NO_STATE);
 		return SK_DROP;
 	}
 	tp = bpf_skc_to_tcp_sock(msg->sk);
 	if ((st->flags & PD_SK_DEAD) || hold_expired(st)) {
 		/* recorded for its abort already, else tried again */
-		doom(st, tp, st->judged_end);
+		abort_conn(st, tp, st->judged_end);
 		bpf_msg_apply_bytes(msg, 0);
 		return SK_DROP;
 	}
@@ -242,38 +271,38 @@ int pd_msg(struct sk_msg_md *msg)
 	id = bpf_get_current_pid_tgid();
 	st->tgid = id >> 32;
 	st->uid = (__u32)bpf_get_current_uid_gid();
-	st->run.monitor = monitor_mode();
+	st->run.monitor = lookup_monitor();
 	r = wire_sync(msg, st, tp);
 	if (r) {
-		r = refuse(msg, st, tp, r);
+		r = act_refuse(msg, st, tp, r);
 		if (r >= 0)
 			return r;
 	}
 	if (st->replay)
-		return replay(msg, st, tp);
-	if (unhold(msg))
+		return act_replay(msg, st, tp);
+	if (hold_restore(msg))
 		goto tables;
 	size = msg->size;
 	/* a held message is judged again from here */
 	st->snap = st->cur;
-	r = policy_of(msg, st);
+	r = reload_policy(msg, st);
 	if (r < 0)
 		goto tables;
 	if (r == 1) {
 		/* not policed any more: everything passes */
-		unhold_timer(st);
+		hold_disarm(st);
 		st->alt = st->cur;
-		return pass_range(msg, st, tp, 0);
+		return act_pass(msg, st, tp, 0);
 	}
 	if (r == 2) {
 		/* a pattern split across the reload: denied by the old policy */
 		rule = st->run.ev_rule;
-		decided(msg, st, PD_V_DENY, rule, size, size);
+		ev_decided(msg, st, PD_V_DENY, rule, size, size);
 		if (st->run.monitor) {
 			st->alt = st->cur;
-			return pass_range(msg, st, tp, 0);
+			return act_pass(msg, st, tp, 0);
 		}
-		return act(msg, st, tp, PD_V_DENY, rule, 0);
+		return act_block(msg, st, tp, PD_V_DENY, rule, 0);
 	}
 	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
@@ -308,8 +337,8 @@ int pd_msg(struct sk_msg_md *msg)
 	}
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
-	else if (st->run.line || small_walk(msg, st) < 0)
-		pd_scan(msg, st);
+	else if (st->run.line || walk_small_msg(msg, st) < 0)
+		walk_msg(msg, st);
 	if (st->run.err)
 		goto tables;
 	used = st->run.used;
@@ -318,11 +347,11 @@ int pd_msg(struct sk_msg_md *msg)
 		pd_length(&st->cur.m, svc, size);
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 		pd_end(&st->cur.m, svc, used == size);
-		decided(msg, st, verdict, rule, size, size);
+		ev_decided(msg, st, verdict, rule, size, size);
 		if ((verdict != PD_V_DENY || st->run.monitor) && svc->tail) {
-			r = keep_tail_fast(msg, st, svc);
+			r = tail_keep_fast(msg, st, svc);
 			if (r > 0)
-				r = keep_tail(msg);
+				r = tail_keep(msg);
 			if (r)
 				goto tables;
 		}
@@ -338,7 +367,7 @@ int pd_msg(struct sk_msg_md *msg)
 		st->cur.in_msg = 0;
 		st->tail_len = 0;
 		st->tail_ids[0] = st->tail_ids[1] = st->tail_ids[2] = 0;
-		decided(msg, st, verdict, rule, st->cur.msglen, used);
+		ev_decided(msg, st, verdict, rule, st->cur.msglen, used);
 		pd_end(&st->cur.m, svc, 1);
 		/* a drop covers the whole sk_msg: the kernel frees all of it,
 		 * and only then tells the sender the right count */
@@ -353,17 +382,17 @@ int pd_msg(struct sk_msg_md *msg)
 	if (!must_hold && !win_done && !st->run.monitor && (svc->hold & PD_HOLD_LINE))
 		must_hold = 2;          /* an unfinished line, held while it fits */
 	if (must_hold) {
-		st->held_rule = held_rule(st, svc, must_hold);
-		r = hold(msg, st, svc->hold_ms);
+		st->held_rule = hold_rule(st, svc, must_hold);
+		r = hold_msg(msg, st, svc->hold_ms);
 		if (r >= 0)
 			return r;
 		/* longer than can be held: an allow list's line not allowed
 		 * within it is refused; a prefix is never that long; an
 		 * unfinished line goes out as it comes */
-		trouble(PD_TR_HOLD_FULL);
+		ev_trouble(PD_TR_HOLD_FULL);
 		if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect) {
 			st->cur.in_msg = 0;
-			decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
+			ev_decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
 			verdict = PD_V_DENY;
 			rule = 0;
 			goto out;
@@ -375,24 +404,24 @@ int pd_msg(struct sk_msg_md *msg)
 	if (!st->run.monitor && (win_done || st->cur.m.redirect))
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 	if (verdict == PD_V_DENY)
-		decided(msg, st, verdict, rule, st->cur.msglen, size);
+		ev_decided(msg, st, verdict, rule, st->cur.msglen, size);
 	else if (verdict == PD_V_REDIRECT)
-		emit(msg, st, verdict, rule, st->cur.msglen, size);
+		ev_emit(msg, st, verdict, rule, st->cur.msglen, size);
 	else
 		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
 	/* the line goes out as it comes: what it half matched must survive
 	 * two reloads */
-	if ((verdict != PD_V_DENY || st->run.monitor) && keep_tail(msg))
+	if ((verdict != PD_V_DENY || st->run.monitor) && tail_keep(msg))
 		goto tables;
 out:
-	unhold_timer(st);
+	hold_disarm(st);
 	/* monitor mode: decided and logged as would-be, then passed */
 	if ((verdict == PD_V_DENY || verdict == PD_V_REDIRECT) && !st->run.monitor)
-		return act(msg, st, tp, verdict, rule, apply);
-	return pass_range(msg, st, tp, apply);
+		return act_block(msg, st, tp, verdict, rule, apply);
+	return act_pass(msg, st, tp, apply);
 tables:
-	trouble(PD_TR_TABLES);
-	doom(st, tp, st->judged_end);
+	ev_trouble(PD_TR_TABLES);
+	abort_conn(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
@@ -425,23 +454,23 @@ static __always_inline int unjudged(struct __sk_buff *skb, struct bpf_sock *sk, 
 				    __u32 cause, __u32 len, __u32 seq)
 {
 	struct pd_sock *st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	int open = fail_open();
+	int open = lookup_fail_open();
 
-	trouble(cause);
+	ev_trouble(cause);
 	if (!st)
 		return open;
 	if (!(st->flags & PD_SK_REPORTED)) {
 		st->flags |= PD_SK_REPORTED;
 		if (!st->cause)
 			st->cause = (__u8)cause;
-		emit_sock(sk, open ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, st->tgid, st->uid,
-			  len, 1);
+		ev_emit_sock(sk, open ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, st->tgid, st->uid,
+			     len, 1);
 	}
 	if (open)
 		return 1;
 	if (!st->cookie)
 		st->cookie = bpf_get_socket_cookie(skb);
-	doom(st, bpf_skc_to_tcp_sock(sk), seq);
+	abort_conn(st, bpf_skc_to_tcp_sock(sk), seq);
 	return 0;
 }
 
@@ -496,9 +525,9 @@ int pd_egress(struct __sk_buff *skb)
 	len = skb->len > off ? skb->len - off : 0;
 	seq = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) | ((__u32)h[6] << 8) | h[7];
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
-	gen = active_gen();
+	gen = lookup_active_gen();
 	if (!st || !st->cookie) {
-		svc = service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen);
+		svc = lookup_service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen);
 		if (svc < 0)
 			return 1;
 		/* a policed connection sock_ops did not set up: data in a
@@ -516,7 +545,7 @@ int pd_egress(struct __sk_buff *skb)
 		/* adopted, no send judged yet: what it queued before its
 		 * adoption leaves, nothing after */
 		tp = bpf_skc_to_tcp_sock(sk);
-		if (tp && (__s32)(seq + len - adopted_seq(st, tp)) <= 0)
+		if (tp && (__s32)(seq + len - wire_adopted_seq(st, tp)) <= 0)
 			return 1;
 		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len, seq);
 	}
@@ -535,11 +564,11 @@ int pd_sock_create(struct bpf_sock *sk)
 
 	if (sk->protocol != IPPROTO_MPTCP || (sk->family != AF_INET && sk->family != AF_INET6))
 		return 1;
-	trouble(PD_TR_MPTCP);
+	ev_trouble(PD_TR_MPTCP);
 	id = bpf_get_current_pid_tgid();
-	emit_sock(sk, fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, id >> 32,
-		  (__u32)bpf_get_current_uid_gid(), 0, 0);
-	if (fail_open())
+	ev_emit_sock(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, id >> 32,
+		     (__u32)bpf_get_current_uid_gid(), 0, 0);
+	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-ENOPROTOOPT);
 	return 0;
@@ -559,7 +588,7 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 
 	if (!sk || ctx->type != SOCK_STREAM)
 		return 1;
-	svc = service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, active_gen());
+	svc = lookup_service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, lookup_active_gen());
 	if (svc < 0)
 		return 1;
 	tp = bpf_skc_to_tcp_sock(sk);
@@ -569,11 +598,11 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 		cause = PD_TR_FASTOPEN;
 	if (!cause)
 		return 1;
-	trouble(cause);
+	ev_trouble(cause);
 	id = bpf_get_current_pid_tgid();
-	emit_sock(sk, fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, id >> 32,
-		  (__u32)bpf_get_current_uid_gid(), 0, 0);
-	if (fail_open())
+	ev_emit_sock(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, id >> 32,
+		     (__u32)bpf_get_current_uid_gid(), 0, 0);
+	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-EOPNOTSUPP);
 	return 0;
@@ -603,8 +632,8 @@ int pd_setsockopt(struct bpf_sockopt *ctx)
 		return 1;
 	if (v + sizeof(int) > end || !*(int *)v)
 		return 1;               /* turned off, or the value is out of reach */
-	trouble(PD_TR_FASTOPEN);
-	if (fail_open())
+	ev_trouble(PD_TR_FASTOPEN);
+	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-EOPNOTSUPP);
 	return 0;

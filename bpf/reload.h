@@ -8,7 +8,7 @@
 #define PD_RELOAD_H
 
 /* Walking the first bytes of a message from a callback. */
-struct carry {
+struct reload_carry {
 	struct sk_msg_md *msg;
 	struct pd_match m;
 	const struct pd_classmap *cm;
@@ -17,9 +17,9 @@ struct carry {
 	__u32 err;
 };
 
-static long carry_step(__u32 i, void *arg)
+static long reload_carry_step(__u32 i, void *arg)
 {
-	struct carry *c = arg;
+	struct reload_carry *c = arg;
 	__u8 *p = (__u8 *)(long)c->msg->data, *end = (__u8 *)(long)c->msg->data_end;
 
 	if (i >= c->n || c->m.deny || c->m.state == c->resume)
@@ -38,11 +38,11 @@ static long carry_step(__u32 i, void *arg)
  * judged by the policy it began under. Returns the old slot's deny rule
  * index when it completes one, 0 when none, -1 on an error. Global:
  * verified once. */
-__noinline int carry_over(struct sk_msg_md *msg)
+__noinline int reload_carry_over(struct sk_msg_md *msg)
 {
 	const struct pd_state_out *o;
 	const struct pd_service *svc;
-	struct carry c = { .msg = msg };
+	struct reload_carry c = { .msg = msg };
 	struct pd_sock *st;
 	__u32 key, n;
 
@@ -58,7 +58,7 @@ __noinline int carry_over(struct sk_msg_md *msg)
 		return -1;
 	if (svc->framing != PD_FRAME_NONE || !svc->carry || st->cur.m.state == PD_NO_STATE)
 		return 0;
-	o = out_of(st->cur.m.state);
+	o = lookup_out(st->cur.m.state);
 	if (!o)
 		return -1;
 	if (o->cont == svc->resume)
@@ -72,7 +72,7 @@ __noinline int carry_over(struct sk_msg_md *msg)
 	c.m.cont = PD_NO_STATE;
 	c.resume = svc->resume;
 	c.n = n;
-	bpf_loop(PD_MAX_PATTERN, carry_step, &c, 0);
+	bpf_loop(PD_MAX_PATTERN, reload_carry_step, &c, 0);
 	return c.err ? -1 : c.m.deny;
 }
 
@@ -81,14 +81,14 @@ __noinline int carry_over(struct sk_msg_md *msg)
  * new message moves to the active slot, its service found again by port
  * (a reload may reorder, add or remove services). A message whose slot
  * a second reload rewrote goes on under the active policy, from the
- * state its kept last bytes lead to (framing none: retail), else from
+ * state its kept last bytes lead to (framing none: tail_rewalk), else from
  * where a message's middle starts.
  * Returns 0; 1 when the socket's port is no longer policed; 2 when the
- * old slot denies the message (carry_over; the rule index in
+ * old slot denies the message (reload_carry_over; the rule index in
  * st->run.ev_rule, st->cur.gen left on the old slot); -1 on an error. */
-static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
+static __always_inline int reload_policy(struct sk_msg_md *msg, struct pd_sock *st)
 {
-	struct pd_config *c = config();
+	struct pd_config *c = lookup_config();
 	__u32 gen, old = st->cur.gen & 1;
 	int svc, r, lost = 1;
 
@@ -100,7 +100,7 @@ static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
 	if (!st->cur.in_msg && gen == old && c->slot_gen[gen] == st->cur.slot_gen)
 		return st->service == PD_NO_SERVICE;
 	if (!st->cur.in_msg && gen != old && c->slot_gen[old] == st->cur.slot_gen) {
-		r = carry_over(msg);
+		r = reload_carry_over(msg);
 		if (r) {
 			st->run.ev_rule = r > 0 ? (__u16)r : 0;
 			return r > 0 ? 2 : -1;
@@ -113,11 +113,11 @@ static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
 	st->cur.m.cont = PD_NO_STATE;
 	st->cur.m.cont_left = 0;
 	st->cur.m.deny = st->cur.m.redirect = st->cur.m.allow = st->cur.m.audit = 0;
-	svc = service_by_port(st->rport, st->lport, gen);
+	svc = lookup_service_by_port(st->rport, st->lport, gen);
 	st->service = svc < 0 ? PD_NO_SERVICE : (__u32)svc;
 	if (svc < 0)
 		return 1;
-	if (lost && (st->tail_len || st->cur.in_msg) && retail(msg))
+	if (lost && (st->tail_len || st->cur.in_msg) && tail_rewalk(msg))
 		return -1;
 	return 0;
 }

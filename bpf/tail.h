@@ -11,7 +11,7 @@
 
 /* Copying the last bytes of a kept piece into the socket's kept bytes,
  * from a callback. */
-struct piece_tail {
+struct tail_piece {
 	const struct pd_bytes *b;
 	struct pd_sock *st;
 	struct pd_tail *t;
@@ -21,9 +21,9 @@ struct piece_tail {
 	__u32 big;
 };
 
-static long piece_tail_step(__u32 i, void *arg)
+static long tail_piece_step(__u32 i, void *arg)
 {
-	struct piece_tail *c = arg;
+	struct tail_piece *c = arg;
 	__u8 v;
 
 	if (i >= c->n)
@@ -37,14 +37,14 @@ static long piece_tail_step(__u32 i, void *arg)
 }
 
 /* Framing none, a send cut short after k bytes of the kept piece: what
- * keep_tail kept ends past where the stream stopped, so keep the bytes
+ * tail_keep kept ends past where the stream stopped, so keep the bytes
  * that lead to the state there from the piece instead (at most k). */
-static __always_inline void tail_of_piece(struct sk_msg_md *msg, struct pd_sock *st,
-					  const struct pd_service *svc, const struct pd_bytes *b,
-					  __u32 k)
+static __always_inline void tail_keep_piece(struct sk_msg_md *msg, struct pd_sock *st,
+					    const struct pd_service *svc, const struct pd_bytes *b,
+					    __u32 k)
 {
-	const struct pd_state_out *o = out_of(st->cur.m.state);
-	struct piece_tail c = { .b = b, .st = st };
+	const struct pd_state_out *o = lookup_out(st->cur.m.state);
+	struct tail_piece c = { .b = b, .st = st };
 	__u32 n;
 
 	st->tail_len = 0;
@@ -68,7 +68,7 @@ static __always_inline void tail_of_piece(struct sk_msg_md *msg, struct pd_sock 
 	c.from = k - n;
 	c.seq = b->seq + k - n;
 	c.n = n;
-	bpf_loop(PD_TAIL_MAX, piece_tail_step, &c, 0);
+	bpf_loop(PD_TAIL_MAX, tail_piece_step, &c, 0);
 	st->tail_seq = b->seq + k;
 	st->tail_len = (__u16)n;
 	st->tail_big = (__u8)c.big;
@@ -109,14 +109,14 @@ static long tail_copy_step(__u32 i, void *arg)
 	return 0;
 }
 
-/* keep_tail for the usual case, inline: framing none, a service whose
+/* tail_keep for the usual case, inline: framing none, a service whose
  * kept bytes fit the socket's ring, a message readable whole from where
  * the program stands, at least as long as the bytes to keep. Returns 0
- * (done), -1 on an error, 1 when keep_tail must do it. */
-static __always_inline int keep_tail_fast(struct sk_msg_md *msg, struct pd_sock *st,
+ * (done), -1 on an error, 1 when tail_keep must do it. */
+static __always_inline int tail_keep_fast(struct sk_msg_md *msg, struct pd_sock *st,
 					  const struct pd_service *svc)
 {
-	const struct pd_state_out *o = out_of(st->cur.m.state);
+	const struct pd_state_out *o = lookup_out(st->cur.m.state);
 	__u8 *data = (__u8 *)(long)msg->data, *end = (__u8 *)(long)msg->data_end;
 	__u32 n, size = msg->size, seq, i, off;
 
@@ -151,9 +151,9 @@ static __always_inline int keep_tail_fast(struct sk_msg_md *msg, struct pd_sock 
  * (up to the service's tail, with those kept before when they join up,
  * and under line framing none before the line's start) in pd_tail, and
  * for a line the ids of the rules it matched, so that all of it survives
- * two reloads before the next send (retail). Else keep nothing. Returns
+ * two reloads before the next send (tail_rewalk). Else keep nothing. Returns
  * 0, or -1 when the bytes could not be kept. Global: verified once. */
-__noinline int keep_tail(struct sk_msg_md *msg)
+__noinline int tail_keep(struct sk_msg_md *msg)
 {
 	const struct pd_state_out *o;
 	const struct pd_service *svc;
@@ -169,7 +169,7 @@ __noinline int keep_tail(struct sk_msg_md *msg)
 		return -1;
 	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
-	o = out_of(st->cur.m.state);
+	o = lookup_out(st->cur.m.state);
 	if (!svc || !o)
 		return -1;
 	size = msg->size;
@@ -177,9 +177,9 @@ __noinline int keep_tail(struct sk_msg_md *msg)
 	if (!size)
 		return 0;
 	if (line && st->cur.in_msg) {
-		st->tail_ids[0] = rule_id(st->cur.gen, st->cur.m.allow);
-		st->tail_ids[1] = rule_id(st->cur.gen, st->cur.m.audit);
-		st->tail_ids[2] = rule_id(st->cur.gen, st->cur.m.redirect);
+		st->tail_ids[0] = lookup_rule_id(st->cur.gen, st->cur.m.allow);
+		st->tail_ids[1] = lookup_rule_id(st->cur.gen, st->cur.m.audit);
+		st->tail_ids[2] = lookup_rule_id(st->cur.gen, st->cur.m.redirect);
 	}
 	/* the bytes that lead to the state: its deepest pattern progress */
 	n = PD_SF_DEPTH(o->flags);
@@ -249,7 +249,7 @@ static long tail_walk_step(__u32 i, void *arg)
  * counts for the line, and the rules it matched before are found again
  * by id. Sets st->cur.m; returns 0, or -1 on an error. Global: verified
  * once. */
-__noinline int retail(struct sk_msg_md *msg)
+__noinline int tail_rewalk(struct sk_msg_md *msg)
 {
 	const struct pd_service *svc;
 	struct tail_walk w = { .msg = msg };
@@ -297,12 +297,12 @@ __noinline int retail(struct sk_msg_md *msg)
 	if (!line)
 		return 0;
 	st->cur.m.deny = w.m.deny;
-	st->cur.m.allow = w.m.allow ? w.m.allow : rule_by_id(st->cur.gen, st->service,
+	st->cur.m.allow = w.m.allow ? w.m.allow : lookup_rule_by_id(st->cur.gen, st->service,
 							      st->tail_ids[0]);
-	st->cur.m.audit = w.m.audit ? w.m.audit : rule_by_id(st->cur.gen, st->service,
+	st->cur.m.audit = w.m.audit ? w.m.audit : lookup_rule_by_id(st->cur.gen, st->service,
 							      st->tail_ids[1]);
 	st->cur.m.redirect = w.m.redirect ? w.m.redirect :
-			     rule_by_id(st->cur.gen, st->service, st->tail_ids[2]);
+			     lookup_rule_by_id(st->cur.gen, st->service, st->tail_ids[2]);
 	return 0;
 }
 

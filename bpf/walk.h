@@ -10,24 +10,25 @@
 
 struct pd_scan;
 struct pd_dual;
-static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
-				__u32 end);
-__noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1);
-__noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_service *svc);
-static __noinline __u32 dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls,
-				  const __u8 *tab);
+static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				     __u32 end);
+__noinline int walk_skip2_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1);
+__noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
+			      const struct pd_service *svc);
+static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const __u8 *cls,
+				       const __u8 *tab);
 
 #define PD_ROW_SHIFT pd_row_shift
 #define PD_SLOT_LAST_ROW pd_slot_last_row
-#define PD_SKIP2(s, off, n, k0, k1) skip2_ascii((s)->src, off, n, k0, k1)
-#define PD_SKIP4(s, off, n, svc) skip4((s)->src, off, n, svc)
-#define PD_DUAL_WALK dual_walk
-#define PD_PULL(s, src, start, end) pull(s, src, start, end)
+#define PD_SKIP2(s, off, n, k0, k1) walk_skip2_msg((s)->src, off, n, k0, k1)
+#define PD_SKIP4(s, off, n, svc) walk_skip4_msg((s)->src, off, n, svc)
+#define PD_DUAL_WALK walk_dual_call
+#define PD_PULL(s, src, start, end) walk_pull(s, src, start, end)
 #define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
 #include "pd_scan.h"
 
-static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
-				__u32 end)
+static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				     __u32 end)
 {
 	if (bpf_msg_pull_data(msg, start, end, 0))
 		return -1;
@@ -41,7 +42,7 @@ static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 
  * its values live, they were read back from the stack for every word),
  * and the verifier checks them once instead of once per path into
  * pd_scan_fast. */
-__noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1)
+__noinline int walk_skip2_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1)
 {
 	if (!msg)
 		return 0;
@@ -49,7 +50,8 @@ __noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, 
 			      off, n, k0, k1);
 }
 
-__noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_service *svc)
+__noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
+			      const struct pd_service *svc)
 {
 	if (!msg || !svc)
 		return 0;
@@ -59,15 +61,15 @@ __noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_
 
 /* The two walks as a function of their own, called with the bounds in a
  * struct: inlined, the walks' values did not fit in the registers. */
-static __noinline __u32 dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls,
-				  const __u8 *tab)
+static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const __u8 *cls,
+				       const __u8 *tab)
 {
 	return pd_dual_walk(d, p, cls, tab);
 }
 
 /* The common small send, framing none, in one pass (pd_small_walk):
  * global, so that the verifier checks it once. */
-__noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
+__noinline int walk_small_msg(struct sk_msg_md *msg, struct pd_sock *st)
 {
 	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
 	const struct pd_classmap *cm;
@@ -96,7 +98,7 @@ __noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
 /* Consume bytes [0, run.limit) of this sk_msg (pd_scan_run). Inline,
  * with the caller's socket storage: one call site, and a global function
  * would look the storage up again. */
-static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
+static __always_inline int walk_msg(struct sk_msg_md *msg, struct pd_sock *st)
 {
 	struct pd_scan s = {};
 	__u32 key, gen;

@@ -16,7 +16,7 @@
  * the lock itself are not counted: a sender there has had nothing judged
  * yet, and a reader (recv() in another thread) has nothing to do with
  * the stream sent. */
-static __always_inline int others_inside(const struct sock *sk)
+static __always_inline int wire_others_inside(const struct sock *sk)
 {
 	return sk->sk_write_pending > 0;
 }
@@ -26,11 +26,11 @@ static __always_inline int others_inside(const struct sock *sk)
  * A lower bound with a margin for the queue's own overhead: an estimate
  * too high costs a refused connection (the bytes left behind cannot be
  * followed), never an unjudged byte. */
-#define PD_ROOM_SLACK 16384
-static __always_inline __u32 push_room(const struct tcp_sock *tp)
+#define WIRE_ROOM_SLACK 16384
+static __always_inline __u32 wire_room(const struct tcp_sock *tp)
 {
 	const struct sock *sk = (const void *)tp;
-	long room = (long)sk->sk_sndbuf - (long)sk->sk_wmem_queued - PD_ROOM_SLACK;
+	long room = (long)sk->sk_sndbuf - (long)sk->sk_wmem_queued - WIRE_ROOM_SLACK;
 	__u32 lowat = tp->notsent_lowat, unsent = tp->write_seq - tp->snd_nxt;
 	const struct net *net = sk->__sk_common.skc_net.net;
 	const struct proto *prot = sk->__sk_common.skc_prot;
@@ -54,7 +54,7 @@ static __always_inline __u32 push_room(const struct tcp_sock *tp)
 }
 
 /* Walking kept bytes (pd_bytes) from a callback. */
-struct follow {
+struct wire_follow {
 	struct pd_match *m;
 	const struct pd_classmap *cm;
 	const struct pd_bytes *b;
@@ -65,9 +65,9 @@ struct follow {
 	__u32 err;
 };
 
-static long follow_step(__u32 i, void *arg)
+static long wire_follow_step(__u32 i, void *arg)
 {
-	struct follow *f = arg;
+	struct wire_follow *f = arg;
 
 	if (i >= f->n || !f->left)
 		return 1;
@@ -83,13 +83,13 @@ static long follow_step(__u32 i, void *arg)
 /* The kernel pushed only the first k bytes of the last piece (kept in
  * pd_bytes): walk those from where the stream stood before the piece,
  * so that the stream is followed as it left. Returns 0, -1 when the
- * bytes were not kept, 1 under a protocol framing (proto_resync).
+ * bytes were not kept, 1 under a protocol framing (wire_proto_resync).
  * Global: verified once. */
-__noinline int resync(struct sk_msg_md *msg, __u32 wseq)
+__noinline int wire_resync(struct sk_msg_md *msg, __u32 wseq)
 {
 	const struct pd_classmap *cm;
 	const struct pd_service *svc;
-	struct follow f = {};
+	struct wire_follow f = {};
 	struct pd_bytes *b;
 	struct pd_sock *st;
 	__u32 k, key;
@@ -110,7 +110,7 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	if (!svc || !cm)
 		return -1;
 	if (PD_FRAME_IS_PROTO(svc->framing))
-		return 1;       /* proto_resync's */
+		return 1;       /* wire_proto_resync's */
 	f.m = &st->cur.m;
 	f.cm = cm;
 	f.b = b;
@@ -120,7 +120,7 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	f.left = 0xffffffff;
 	if (svc->inspect)
 		f.left = svc->inspect > st->cur.m.seen ? svc->inspect - st->cur.m.seen : 0;
-	bpf_loop(PD_BYTES_MAX, follow_step, &f, 0);
+	bpf_loop(PD_BYTES_MAX, wire_follow_step, &f, 0);
 	if (f.err)
 		return -1;
 	if (f.line) {
@@ -131,20 +131,21 @@ __noinline int resync(struct sk_msg_md *msg, __u32 wseq)
 	} else {
 		/* framing none: the send that was cut short is the message */
 		pd_end(&st->cur.m, svc, st->cur.m.seen >= k);
-		tail_of_piece(msg, st, svc, b, k);
+		tail_keep_piece(msg, st, svc, b, k);
 	}
 	st->judged_end = wseq;
 	st->replay = 0;
 	b->kind = PD_BYTES_NONE;
-	trouble(PD_TR_RESYNC);
+	ev_trouble(PD_TR_RESYNC);
 	return 0;
 }
 
-/* resync under a protocol framing (resync returned 1): the kept bytes
- * through the parser (proto_follow). Not called from resync: on 6.1 its
- * frame, the walk's and pd_msg's would exceed the 512 bytes the verifier
- * allows a chain of calls. Global: verified once. */
-__noinline int proto_resync(struct sk_msg_md *msg, __u32 wseq)
+/* wire_resync under a protocol framing (wire_resync returned 1): the
+ * kept bytes through the parser (proto_follow). Not called from
+ * wire_resync: on 6.1 its frame, the walk's and pd_msg's would exceed
+ * the 512 bytes the verifier allows a chain of calls. Global: verified
+ * once. */
+__noinline int wire_proto_resync(struct sk_msg_md *msg, __u32 wseq)
 {
 	struct pd_bytes *b;
 	struct pd_sock *st;
@@ -165,7 +166,7 @@ __noinline int proto_resync(struct sk_msg_md *msg, __u32 wseq)
 	st->judged_end = wseq;
 	st->replay = 0;
 	b->kind = PD_BYTES_NONE;
-	trouble(PD_TR_RESYNC);
+	ev_trouble(PD_TR_RESYNC);
 	return 0;
 }
 
@@ -173,7 +174,7 @@ __noinline int proto_resync(struct sk_msg_md *msg, __u32 wseq)
  * when its adoption began: adopted_end counts bytes from the stream's
  * start as bytes_acked does, and snd_una - bytes_acked stays the same
  * while the peer acknowledges. */
-static __always_inline __u32 adopted_seq(const struct pd_sock *st, const struct tcp_sock *tp)
+static __always_inline __u32 wire_adopted_seq(const struct pd_sock *st, const struct tcp_sock *tp)
 {
 	return tp->snd_una - (__u32)tp->bytes_acked + (__u32)st->adopted_end;
 }
@@ -195,7 +196,7 @@ static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
 		/* adopted: what was queued before its adoption began was not
 		 * ours to judge; what a send under way then (or one made
 		 * while it was adopted) queued since, no one judged */
-		st->judged_end = adopted_seq(st, tp);
+		st->judged_end = wire_adopted_seq(st, tp);
 		if ((__s32)(wseq - st->judged_end) < 0)
 			st->judged_end = wseq;
 		st->flags &= ~PD_SK_UNSYNCED;
@@ -214,11 +215,11 @@ static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
 	}
 	/* fewer bytes queued than were judged: another thread's send is
 	 * still under way, or the last send was cut short */
-	if (others_inside(sk))
+	if (wire_others_inside(sk))
 		return PD_TR_CONCURRENT;
-	r = resync(msg, wseq);
+	r = wire_resync(msg, wseq);
 	if (r == 1)
-		r = proto_resync(msg, wseq);
+		r = wire_proto_resync(msg, wseq);
 	return r ? PD_TR_CUT : 0;
 }
 
