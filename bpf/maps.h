@@ -105,6 +105,8 @@ struct {
 	__type(value, __u64);
 } pd_sockets SEC(".maps");
 
+/* Each policed socket's state (struct pd_sock): where its stream and
+ * its walk stand, what it holds back, why it is refused. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -151,6 +153,8 @@ struct {
 	__uint(max_entries, 1 << 20);
 } pd_events SEC(".maps");
 
+/* What could not be judged or recorded, counted by cause (enum
+ * pd_trouble), per CPU; `policyd stats` sums them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PD_TR_MAX);
