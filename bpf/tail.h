@@ -9,6 +9,40 @@
 #ifndef PD_TAIL_H
 #define PD_TAIL_H
 
+/* Where byte seq of the kept tail is: in pd_tail (t) when big, else in
+ * the socket's tail_ring; NULL when that one is missing. */
+static __always_inline __u8 *tail_byte(struct pd_sock *st, struct pd_tail *t, __u32 big,
+				       __u32 seq)
+{
+	if (big)
+		return t ? &t->bytes[seq & (PD_TAIL_MAX - 1)] : NULL;
+	return st ? &st->tail_ring[seq & (PD_TAIL_SMALL - 1)] : NULL;
+}
+
+/* How many of the last bytes walked to keep for state o: those that lead
+ * to it (its deepest pattern progress), at most the service's tail and
+ * what pd_tail holds. */
+static __always_inline __u32 tail_depth(const struct pd_state_out *o,
+					const struct pd_service *svc)
+{
+	__u32 n = PD_SF_DEPTH(o->flags);
+
+	if (n > svc->tail)
+		n = svc->tail;
+	if (n > PD_TAIL_MAX - 1)
+		n = PD_TAIL_MAX - 1;
+	return n;
+}
+
+/* The kept tail is the n bytes before sequence number end, in pd_tail
+ * when big. */
+static __always_inline void tail_kept(struct pd_sock *st, __u32 end, __u32 n, __u32 big)
+{
+	st->tail_seq = end;
+	st->tail_len = (__u16)n;
+	st->tail_big = (__u8)big;
+}
+
 /* Copying the last bytes of a kept piece into the socket's kept bytes,
  * from a callback. */
 struct tail_piece {
@@ -24,15 +58,13 @@ struct tail_piece {
 static long tail_piece_step(__u32 i, void *arg)
 {
 	struct tail_piece *c = arg;
-	__u8 v;
+	__u8 *q;
 
 	if (i >= c->n)
 		return 1;
-	v = c->b->bytes[(c->from + i) & (PD_BYTES_MAX - 1)];
-	if (c->big && c->t)
-		c->t->bytes[(c->seq + i) & (PD_TAIL_MAX - 1)] = v;
-	else if (!c->big && c->st)
-		c->st->tail_ring[(c->seq + i) & (PD_TAIL_SMALL - 1)] = v;
+	q = tail_byte(c->st, c->t, c->big, c->seq + i);
+	if (q)
+		*q = c->b->bytes[(c->from + i) & (PD_BYTES_MAX - 1)];
 	return 0;
 }
 
@@ -50,13 +82,9 @@ static __always_inline void tail_keep_piece(struct sk_msg_md *msg, struct pd_soc
 	st->tail_len = 0;
 	if (!o || !svc->tail || o->cont == svc->resume)
 		return;
-	n = PD_SF_DEPTH(o->flags);
-	if (n > svc->tail)
-		n = svc->tail;
+	n = tail_depth(o, svc);
 	if (n > k)
 		n = k;
-	if (n > PD_TAIL_MAX - 1)
-		n = PD_TAIL_MAX - 1;
 	if (!n)
 		return;
 	c.big = svc->tail >= PD_TAIL_SMALL;
@@ -69,9 +97,7 @@ static __always_inline void tail_keep_piece(struct sk_msg_md *msg, struct pd_soc
 	c.seq = b->seq + k - n;
 	c.n = n;
 	bpf_loop(PD_TAIL_MAX, tail_piece_step, &c, 0);
-	st->tail_seq = b->seq + k;
-	st->tail_len = (__u16)n;
-	st->tail_big = (__u8)c.big;
+	tail_kept(st, b->seq + k, n, c.big);
 }
 
 /* Copying the end of a message into the kept bytes, or walking them,
@@ -91,7 +117,7 @@ struct tail_walk {
 static long tail_copy_step(__u32 i, void *arg)
 {
 	struct tail_walk *w = arg;
-	__u8 *p = (__u8 *)(long)w->msg->data, *end = (__u8 *)(long)w->msg->data_end;
+	__u8 *p = (__u8 *)(long)w->msg->data, *end = (__u8 *)(long)w->msg->data_end, *q;
 
 	if (i >= w->n)
 		return 1;
@@ -100,10 +126,9 @@ static long tail_copy_step(__u32 i, void *arg)
 		w->err = 1;
 		return 1;
 	}
-	if (w->big && w->t)
-		w->t->bytes[(w->seq + i) & (PD_TAIL_MAX - 1)] = *p;
-	else if (!w->big && w->st)
-		w->st->tail_ring[(w->seq + i) & (PD_TAIL_SMALL - 1)] = *p;
+	q = tail_byte(w->st, w->t, w->big, w->seq + i);
+	if (q)
+		*q = *p;
 	else
 		w->err = 1;
 	return 0;
@@ -139,9 +164,7 @@ static __always_inline int tail_keep_fast(struct sk_msg_md *msg, struct pd_sock 
 			return 1;
 		st->tail_ring[(seq + i) & (PD_TAIL_SMALL - 1)] = data[off];
 	}
-	st->tail_seq = st->judged_end + size;
-	st->tail_len = (__u16)n;
-	st->tail_big = 0;
+	tail_kept(st, st->judged_end + size, n, 0);
 	return 0;
 }
 
@@ -181,16 +204,11 @@ __noinline int tail_keep(struct sk_msg_md *msg)
 		st->tail_ids[1] = lookup_rule_id(st->cur.gen, st->cur.m.audit);
 		st->tail_ids[2] = lookup_rule_id(st->cur.gen, st->cur.m.redirect);
 	}
-	/* the bytes that lead to the state: its deepest pattern progress */
-	n = PD_SF_DEPTH(o->flags);
-	if (!svc->tail || !n || (line ? !st->cur.in_msg : o->cont == svc->resume)) {
+	n = tail_depth(o, svc);
+	if (!n || (line ? !st->cur.in_msg : o->cont == svc->resume)) {
 		st->tail_len = 0;
 		return 0;
 	}
-	if (n > svc->tail)
-		n = svc->tail;
-	if (n > PD_TAIL_MAX - 1)
-		n = PD_TAIL_MAX - 1;
 	if (line && n > st->cur.msglen)
 		n = st->cur.msglen;
 	take = size < n ? size : n;
@@ -213,26 +231,19 @@ __noinline int tail_keep(struct sk_msg_md *msg)
 	bpf_loop(PD_TAIL_MAX, tail_copy_step, &w, 0);
 	if (w.err)
 		return -1;
-	st->tail_seq = st->judged_end + size;
-	st->tail_len = (__u16)(old + take);
-	st->tail_big = (__u8)w.big;
+	tail_kept(st, st->judged_end + size, old + take, w.big);
 	return 0;
 }
 
 static long tail_walk_step(__u32 i, void *arg)
 {
 	struct tail_walk *w = arg;
-	__u8 b;
+	const __u8 *q;
 
 	if (i >= w->n)
 		return 1;
-	if (w->big && w->t)
-		b = w->t->bytes[(w->seq + i) & (PD_TAIL_MAX - 1)];
-	else if (!w->big && w->st)
-		b = w->st->tail_ring[(w->seq + i) & (PD_TAIL_SMALL - 1)];
-	else
-		w->err = 1;
-	if (w->err || pd_byte(&w->m, w->cm, 0, PD_NO_STATE, b, NULL) < 0) {
+	q = tail_byte(w->st, w->t, w->big, w->seq + i);
+	if (!q || pd_byte(&w->m, w->cm, 0, PD_NO_STATE, *q, NULL) < 0) {
 		w->err = 1;
 		return 1;
 	}
