@@ -9,6 +9,7 @@
 #ifndef PD_EVENTS_H
 #define PD_EVENTS_H
 
+/* One more of trouble cause what (enum pd_trouble). */
 static __always_inline void ev_trouble(__u32 what)
 {
 	__u64 *c = bpf_map_lookup_elem(&pd_trouble, &what);
@@ -17,6 +18,8 @@ static __always_inline void ev_trouble(__u32 what)
 		*c += 1;
 }
 
+/* A message of bytes decided by counter slot (a rule id or a service's
+ * default), as would-be when monitor mode let it pass. */
 static __always_inline void ev_count(__u32 slot, __u32 bytes, int would)
 {
 	struct pd_counter *c = bpf_map_lookup_elem(&pd_counters, &slot);
@@ -204,6 +207,8 @@ divert:
 	return 0;
 }
 
+/* An event for a verdict on len bytes of message (bytes of them in this
+ * sk_msg), by rule index rule (0: the default). */
 static __always_inline void ev_emit(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
 				    __u32 rule, __u32 len, __u32 bytes)
 {
@@ -215,6 +220,7 @@ static __always_inline void ev_emit(struct sk_msg_md *msg, struct pd_sock *st, _
 	ev_send(msg);
 }
 
+/* The counter of rule index rule: its id, or the service's default. */
 static __always_inline __u32 ev_counter_slot(const struct pd_sock *st, __u32 rule)
 {
 	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);

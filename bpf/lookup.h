@@ -8,6 +8,8 @@
 #ifndef PD_LOOKUP_H
 #define PD_LOOKUP_H
 
+/* The transition row of a global state (slot 1's states follow slot
+ * 0's), or NULL past the slot's last row. */
 static __always_inline const __u32 *lookup_row(__u32 state)
 {
 	__u32 gen = state >= pd_slot_states;
@@ -20,6 +22,7 @@ static __always_inline const __u32 *lookup_row(__u32 state)
 	return tab ? (const __u32 *)(tab + off) : NULL;
 }
 
+/* What entering a global state reports, or NULL. */
 static __always_inline const struct pd_state_out *lookup_out(__u32 state)
 {
 	return bpf_map_lookup_elem(&pd_outs, &state);
@@ -40,6 +43,7 @@ static __always_inline __u32 lookup_target(__u32 from, __u32 t)
 #define PD_ROW_MASK(ctx) pd_row_mask
 #include "pd_match.h"
 
+/* The daemon's settings (pd_config), or NULL. */
 static __always_inline struct pd_config *lookup_config(void)
 {
 	__u32 zero = 0;
@@ -47,6 +51,7 @@ static __always_inline struct pd_config *lookup_config(void)
 	return bpf_map_lookup_elem(&pd_config, &zero);
 }
 
+/* The policy slot new messages are judged by. */
 static __always_inline __u32 lookup_active_gen(void)
 {
 	struct pd_config *c = lookup_config();

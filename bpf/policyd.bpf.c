@@ -608,6 +608,7 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 	return 0;
 }
 
+/* connect() on IPv4 and IPv6: connect_check. */
 SEC("cgroup/connect4")
 int pd_connect4(struct bpf_sock_addr *ctx)
 {

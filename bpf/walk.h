@@ -27,6 +27,7 @@ static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const _
 #define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
 #include "pd_scan.h"
 
+/* PD_PULL: bytes [start, end) of the sk_msg readable at s->data. */
 static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
 				     __u32 end)
 {
