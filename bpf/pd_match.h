@@ -1,20 +1,22 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The automaton walk: what the sk_msg program does with every inspected
- * byte, and how a message's verdict follows from what matched. This one
- * file is compiled into the BPF program and into the userspace tests, so
- * the tests exercise the code that runs in the kernel.
+ * The automaton walk: one byte through a service's automaton (pd_byte),
+ * what a message's start, length and end add, and how its verdict
+ * follows from what matched. Plain C, compiled into the BPF program, the
+ * daemon (`policyd test`) and the unit tests. The kernel's fast way
+ * through a send is pd_scan.h, which walks with pd_byte where it cannot
+ * go fast; pd_walk here is the plain reference the tests compare it with.
  *
  * The includer defines, before including this file:
  *   PD_ROW(ctx, state)   const __u32 *: the transition row of a state, or NULL
  *   PD_OUT(ctx, state)   const struct pd_state_out *, or NULL
  *   PD_ROW_MASK(ctx)     row width - 1 (the row width is a power of two)
- * and may define:
+ * A NULL from PD_ROW or PD_OUT means the tables are inconsistent; the walk
+ * then reports an error and the caller fails closed. It may define:
  *   PD_TARGET(ctx, st, t) the state a transition entry t of state st's row
- *                         leads to (default: its row offset over the row's
- *                         bytes, for a table whose first row is state 0)
- * A NULL from either means the tables are inconsistent; the walk then
- * reports an error and the caller fails closed.
+ *                         leads to (default below; the BPF program's tables
+ *                         hold two policy slots and it adds the slot's first
+ *                         state: lookup_target)
  *
  * Semantics (see policyd.conf(5)):
  *  - framing "line": a message ends after '\n'; every message starts at the
@@ -34,14 +36,16 @@
 #define PD_INLINE static inline __attribute__((always_inline))
 #endif
 
-/* The state an entry leads to: entries are row offsets (policyd.h), in a
- * table whose first row is state 0. */
+/* The state an entry leads to, in a table whose first row is state 0 (one
+ * compiled policy): an entry is its target's row offset in bytes
+ * (policyd.h), a multiple of the row's bytes. */
 #ifndef PD_TARGET
 #define PD_TARGET(ctx, st, t) (((t) & PD_T_STATE) / ((PD_ROW_MASK(ctx) + 1) * 4))
 #endif
 
 /* Most bytes one pd_walk call looks at; callers loop. (The BPF program
- * does not use pd_walk: it calls pd_byte from a bpf_loop callback.) */
+ * does not call pd_walk: pd_scan.h's scan and the bpf_loop callbacks over
+ * kept bytes call pd_byte.) */
 #ifndef PD_WALK_MAX
 #define PD_WALK_MAX 256
 #endif

@@ -54,8 +54,8 @@
 /* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
  * elements of at most 32 KiB each). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
-/* Work per callback (a bpf_loop call costs about as much as walking ten
- * bytes): words passed over in the resume state (a block with one
+/* Work per callback (a bpf_loop call costs more than walking a byte, so
+ * each does a batch): words passed over in the resume state (a block with one
  * bounds check, or as many checked one by one), bytes passed over
  * there one by one (when a service has too many bytes to look for in a
  * word), bytes walked through the transition table, bytes searched for a

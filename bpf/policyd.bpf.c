@@ -2,7 +2,29 @@
 /*
  * policyd data plane: sock_ops adds policed TCP sockets to a SOCKHASH; the
  * sk_msg verdict program on that map walks each message through its
- * service's automaton (bpf/pd_match.h) and passes or drops it.
+ * service's automaton (bpf/pd_match.h) and passes or drops it; cgroup
+ * programs close the paths a sk_msg program does not see. This file holds
+ * the programs and their glue; the rest is in headers, one role and one
+ * name prefix each, included in this order:
+ *
+ *   pd_kern.h      the kernel's types, read through BTF (CO-RE)
+ *   maps.h         pd_       the maps (the daemon opens them by name)
+ *   events.h       ev_       counters, events, diverted bytes
+ *   abort.h        abort_    connections to abort (pd_doomed)
+ *   lookup.h       lookup_   reading the policy in the maps
+ *   hold.h         hold_     messages held back, and their timer
+ *   walk.h         walk_     pd_scan.h over the sk_msg
+ *   proto.bpf.h    proto_    walks under a protocol framing
+ *   tail.h         tail_     the kept tail, for reloads
+ *   wire.h         wire_     the TCP stream against what was judged
+ *   act.h          act_      verdicts carried out
+ *   reload.h       reload_   which policy slot judges a run
+ *   proto_msg.bpf.h proto_   acting on a protocol framing's walk
+ *
+ * Plain C, also compiled into the daemon and the tests: pd_match.h
+ * (pd_: the automaton walk), pd_scan.h (pd_scan_, pd_: the fast way
+ * through a send), proto.h (pd_proto_), resp.h (pd_resp_), memcache.h
+ * (pd_mc_), http.h (pd_http_, pd_h_).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -19,446 +41,34 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The shape of pd_trans, set by the loader before load: row width - 1
- * (a power of two, so masking bounds a class for the verifier), log2 of
- * a row's bytes, states per slot, and the byte offset of a slot's last
- * row (the bound every row address is checked against). */
-const volatile __u32 pd_row_mask = PD_MAX_CLASSES - 1;
-const volatile __u32 pd_row_shift = 10;
-const volatile __u32 pd_slot_states = 1;
-const volatile __u32 pd_slot_last_row = 0;
+#include "maps.h"
+#include "events.h"
+#include "abort.h"
+#include "lookup.h"
+#include "hold.h"
+#include "walk.h"
 
-/* Settings the daemon changes at run time (active policy slot). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pd_config);
-} pd_config SEC(".maps");
+/* Walks under the protocol framings (resp, memcache, http). */
+#include "proto.bpf.h"
+#include "tail.h"
+#include "wire.h"
+#include "act.h"
+#include "reload.h"
 
-/* (port, direction, slot) -> service index. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * PD_MAX_PORTS);
-	__type(key, struct pd_port_key);
-	__type(value, __u32);
-} pd_ports SEC(".maps");
+/* What a run under a protocol framing found, acted on. */
+#include "proto_msg.bpf.h"
 
-/* slot * PD_MAX_SERVICES + service -> service settings. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * PD_MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct pd_service);
-} pd_services SEC(".maps");
-
-/* slot * PD_MAX_SERVICES + service -> byte classes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * PD_MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct pd_classmap);
-} pd_classes SEC(".maps");
-
-/* This instance's pin directory and cgroup (read by other instances). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pd_instance);
-} pd_instance SEC(".maps");
-
-/* Service names (read by policyd stats only). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * PD_MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct pd_name);
-} pd_names SEC(".maps");
-
-/* Policy slot -> its transition table (value size set by the loader). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, PD_MAX_CLASSES * sizeof(__u32));
-} pd_trans SEC(".maps");
-
-/* Global state index -> what entering the state reports. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pd_state_out);
-} pd_outs SEC(".maps");
-
-/* slot * (PD_MAX_RULES + 1) + rule index -> rule. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * (PD_MAX_RULES + 1));
-	__type(key, __u32);
-	__type(value, struct pd_rule);
-} pd_rules SEC(".maps");
-
-/* Per rule id and per service default: messages and bytes decided. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PD_COUNTER_SLOTS);
-	__type(key, __u32);
-	__type(value, struct pd_counter);
-} pd_counters SEC(".maps");
-
-/* Policed sockets, by socket cookie. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKHASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
-} pd_sockets SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct pd_sock);
-} pd_sk SEC(".maps");
-
-/* Redirect sinks: slot * PD_MAX_SINKS + sink -> a socket of policyd's
- * own, where the diverted bytes go (policyd drains it; the bytes it
- * writes to the sink file come from pd_sink_data). */
-struct {
-	__uint(type, BPF_MAP_TYPE_SOCKMAP);
-	__uint(max_entries, 2 * PD_MAX_SINKS);
-	__type(key, __u32);
-	__type(value, __u64);
-} pd_sinks SEC(".maps");
-
-/* Diversions so far: numbers each redirect event and its pieces. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} pd_sink_seq SEC(".maps");
-
-/* A piece of diverted bytes being put together for pd_sink_data. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pd_sink_piece);
-} pd_sink_buf SEC(".maps");
-
-/* The diverted bytes, in pieces, for the sink records. Apart from
- * pd_events: a flood of diverted bytes never crowds out deny events. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
-} pd_sink_data SEC(".maps");
-
-/* Deny, redirect and audit events for the daemon. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} pd_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PD_TR_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} pd_trouble SEC(".maps");
-
-/* The sk_msg program's second part, reached by a tail call (a fresh
- * stack): slot 0, pd_replay. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} pd_progs SEC(".maps");
-
-/* Bytes kept per socket for a while (struct pd_bytes): created the first
- * time a socket needs them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct pd_bytes);
-} pd_bytes SEC(".maps");
-
-/* The stream's last bytes while a half match is pending (struct
- * pd_tail): created the first time a socket needs them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct pd_tail);
-} pd_tail SEC(".maps");
-
-/* Sockets holding a message back, by cookie: a timer each, armed when
- * the message began to be held, that decides it when its service's
- * hold_timeout passes (held_too_long); the entry goes when the message
- * is decided or the socket closes. Sized like pd_sockets by the loader. */
-struct pd_held {
-	struct bpf_timer timer;
-	__u64 cookie;
-	__u32 service;
-	__u32 tgid;
-	__u32 uid;
-	__u32 len;
-	__u16 rule;             /* what keeps it held: pd_sock.held_rule */
-	__u8 expired;           /* decided: every later send is dropped */
-	__u8 pad;
-	struct pd_doomed doom;  /* the socket, for the event and the abort */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct pd_held);
-} pd_held SEC(".maps");
-
-/* Connections to abort, by cookie (struct pd_doomed: how the daemon finds
- * each). Preallocated, sized by the loader to twice pd_sockets: the
- * sockets in the socket map, and as many outside it (refused by the
- * egress program). An entry goes when its socket closes (pd_sockops) or
- * the daemon had it aborted; none is ever evicted. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 2 * 65536);
-	__type(key, __u64);
-	__type(value, struct pd_doomed);
-} pd_doomed SEC(".maps");
-
-/* Where a doomed connection's pd_doomed entry is put together before it
- * is stored: needed once in a connection's life, so neither in pd_sock
- * (its size decides the slab every policed socket's storage comes from)
- * nor on pd_msg's stack (6.1's 512-byte limit). A run never migrates
- * between CPUs. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pd_doomed);
-} pd_doom_draft SEC(".maps");
-
-/* pd_doom_draft's key, not on the stack */
-static const volatile __u32 pd_key0 = 0;
-
-static __always_inline void trouble(__u32 what);
-
-/* The socket as the aborter finds it, and how far its peer must have
- * acknowledged the stream before the abort (an abort discards what is
- * still queued): up to end, the sequence number after the last byte let
- * out before the drop, and no further than what is queued. */
-static __always_inline void doomed_of(struct pd_doomed *d, const struct tcp_sock *tp, __u32 end)
-{
-	const struct sock_common *c = &((const struct sock *)tp)->__sk_common;
-	__u32 unacked = end - tp->snd_una, queued = tp->write_seq - tp->snd_una;
-	const struct net *net = c->skc_net.net;
-
-	if ((__s32)unacked < 0)
-		unacked = 0;
-	if (unacked > queued)
-		unacked = queued;
-	d->acked = tp->bytes_acked + unacked;
-	d->netns = net ? net->net_cookie : 0;
-	d->family = (__u8)c->skc_family;
-	if (c->skc_family == AF_INET6) {
-		d->saddr[0] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[0];
-		d->saddr[1] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[1];
-		d->saddr[2] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[2];
-		d->saddr[3] = c->skc_v6_rcv_saddr.in6_u.u6_addr32[3];
-		d->daddr[0] = c->skc_v6_daddr.in6_u.u6_addr32[0];
-		d->daddr[1] = c->skc_v6_daddr.in6_u.u6_addr32[1];
-		d->daddr[2] = c->skc_v6_daddr.in6_u.u6_addr32[2];
-		d->daddr[3] = c->skc_v6_daddr.in6_u.u6_addr32[3];
-	} else {
-		d->saddr[0] = c->skc_rcv_saddr;
-		d->daddr[0] = c->skc_daddr;
-	}
-	d->sport = c->skc_num;
-	d->dport = bpf_ntohs(c->skc_dport);
-	d->ifindex = (__u32)c->skc_bound_dev_if;
-}
-
-/* Put a doomed connection in pd_doomed. Where it has no room (more
- * doomed connections open than it holds), counted once, and tried again
- * at the socket's next send (its entry made again then: the same
- * acknowledged count, a later time). */
-static __always_inline void doom_record(struct pd_sock *st, const struct pd_doomed *d)
-{
-	long err = bpf_map_update_elem(&pd_doomed, &st->cookie, d, BPF_NOEXIST);
-
-	if (!err)
-		trouble(PD_TR_ABORTS);
-	if (!err || err == -17 /* EEXIST */) {
-		st->flags |= PD_SK_DOOMED;
-	} else if (!(st->flags & PD_SK_NOROOM)) {
-		st->flags |= PD_SK_NOROOM;
-		trouble(PD_TR_ABORT_FULL);
-	}
-}
-
-/* The connection is to be aborted, and every later send on it dropped:
- * once the peer acknowledged the stream up to end (doomed_of). tp NULL:
- * it cannot be named (not a TCP socket; never seen). */
-static __always_inline void doom(struct pd_sock *st, const struct tcp_sock *tp, __u32 end)
-{
-	struct pd_doomed *d;
-
-	st->flags |= PD_SK_DEAD;
-	if ((st->flags & PD_SK_DOOMED) || !tp)
-		return;
-	d = bpf_map_lookup_elem(&pd_doom_draft, (const void *)&pd_key0);
-	if (!d)
-		return;
-	__builtin_memset(d, 0, sizeof(*d));     /* the last connection's */
-	doomed_of(d, tp, end);
-	d->when = bpf_ktime_get_ns();
-	doom_record(st, d);
-}
-
-/* The message held so far is decided (or its socket closes). */
-static __always_inline void unhold_timer(struct pd_sock *st)
-{
-	if (!st->held_since)
-		return;
-	st->held_since = 0;
-	bpf_map_delete_elem(&pd_held, &st->cookie);
-}
-
-/* Whether the socket's held message ran past its hold_timeout. */
-static __always_inline int hold_expired(const struct pd_sock *st)
-{
-	struct pd_held *h;
-
-	if (!st->held_since)
-		return 0;
-	h = bpf_map_lookup_elem(&pd_held, &st->cookie);
-	return h && h->expired;
-}
-
-static __always_inline void trouble(__u32 what)
-{
-	__u64 *c = bpf_map_lookup_elem(&pd_trouble, &what);
-
-	if (c)
-		*c += 1;
-}
-
-static __always_inline const __u32 *row_of(__u32 state)
-{
-	__u32 gen = state >= pd_slot_states;
-	__u64 off = (__u64)(state - gen * pd_slot_states) << pd_row_shift;
-	const __u8 *tab;
-
-	if (off > pd_slot_last_row)
-		return NULL;
-	tab = bpf_map_lookup_elem(&pd_trans, &gen);
-	return tab ? (const __u32 *)(tab + off) : NULL;
-}
-
-static __always_inline const struct pd_state_out *out_of(__u32 state)
-{
-	return bpf_map_lookup_elem(&pd_outs, &state);
-}
-
-/* The state an entry of state from's row leads to: entries are row
- * offsets within the slot's table (see pd_trans). */
-static __always_inline __u32 target_of(__u32 from, __u32 t)
-{
-	__u32 base = from >= pd_slot_states ? pd_slot_states : 0;
-
-	return ((t & PD_T_STATE) >> pd_row_shift) + base;
-}
-
-#define PD_ROW(ctx, st) row_of(st)
-#define PD_TARGET(ctx, st, t) target_of(st, t)
-#define PD_OUT(ctx, st) out_of(st)
-#define PD_ROW_MASK(ctx) pd_row_mask
-#include "pd_match.h"
-
-static __always_inline struct pd_config *config(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&pd_config, &zero);
-}
-
-static __always_inline __u32 active_gen(void)
-{
-	struct pd_config *c = config();
-
-	return c ? (c->active_gen & 1) : 0;
-}
-
-/* The generation policy slot gen holds (0 while being rewritten). */
-static __always_inline __u32 slot_gen(__u32 gen)
-{
-	struct pd_config *c = config();
-
-	return c ? c->slot_gen[gen & 1] : 0;
-}
-
-/* Monitor mode (pd_config.mode): denies and redirects are logged and
- * counted as would-be, and the message passes. */
-static __always_inline __u8 monitor_mode(void)
-{
-	struct pd_config *c = config();
-
-	return c && c->mode == PD_MODE_MONITOR;
-}
-
-/* daemon.fail_mode = "open": what cannot be judged passes (logged) */
-static __always_inline int fail_open(void)
-{
-	struct pd_config *c = config();
-
-	return c && c->fail_open;
-}
-
-/* The service a connection belongs to: remote port for "to", local port
- * for "from". Returns -1 when it is not policed. */
-static __always_inline int service_of(__u32 remote_port_be, __u32 local_port, __u32 gen)
-{
-	struct pd_port_key k = { .gen = (__u8)gen };
-	__u32 *svc;
-
-	k.port = bpf_ntohl(remote_port_be) & 0xffff;
-	k.dir = PD_DIR_TO;
-	svc = bpf_map_lookup_elem(&pd_ports, &k);
-	if (svc)
-		return *svc;
-	k.port = local_port & 0xffff;
-	k.dir = PD_DIR_FROM;
-	svc = bpf_map_lookup_elem(&pd_ports, &k);
-	return svc ? (int)*svc : -1;
-}
-
-/* The same from ports in host byte order. */
-static __always_inline int service_by_port(__u16 rport, __u16 lport, __u32 gen)
-{
-	struct pd_port_key k = { .port = rport, .dir = PD_DIR_TO, .gen = (__u8)gen };
-	__u32 *svc = bpf_map_lookup_elem(&pd_ports, &k);
-
-	if (svc)
-		return *svc;
-	k.port = lport;
-	k.dir = PD_DIR_FROM;
-	svc = bpf_map_lookup_elem(&pd_ports, &k);
-	return svc ? (int)*svc : -1;
-}
-
+/* A TCP connection of the cgroup is established, or one of them closes.
+ * A policed one (its port names a service) gets its socket storage and
+ * goes into pd_sockets; one that closes loses its hold timer and leaves
+ * pd_doomed. */
 SEC("sockops")
 int pd_sockops(struct bpf_sock_ops *ops)
 {
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
 	struct pd_sock *st;
-	__u32 gen = active_gen();
+	__u32 gen = lookup_active_gen();
 	__u64 cookie;
 	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
@@ -468,7 +78,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 		 * how an abort ends) */
 		if (ops->args[1] == BPF_TCP_CLOSE && ops->sk &&
 		    (st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, 0))) {
-			unhold_timer(st);
+			hold_disarm(st);
 			if (st->flags & PD_SK_DOOMED)
 				bpf_map_delete_elem(&pd_doomed, &st->cookie);
 		}
@@ -483,7 +93,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	}
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
-	svc = service_of(ops->remote_port, ops->local_port, gen);
+	svc = lookup_service(ops->remote_port, ops->local_port, gen);
 	sk = ops->sk;
 	if (!sk)
 		return 1;
@@ -502,13 +112,13 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!st || !tp) {
-		trouble(PD_TR_NO_STATE);
+		ev_trouble(PD_TR_NO_STATE);
 		return 1;
 	}
 	cookie = bpf_get_socket_cookie(ops);
 	st->service = (__u32)svc;
 	st->cur.gen = gen;
-	st->cur.slot_gen = slot_gen(gen);
+	st->cur.slot_gen = lookup_slot_gen(gen);
 	st->cur.in_msg = 0;
 	st->cur.m.state = PD_NO_STATE;      /* the service's resume state on first use */
 	st->cookie = cookie;
@@ -535,692 +145,9 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	if (err) {
 		st->flags |= PD_SK_UNMAPPED;
 		st->cause = err == -16 /* EBUSY */ ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;
-		trouble(st->cause);
+		ev_trouble(st->cause);
 	}
 	return 1;
-}
-
-static __always_inline void count(__u32 slot, __u32 bytes, int would)
-{
-	struct pd_counter *c = bpf_map_lookup_elem(&pd_counters, &slot);
-
-	if (c && would) {
-		c->would_msgs += 1;
-		c->would_bytes += bytes;
-	} else if (c) {
-		c->msgs += 1;
-		c->bytes += bytes;
-	}
-}
-
-/* ---- the scan (pd_scan.h), over the maps and the sk_msg ---- */
-
-struct pd_scan;
-struct pd_dual;
-static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
-				__u32 end);
-__noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1);
-__noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_service *svc);
-static __noinline __u32 dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls,
-				  const __u8 *tab);
-
-#define PD_ROW_SHIFT pd_row_shift
-#define PD_SLOT_LAST_ROW pd_slot_last_row
-#define PD_SKIP2(s, off, n, k0, k1) skip2_ascii((s)->src, off, n, k0, k1)
-#define PD_SKIP4(s, off, n, svc) skip4((s)->src, off, n, svc)
-#define PD_DUAL_WALK dual_walk
-#define PD_PULL(s, src, start, end) pull(s, src, start, end)
-#define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
-#include "pd_scan.h"
-
-static __always_inline int pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
-				__u32 end)
-{
-	if (bpf_msg_pull_data(msg, start, end, 0))
-		return -1;
-	s->data = msg->data;
-	s->data_end = msg->data_end;
-	return 0;
-}
-
-/* The word tests as global functions, verified once each: they keep the
- * keys and constants in registers (inlined into pd_scan_fast, with all
- * its values live, they were read back from the stack for every word),
- * and the verifier checks them once instead of once per path into
- * pd_scan_fast. */
-__noinline int skip2_ascii(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1)
-{
-	if (!msg)
-		return 0;
-	return pd_skip2_ascii((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end,
-			      off, n, k0, k1);
-}
-
-__noinline int skip4(struct sk_msg_md *msg, __u32 off, __u32 n, const struct pd_service *svc)
-{
-	if (!msg || !svc)
-		return 0;
-	return pd_skip4((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end, off, n,
-			svc);
-}
-
-/* The two walks as a function of their own, called with the bounds in a
- * struct: inlined, the walks' values did not fit in the registers. */
-static __noinline __u32 dual_walk(struct pd_dual *d, const __u8 *p, const __u8 *cls,
-				  const __u8 *tab)
-{
-	return pd_dual_walk(d, p, cls, tab);
-}
-
-/* The common small send, framing none, in one pass (pd_small_walk):
- * global, so that the verifier checks it once. */
-__noinline int small_walk(struct sk_msg_md *msg, struct pd_sock *st)
-{
-	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
-	const struct pd_classmap *cm;
-	const struct pd_service *svc;
-	const __u8 *tab, *p, *end;
-	__u32 gen, key, n;
-
-	if (!msg || !st)
-		return -1;
-	n = st->run.limit;
-	if (n - 1 >= PD_SMALL)  /* 0, or more than PD_SMALL */
-		return -1;
-	gen = st->cur.gen & 1;
-	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
-	cm = bpf_map_lookup_elem(&pd_classes, &key);
-	svc = bpf_map_lookup_elem(&pd_services, &key);
-	tab = bpf_map_lookup_elem(&pd_trans, &gen);
-	if (!cm || !svc || !tab)
-		return -1;
-	p = (const __u8 *)(long)msg->data;
-	end = (const __u8 *)(long)msg->data_end;
-	return pd_small_walk(&st->cur.m, &st->run, svc, cm->cls, tab, gen * pd_slot_states, last,
-			     p, end, n);
-}
-
-/* Consume bytes [0, run.limit) of this sk_msg (pd_scan_run). Inline,
- * with the caller's socket storage: one call site, and a global function
- * would look the storage up again. */
-static __always_inline int pd_scan(struct sk_msg_md *msg, struct pd_sock *st)
-{
-	struct pd_scan s = {};
-	__u32 key, gen;
-
-	gen = st->cur.gen & 1;
-	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
-	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
-	s.svc = bpf_map_lookup_elem(&pd_services, &key);
-	s.tab = bpf_map_lookup_elem(&pd_trans, &gen);
-	if (!s.cm || !s.svc || !s.tab) {
-		st->run.err = 1;
-		return -1;
-	}
-	s.base = gen * pd_slot_states;
-	s.m = &st->cur.m;
-	s.run = &st->run;
-	s.src = msg;
-	pd_scan_run(&s, &st->run);
-	return 0;
-}
-
-struct divert {
-	struct sk_msg_md *msg;
-	struct pd_sink_piece *p;
-	__u32 bytes;
-};
-
-/* Piece i of the diverted bytes into pd_sink_data. */
-static long divert_piece(__u32 i, void *arg)
-{
-	struct divert *dv = arg;
-	struct pd_sink_piece *p = dv->p;
-	__u32 off = i * PD_SINK_PIECE, n;
-
-	if (off >= dv->bytes)
-		return 1;
-	n = dv->bytes - off;
-	if (n > PD_SINK_PIECE)
-		n = PD_SINK_PIECE;
-	if (bpf_msg_pull_data(dv->msg, off, off + n, 0) ||
-	    bpf_probe_read_kernel(p->data, n, (void *)(long)dv->msg->data))
-		return 1;
-	p->off = off;
-	p->len = n;
-	/* a piece the ring buffer has no room for is missing from the
-	 * record, which says so */
-	bpf_ringbuf_output(&pd_sink_data, p, __builtin_offsetof(struct pd_sink_piece, data) + n, 0);
-	return 0;
-}
-
-/* Copy the first bytes (at most PD_SINK_KEEP) of what this redirect
- * diverts, in pieces numbered seq. */
-__noinline int pd_divert_copy(struct sk_msg_md *msg, __u64 seq, __u32 gen, __u32 sink,
-			      __u32 bytes)
-{
-	struct divert dv = { .msg = msg, .bytes = bytes };
-	__u32 zero = 0;
-
-	dv.p = bpf_map_lookup_elem(&pd_sink_buf, &zero);
-	if (!msg || !dv.p)
-		return -1;
-	if (dv.bytes > PD_SINK_KEEP)
-		dv.bytes = PD_SINK_KEEP;
-	dv.p->seq = seq;
-	dv.p->gen = (__u8)gen;
-	dv.p->sink = (__u8)sink;
-	bpf_loop(PD_SINK_KEEP / PD_SINK_PIECE, divert_piece, &dv, 0);
-	return 0;
-}
-
-/* The sending task's name, read through the task (CO-RE: comm's offset
- * is the running kernel's): sk_msg programs may call bpf_get_current_comm
- * only on kernels after 6.12 (6.12 refuses it, 7.3 allows it), but
- * bpf_get_current_task and bpf_probe_read_kernel on every kernel policyd
- * runs on. */
-struct task_struct {
-	char comm[16];
-} __attribute__((preserve_access_index));
-
-/* Send the event described by st->run.ev_* to the daemon, and for a
- * redirect the bytes it diverts. Global, so the verifier checks it once
- * however many paths lead here. */
-__noinline int pd_emit(struct sk_msg_md *msg)
-{
-	struct task_struct *task;
-	__u32 zero = 0, ex = 0, avail, gen, rk, sink = 0, key;
-	const struct pd_service *svc;
-	struct pd_rule *r, *exr = NULL;
-	struct pd_event *e;
-	struct pd_sock *st;
-	__u64 id, seq = 0, *next;
-
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	if (!st)
-		return -1;
-	avail = msg->size;
-	gen = st->cur.gen & 1;
-	/* monitor mode diverts nothing: no bytes for the sink */
-	if (st->run.ev_verdict == PD_V_REDIRECT && !st->run.monitor) {
-		rk = pd_rule_key(gen, st->run.ev_rule);
-		r = bpf_map_lookup_elem(&pd_rules, &rk);
-		sink = r ? r->sink : 0;
-		next = bpf_map_lookup_elem(&pd_sink_seq, &zero);
-		if (next)
-			seq = __sync_fetch_and_add(next, 1) + 1;
-	}
-	e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
-	if (!e) {
-		trouble(PD_TR_RINGBUF);
-		goto divert;
-	}
-	e->sink_seq = seq;
-	e->gen = (__u8)gen;
-	id = bpf_get_current_pid_tgid();
-	e->pid = (__u32)id;
-	e->tgid = id >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	task = (struct task_struct *)bpf_get_current_task();
-	bpf_probe_read_kernel(e->comm, sizeof(e->comm), task->comm);
-	e->len = st->run.ev_len;
-	e->bytes = st->run.ev_bytes;
-	e->service = st->service;
-	e->verdict = st->run.ev_verdict;
-	e->cause = st->run.ev_cause;
-	e->monitor = st->run.monitor && e->verdict >= PD_V_REDIRECT && e->verdict <= PD_V_DENY;
-	e->rule_id = 0;
-	e->audit_id = 0;
-	e->sink = 0;
-	e->audit = st->cur.m.audit ? 1 : 0;
-	rk = pd_rule_key(gen, st->run.ev_rule);
-	r = st->run.ev_rule ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
-	if (r) {
-		e->rule_id = r->id;
-		e->sink = r->sink;
-		exr = r;
-	}
-	rk = pd_rule_key(gen, st->cur.m.audit);
-	r = st->cur.m.audit ? bpf_map_lookup_elem(&pd_rules, &rk) : NULL;
-	if (r) {
-		e->audit_id = r->id;
-		/* an audit line names the audit rule: its excerpt */
-		if (e->verdict == PD_V_PASS)
-			exr = r;
-	}
-	e->family = (__u8)msg->family;
-	if (msg->family == AF_INET6) {
-		e->saddr[0] = msg->local_ip6[0];
-		e->saddr[1] = msg->local_ip6[1];
-		e->saddr[2] = msg->local_ip6[2];
-		e->saddr[3] = msg->local_ip6[3];
-		e->daddr[0] = msg->remote_ip6[0];
-		e->daddr[1] = msg->remote_ip6[1];
-		e->daddr[2] = msg->remote_ip6[2];
-		e->daddr[3] = msg->remote_ip6[3];
-	} else {
-		e->saddr[0] = msg->local_ip4;
-		e->daddr[0] = msg->remote_ip4;
-		e->saddr[1] = e->saddr[2] = e->saddr[3] = 0;
-		e->daddr[1] = e->daddr[2] = e->daddr[3] = 0;
-	}
-	e->sport = (__u16)msg->local_port;
-	e->dport = bpf_ntohl(msg->remote_port) & 0xffff;
-	/* the rule's excerpt (0 for a rule on secrets), else the service's */
-	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
-	svc = exr ? NULL : bpf_map_lookup_elem(&pd_services, &key);
-	if (exr)
-		ex = exr->excerpt;
-	else if (svc)
-		ex = svc->excerpt;
-	if (ex > PD_EXCERPT_MAX)
-		ex = PD_EXCERPT_MAX;
-	if (ex > avail)
-		ex = avail;
-	/* the message's own bytes: under line framing the next line may
-	 * follow in the same sk_msg */
-	if (e->bytes && ex > e->bytes)
-		ex = e->bytes;
-	e->excerpt_len = 0;
-	if (ex && !bpf_msg_pull_data(msg, 0, ex, 0)) {
-		void *d = msg->data;
-
-		ex &= PD_EXCERPT_MAX * 2 - 1;
-		if (ex <= PD_EXCERPT_MAX && !bpf_probe_read_kernel(e->excerpt, ex, d))
-			e->excerpt_len = ex;
-	}
-	bpf_ringbuf_submit(e, 0);
-divert:
-	if (seq)
-		pd_divert_copy(msg, seq, gen, sink, st->run.ev_bytes);
-	return 0;
-}
-
-static __always_inline void emit(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
-				 __u32 rule, __u32 len, __u32 bytes)
-{
-	st->run.ev_cause = 0;
-	st->run.ev_verdict = (__u8)verdict;
-	st->run.ev_rule = (__u16)rule;
-	st->run.ev_len = len;
-	st->run.ev_bytes = bytes;
-	pd_emit(msg);
-}
-
-static __always_inline __u32 counter_slot(const struct pd_sock *st, __u32 rule)
-{
-	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);
-	struct pd_rule *r;
-
-	if (rule) {
-		r = bpf_map_lookup_elem(&pd_rules, &rk);
-		if (r)
-			return r->id;
-	}
-	return PD_COUNTER_DEFAULT(st->service & (PD_MAX_SERVICES - 1));
-}
-
-/* A decided message: count it, log it when it must be logged. */
-static __always_inline void decided(struct sk_msg_md *msg, struct pd_sock *st, __u32 verdict,
-				    __u32 rule, __u32 len, __u32 bytes)
-{
-	__u32 audit = st->cur.m.audit;
-
-	count(counter_slot(st, rule), len,
-	      st->run.monitor && (verdict == PD_V_DENY || verdict == PD_V_REDIRECT));
-	if (audit && rule != audit)
-		count(counter_slot(st, audit), len, 0);
-	if (verdict != PD_V_PASS || audit)
-		emit(msg, st, verdict, rule, len, bytes);
-}
-
-/* Walks under the protocol framings (resp, memcache, http). */
-#include "proto.bpf.h"
-
-/* Let bytes out on this socket: apply of them (0: the rest of the
- * sk_msg). By a redirect to the socket itself, not a plain pass: on a
- * redirect the kernel forgets the verdict before it pushes, so bytes it
- * then cannot push (a non-blocking send that meets a full buffer, a
- * signal) leave no verdict behind, which it would apply to the next
- * send unjudged. The next run finds them missing (wire_sync). A
- * redirect also replaces any earlier target of the same sk_msg (a sink). */
-static __always_inline int push(struct sk_msg_md *msg, struct pd_sock *st, __u32 apply)
-{
-	__u64 self = st->cookie;
-
-	bpf_msg_cork_bytes(msg, 0);
-	bpf_msg_apply_bytes(msg, apply);
-	return bpf_msg_redirect_hash(msg, &pd_sockets, &self, 0);
-}
-
-/* Drop or divert. Every run sets apply and cork bytes itself: the kernel
- * keeps the values of an earlier run on the same sk_msg. */
-static __always_inline int act(struct sk_msg_md *msg, struct pd_sock *st,
-			       const struct tcp_sock *tp, __u32 verdict, __u32 rule, __u32 apply)
-{
-	__u32 rk = pd_rule_key(st->cur.gen & 1, rule & 0xffff);
-	struct pd_rule *r;
-
-	bpf_msg_cork_bytes(msg, 0);
-	bpf_msg_apply_bytes(msg, apply);
-	if (verdict == PD_V_DENY) {
-		doom(st, tp, st->judged_end);
-		return SK_DROP;
-	}
-	r = bpf_map_lookup_elem(&pd_rules, &rk);
-	return bpf_msg_redirect_map(msg, &pd_sinks,
-				    (st->cur.gen & 1) * PD_MAX_SINKS + (r ? r->sink : 0),
-				    BPF_F_INGRESS);
-}
-
-/* ---- the wire: the socket's TCP stream against what was judged ---- */
-
-/* Whether a thread other than ours is inside a send on this socket with
- * bytes judged and not yet queued: one waits for room in the send buffer
- * (sk_stream_wait_memory(), with the socket lock released, counts it in
- * sk_write_pending until it holds the lock again). Threads that wait for
- * the lock itself are not counted: a sender there has had nothing judged
- * yet, and a reader (recv() in another thread) has nothing to do with
- * the stream sent. */
-static __always_inline int others_inside(const struct sock *sk)
-{
-	return sk->sk_write_pending > 0;
-}
-
-/* Bytes TCP takes from a push now without waiting for room in the send
- * buffer, at least: its buffer limit, TCP_NOTSENT_LOWAT, memory pressure.
- * A lower bound with a margin for the queue's own overhead: an estimate
- * too high costs a refused connection (the bytes left behind cannot be
- * followed), never an unjudged byte. */
-#define PD_ROOM_SLACK 16384
-static __always_inline __u32 push_room(const struct tcp_sock *tp)
-{
-	const struct sock *sk = (const void *)tp;
-	long room = (long)sk->sk_sndbuf - (long)sk->sk_wmem_queued - PD_ROOM_SLACK;
-	__u32 lowat = tp->notsent_lowat, unsent = tp->write_seq - tp->snd_nxt;
-	const struct net *net = sk->__sk_common.skc_net.net;
-	const struct proto *prot = sk->__sk_common.skc_prot;
-	unsigned long pressure = 0, *mp;
-
-	if (room <= 0)
-		return 0;
-	room -= room >> 3;
-	if (!lowat && net)
-		lowat = net->ipv4.sysctl_tcp_notsent_lowat;
-	if (lowat && lowat != 0xffffffffu) {
-		if (unsent >= lowat)
-			return 0;
-		if (room > lowat - unsent - 1)
-			room = lowat - unsent - 1;
-	}
-	mp = prot ? prot->memory_pressure : NULL;
-	if (mp && !bpf_probe_read_kernel(&pressure, sizeof(pressure), mp) && pressure)
-		return 0;
-	return room > 0x7fffffff ? 0x7fffffff : (__u32)room;
-}
-
-/* Walking kept bytes (pd_bytes) from a callback. */
-struct follow {
-	struct pd_match *m;
-	const struct pd_classmap *cm;
-	const struct pd_bytes *b;
-	__u32 resume;
-	__u32 line;
-	__u32 n;
-	__u32 left;             /* bytes still inside the inspect window */
-	__u32 err;
-};
-
-static long follow_step(__u32 i, void *arg)
-{
-	struct follow *f = arg;
-
-	if (i >= f->n || !f->left)
-		return 1;
-	f->left--;
-	if (pd_byte(f->m, f->cm, f->line, f->resume, f->b->bytes[i & (PD_BYTES_MAX - 1)],
-		    NULL) < 0) {
-		f->err = 1;
-		return 1;
-	}
-	return 0;
-}
-
-/* Copying the last bytes of a kept piece into the socket's kept bytes,
- * from a callback. */
-struct piece_tail {
-	const struct pd_bytes *b;
-	struct pd_sock *st;
-	struct pd_tail *t;
-	__u32 from;             /* index in b->bytes of the first byte */
-	__u32 seq;              /* its sequence number */
-	__u32 n;
-	__u32 big;
-};
-
-static long piece_tail_step(__u32 i, void *arg)
-{
-	struct piece_tail *c = arg;
-	__u8 v;
-
-	if (i >= c->n)
-		return 1;
-	v = c->b->bytes[(c->from + i) & (PD_BYTES_MAX - 1)];
-	if (c->big && c->t)
-		c->t->bytes[(c->seq + i) & (PD_TAIL_MAX - 1)] = v;
-	else if (!c->big && c->st)
-		c->st->tail_ring[(c->seq + i) & (PD_TAIL_SMALL - 1)] = v;
-	return 0;
-}
-
-/* Framing none, a send cut short after k bytes of the kept piece: what
- * keep_tail kept ends past where the stream stopped, so keep the bytes
- * that lead to the state there from the piece instead (at most k). */
-static __always_inline void tail_of_piece(struct sk_msg_md *msg, struct pd_sock *st,
-					  const struct pd_service *svc, const struct pd_bytes *b,
-					  __u32 k)
-{
-	const struct pd_state_out *o = out_of(st->cur.m.state);
-	struct piece_tail c = { .b = b, .st = st };
-	__u32 n;
-
-	st->tail_len = 0;
-	if (!o || !svc->tail || o->cont == svc->resume)
-		return;
-	n = PD_SF_DEPTH(o->flags);
-	if (n > svc->tail)
-		n = svc->tail;
-	if (n > k)
-		n = k;
-	if (n > PD_TAIL_MAX - 1)
-		n = PD_TAIL_MAX - 1;
-	if (!n)
-		return;
-	c.big = svc->tail >= PD_TAIL_SMALL;
-	if (c.big) {
-		c.t = bpf_sk_storage_get(&pd_tail, msg->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!c.t)
-			return;
-	}
-	c.from = k - n;
-	c.seq = b->seq + k - n;
-	c.n = n;
-	bpf_loop(PD_TAIL_MAX, piece_tail_step, &c, 0);
-	st->tail_seq = b->seq + k;
-	st->tail_len = (__u16)n;
-	st->tail_big = (__u8)c.big;
-}
-
-/* The kernel pushed only the first k bytes of the last piece (kept in
- * pd_bytes): walk those from where the stream stood before the piece,
- * so that the stream is followed as it left. Returns 0, -1 when the
- * bytes were not kept, 1 under a protocol framing (proto_resync).
- * Global: verified once. */
-__noinline int resync(struct sk_msg_md *msg, __u32 wseq)
-{
-	const struct pd_classmap *cm;
-	const struct pd_service *svc;
-	struct follow f = {};
-	struct pd_bytes *b;
-	struct pd_sock *st;
-	__u32 k, key;
-
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
-	if (!st || !b || b->kind != PD_BYTES_RISK)
-		return -1;
-	k = wseq - b->seq;
-	if (k >= b->len || k > PD_BYTES_MAX)
-		return -1;
-	st->cur = b->from;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
-	svc = bpf_map_lookup_elem(&pd_services, &key);
-	cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!svc || !cm)
-		return -1;
-	if (PD_FRAME_IS_PROTO(svc->framing))
-		return 1;       /* proto_resync's */
-	f.m = &st->cur.m;
-	f.cm = cm;
-	f.b = b;
-	f.resume = svc->resume;
-	f.line = svc->framing == PD_FRAME_LINE;
-	f.n = k;
-	f.left = 0xffffffff;
-	if (svc->inspect)
-		f.left = svc->inspect > st->cur.m.seen ? svc->inspect - st->cur.m.seen : 0;
-	bpf_loop(PD_BYTES_MAX, follow_step, &f, 0);
-	if (f.err)
-		return -1;
-	if (f.line) {
-		/* the line goes on: its end did not leave */
-		st->cur.msglen += k;
-		if (k)
-			st->cur.in_msg = 1;
-	} else {
-		/* framing none: the send that was cut short is the message */
-		pd_end(&st->cur.m, svc, st->cur.m.seen >= k);
-		tail_of_piece(msg, st, svc, b, k);
-	}
-	st->judged_end = wseq;
-	st->replay = 0;
-	b->kind = PD_BYTES_NONE;
-	trouble(PD_TR_RESYNC);
-	return 0;
-}
-
-/* resync under a protocol framing (resync returned 1): the kept bytes
- * through the parser (proto_follow). Not called from resync: on 6.1 its
- * frame, the walk's and pd_msg's would exceed the 512 bytes the verifier
- * allows a chain of calls. Global: verified once. */
-__noinline int proto_resync(struct sk_msg_md *msg, __u32 wseq)
-{
-	struct pd_bytes *b;
-	struct pd_sock *st;
-	__u32 k;
-
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
-	if (!st || !b || b->kind != PD_BYTES_RISK)
-		return -1;
-	k = wseq - b->seq;
-	if (k >= b->len || k > PD_BYTES_MAX)
-		return -1;
-	st->cur = b->from;
-	if (proto_follow(st, b, k))
-		return -1;
-	st->judged_end = wseq;
-	st->replay = 0;
-	b->kind = PD_BYTES_NONE;
-	trouble(PD_TR_RESYNC);
-	return 0;
-}
-
-/* The sequence number after the last byte an adopted socket had queued
- * when its adoption began: adopted_end counts bytes from the stream's
- * start as bytes_acked does, and snd_una - bytes_acked stays the same
- * while the peer acknowledges. */
-static __always_inline __u32 adopted_seq(const struct pd_sock *st, const struct tcp_sock *tp)
-{
-	return tp->snd_una - (__u32)tp->bytes_acked + (__u32)st->adopted_end;
-}
-
-/* Compare the socket's stream with what was judged before this run.
- * Returns 0 when every byte TCP queued so far was judged, in order
- * (after following a send that was cut short, where the bytes were
- * kept), else the cause (enum pd_trouble) that makes this send
- * unjudgeable. */
-static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
-				     const struct tcp_sock *tp)
-{
-	const struct sock *sk = (const void *)tp;
-	__u32 wseq = tp->write_seq;
-	__s32 d;
-	int r;
-
-	if (st->flags & PD_SK_UNSYNCED) {
-		/* adopted: what was queued before its adoption began was not
-		 * ours to judge; what a send under way then (or one made
-		 * while it was adopted) queued since, no one judged */
-		st->judged_end = adopted_seq(st, tp);
-		if ((__s32)(wseq - st->judged_end) < 0)
-			st->judged_end = wseq;
-		st->flags &= ~PD_SK_UNSYNCED;
-	}
-	d = (__s32)(wseq - st->judged_end);
-	if (!d)
-		return 0;
-	if (d > 0) {
-		/* queued without a verdict; after shutdown(SHUT_WR) the FIN
-		 * took a sequence number, and no data can follow */
-		if (sk->sk_shutdown & SEND_SHUTDOWN) {
-			st->judged_end = wseq;
-			return 0;
-		}
-		return PD_TR_UNJUDGED;
-	}
-	/* fewer bytes queued than were judged: another thread's send is
-	 * still under way, or the last send was cut short */
-	if (others_inside(sk))
-		return PD_TR_CONCURRENT;
-	r = resync(msg, wseq);
-	if (r == 1)
-		r = proto_resync(msg, wseq);
-	return r ? PD_TR_CUT : 0;
-}
-
-/* A send that cannot be judged. Closed: refused, logged once, the
- * connection aborted. Open: logged, and the stream taken as it stands.
- * Returns the verdict, or -1 to go on judging. */
-static __always_inline int refuse(struct sk_msg_md *msg, struct pd_sock *st,
-				  const struct tcp_sock *tp, __u32 cause)
-{
-	trouble(cause);
-	st->run.ev_rule = 0;
-	st->run.ev_len = msg->size;
-	st->run.ev_bytes = msg->size;
-	st->run.ev_cause = (__u8)cause;
-	if (fail_open()) {
-		st->run.ev_verdict = PD_V_UNJUDGED;
-		pd_emit(msg);
-		st->judged_end = tp->write_seq;
-		st->replay = 0;
-		return -1;
-	}
-	st->cause = (__u8)cause;
-	st->run.ev_verdict = PD_V_REFUSE;
-	pd_emit(msg);
-	doom(st, tp, st->judged_end);
-	bpf_msg_cork_bytes(msg, 0);
-	bpf_msg_apply_bytes(msg, 0);
-	return SK_DROP;
 }
 
 /* A piece of a decided range that the send buffer could not take at
@@ -1228,7 +155,7 @@ static __always_inline int refuse(struct sk_msg_md *msg, struct pd_sock *st,
  * piece's end), pushed, and, while the buffer is short of room, kept in
  * pd_bytes so that a push the kernel cuts short can be followed. The
  * last piece leaves cur where the decision left it. A program of its
- * own, reached from pd_msg by a tail call (replay): its walk would not
+ * own, reached from pd_msg by a tail call (act_replay): its walk would not
  * fit the stack on top of pd_msg's. */
 SEC("sk_msg")
 int pd_replay(struct sk_msg_md *msg)
@@ -1249,7 +176,7 @@ int pd_replay(struct sk_msg_md *msg)
 	n = st->replay;
 	if (!n || n > msg->size)
 		goto tables;
-	room = push_room(tp);
+	room = wire_room(tp);
 	if (n > room) {
 		if (room >= PD_BYTES_MAX) {
 			n = room;
@@ -1294,7 +221,7 @@ int pd_replay(struct sk_msg_md *msg)
 	else if (PD_FRAME_IS_PROTO(svc->framing))
 		proto_run(msg, st, 1);
 	else
-		pd_scan(msg, st);
+		walk_msg(msg, st);
 	if (st->run.err)
 		goto tables;
 	if (st->run.line) {
@@ -1305,623 +232,16 @@ int pd_replay(struct sk_msg_md *msg)
 	st->replay -= n;
 	if (!st->replay)
 		st->cur = st->alt;
-	return push(msg, st, n < msg->size ? n : 0);
+	return act_push(msg, st, n < msg->size ? n : 0);
 tables:
-	trouble(PD_TR_TABLES);
-	doom(st, tp, st->judged_end);
+	ev_trouble(PD_TR_TABLES);
+	abort_conn(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
-/* Go on in pd_replay. */
-static __always_inline int replay(struct sk_msg_md *msg, struct pd_sock *st,
-				  const struct tcp_sock *tp)
-{
-	bpf_tail_call(msg, &pd_progs, 0);
-	/* not loaded: nothing judged can leave */
-	trouble(PD_TR_TABLES);
-	doom(st, tp, st->judged_end);
-	return SK_DROP;
-}
-
-/* Let a decided range of apply bytes (0: the rest of the sk_msg) out:
- * at once when the send buffer takes it, else piece by piece
- * (pd_replay), walked again from where this run's walk began. */
-static __always_inline int pass_range(struct sk_msg_md *msg, struct pd_sock *st,
-				      const struct tcp_sock *tp, __u32 apply)
-{
-	__u32 n = apply ? apply : msg->size;
-
-	if (n <= push_room(tp)) {
-		st->judged_end += n;
-		return push(msg, st, apply);
-	}
-	/* swap (snap is free once a run decides: it serves holds only) */
-	st->snap = st->cur;
-	st->cur = st->alt;
-	st->alt = st->snap;
-	st->replay = n;
-	return replay(msg, st, tp);
-}
-
-/* What keeps the message held (pd_sock.held_rule): the default of an
- * allow list not yet satisfied, the lowest prefix rule that may still
- * match, or the bound on unfinished lines (why 2). */
-static __always_inline __u16 held_rule(const struct pd_sock *st, const struct pd_service *svc,
-				       int why)
-{
-	const struct pd_state_out *o;
-
-	if (why == 2)
-		return PD_HELD_LINE;
-	if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect)
-		return 0;
-	o = out_of(st->cur.m.state);
-	return o && (o->flags & PD_SF_ANCHORED) ? (__u16)PD_SF_HOLD_RULE(o->flags) : 0;
-}
-
-/* A message held longer than its service's hold_timeout: refused, logged
- * with the rule that kept it held, and the connection aborted (its sender
- * waits for a reply that cannot come). With fail_mode = "open" it is
- * logged, and waits on. A timer callback: runs in softirq. */
-static int held_too_long(void *map, __u64 *cookie, struct pd_held *h)
-{
-	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
-	__u64 now = bpf_ktime_get_ns();
-	int open = fail_open();
-	long err;
-
-	trouble(PD_TR_HOLD_TIMEOUT);
-	if (e) {
-		__builtin_memset(e, 0, sizeof(*e));
-		e->verdict = open ? PD_V_UNJUDGED : PD_V_REFUSE;
-		e->cause = PD_TR_HOLD_TIMEOUT;
-		e->service = h->service;
-		e->tgid = e->pid = h->tgid;
-		e->uid = h->uid;
-		e->len = h->len;
-		e->audit_id = h->rule;          /* the rule index that kept it held */
-		e->family = h->doom.family;
-		__builtin_memcpy(e->saddr, h->doom.saddr, sizeof(e->saddr));
-		__builtin_memcpy(e->daddr, h->doom.daddr, sizeof(e->daddr));
-		e->sport = h->doom.sport;
-		e->dport = h->doom.dport;
-		bpf_ringbuf_submit(e, 0);
-	} else {
-		trouble(PD_TR_RINGBUF);
-	}
-	if (!open) {
-		/* the socket's next send records it where this finds no room */
-		h->expired = 1;
-		h->doom.when = now;
-		err = h->doom.family ? bpf_map_update_elem(&pd_doomed, cookie, &h->doom,
-							   BPF_NOEXIST) : -1;
-		if (!err)
-			trouble(PD_TR_ABORTS);
-		else if (err != -17 /* EEXIST: doomed already */)
-			trouble(PD_TR_ABORT_FULL);
-	}
-	return 0;
-}
-
-/* The first hold of a message: a timer for its hold_timeout. */
-static __always_inline void arm_hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
-{
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(msg->sk);
-	struct pd_held h = {}, *v;
-
-	h.cookie = st->cookie;
-	h.service = st->service;
-	h.tgid = st->tgid;
-	h.uid = st->uid;
-	h.len = st->cur.msglen + msg->size;
-	h.rule = st->held_rule;
-	if (!tp || bpf_map_update_elem(&pd_held, &st->cookie, &h, BPF_ANY))
-		return;                 /* full: it waits for its line's end */
-	v = bpf_map_lookup_elem(&pd_held, &st->cookie);
-	if (!v)
-		return;
-	/* nothing passes while the message is held: what the peer must
-	 * acknowledge before an abort is known now */
-	doomed_of(&v->doom, tp, st->judged_end);
-	if (bpf_timer_init(&v->timer, &pd_held, 1 /* CLOCK_MONOTONIC */) ||
-	    bpf_timer_set_callback(&v->timer, held_too_long))
-		return;
-	bpf_timer_start(&v->timer, (__u64)hold_ms * 1000000, 0);
-}
-
-/* Hold the rest of the sk_msg (a message's unfinished end) back: take
- * it out of the send and keep it in pd_bytes, to be put back in front
- * of the next bytes the socket sends (unhold) and judged with them;
- * nothing of it leaves meanwhile. The sender's send() succeeds, as for
- * any held message. Returns SK_PASS (nothing is left to pass), or -1
- * when it cannot be held (longer than PD_BYTES_MAX). */
-static __always_inline int hold(struct sk_msg_md *msg, struct pd_sock *st, __u32 hold_ms)
-{
-	__u32 n = msg->size;
-	struct pd_bytes *b;
-	void *data, *end;
-
-	if (!n || n > PD_BYTES_MAX)
-		return -1;
-	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!b || bpf_msg_pull_data(msg, 0, n, 0))
-		return -1;
-	data = (void *)(long)msg->data;
-	end = (void *)(long)msg->data_end;
-	n &= 2 * PD_BYTES_MAX - 1;
-	if (n > PD_BYTES_MAX || data + n > end || bpf_probe_read_kernel(b->bytes, n, data))
-		return -1;
-	if (bpf_msg_pop_data(msg, 0, n, 0))
-		return -1;
-	b->len = n;
-	b->kind = PD_BYTES_HELD;
-	if (!st->held_since) {
-		st->held_since = bpf_ktime_get_ns();
-		arm_hold(msg, st, hold_ms);
-	}
-	st->cur = st->snap;
-	trouble(PD_TR_HELD);
-	bpf_msg_cork_bytes(msg, 0);
-	bpf_msg_apply_bytes(msg, 0);
-	return SK_PASS;
-}
-
-/* Writing kept bytes into the sk_msg (no helper writes into it), 8 at a
- * time, from a callback. */
-struct unhold {
-	struct sk_msg_md *msg;
-	const struct pd_bytes *b;
-	__u32 n;
-	__u32 err;
-};
-
-static long unhold_step(__u32 i, void *arg)
-{
-	struct unhold *u = arg;
-	__u32 off = i * 8;
-	__u8 *p = (__u8 *)(long)u->msg->data, *end = (__u8 *)(long)u->msg->data_end;
-
-	if (off >= u->n)
-		return 1;
-	off &= PD_BYTES_MAX - 1;
-	p += off;
-	if (off + 8 <= u->n) {
-		if (p + 8 > end) {
-			u->err = 1;
-			return 1;
-		}
-		*(__u64 *)p = *(const __u64 *)&u->b->bytes[off];
-		return 0;
-	}
-	for (int k = 0; k < 7; k++) {
-		if (off + k >= u->n)
-			break;
-		if (p + k + 1 > end || off + k >= PD_BYTES_MAX) {
-			u->err = 1;
-			return 1;
-		}
-		p[k] = u->b->bytes[off + k];
-	}
-	return 1;
-}
-
-/* Put held bytes back in front of this sk_msg. Returns 0, or -1 when the
- * kernel could not make room for them. */
-static __always_inline int unhold(struct sk_msg_md *msg)
-{
-	struct pd_bytes *b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
-	struct unhold u = { .msg = msg };
-
-	if (!b || b->kind != PD_BYTES_HELD)
-		return 0;
-	b->kind = PD_BYTES_NONE;
-	u.b = b;
-	u.n = b->len;
-	if (!u.n || u.n > PD_BYTES_MAX || bpf_msg_push_data(msg, 0, u.n, 0) ||
-	    bpf_msg_pull_data(msg, 0, u.n, 0))
-		return -1;
-	bpf_loop(PD_BYTES_MAX / 8 + 1, unhold_step, &u, 0);
-	return u.err ? -1 : 0;
-}
-
-/* ---- reloads ---- */
-
-/* Walking the first bytes of a message from a callback. */
-struct carry {
-	struct sk_msg_md *msg;
-	struct pd_match m;
-	const struct pd_classmap *cm;
-	__u32 resume;
-	__u32 n;
-	__u32 err;
-};
-
-static long carry_step(__u32 i, void *arg)
-{
-	struct carry *c = arg;
-	__u8 *p = (__u8 *)(long)c->msg->data, *end = (__u8 *)(long)c->msg->data_end;
-
-	if (i >= c->n || c->m.deny || c->m.state == c->resume)
-		return 1;
-	p += i & (PD_MAX_PATTERN - 1);
-	if (p + 1 > end || pd_byte(&c->m, c->cm, 0, c->resume, *p, NULL) < 0) {
-		c->err = 1;
-		return 1;
-	}
-	return 0;
-}
-
-/* Framing none, a new message after a reload: what the previous message
- * left half-matched is walked on through this one's first bytes in the
- * old slot's automaton, so that a pattern split across the reload is
- * judged by the policy it began under. Returns the old slot's deny rule
- * index when it completes one, 0 when none, -1 on an error. Global:
- * verified once. */
-__noinline int carry_over(struct sk_msg_md *msg)
-{
-	const struct pd_state_out *o;
-	const struct pd_service *svc;
-	struct carry c = { .msg = msg };
-	struct pd_sock *st;
-	__u32 key, n;
-
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	if (!st || st->service == PD_NO_SERVICE)
-		return st ? 0 : -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
-	svc = bpf_map_lookup_elem(&pd_services, &key);
-	c.cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!svc || !c.cm)
-		return -1;
-	if (svc->framing != PD_FRAME_NONE || !svc->carry || st->cur.m.state == PD_NO_STATE)
-		return 0;
-	o = out_of(st->cur.m.state);
-	if (!o)
-		return -1;
-	if (o->cont == svc->resume)
-		return 0;
-	n = msg->size < svc->carry ? msg->size : svc->carry;
-	if (n > PD_MAX_PATTERN)
-		n = PD_MAX_PATTERN;
-	if (!n || bpf_msg_pull_data(msg, 0, n, 0))
-		return n ? -1 : 0;
-	c.m.state = o->cont;
-	c.m.cont = PD_NO_STATE;
-	c.resume = svc->resume;
-	c.n = n;
-	bpf_loop(PD_MAX_PATTERN, carry_step, &c, 0);
-	return c.err ? -1 : c.m.deny;
-}
-
-/* Copying the end of a message into the kept bytes, or walking them,
- * from a callback: pd_tail when big, else the socket's tail_ring. */
-struct tail_walk {
-	struct sk_msg_md *msg;
-	struct pd_sock *st;
-	struct pd_tail *t;
-	struct pd_match m;
-	const struct pd_classmap *cm;
-	__u32 seq;              /* sequence number of the first byte */
-	__u32 n;
-	__u32 big;
-	__u32 err;
-};
-
-static long tail_copy_step(__u32 i, void *arg)
-{
-	struct tail_walk *w = arg;
-	__u8 *p = (__u8 *)(long)w->msg->data, *end = (__u8 *)(long)w->msg->data_end;
-
-	if (i >= w->n)
-		return 1;
-	p += i & (PD_TAIL_MAX - 1);
-	if (p + 1 > end) {
-		w->err = 1;
-		return 1;
-	}
-	if (w->big && w->t)
-		w->t->bytes[(w->seq + i) & (PD_TAIL_MAX - 1)] = *p;
-	else if (!w->big && w->st)
-		w->st->tail_ring[(w->seq + i) & (PD_TAIL_SMALL - 1)] = *p;
-	else
-		w->err = 1;
-	return 0;
-}
-
-/* keep_tail for the usual case, inline: framing none, a service whose
- * kept bytes fit the socket's ring, a message readable whole from where
- * the program stands, at least as long as the bytes to keep. Returns 0
- * (done), -1 on an error, 1 when keep_tail must do it. */
-static __always_inline int keep_tail_fast(struct sk_msg_md *msg, struct pd_sock *st,
-					  const struct pd_service *svc)
-{
-	const struct pd_state_out *o = out_of(st->cur.m.state);
-	__u8 *data = (__u8 *)(long)msg->data, *end = (__u8 *)(long)msg->data_end;
-	__u32 n, size = msg->size, seq, i, off;
-
-	if (!o)
-		return -1;
-	n = PD_SF_DEPTH(o->flags);
-	if (!n || o->cont == svc->resume) {
-		st->tail_len = 0;
-		return 0;
-	}
-	if (n > svc->tail || svc->tail >= PD_TAIL_SMALL || n > size || size > 0x7fff ||
-	    data + size != end)
-		return 1;
-	seq = st->judged_end + size - n;
-	for (i = 0; i < PD_TAIL_SMALL - 1; i++) {
-		if (i >= n)
-			break;
-		off = (size - n + i) & 0x7fff;
-		if (data + off + 1 > end)
-			return 1;
-		st->tail_ring[(seq + i) & (PD_TAIL_SMALL - 1)] = data[off];
-	}
-	st->tail_seq = st->judged_end + size;
-	st->tail_len = (__u16)n;
-	st->tail_big = 0;
-	return 0;
-}
-
-/* The id of rule index i of policy slot gen, 0 for none. */
-static __always_inline __u16 rule_id(__u32 gen, __u32 i)
-{
-	__u32 key = pd_rule_key(gen & 1, i & 0xffff);
-	const struct pd_rule *r;
-
-	if (!i)
-		return 0;
-	r = bpf_map_lookup_elem(&pd_rules, &key);
-	return r ? r->id : 0;
-}
-
-/* Bytes that go out while a pattern may be half matched: under framing
- * none, a message that ends with one; under line framing, a line that
- * goes on past this send and is not held. Keep the stream's last bytes
- * (up to the service's tail, with those kept before when they join up,
- * and under line framing none before the line's start) in pd_tail, and
- * for a line the ids of the rules it matched, so that all of it survives
- * two reloads before the next send (retail). Else keep nothing. Returns
- * 0, or -1 when the bytes could not be kept. Global: verified once. */
-__noinline int keep_tail(struct sk_msg_md *msg)
-{
-	const struct pd_state_out *o;
-	const struct pd_service *svc;
-	struct tail_walk w = { .msg = msg };
-	__u32 key, n, take, old, size;
-	struct pd_sock *st;
-	int line;
-
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	if (!st)
-		return -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
-	svc = bpf_map_lookup_elem(&pd_services, &key);
-	o = out_of(st->cur.m.state);
-	if (!svc || !o)
-		return -1;
-	size = msg->size;
-	line = svc->framing == PD_FRAME_LINE;
-	if (!size)
-		return 0;
-	if (line && st->cur.in_msg) {
-		st->tail_ids[0] = rule_id(st->cur.gen, st->cur.m.allow);
-		st->tail_ids[1] = rule_id(st->cur.gen, st->cur.m.audit);
-		st->tail_ids[2] = rule_id(st->cur.gen, st->cur.m.redirect);
-	}
-	/* the bytes that lead to the state: its deepest pattern progress */
-	n = PD_SF_DEPTH(o->flags);
-	if (!svc->tail || !n || (line ? !st->cur.in_msg : o->cont == svc->resume)) {
-		st->tail_len = 0;
-		return 0;
-	}
-	if (n > svc->tail)
-		n = svc->tail;
-	if (n > PD_TAIL_MAX - 1)
-		n = PD_TAIL_MAX - 1;
-	if (line && n > st->cur.msglen)
-		n = st->cur.msglen;
-	take = size < n ? size : n;
-	w.big = svc->tail >= PD_TAIL_SMALL;
-	/* the bytes kept before, when they end where this send begins */
-	old = st->tail_seq == st->judged_end && st->tail_big == w.big ? st->tail_len : 0;
-	if (old > n - take)
-		old = n - take;
-	st->tail_len = 0;
-	w.st = st;
-	if (w.big) {
-		w.t = bpf_sk_storage_get(&pd_tail, msg->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!w.t)
-			return -1;
-	}
-	if (bpf_msg_pull_data(msg, size - take, size, 0))
-		return -1;
-	w.seq = st->judged_end + size - take;
-	w.n = take;
-	bpf_loop(PD_TAIL_MAX, tail_copy_step, &w, 0);
-	if (w.err)
-		return -1;
-	st->tail_seq = st->judged_end + size;
-	st->tail_len = (__u16)(old + take);
-	st->tail_big = (__u8)w.big;
-	return 0;
-}
-
-static long tail_walk_step(__u32 i, void *arg)
-{
-	struct tail_walk *w = arg;
-	__u8 b;
-
-	if (i >= w->n)
-		return 1;
-	if (w->big && w->t)
-		b = w->t->bytes[(w->seq + i) & (PD_TAIL_MAX - 1)];
-	else if (!w->big && w->st)
-		b = w->st->tail_ring[(w->seq + i) & (PD_TAIL_SMALL - 1)];
-	else
-		w->err = 1;
-	if (w->err || pd_byte(&w->m, w->cm, 0, PD_NO_STATE, b, NULL) < 0) {
-		w->err = 1;
-		return 1;
-	}
-	return 0;
-}
-
-/* Finding a rule of a service by its id in a policy slot. */
-struct rule_find {
-	__u32 base;             /* the slot's first key in pd_rules */
-	__u32 service;
-	__u16 id;
-	__u16 index;            /* found: its index */
-};
-
-static long rule_find_step(__u32 i, void *arg)
-{
-	struct rule_find *f = arg;
-	__u32 key = f->base + i + 1;
-	const struct pd_rule *r = bpf_map_lookup_elem(&pd_rules, &key);
-
-	if (!r || !r->id)
-		return 1;       /* past the slot's last rule */
-	if (r->id != f->id || r->service != f->service)
-		return 0;
-	f->index = (__u16)(i + 1);
-	return 1;
-}
-
-/* The index of rule id in the active slot gen, for service svc; 0 when
- * the policy has no such rule for it. */
-static __always_inline __u16 rule_by_id(__u32 gen, __u32 svc, __u16 id)
-{
-	struct rule_find f = { .base = pd_rule_key(gen & 1, 0), .service = svc, .id = id };
-
-	if (!id)
-		return 0;
-	bpf_loop(PD_MAX_RULES, rule_find_step, &f, 0);
-	return f.index;
-}
-
-/* After two reloads rewrote the policy slot this socket's matching state
- * belonged to before this send: walk the bytes kept in pd_tail through
- * the active policy's automaton. Framing none: the half match, if the
- * active policy has it too, goes on into this message (pd_begin); what
- * completes inside the kept bytes went out before and is not acted on.
- * Line framing: from the line's start when every byte of it so far was
- * kept (else from where a message's middle starts), what it matches
- * counts for the line, and the rules it matched before are found again
- * by id. Sets st->cur.m; returns 0, or -1 on an error. Global: verified
- * once. */
-__noinline int retail(struct sk_msg_md *msg)
-{
-	const struct pd_service *svc;
-	struct tail_walk w = { .msg = msg };
-	struct pd_sock *st;
-	__u32 key, d;
-	int line;
-
-	if (!msg || !msg->sk)
-		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	if (!st)
-		return -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
-	svc = bpf_map_lookup_elem(&pd_services, &key);
-	w.cm = bpf_map_lookup_elem(&pd_classes, &key);
-	if (!svc || !w.cm)
-		return -1;
-	line = svc->framing == PD_FRAME_LINE;
-	if (line != st->cur.in_msg || !svc->tail)
-		return 0;
-	/* a send cut short ended the stream before the kept bytes did */
-	d = st->tail_seq - st->judged_end;
-	w.n = d < st->tail_len ? st->tail_len - d : 0;
-	/* past the inspect window the line's bytes are not matched */
-	if (line && svc->inspect && st->cur.msglen > svc->inspect)
-		w.n = 0;
-	w.m.state = svc->resume;
-	if (line && st->cur.msglen <= w.n)
-		w.m.state = svc->start;
-	w.m.cont = PD_NO_STATE;
-	if (w.n) {
-		w.st = st;
-		w.big = st->tail_big;
-		if (w.big) {
-			w.t = bpf_sk_storage_get(&pd_tail, msg->sk, 0, 0);
-			if (!w.t)
-				return -1;
-		}
-		w.seq = st->judged_end - w.n;
-		bpf_loop(PD_TAIL_MAX, tail_walk_step, &w, 0);
-		if (w.err)
-			return -1;
-	}
-	st->cur.m.state = w.m.state;
-	if (!line)
-		return 0;
-	st->cur.m.deny = w.m.deny;
-	st->cur.m.allow = w.m.allow ? w.m.allow : rule_by_id(st->cur.gen, st->service,
-							      st->tail_ids[0]);
-	st->cur.m.audit = w.m.audit ? w.m.audit : rule_by_id(st->cur.gen, st->service,
-							      st->tail_ids[1]);
-	st->cur.m.redirect = w.m.redirect ? w.m.redirect :
-			     rule_by_id(st->cur.gen, st->service, st->tail_ids[2]);
-	return 0;
-}
-
-/* Which policy slot judges this run, after a reload. A message in
- * progress stays with the slot it began in while that slot is intact; a
- * new message moves to the active slot, its service found again by port
- * (a reload may reorder, add or remove services). A message whose slot
- * a second reload rewrote goes on under the active policy, from the
- * state its kept last bytes lead to (framing none: retail), else from
- * where a message's middle starts.
- * Returns 0; 1 when the socket's port is no longer policed; 2 when the
- * old slot denies the message (carry_over; the rule index in
- * st->run.ev_rule, st->cur.gen left on the old slot); -1 on an error. */
-static __always_inline int policy_of(struct sk_msg_md *msg, struct pd_sock *st)
-{
-	struct pd_config *c = config();
-	__u32 gen, old = st->cur.gen & 1;
-	int svc, r, lost = 1;
-
-	if (!c)
-		return -1;
-	gen = c->active_gen & 1;
-	if (st->cur.in_msg && c->slot_gen[old] == st->cur.slot_gen)
-		return 0;
-	if (!st->cur.in_msg && gen == old && c->slot_gen[gen] == st->cur.slot_gen)
-		return st->service == PD_NO_SERVICE;
-	if (!st->cur.in_msg && gen != old && c->slot_gen[old] == st->cur.slot_gen) {
-		r = carry_over(msg);
-		if (r) {
-			st->run.ev_rule = r > 0 ? (__u16)r : 0;
-			return r > 0 ? 2 : -1;
-		}
-		lost = 0;
-	}
-	st->cur.gen = gen;
-	st->cur.slot_gen = c->slot_gen[gen];
-	st->cur.m.state = PD_NO_STATE;
-	st->cur.m.cont = PD_NO_STATE;
-	st->cur.m.cont_left = 0;
-	st->cur.m.deny = st->cur.m.redirect = st->cur.m.allow = st->cur.m.audit = 0;
-	svc = service_by_port(st->rport, st->lport, gen);
-	st->service = svc < 0 ? PD_NO_SERVICE : (__u32)svc;
-	if (svc < 0)
-		return 1;
-	if (lost && (st->tail_len || st->cur.in_msg) && retail(msg))
-		return -1;
-	return 0;
-}
-
-/* What a run under a protocol framing found, acted on. */
-#include "proto_msg.bpf.h"
-
+/* Every send on a policed socket: the stream checked against what was
+ * judged, the bytes walked through the service's automaton, and the
+ * message passed, held back, dropped or diverted. */
 SEC("sk_msg")
 int pd_msg(struct sk_msg_md *msg)
 {
@@ -1936,13 +256,13 @@ int pd_msg(struct sk_msg_md *msg)
 		return SK_DROP;
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st) {
-		trouble(PD_TR_NO_STATE);
+		ev_trouble(PD_TR_NO_STATE);
 		return SK_DROP;
 	}
 	tp = bpf_skc_to_tcp_sock(msg->sk);
 	if ((st->flags & PD_SK_DEAD) || hold_expired(st)) {
 		/* recorded for its abort already, else tried again */
-		doom(st, tp, st->judged_end);
+		abort_conn(st, tp, st->judged_end);
 		bpf_msg_apply_bytes(msg, 0);
 		return SK_DROP;
 	}
@@ -1951,38 +271,38 @@ int pd_msg(struct sk_msg_md *msg)
 	id = bpf_get_current_pid_tgid();
 	st->tgid = id >> 32;
 	st->uid = (__u32)bpf_get_current_uid_gid();
-	st->run.monitor = monitor_mode();
+	st->run.monitor = lookup_monitor();
 	r = wire_sync(msg, st, tp);
 	if (r) {
-		r = refuse(msg, st, tp, r);
+		r = act_refuse(msg, st, tp, r);
 		if (r >= 0)
 			return r;
 	}
 	if (st->replay)
-		return replay(msg, st, tp);
-	if (unhold(msg))
+		return act_replay(msg, st, tp);
+	if (hold_restore(msg))
 		goto tables;
 	size = msg->size;
 	/* a held message is judged again from here */
 	st->snap = st->cur;
-	r = policy_of(msg, st);
+	r = reload_policy(msg, st);
 	if (r < 0)
 		goto tables;
 	if (r == 1) {
 		/* not policed any more: everything passes */
-		unhold_timer(st);
+		hold_disarm(st);
 		st->alt = st->cur;
-		return pass_range(msg, st, tp, 0);
+		return act_pass(msg, st, tp, 0);
 	}
 	if (r == 2) {
 		/* a pattern split across the reload: denied by the old policy */
 		rule = st->run.ev_rule;
-		decided(msg, st, PD_V_DENY, rule, size, size);
+		ev_decided(msg, st, PD_V_DENY, rule, size, size);
 		if (st->run.monitor) {
 			st->alt = st->cur;
-			return pass_range(msg, st, tp, 0);
+			return act_pass(msg, st, tp, 0);
 		}
-		return act(msg, st, tp, PD_V_DENY, rule, 0);
+		return act_block(msg, st, tp, PD_V_DENY, rule, 0);
 	}
 	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
@@ -2017,8 +337,8 @@ int pd_msg(struct sk_msg_md *msg)
 	}
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
-	else if (st->run.line || small_walk(msg, st) < 0)
-		pd_scan(msg, st);
+	else if (st->run.line || walk_small_msg(msg, st) < 0)
+		walk_msg(msg, st);
 	if (st->run.err)
 		goto tables;
 	used = st->run.used;
@@ -2027,11 +347,11 @@ int pd_msg(struct sk_msg_md *msg)
 		pd_length(&st->cur.m, svc, size);
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 		pd_end(&st->cur.m, svc, used == size);
-		decided(msg, st, verdict, rule, size, size);
+		ev_decided(msg, st, verdict, rule, size, size);
 		if ((verdict != PD_V_DENY || st->run.monitor) && svc->tail) {
-			r = keep_tail_fast(msg, st, svc);
+			r = tail_keep_fast(msg, st, svc);
 			if (r > 0)
-				r = keep_tail(msg);
+				r = tail_keep(msg);
 			if (r)
 				goto tables;
 		}
@@ -2047,7 +367,7 @@ int pd_msg(struct sk_msg_md *msg)
 		st->cur.in_msg = 0;
 		st->tail_len = 0;
 		st->tail_ids[0] = st->tail_ids[1] = st->tail_ids[2] = 0;
-		decided(msg, st, verdict, rule, st->cur.msglen, used);
+		ev_decided(msg, st, verdict, rule, st->cur.msglen, used);
 		pd_end(&st->cur.m, svc, 1);
 		/* a drop covers the whole sk_msg: the kernel frees all of it,
 		 * and only then tells the sender the right count */
@@ -2062,17 +382,17 @@ int pd_msg(struct sk_msg_md *msg)
 	if (!must_hold && !win_done && !st->run.monitor && (svc->hold & PD_HOLD_LINE))
 		must_hold = 2;          /* an unfinished line, held while it fits */
 	if (must_hold) {
-		st->held_rule = held_rule(st, svc, must_hold);
-		r = hold(msg, st, svc->hold_ms);
+		st->held_rule = hold_rule(st, svc, must_hold);
+		r = hold_msg(msg, st, svc->hold_ms);
 		if (r >= 0)
 			return r;
 		/* longer than can be held: an allow list's line not allowed
 		 * within it is refused; a prefix is never that long; an
 		 * unfinished line goes out as it comes */
-		trouble(PD_TR_HOLD_FULL);
+		ev_trouble(PD_TR_HOLD_FULL);
 		if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect) {
 			st->cur.in_msg = 0;
-			decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
+			ev_decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
 			verdict = PD_V_DENY;
 			rule = 0;
 			goto out;
@@ -2084,24 +404,24 @@ int pd_msg(struct sk_msg_md *msg)
 	if (!st->run.monitor && (win_done || st->cur.m.redirect))
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 	if (verdict == PD_V_DENY)
-		decided(msg, st, verdict, rule, st->cur.msglen, size);
+		ev_decided(msg, st, verdict, rule, st->cur.msglen, size);
 	else if (verdict == PD_V_REDIRECT)
-		emit(msg, st, verdict, rule, st->cur.msglen, size);
+		ev_emit(msg, st, verdict, rule, st->cur.msglen, size);
 	else
 		verdict = PD_V_PASS;    /* audit and default: decided at the line's end */
 	/* the line goes out as it comes: what it half matched must survive
 	 * two reloads */
-	if ((verdict != PD_V_DENY || st->run.monitor) && keep_tail(msg))
+	if ((verdict != PD_V_DENY || st->run.monitor) && tail_keep(msg))
 		goto tables;
 out:
-	unhold_timer(st);
+	hold_disarm(st);
 	/* monitor mode: decided and logged as would-be, then passed */
 	if ((verdict == PD_V_DENY || verdict == PD_V_REDIRECT) && !st->run.monitor)
-		return act(msg, st, tp, verdict, rule, apply);
-	return pass_range(msg, st, tp, apply);
+		return act_block(msg, st, tp, verdict, rule, apply);
+	return act_pass(msg, st, tp, apply);
 tables:
-	trouble(PD_TR_TABLES);
-	doom(st, tp, st->judged_end);
+	ev_trouble(PD_TR_TABLES);
+	abort_conn(st, tp, st->judged_end);
 	return SK_DROP;
 }
 
@@ -2125,49 +445,6 @@ tables:
 #define EOPNOTSUPP 95
 #define ENOPROTOOPT 92
 
-/* An event for a refusal outside the sk_msg program: the socket's ends
- * from its bpf_sock, the process from the caller (tgid/uid; 0 when
- * unknown: the egress path runs where the packet is sent, not always in
- * the sender's context). */
-static __always_inline void emit_sock(struct bpf_sock *sk, __u32 verdict, __u32 cause, __u32 svc,
-				      __u32 tgid, __u32 uid, __u32 len, int ends)
-{
-	struct pd_event *e = bpf_ringbuf_reserve(&pd_events, sizeof(*e), 0);
-
-	if (!e) {
-		trouble(PD_TR_RINGBUF);
-		return;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->verdict = (__u8)verdict;
-	e->cause = (__u8)cause;
-	e->service = svc;
-	e->tgid = e->pid = tgid;
-	e->uid = uid;
-	e->len = len;
-	e->family = (__u8)sk->family;
-	if (!ends) {
-		/* a socket being created has none yet */
-	} else if (sk->family == AF_INET6) {
-		e->saddr[0] = sk->src_ip6[0];
-		e->saddr[1] = sk->src_ip6[1];
-		e->saddr[2] = sk->src_ip6[2];
-		e->saddr[3] = sk->src_ip6[3];
-		e->daddr[0] = sk->dst_ip6[0];
-		e->daddr[1] = sk->dst_ip6[1];
-		e->daddr[2] = sk->dst_ip6[2];
-		e->daddr[3] = sk->dst_ip6[3];
-	} else {
-		e->saddr[0] = sk->src_ip4;
-		e->daddr[0] = sk->dst_ip4;
-	}
-	if (ends) {
-		e->sport = (__u16)sk->src_port;
-		e->dport = bpf_ntohs(sk->dst_port);
-	}
-	bpf_ringbuf_submit(e, 0);
-}
-
 /* Bytes leaving a policed socket without a verdict, in a segment from
  * sequence number seq. Closed: the segment is dropped (it never leaves
  * the host: TCP keeps it queued) and the connection aborted once what
@@ -2177,23 +454,23 @@ static __always_inline int unjudged(struct __sk_buff *skb, struct bpf_sock *sk, 
 				    __u32 cause, __u32 len, __u32 seq)
 {
 	struct pd_sock *st = bpf_sk_storage_get(&pd_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	int open = fail_open();
+	int open = lookup_fail_open();
 
-	trouble(cause);
+	ev_trouble(cause);
 	if (!st)
 		return open;
 	if (!(st->flags & PD_SK_REPORTED)) {
 		st->flags |= PD_SK_REPORTED;
 		if (!st->cause)
 			st->cause = (__u8)cause;
-		emit_sock(sk, open ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, st->tgid, st->uid,
-			  len, 1);
+		ev_emit_sock(sk, open ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, st->tgid, st->uid,
+			     len, 1);
 	}
 	if (open)
 		return 1;
 	if (!st->cookie)
 		st->cookie = bpf_get_socket_cookie(skb);
-	doom(st, bpf_skc_to_tcp_sock(sk), seq);
+	abort_conn(st, bpf_skc_to_tcp_sock(sk), seq);
 	return 0;
 }
 
@@ -2248,9 +525,9 @@ int pd_egress(struct __sk_buff *skb)
 	len = skb->len > off ? skb->len - off : 0;
 	seq = ((__u32)h[4] << 24) | ((__u32)h[5] << 16) | ((__u32)h[6] << 8) | h[7];
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
-	gen = active_gen();
+	gen = lookup_active_gen();
 	if (!st || !st->cookie) {
-		svc = service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen);
+		svc = lookup_service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen);
 		if (svc < 0)
 			return 1;
 		/* a policed connection sock_ops did not set up: data in a
@@ -2268,7 +545,7 @@ int pd_egress(struct __sk_buff *skb)
 		/* adopted, no send judged yet: what it queued before its
 		 * adoption leaves, nothing after */
 		tp = bpf_skc_to_tcp_sock(sk);
-		if (tp && (__s32)(seq + len - adopted_seq(st, tp)) <= 0)
+		if (tp && (__s32)(seq + len - wire_adopted_seq(st, tp)) <= 0)
 			return 1;
 		return unjudged(skb, sk, st->service, PD_TR_UNJUDGED, len, seq);
 	}
@@ -2287,11 +564,11 @@ int pd_sock_create(struct bpf_sock *sk)
 
 	if (sk->protocol != IPPROTO_MPTCP || (sk->family != AF_INET && sk->family != AF_INET6))
 		return 1;
-	trouble(PD_TR_MPTCP);
+	ev_trouble(PD_TR_MPTCP);
 	id = bpf_get_current_pid_tgid();
-	emit_sock(sk, fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, id >> 32,
-		  (__u32)bpf_get_current_uid_gid(), 0, 0);
-	if (fail_open())
+	ev_emit_sock(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, id >> 32,
+		     (__u32)bpf_get_current_uid_gid(), 0, 0);
+	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-ENOPROTOOPT);
 	return 0;
@@ -2311,7 +588,7 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 
 	if (!sk || ctx->type != SOCK_STREAM)
 		return 1;
-	svc = service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, active_gen());
+	svc = lookup_service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, lookup_active_gen());
 	if (svc < 0)
 		return 1;
 	tp = bpf_skc_to_tcp_sock(sk);
@@ -2321,16 +598,17 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 		cause = PD_TR_FASTOPEN;
 	if (!cause)
 		return 1;
-	trouble(cause);
+	ev_trouble(cause);
 	id = bpf_get_current_pid_tgid();
-	emit_sock(sk, fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, id >> 32,
-		  (__u32)bpf_get_current_uid_gid(), 0, 0);
-	if (fail_open())
+	ev_emit_sock(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, id >> 32,
+		     (__u32)bpf_get_current_uid_gid(), 0, 0);
+	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-EOPNOTSUPP);
 	return 0;
 }
 
+/* connect() on IPv4 and IPv6: connect_check. */
 SEC("cgroup/connect4")
 int pd_connect4(struct bpf_sock_addr *ctx)
 {
@@ -2355,8 +633,8 @@ int pd_setsockopt(struct bpf_sockopt *ctx)
 		return 1;
 	if (v + sizeof(int) > end || !*(int *)v)
 		return 1;               /* turned off, or the value is out of reach */
-	trouble(PD_TR_FASTOPEN);
-	if (fail_open())
+	ev_trouble(PD_TR_FASTOPEN);
+	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-EOPNOTSUPP);
 	return 0;

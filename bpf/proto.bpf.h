@@ -3,7 +3,7 @@
  * The sk_msg program's walk under a protocol framing (resp, memcache,
  * http): the parsers of proto.h over the bytes of an sk_msg, window by
  * window, or over bytes kept in pd_bytes. Included by policyd.bpf.c
- * (it uses its maps, count() and counter_slot()).
+ * (it uses its maps, ev_count() and ev_counter_slot()).
  *
  * A run decides its first message (which may have begun in an earlier
  * run), and goes on through whole messages after it as long as each
@@ -86,7 +86,7 @@ static __always_inline void proto_end(struct pd_sock *st, const struct pd_servic
 			proto_stop(st, svc, PD_PO_ENDED);
 			return;
 		}
-		count(counter_slot(st, rule), st->cur.msglen, 0);
+		ev_count(ev_counter_slot(st, rule), st->cur.msglen, 0);
 	}
 	proto_next(st, svc);
 	st->run.first = 0;
@@ -373,7 +373,7 @@ __noinline int proto_run(struct sk_msg_md *msg, struct pd_sock *st, __u32 replay
 	return st->run.err ? -1 : 0;
 }
 
-/* Following kept bytes (resync): one byte per callback. */
+/* Following kept bytes (wire_resync): one byte per callback. */
 static long proto_follow_step(__u32 i, void *arg)
 {
 	struct pwalk *w = arg;
@@ -400,7 +400,7 @@ static long proto_follow_step(__u32 i, void *arg)
 }
 
 /* The first n of the bytes kept in b, walked from st->cur as a decided
- * range (resync). 0, or -1. Global: checked once. */
+ * range (wire_resync). 0, or -1. Global: checked once. */
 __noinline int proto_follow(struct pd_sock *st, const struct pd_bytes *b, __u32 n)
 {
 	const struct pd_classmap *cm;

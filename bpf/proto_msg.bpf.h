@@ -2,7 +2,7 @@
 /*
  * What the sk_msg program does with the outcome of a walk under a
  * protocol framing (proto_run, proto.bpf.h): the same exits as every
- * framing (decided, emit, act, hold, pass_range). Included by
+ * framing (ev_decided, ev_emit, act_block, hold_msg, act_pass). Included by
  * policyd.bpf.c just before pd_msg, where those exist.
  *
  * Monitor mode holds nothing and stops nothing: a message is judged at
@@ -14,13 +14,13 @@
 /* A malformed message: counted, logged as rule=malformed. */
 static __always_inline void proto_malformed(struct sk_msg_md *msg, struct pd_sock *st, __u32 size)
 {
-	trouble(PD_TR_MALFORMED);
+	ev_trouble(PD_TR_MALFORMED);
 	st->run.ev_cause = PD_TR_MALFORMED;
 	st->run.ev_verdict = PD_V_DENY;
 	st->run.ev_rule = 0;
 	st->run.ev_len = st->cur.msglen;
 	st->run.ev_bytes = size;
-	pd_emit(msg);
+	ev_send(msg);
 }
 
 /* Act on what proto_run found. */
@@ -42,7 +42,7 @@ static __always_inline int proto_msg(struct sk_msg_md *msg, struct pd_sock *st,
 		break;
 	case PD_PO_ENDED:
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
-		decided(msg, st, verdict, rule, st->cur.msglen, st->run.used);
+		ev_decided(msg, st, verdict, rule, st->cur.msglen, st->run.used);
 		st->cur.msglen = 0;
 		__builtin_memset(&st->cur.parse, 0, sizeof(st->cur.parse));
 		if ((verdict != PD_V_DENY || st->run.monitor) && st->run.used < size)
@@ -50,7 +50,7 @@ static __always_inline int proto_msg(struct sk_msg_md *msg, struct pd_sock *st,
 		break;
 	case PD_PO_DENY:
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
-		decided(msg, st, verdict, rule, st->cur.msglen, size);
+		ev_decided(msg, st, verdict, rule, st->cur.msglen, size);
 		break;
 	case PD_PO_BAD:
 		/* what Redis (or memcached, or the web server) would read some
@@ -59,26 +59,26 @@ static __always_inline int proto_msg(struct sk_msg_md *msg, struct pd_sock *st,
 		verdict = PD_V_DENY;
 		break;
 	case PD_PO_HOLD:
-		st->held_rule = held_rule(st, svc, st->run.hold_why);
-		r = hold(msg, st, svc->hold_ms);
+		st->held_rule = hold_rule(st, svc, st->run.hold_why);
+		r = hold_msg(msg, st, svc->hold_ms);
 		if (r >= 0)
 			return r;
 		/* longer than can be held: an allow list's message not allowed
 		 * within it is refused; another leaves as it comes */
-		trouble(PD_TR_HOLD_FULL);
+		ev_trouble(PD_TR_HOLD_FULL);
 		if ((svc->hold & PD_HOLD_ALLOWLIST) && !st->cur.m.allow && !st->cur.m.redirect) {
-			decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
+			ev_decided(msg, st, PD_V_DENY, 0, st->cur.msglen, size);
 			verdict = PD_V_DENY;
 		}
 		break;
 	case PD_PO_REDIRECT:
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
-		emit(msg, st, verdict, rule, st->cur.msglen, size);
+		ev_emit(msg, st, verdict, rule, st->cur.msglen, size);
 		break;
 	default:
 		return -1;
 	}
-	unhold_timer(st);
+	hold_disarm(st);
 	if (st->run.monitor && (st->run.outcome == PD_PO_DENY || st->run.outcome == PD_PO_BAD)) {
 		/* a malformed message: the server drops the connection or
 		 * skips the line; what follows is read as new messages */
@@ -89,8 +89,8 @@ static __always_inline int proto_msg(struct sk_msg_md *msg, struct pd_sock *st,
 		apply = 0;
 	}
 	if ((verdict == PD_V_DENY || verdict == PD_V_REDIRECT) && !st->run.monitor)
-		return act(msg, st, tp, verdict, rule, apply);
-	return pass_range(msg, st, tp, apply);
+		return act_block(msg, st, tp, verdict, rule, apply);
+	return act_pass(msg, st, tp, apply);
 }
 
 #endif

@@ -147,7 +147,7 @@ enum pd_reload {
 };
 
 /* Whether a framing is a protocol's: messages are parsed, and the
- * automaton walks the protocol's tokens (see pd_proto.h), not the bytes. */
+ * automaton walks the protocol's tokens (see bpf/proto.h), not the bytes. */
 #define PD_FRAME_IS_PROTO(f) ((f) >= PD_FRAME_RESP)
 
 /* The symbol that ends a token under a protocol framing: not a byte, so
@@ -169,8 +169,9 @@ enum pd_direction {
  * counted from the table's first), with PD_T_MATCH set where the walk must
  * stop for the slow way: entering the target reports at least one rule
  * (its pd_state_out says which), or, under line framing, the byte is '\n'.
- * The compiler writes this encoding and the kernel walks it; the daemon
- * only places a table in a policy slot.
+ * The compiler writes this encoding, for the maps' row width
+ * (pd_image_widen), and the kernel walks it; the loader only places a
+ * table in a policy slot.
  */
 #define PD_T_MATCH 0x80000000u
 #define PD_T_STATE 0x7fffffffu

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The scan of pd_scan.h over the maps and the sk_msg: the macros it is
+ * configured with, and the global functions the verifier checks once
+ * each (the word tests, the two walks, the small send's walk). Names:
+ * walk_. Included by policyd.bpf.c only, after lookup.h.
+ */
+#ifndef PD_WALK_H
+#define PD_WALK_H
+
+struct pd_scan;
+struct pd_dual;
+static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				     __u32 end);
+__noinline int walk_skip2_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1);
+__noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
+			      const struct pd_service *svc);
+static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const __u8 *cls,
+				       const __u8 *tab);
+
+#define PD_ROW_SHIFT pd_row_shift
+#define PD_SLOT_LAST_ROW pd_slot_last_row
+#define PD_SKIP2(s, off, n, k0, k1) walk_skip2_msg((s)->src, off, n, k0, k1)
+#define PD_SKIP4(s, off, n, svc) walk_skip4_msg((s)->src, off, n, svc)
+#define PD_DUAL_WALK walk_dual_call
+#define PD_PULL(s, src, start, end) walk_pull(s, src, start, end)
+#define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
+#include "pd_scan.h"
+
+/* PD_PULL: bytes [start, end) of the sk_msg readable at s->data. */
+static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				     __u32 end)
+{
+	if (bpf_msg_pull_data(msg, start, end, 0))
+		return -1;
+	s->data = msg->data;
+	s->data_end = msg->data_end;
+	return 0;
+}
+
+/* The word tests as global functions, verified once each: they keep the
+ * keys and constants in registers (inlined into pd_scan_fast, with all
+ * its values live, they were read back from the stack for every word),
+ * and the verifier checks them once instead of once per path into
+ * pd_scan_fast. */
+__noinline int walk_skip2_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1)
+{
+	if (!msg)
+		return 0;
+	return pd_skip2_ascii((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end,
+			      off, n, k0, k1);
+}
+
+__noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
+			      const struct pd_service *svc)
+{
+	if (!msg || !svc)
+		return 0;
+	return pd_skip4((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end, off, n,
+			svc);
+}
+
+/* The two walks as a function of their own, called with the bounds in a
+ * struct: inlined, the walks' values did not fit in the registers. */
+static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const __u8 *cls,
+				       const __u8 *tab)
+{
+	return pd_dual_walk(d, p, cls, tab);
+}
+
+/* The common small send, framing none, in one pass (pd_small_walk):
+ * global, so that the verifier checks it once. */
+__noinline int walk_small_msg(struct sk_msg_md *msg, struct pd_sock *st)
+{
+	__u32 last = pd_slot_last_row + (pd_row_mask << 2);
+	const struct pd_classmap *cm;
+	const struct pd_service *svc;
+	const __u8 *tab, *p, *end;
+	__u32 gen, key, n;
+
+	if (!msg || !st)
+		return -1;
+	n = st->run.limit;
+	if (n - 1 >= PD_SMALL)  /* 0, or more than PD_SMALL */
+		return -1;
+	gen = st->cur.gen & 1;
+	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
+	cm = bpf_map_lookup_elem(&pd_classes, &key);
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	tab = bpf_map_lookup_elem(&pd_trans, &gen);
+	if (!cm || !svc || !tab)
+		return -1;
+	p = (const __u8 *)(long)msg->data;
+	end = (const __u8 *)(long)msg->data_end;
+	return pd_small_walk(&st->cur.m, &st->run, svc, cm->cls, tab, gen * pd_slot_states, last,
+			     p, end, n);
+}
+
+/* Consume bytes [0, run.limit) of this sk_msg (pd_scan_run). Inline,
+ * with the caller's socket storage: one call site, and a global function
+ * would look the storage up again. */
+static __always_inline int walk_msg(struct sk_msg_md *msg, struct pd_sock *st)
+{
+	struct pd_scan s = {};
+	__u32 key, gen;
+
+	gen = st->cur.gen & 1;
+	key = pd_service_key(gen, st->service & (PD_MAX_SERVICES - 1));
+	s.cm = bpf_map_lookup_elem(&pd_classes, &key);
+	s.svc = bpf_map_lookup_elem(&pd_services, &key);
+	s.tab = bpf_map_lookup_elem(&pd_trans, &gen);
+	if (!s.cm || !s.svc || !s.tab) {
+		st->run.err = 1;
+		return -1;
+	}
+	s.base = gen * pd_slot_states;
+	s.m = &st->cur.m;
+	s.run = &st->run;
+	s.src = msg;
+	pd_scan_run(&s, &st->run);
+	return 0;
+}
+
+#endif /* PD_WALK_H */
