@@ -94,7 +94,9 @@ static const char *match_key(const struct pd_rule_src *r)
 {
 	switch (r->kind) {
 	case PD_M_CONTAINS:
-		if (r->http)
+		if (r->http == PD_HTTP_HEADER)
+			return "header";
+		if (r->http && r->http != PD_HTTP_BODY)
 			return r->http == PD_HTTP_PATH_PREFIX ? "path_prefix" : "path_contains";
 		return r->hex ? "hex_contains" : "contains";
 	case PD_M_PREFIX: return r->hex ? "hex_prefix" : "prefix";

@@ -51,6 +51,9 @@ enum pd_match_kind {
 #define PD_HTTP_METHOD 1        /* method = "NAME": the request's first token */
 #define PD_HTTP_PATH_PREFIX 2   /* path_prefix = "/p": the path token's start */
 #define PD_HTTP_PATH_CONTAINS 3 /* path_contains = "x": within the path */
+#define PD_HTTP_HEADER 4        /* header = "Name" or "Name: value": a header line
+                                 * (pattern: its symbols, bpf/http.h) */
+#define PD_HTTP_BODY 5          /* contains, hex_contains: within the body */
 
 struct pd_rule_src {
 	int line;
