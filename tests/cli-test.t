@@ -157,4 +157,19 @@ is "$st" 1 "an invalid policy: exit 1"
 case $err in "bad.conf:3: "*) ok 0 "... with FILE:LINE";; *) ok 1 "... with FILE:LINE: $err";; esac
 out=$("$PD" test -c kv.conf --service kv s1 2>&1 >/dev/null)
 is "$out" "" "nothing on standard error when all is well"
+
+# framing http's header and body rules, walked by the kernel's parser
+cat > web.conf <<'EOF'
+version = 1;
+services = ( { name = "web"; ports = [ 80 ]; framing = "http";
+  rules = ( { id = 1; action = "deny"; header = "Transfer-Encoding: chunked"; },
+            { id = 2; action = "deny"; contains = "${jndi:"; nocase = true; },
+            { id = 3; action = "audit"; header = "X-Debug"; } ); } );
+EOF
+printf 'GET /x-debug HTTP/1.1\r\nX-Api: ${jndi:a}\r\nX-Debugger: 1\r\n\r\n|POST / HTTP/1.1\r\nX-DEBUG:1\r\n\r\n|POST / HTTP/1.1\r\nX-Debug: 1\r\nContent-Length: 9\r\n\r\nab${J|NDI:' > h1
+printf 'POST / HTTP/1.1\r\ntransfer-encoding:\tCHUNKED \r\n\r\n0\r\n\r\n' > h2
+is "$("$PD" test -c web.conf --split '|' h1 h2 | cut -d' ' -f1-3)" "h1: pass rule=default
+h1: audit rule=3
+h1: deny rule=2
+h2: deny rule=1" "test: header and body rules (not in the path or another header; a name in any case; a body split across sends; a value in any case with a tab before and a space after)"
 done_testing
