@@ -15,9 +15,18 @@
  *    counts as if sent as such, the way nginx reads it: "%2e" is a dot of
  *    a dot segment, "%2f" a separator; a decoded NUL is malformed;
  *  - repeated '/' are one, "." segments are dropped.
- * Headers and body are not tokens: once the request line ended, no rule
- * can match any more, and the body is passed over by its length, unread
- * and never held.
+ * Then, in a section of its own (PD_SYM_HEADERS: the automaton goes to
+ * the head's start state), the header lines, each as '\n', its name in
+ * lower case, ':', its value in lower case without the spaces and tabs
+ * around it and with a run of them inside it as one space; the '\n' that
+ * ends the last one. Names are tchars and values hold no control byte
+ * but tab, so '\n' and ':' mark where a name begins and ends:
+ * `header = "Upgrade: websocket"` is "\nupgrade:websocket\n", whatever the
+ * case, the spaces, the header's place. And in a third section
+ * (PD_SYM_BODY) the body's bytes as sent, without the chunked encoding's
+ * size lines and CRLFs. Trailer lines are not handed over. A section the
+ * service has no rule for is not walked, and its counted bytes (the
+ * body) are passed over by their length, unread.
  *
  * Strict where servers differ or are lax, so that whatever passes is read
  * as it was judged (anything else is malformed, and denied): one space
@@ -260,8 +269,18 @@ PD_INLINE int pd_h_target(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	return PD_P_MORE;
 }
 
+/* The request line ended: the head's section begins, and its first
+ * header line. */
+PD_INLINE int pd_h_line_end(struct pd_parse *ps, struct pd_syms *o)
+{
+	ps->phase = PD_H_HDR;
+	pd_sym(o, PD_SYM_HEADERS);
+	pd_sym(o, '\n');
+	return PD_P_MORE;
+}
+
 /* The head ended (its empty line). */
-PD_INLINE int pd_h_head_end(struct pd_parse *ps)
+PD_INLINE int pd_h_head_end(struct pd_parse *ps, struct pd_syms *o)
 {
 	__u32 w = ps->word;
 
@@ -273,18 +292,20 @@ PD_INLINE int pd_h_head_end(struct pd_parse *ps)
 		ps->phase = PD_H_CSIZE;
 		ps->len = 0;
 		ps->count = 0;
+		pd_sym(o, PD_SYM_BODY);
 		return PD_P_MORE;
 	}
 	if ((w & PD_H_W_CL) && ps->name) {
 		ps->phase = PD_H_BODY;
 		ps->len = (__u32)ps->name;
+		pd_sym(o, PD_SYM_BODY);
 		return PD_P_MORE;
 	}
 	return PD_P_DONE;
 }
 
-/* A header line ended. */
-PD_INLINE int pd_h_header_end(struct pd_parse *ps)
+/* A header line ended: its '\n' begins the next one's. */
+PD_INLINE int pd_h_header_end(struct pd_parse *ps, struct pd_syms *o)
 {
 	__u32 w = ps->word;
 
@@ -300,18 +321,20 @@ PD_INLINE int pd_h_header_end(struct pd_parse *ps)
 	ps->word = w & ~(PD_H_W_DIGIT | PD_H_W_VEND);
 	ps->kind = PD_H_K_OTHER;
 	ps->phase = PD_H_HDR;
+	pd_sym(o, '\n');
 	return PD_P_MORE;
 }
 
-/* A byte of a header value. */
-PD_INLINE int pd_h_value(struct pd_parse *ps, __u8 b)
+/* A byte of a header value: in lower case, after one space where spaces
+ * and tabs came before it inside the value. */
+PD_INLINE int pd_h_value(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 {
 	if (b == '\r') {
 		ps->phase = PD_H_HVAL_LF;
 		return PD_P_MORE;
 	}
 	if (b == '\n')
-		return pd_h_header_end(ps);
+		return pd_h_header_end(ps, o);
 	if ((b < ' ' && b != '\t') || b == 0x7f)
 		return PD_P_BAD;
 	if (b == ' ' || b == '\t') {
@@ -324,7 +347,9 @@ PD_INLINE int pd_h_value(struct pd_parse *ps, __u8 b)
 		if (ps->kind == PD_H_K_CL || ps->kind == PD_H_K_TE)
 			return PD_P_BAD;
 		ps->word &= ~PD_H_W_VEND;
+		pd_sym(o, ' ');
 	}
+	pd_sym(o, pd_h_lower(b));
 	if (ps->kind == PD_H_K_CL) {
 		if (b < '0' || b > '9')
 			return PD_P_BAD;
@@ -346,8 +371,8 @@ PD_INLINE int pd_h_value(struct pd_parse *ps, __u8 b)
 	return PD_P_MORE;
 }
 
-/* A byte of a header name, or its ':'. */
-PD_INLINE int pd_h_hname(struct pd_parse *ps, __u8 b)
+/* A byte of a header name (handed over in lower case), or its ':'. */
+PD_INLINE int pd_h_hname(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 {
 	__u8 c = pd_h_lower(b);
 	__u32 k;
@@ -362,10 +387,12 @@ PD_INLINE int pd_h_hname(struct pd_parse *ps, __u8 b)
 		ps->aux = 0;
 		ps->count = 0;
 		ps->phase = PD_H_HOWS;
+		pd_sym(o, ':');
 		return PD_P_MORE;
 	}
 	if (!pd_h_tchar(b))
 		return PD_P_BAD;
+	pd_sym(o, c);
 	for (k = 1; k <= 4; k <<= 1)
 		if ((ps->aux & k) && pd_h_name(k, ps->count) != c)
 			ps->aux &= ~k;
@@ -486,40 +513,39 @@ PD_INLINE int pd_http_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 		}
 		if (b != '\n')
 			return PD_P_BAD;
-		ps->phase = PD_H_HDR;
-		return PD_P_MORE;
+		return pd_h_line_end(ps, o);
 	case PD_H_LINE_LF:
 	case PD_H_HVAL_LF:
 	case PD_H_END_LF:
 		if (b != '\n')
 			return PD_P_BAD;
 		if (ps->phase == PD_H_HVAL_LF)
-			return pd_h_header_end(ps);
+			return pd_h_header_end(ps, o);
 		if (ps->phase == PD_H_END_LF)
-			return pd_h_head_end(ps);
-		ps->phase = PD_H_HDR;
-		return PD_P_MORE;
+			return pd_h_head_end(ps, o);
+		return pd_h_line_end(ps, o);
 	case PD_H_HDR:
 		if (b == '\r') {
 			ps->phase = PD_H_END_LF;
 			return PD_P_MORE;
 		}
 		if (b == '\n')
-			return pd_h_head_end(ps);
+			return pd_h_head_end(ps, o);
 		ps->phase = PD_H_HNAME;
 		ps->aux = PD_H_CL | PD_H_TE | PD_H_UP;
 		ps->count = 0;
-		return pd_h_hname(ps, b);
+		return pd_h_hname(ps, b, o);
 	case PD_H_HNAME:
-		return pd_h_hname(ps, b);
+		return pd_h_hname(ps, b, o);
 	case PD_H_HOWS:
 		if (b == ' ' || b == '\t')
 			return PD_P_MORE;
 		ps->phase = PD_H_HVAL;
-		return pd_h_value(ps, b);
+		return pd_h_value(ps, b, o);
 	case PD_H_HVAL:
-		return pd_h_value(ps, b);
+		return pd_h_value(ps, b, o);
 	case PD_H_BODY:
+		pd_sym(o, b);
 		return --ps->len ? PD_P_MORE : PD_P_DONE;
 	case PD_H_CSIZE:
 	case PD_H_CEXT:
@@ -530,6 +556,7 @@ PD_INLINE int pd_http_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 		ps->phase = ps->len ? PD_H_CDATA : PD_H_TRAILER;
 		return PD_P_MORE;
 	case PD_H_CDATA:
+		pd_sym(o, b);
 		if (!--ps->len)
 			ps->phase = PD_H_CDATA_CR;
 		return PD_P_MORE;
@@ -575,10 +602,15 @@ PD_INLINE int pd_http_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	return PD_P_BAD;
 }
 
-/* Whether the matcher still gets tokens: only from the request line. */
-PD_INLINE int pd_http_tokens(const struct pd_parse *ps)
+/* The section of the request the parser is in: 0 the request line's
+ * tokens, 1 the rest of the head, 2 the body, 3 the trailers. */
+PD_INLINE int pd_http_section(const struct pd_parse *ps)
 {
-	return ps->phase < PD_H_VERSION || (ps->phase == PD_H_VERSION && !ps->count);
+	if (ps->phase < PD_H_VERSION || (ps->phase == PD_H_VERSION && !ps->count))
+		return 0;
+	if (ps->phase < PD_H_BODY)
+		return 1;
+	return ps->phase < PD_H_TRAILER ? 2 : 3;
 }
 
 /* Bytes from here that may be passed over by their count: a body's or a
@@ -588,6 +620,15 @@ PD_INLINE __u32 pd_http_counted(const struct pd_parse *ps)
 	if (ps->phase == PD_H_CDATA)
 		return ps->len;
 	return ps->phase == PD_H_BODY && ps->len > 1 ? ps->len - 1 : 0;
+}
+
+/* A counted byte of the body the matcher needs (pd_http_counted). */
+PD_INLINE int pd_http_take(struct pd_parse *ps, __u8 b, struct pd_syms *o)
+{
+	pd_sym(o, b);
+	if (!--ps->len)
+		ps->phase = PD_H_CDATA_CR;      /* a chunk's: a body keeps its last byte */
+	return PD_P_MORE;
 }
 
 PD_INLINE void pd_http_pass(struct pd_parse *ps, __u32 n)

@@ -329,7 +329,7 @@ static __always_inline void proto_tail(struct pd_sock *st, const struct pd_servi
 		proto_stop(st, svc, PD_PO_HOLD);
 	} else if (m->redirect) {
 		proto_stop(st, svc, PD_PO_REDIRECT);
-	} else if (!pd_proto_feeds(m, svc, &st->cur.parse) && !m->allow && svc->def == PD_DEF_DENY) {
+	} else if (!pd_proto_live(m, svc, &st->cur.parse) && !m->allow && svc->def == PD_DEF_DENY) {
 		/* an allow list's message that no allow rule can match any more */
 		proto_stop(st, svc, PD_PO_DENY);
 	}

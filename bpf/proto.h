@@ -76,6 +76,8 @@ PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct p
 		return pd_resp_take(ps, b, o);
 	if (framing == PD_FRAME_MEMCACHE)
 		return pd_mc_take(ps, b, o);
+	if (framing == PD_FRAME_HTTP)
+		return pd_http_take(ps, b, o);
 	return PD_P_BAD;
 }
 
@@ -102,14 +104,46 @@ PD_INLINE void pd_proto_pass(struct pd_parse *ps, __u32 framing, __u32 n)
 }
 
 /* Whether the automaton still needs tokens: some rule may still match.
- * Back in the resume state with no contains rule, nothing can; nor once
- * the parser hands over no more tokens (an HTTP request's head and body). */
+ * Back in the resume state with no contains rule, nothing can. An HTTP
+ * request's head and body are walked where the service has rules for
+ * them, its trailers never. */
 PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *svc,
 			     const struct pd_parse *ps)
 {
-	if (svc->framing == PD_FRAME_HTTP && !pd_http_tokens(ps))
-		return 0;
+	int sec;
+
+	if (svc->framing == PD_FRAME_HTTP) {
+		sec = pd_http_section(ps);
+		if (sec == 1)
+			return !!(svc->pflags & PD_PF_HEADERS);
+		if (sec == 2)
+			return !!(svc->pflags & PD_PF_BODY);
+		if (sec == 3)
+			return 0;
+	}
 	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
+}
+
+/* Whether some rule may still match the message: the automaton is fed,
+ * or (framing http) a later section of the request has rules. */
+PD_INLINE int pd_proto_live(const struct pd_match *m, const struct pd_service *svc,
+			    const struct pd_parse *ps)
+{
+	if (svc->framing == PD_FRAME_HTTP && pd_http_section(ps) == 1 &&
+	    (svc->pflags & PD_PF_BODY))
+		return 1;
+	return pd_proto_feeds(m, svc, ps);
+}
+
+/* Framing http, past the request line: whether a deny or redirect rule
+ * of the section the request is in, or of a later one, keeps it held. */
+PD_INLINE int pd_http_holds(const struct pd_service *svc, const struct pd_parse *ps)
+{
+	int sec = pd_http_section(ps);
+
+	if (sec == 1)
+		return !!(svc->pflags & PD_PF_HOLD_HEAD);
+	return sec == 2 && (svc->pflags & PD_PF_HOLD_BODY);
 }
 
 /* One symbol through the automaton. 0, or -1 on inconsistent tables. */
@@ -118,6 +152,11 @@ PD_INLINE int pd_proto_sym(struct pd_match *m, const struct pd_service *svc,
 {
 	__u32 cls;
 
+	if (s == PD_SYM_HEADERS || s == PD_SYM_BODY) {
+		/* framing http: the head's or the body's section begins */
+		m->state = s == PD_SYM_HEADERS ? svc->hstart : svc->bstart;
+		return 0;
+	}
 	if (s >= PD_SYM_END) {
 		cls = svc->end_class;
 	} else {
@@ -157,7 +196,7 @@ PD_INLINE int pd_proto_must_hold(const struct pd_match *m, const struct pd_servi
 				 const struct pd_parse *ps, void *ctx)
 {
 	const struct pd_state_out *o;
-	int done = !pd_proto_feeds(m, svc, ps);
+	int done = !pd_proto_live(m, svc, ps);
 
 	if (m->deny)
 		return 0;
@@ -170,6 +209,8 @@ PD_INLINE int pd_proto_must_hold(const struct pd_match *m, const struct pd_servi
 	}
 	if ((svc->hold & PD_HOLD_ALLOWLIST) && !m->allow && !m->redirect && !done)
 		return 1;
+	if (svc->framing == PD_FRAME_HTTP && pd_http_section(ps))
+		return pd_http_holds(svc, ps) ? 2 : 0;
 	if ((svc->hold & PD_HOLD_LINE) && !done)
 		return 2;
 	return 0;

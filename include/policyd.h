@@ -33,8 +33,10 @@
  * pd_doomed, pd_sock.abort; 10: pd_sock.adopted_end; 11: pd_tail,
  * pd_sock.tail_len, tail_seq, tail_ids and tail_ring, pd_service.tail,
  * the depth in pd_state_out.flags; 12: protocol framings: pd_progress.parse,
- * pd_service.end_class and pflags, PD_TR_MALFORMED). */
-#define PD_LAYOUT_VERSION 13
+ * pd_service.end_class and pflags, PD_TR_MALFORMED; 13: pd_doom_draft, pd_sock
+ * without its draft; 14: pd_service.hstart and bstart, framing http's
+ * header and body sections). */
+#define PD_LAYOUT_VERSION 14
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -154,6 +156,13 @@ enum pd_reload {
  * it has a byte class of its own (pd_service.end_class), and a pattern
  * of bytes never spans two tokens. */
 #define PD_SYM_END 256
+/* Framing http: the request's head (its header lines) and body are
+ * sections of their own, each walked from its own start state
+ * (pd_service.hstart, bstart), where no pattern of another section can
+ * begin: a path rule never matches in a header, a header rule never in
+ * the body. These symbols move the automaton there; they have no class. */
+#define PD_SYM_HEADERS 257
+#define PD_SYM_BODY 258
 
 /* Which port of a connection selects the service (bit mask). */
 enum pd_direction {
@@ -280,6 +289,9 @@ struct pd_service {
 	                         * longest prefix or contains pattern - 1 under line */
 	__u32 end_class;        /* protocol framings: the class of PD_SYM_END */
 	__u32 pflags;           /* protocol framings: PD_PF_* */
+	__u32 hstart;           /* framing http: the start state of the head's header
+	                         * lines (PD_PF_HEADERS) and of the body (PD_PF_BODY) */
+	__u32 bstart;
 	__u32 pad;
 	__u64 skip[PD_SKIP_MAX];
 };
@@ -289,6 +301,12 @@ struct pd_service {
                                * the command's (bulk contents are then read) */
 #define PD_PF_NO_INLINE 0x2   /* resp: inline = false, an inline command (a first
                                * byte other than '*') is malformed */
+#define PD_PF_HEADERS 0x4     /* http: header rules: the header lines are walked */
+#define PD_PF_BODY 0x8        /* http: contains rules: the body is walked */
+#define PD_PF_HOLD_HEAD 0x10  /* http, hold_timeout: a header or body rule denies or
+                               * diverts: the head is held until it ended */
+#define PD_PF_HOLD_BODY 0x20  /* http, hold_timeout: a body rule denies or diverts:
+                               * the body is held until the request ended */
 
 /* pd_service.hold bits (line and protocol framings; framing none never
  * holds: each message is whole when it is judged; none of them with

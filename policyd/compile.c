@@ -13,6 +13,12 @@
  * patterns agree on case, this is exactly Aho-Corasick; mixed case and
  * anchoring are handled without special cases. The per-byte cost in the
  * kernel is one table lookup whatever the number of rules.
+ *
+ * Framing http walks a request in sections (policyd.h, PD_SYM_HEADERS):
+ * the request line from U, the header lines from a root H, the body from
+ * a root B. A state's nodes are all of one section, and its section's
+ * root takes U's place in it, so that no pattern of one section begins
+ * in another.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -37,6 +43,8 @@ struct node {
 	uint32_t out;           /* head of this node's output list (0: none) */
 	uint32_t depth;         /* bytes from its root */
 	bool anchored;          /* belongs to the prefix trie */
+	uint8_t section;        /* framing http: 0 the request line, 1 the header
+	                         * lines, 2 the body (the root it grows from) */
 	uint16_t later;         /* anchored: the lowest rule index a longer prefix
 	                         * through this node reports (0: none) */
 };
@@ -85,6 +93,8 @@ struct builder {
 	bool full;              /* past a limit (said) */
 	bool fold_commands;     /* framing resp: command names in any case */
 	uint32_t end_class;     /* protocol framings: the class of LABEL_END */
+	uint32_t root[3];       /* each section's root node (U, H, B) */
+	uint32_t sstart[3];     /* each section's start state (local): {its root} */
 };
 
 static __attribute__((noinline)) bool vec_grow(struct vec32 *v)
@@ -145,6 +155,27 @@ static uint16_t label_of(uint8_t byte, bool nocase)
 	return byte;
 }
 
+/* The labels of a header rule's pattern ("name" or "name: value", in
+ * lower case) as the parser hands a header line over (bpf/http.h):
+ * '\n', the name, ':', and the value and the line's '\n' when one is
+ * given. How many, at most r->patlen + 2. */
+static size_t header_labels(const struct pd_rule_src *r, uint16_t *l)
+{
+	const uint8_t *colon = memchr(r->pat, ':', r->patlen);
+	size_t n = 0, name = colon ? (size_t)(colon - r->pat) : r->patlen;
+
+	l[n++] = '\n';
+	for (size_t i = 0; i < name; i++)
+		l[n++] = r->pat[i];
+	l[n++] = ':';
+	if (!colon)
+		return n;
+	for (size_t i = name + 2; i < r->patlen; i++)   /* after ": " */
+		l[n++] = r->pat[i];
+	l[n++] = '\n';
+	return n;
+}
+
 static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_src *r)
 {
 	uint32_t cur = root;
@@ -156,10 +187,14 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 	/* a path prefix: the end of the method's token, then the path */
 	size_t pre = r->http == PD_HTTP_PATH_PREFIX;
 	size_t nsym = pre + r->patlen + cmd;
+	uint16_t hdr[PD_MAX_PATTERN + 2];
 
+	if (r->http == PD_HTTP_HEADER)
+		nsym = header_labels(r, hdr);
 	for (size_t j = 0; j < nsym && !b->oom && !b->full; j++) {
 		size_t i = j - pre;
-		uint16_t l = j < pre || i == r->patlen || (cmd && r->pat[i] == ' ') ? LABEL_END :
+		uint16_t l = r->http == PD_HTTP_HEADER ? hdr[j] :
+			     j < pre || i == r->patlen || (cmd && r->pat[i] == ' ') ? LABEL_END :
 			     label_of(r->pat[i], r->nocase || (cmd && b->fold_commands));
 		struct node *n = &b->nodes[cur];
 		uint32_t next = 0, last = 0;
@@ -182,6 +217,7 @@ static void add_pattern(struct builder *b, uint32_t root, const struct pd_rule_s
 			next = new_node(b, b->nodes[root].anchored);
 			if (b->oom)
 				return;
+			b->nodes[next].section = b->nodes[root].section;
 			b->nodes[next].depth = b->nodes[cur].depth + 1;
 			b->nodes[next].label = l;
 			/* children in the order the patterns name them */
@@ -518,9 +554,11 @@ oom:
 }
 
 /* Fill the transition row of state id; returns false on failure. */
-static bool expand(struct builder *b, uint32_t id, uint32_t resume)
+static bool expand(struct builder *b, uint32_t id)
 {
 	uint32_t off = b->set_off.v[id], n = b->set_len.v[id];
+	uint8_t sec = b->nodes[b->sets.v[off]].section;
+	uint32_t resume = b->sstart[sec];
 	uint32_t *row;
 	int r;
 
@@ -548,7 +586,9 @@ static bool expand(struct builder *b, uint32_t id, uint32_t resume)
 		uint32_t to;
 
 		b->tmp.n = 0;
-		if (!vec_push(&b->tmp, 0))     /* U's root: a pattern may begin here */
+		/* the section's root (U's outside framing http): a pattern
+		 * may begin here */
+		if (!vec_push(&b->tmp, b->root[sec]))
 			return !(b->oom = true);
 		for (uint32_t i = 0; i < bk->n; i++)
 			if (!vec_push(&b->tmp, bk->v[i]))
@@ -634,10 +674,23 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	b->fold_commands = s->framing == PD_FRAME_RESP;
 	rootu = new_node(b, false);
 	roota = new_node(b, true);
+	b->root[0] = b->root[1] = b->root[2] = rootu;
+	for (size_t k = 0; k < s->nrules; k++) {
+		int sec = s->rules[k].http == PD_HTTP_HEADER ? 1 : s->rules[k].http == PD_HTTP_BODY ? 2 : 0;
+
+		if (sec && b->root[sec] == rootu) {
+			b->root[sec] = new_node(b, false);
+			b->nodes[b->root[sec]].section = (uint8_t)sec;
+		}
+	}
 	for (size_t k = 0; k < s->nrules && !b->oom && !b->full; k++) {
 		const struct pd_rule_src *r = &s->rules[k];
 
-		if (r->kind == PD_M_CONTAINS)
+		if (r->http == PD_HTTP_HEADER)
+			add_pattern(b, b->root[1], r);
+		else if (r->http == PD_HTTP_BODY)
+			add_pattern(b, b->root[2], r);
+		else if (r->kind == PD_M_CONTAINS)
 			add_pattern(b, rootu, r);
 		else if (r->kind == PD_M_PREFIX || r->kind == PD_M_COMMAND) {
 			add_pattern(b, roota, r);
@@ -692,10 +745,20 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 		if ((*start = intern(b, &b->tmp)) == ~0u)
 			return -1;
 	}
+	b->sstart[0] = b->sstart[1] = b->sstart[2] = 0;
+	for (int sec = 1; sec <= 2; sec++) {
+		if (b->root[sec] == rootu)
+			continue;       /* no rule of that section: never walked */
+		b->tmp.n = 0;
+		if (!vec_push(&b->tmp, b->root[sec]))
+			goto oom;
+		if ((b->sstart[sec] = intern(b, &b->tmp)) == ~0u)
+			return -1;
+	}
 	for (id = 0; id < b->set_off.n; id++) {
 		uint32_t c;
 
-		if (!expand(b, id, 0))
+		if (!expand(b, id))
 			return b->oom ? -2 : -1;
 		c = anchored ? unanchored(b, id) : id;
 		if (c == ~0u)
@@ -767,6 +830,22 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 	}
 	if (PD_FRAME_IS_PROTO(s->framing)) {
 		svc->pflags = (content ? PD_PF_CONTENT : 0) | (s->no_inline ? PD_PF_NO_INLINE : 0);
+		for (size_t k = 0; k < s->nrules; k++) {
+			const struct pd_rule_src *r = &s->rules[k];
+			bool stops = r->action == PD_ACT_DENY || r->action == PD_ACT_REDIRECT;
+
+			if (r->http == PD_HTTP_HEADER)
+				svc->pflags |= PD_PF_HEADERS;
+			if (r->http == PD_HTTP_BODY)
+				svc->pflags |= PD_PF_BODY;
+			if (!s->hold_timeout || !stops)
+				continue;
+			/* held until the section that may deny it ended */
+			if (r->http == PD_HTTP_HEADER || r->http == PD_HTTP_BODY)
+				svc->pflags |= PD_PF_HOLD_HEAD;
+			if (r->http == PD_HTTP_BODY)
+				svc->pflags |= PD_PF_HOLD_BODY;
+		}
 		if (s->hold_timeout) {
 			if (prefix)
 				svc->hold |= PD_HOLD_ANCHORED;
@@ -968,6 +1047,8 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		is->svc.excerpt = s->excerpt >= 0 ? (uint32_t)s->excerpt : p->daemon.excerpt;
 		is->svc.start = base + bs[i].start;
 		is->svc.resume = base;
+		is->svc.hstart = base + b->sstart[1];
+		is->svc.bstart = base + b->sstart[2];
 		is->svc.nclasses = b->ncls;
 		is->svc.end_class = b->end_class;
 		for (int x = 0; x < 256; x++)

@@ -44,7 +44,9 @@ static const char *match_key(const struct pd_rule_src *r)
 
 	switch (r->kind) {
 	case PD_M_CONTAINS:
-		if (r->http)
+		if (r->http == PD_HTTP_HEADER)
+			k = PD_KEY_HEADER;
+		else if (r->http && r->http != PD_HTTP_BODY)
 			k = r->http == PD_HTTP_PATH_PREFIX ? PD_KEY_PATH_PREFIX : PD_KEY_PATH_CONTAINS;
 		else
 			k = r->hex ? PD_KEY_HEX_CONTAINS : PD_KEY_CONTAINS;

@@ -499,7 +499,7 @@ static void proto_tail(struct pd_judge *j)
 		proto_stop(j, j->run.limit, PD_PO_HOLD);
 	} else if (m->redirect) {
 		proto_stop(j, j->run.limit, PD_PO_REDIRECT);
-	} else if (!pd_proto_feeds(m, j->svc, &j->cur.parse) && !m->allow &&
+	} else if (!pd_proto_live(m, j->svc, &j->cur.parse) && !m->allow &&
 		   j->svc->def == PD_DEF_DENY) {
 		proto_stop(j, j->run.limit, PD_PO_DENY);
 	}

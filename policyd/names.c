@@ -108,6 +108,7 @@ static const char *const match_key[PD_KEY_MAX] = {
 	[PD_KEY_METHOD] = "method",
 	[PD_KEY_PATH_PREFIX] = "path_prefix",
 	[PD_KEY_PATH_CONTAINS] = "path_contains",
+	[PD_KEY_HEADER] = "header",
 };
 const struct pd_names pd_match_keys = NAMES(match_key, "match", 0, PD_KEY_MAX);
 

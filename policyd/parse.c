@@ -486,6 +486,71 @@ static bool get_http(struct parse *c, const config_setting_t *s, enum pd_match_k
 	return true;
 }
 
+/* `header = "Name"` (a header of that name is sent) or "Name: value" (with
+ * that value): kept as the parser hands a header over (bpf/http.h), the
+ * name and value in lower case, the value without the spaces and tabs
+ * around it and a run of them inside it as one space, "name: value". */
+static bool get_header(struct parse *c, const config_setting_t *s, struct pd_rule_src *r)
+{
+	const char *v = get_str(c, s), *colon;
+	size_t name, n = 0, i;
+	char *out;
+
+	if (!v)
+		return false;
+	colon = strchr(v, ':');
+	name = colon ? (size_t)(colon - v) : strlen(v);
+	/* RFC 9110 tchar (isalnum is ASCII's in the C locale) */
+	for (i = 0; i < name; i++)
+		if (!isalnum((unsigned char)v[i]) && !strchr("!#$%&'*+-.^_`|~", v[i]))
+			break;
+	if (!name || i < name) {
+		pd_diag_add(c->d, line_of(s), "'header' is a header name (letters, digits and "
+			    "!#$%%&'*+-.^_`|~), or a name, ':' and a value, not \"%s\"", v);
+		return false;
+	}
+	out = malloc(strlen(v) + 2);
+	if (!out)
+		return false;
+	for (i = 0; i < name; i++)
+		out[n++] = (char)tolower((unsigned char)v[i]);
+	if (colon) {
+		bool blank = false;
+
+		out[n++] = ':';
+		out[n++] = ' ';
+		for (const char *q = colon + 1; *q; q++) {
+			uint8_t b = (uint8_t)*q;
+
+			if ((b < ' ' && b != '\t') || b == 0x7f) {
+				pd_diag_add(c->d, line_of(s), "a 'header' value holds no control "
+					    "characters but tab (servers refuse them)");
+				free(out);
+				return false;
+			}
+			if (b == ' ' || b == '\t') {
+				blank = out[n - 1] != ' ';
+				continue;
+			}
+			if (blank)
+				out[n++] = ' ';
+			blank = false;
+			out[n++] = (char)(b >= 'A' && b <= 'Z' ? b | 0x20 : b);
+		}
+	}
+	if (n > PD_MAX_PATTERN) {
+		pd_diag_add(c->d, line_of(s), "'header' is %zu bytes long; at most %d are supported",
+			    n, PD_MAX_PATTERN);
+		free(out);
+		return false;
+	}
+	r->pat = (uint8_t *)out;
+	r->patlen = n;
+	r->kind = PD_M_CONTAINS;
+	r->http = PD_HTTP_HEADER;
+	return true;
+}
+
 /* Whether match key k fits the service's framing:
  * commands only under the protocols that have them; prefixes only where
  * a message is bytes, not tokens. */
@@ -501,14 +566,11 @@ static void proto_fit(struct parse *c, const struct pd_service_src *svc,
 		pd_diag_add(c->d, line_of(s), "'%s' has no meaning under framing \"%s\", where a "
 			    "message is parsed into tokens: match %s", sname(s),
 			    pd_framing_name(svc->framing), svc->framing == PD_FRAME_HTTP ?
-			    "with 'method', 'path_prefix' or 'path_contains'" :
+			    "with 'method', 'path_prefix', 'path_contains', 'header', or "
+			    "'contains' within the body" :
 			    "a command with 'command', bytes within a token with 'contains'");
-	if ((k == PD_KEY_CONTAINS || k == PD_KEY_HEX_CONTAINS) && svc->framing == PD_FRAME_HTTP)
-		pd_diag_add(c->d, line_of(s), "'%s' is not supported under framing \"http\": match "
-			    "the path with 'path_contains' (headers and bodies are not matched)",
-			    sname(s));
-	if ((k == PD_KEY_METHOD || k == PD_KEY_PATH_PREFIX || k == PD_KEY_PATH_CONTAINS) &&
-	    svc->framing != PD_FRAME_HTTP)
+	if ((k == PD_KEY_METHOD || k == PD_KEY_PATH_PREFIX || k == PD_KEY_PATH_CONTAINS ||
+	     k == PD_KEY_HEADER) && svc->framing != PD_FRAME_HTTP)
 		pd_diag_add(c->d, line_of(s), "'%s' needs framing \"http\"; this service's framing "
 			    "is \"%s\"", sname(s), pd_framing_name(svc->framing));
 }
@@ -518,7 +580,7 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 {
 	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
 					    "hex_prefix", "longer_than", "command", "method", "path_prefix",
-					    "path_contains", "nocase", "sink", "excerpt", NULL };
+					    "path_contains", "header", "nocase", "sink", "excerpt", NULL };
 	const config_setting_t *s, *match = NULL;
 	char list[256];
 	int64_t v;
@@ -577,10 +639,16 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 		case PD_KEY_PATH_CONTAINS:
 			get_http(c, s, k, r);
 			break;
+		case PD_KEY_HEADER:
+			get_header(c, s, r);
+			break;
 		case PD_KEY_MAX:
 			break;
 		}
 		proto_fit(c, svc, s, k);
+		/* under framing http a contains rule matches within the body */
+		if ((k == PD_KEY_CONTAINS || k == PD_KEY_HEX_CONTAINS) && svc->framing == PD_FRAME_HTTP)
+			r->http = PD_HTTP_BODY;
 	}
 	if (!nmatch) {
 		pd_names_list(&pd_match_keys, '\'', list, sizeof(list));
@@ -592,7 +660,10 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 				    type_name(config_setting_type(s)));
 		else if (nmatch && r->kind == PD_M_LONGER_THAN)
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'longer_than'");
-		else if (nmatch && r->http)
+		else if (nmatch && r->http == PD_HTTP_HEADER)
+			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'header': header "
+				    "names and values match in any case");
+		else if (nmatch && r->http && r->http != PD_HTTP_BODY)
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with '%s': methods and "
 				    "paths match exactly, as servers compare them", sname(match));
 		else if (nmatch && r->kind == PD_M_COMMAND)

@@ -58,6 +58,7 @@ enum pd_match_key {
 	PD_KEY_METHOD,
 	PD_KEY_PATH_PREFIX,
 	PD_KEY_PATH_CONTAINS,
+	PD_KEY_HEADER,
 	PD_KEY_MAX,
 };
 
@@ -78,6 +79,9 @@ enum pd_fail_mode {
 #define PD_HTTP_METHOD 1        /* method = "NAME": the request's first token */
 #define PD_HTTP_PATH_PREFIX 2   /* path_prefix = "/p": the path token's start */
 #define PD_HTTP_PATH_CONTAINS 3 /* path_contains = "x": within the path */
+#define PD_HTTP_HEADER 4        /* header = "Name" or "Name: value": a header line
+                                 * (pattern: its symbols, bpf/http.h) */
+#define PD_HTTP_BODY 5          /* contains, hex_contains: within the body */
 
 struct pd_rule_src {
 	int line;

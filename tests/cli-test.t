@@ -194,6 +194,24 @@ refused offset=45 len=6 (dropped with the deny; later sends fail)''',
     is_(st, 1, "an invalid policy: exit 1")
     ok(err.startswith("bad.conf:3: "), "... with FILE:LINE", err)
     is_(pd("test", "-c", "kv.conf", "--service", "kv", "s1")[2], "", "nothing on standard error when all is well")
+
+    # framing http's header and body rules, walked by the kernel's parser
+    write("web.conf", """version = 1;
+services = ( { name = "web"; ports = [ 80 ]; framing = "http";
+  rules = ( { id = 1; action = "deny"; header = "Transfer-Encoding: chunked"; },
+            { id = 2; action = "deny"; contains = "${jndi:"; nocase = true; },
+            { id = 3; action = "audit"; header = "X-Debug"; } ); } );
+""")
+    write("h1", "GET /x-debug HTTP/1.1\r\nX-Api: ${jndi:a}\r\nX-Debugger: 1\r\n\r\n|"
+          "POST / HTTP/1.1\r\nX-DEBUG:1\r\n\r\n|"
+          "POST / HTTP/1.1\r\nX-Debug: 1\r\nContent-Length: 9\r\n\r\nab${J|NDI:")
+    write("h2", "POST / HTTP/1.1\r\ntransfer-encoding:\tCHUNKED \r\n\r\n0\r\n\r\n")
+    is_(fields(pd("test", "-c", "web.conf", "--split", "|", "h1", "h2")[1], 1, 2, 3),
+        """h1: pass rule=default
+h1: audit rule=3
+h1: deny rule=2
+h2: deny rule=1""", "test: header and body rules (not in the path or another header; a name in "
+        "any case; a body split across sends; a value in any case with a tab before and a space after)")
 finally:
     os.chdir("/")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -6,7 +6,12 @@ form, HTTP/1.0, h2c prior knowledge, the alias off-by-one-slash "..") and
 the malformed request lines that other servers run ("TRACE\\t/",
 " TRACE /") are refused, and nginx serves no byte of the file; a body
 that begins like a denied method passes without being held; curl's
-normal workload and wrk run with no refusal."""
+normal workload and wrk run with no refusal. Then header rules (a name in
+any case, a value with spaces and tabs around and inside it, a name split
+across sends) and a body's contains rule (across sends, across chunks of
+one byte, in a Content-Length body) refuse before nginx sees the request;
+the same bytes in another header, a value, the path or a chunk extension
+pass."""
 import os
 import re
 import shutil
@@ -22,7 +27,7 @@ if not shutil.which("nginx") or not shutil.which("curl"):
     skip_all("nginx or curl is not installed (make deps)")
 
 env = Env("http")
-port, port2 = free_port(), free_port()
+port, port2, port3 = free_port(), free_port(), free_port()
 www = os.path.join(env.tmp, "www")
 for d in (www + "/.git", www + "/api", env.tmp + "/static"):
     os.makedirs(d, exist_ok=True)
@@ -34,9 +39,12 @@ for path, text in files.items():
         f.write(text)
 os.chmod(env.tmp, 0o755)
 nginx = start_nginx(env, port, www, locations="location /static { alias %s/static/; }" % env.tmp,
-                    # h2c prior knowledge (a listener of its own: nginx 1.22
-                    # speaks only HTTP/2 on a plain "listen ... http2")
-                    servers="server { listen 127.0.0.1:%d http2; root %s; }" % (port2, www))
+                    # port3: /api/ alone; h2c prior knowledge (a listener of
+                    # its own: nginx 1.22 speaks only HTTP/2 on a plain
+                    # "listen ... http2")
+                    servers="server { listen 127.0.0.1:%d; location /api/ { return 200 "
+                            "\"ok $request_method $request_length\\n\"; } }\n"
+                            "server { listen 127.0.0.1:%d http2; root %s; }" % (port3, port2, www))
 
 
 def raw(req):
@@ -75,9 +83,9 @@ access = os.path.join(nginx.dir, "access.log")
 open(access, "w").close()
 
 
-def attempt(name, steps, want):
+def attempt(name, steps, want, to=None):
     try:
-        results, _ = client(env, port, steps)
+        results, _ = client(env, to or port, steps)
     except RuntimeError as e:
         results = [str(e)]
     match = len(results) == len(want) and all(w is None or w == g for w, g in zip(want, results))
@@ -152,6 +160,85 @@ is_(len(pd.lines(r"deny rule=malformed service=http ")), 7,
     "h2c (the preface, and curl's), the bad request lines, the '..' segment, Upgrade: h2c and "
     "two lengths are malformed")
 ok(pd.lines(r"deny rule=default service=http .*TRACE / HTTP"), "TRACE is refused by the allow list")
+ok(pd.stop() == 0, "policyd stops")
+
+# ---- header and body rules ----
+conf2 = env.write("http2.conf", """version = 1;
+services = ( { name = "web"; ports = [ %d ]; direction = "to"; framing = "http";
+  rules = (
+    { id = 1; action = "deny"; header = "X-Debug"; },
+    { id = 2; action = "deny"; header = "Transfer-Encoding: chunked"; },
+    { id = 3; action = "deny"; header = "X-Mode: debug on"; }
+  ); },
+  { name = "web2"; ports = [ %d ]; direction = "to"; framing = "http";
+  rules = ( { id = 4; action = "deny"; contains = "${jndi:"; nocase = true; } ); } );
+""" % (port, port3))
+pd = Policyd(env, conf2)
+ok(pd.running(), "policyd runs a policy with header and body rules")
+open(access, "w").close()
+# the log goes on from the first policyd's
+denied = len(pd.lines(r"deny "))
+for name, req in [
+        ("X-Debug", b"GET /api/h1 HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n"),
+        ("x-dEBUG, no space", b"GET /api/h2 HTTP/1.1\r\nHost: a\r\nx-dEBUG:1\r\n\r\n"),
+        ("X-Debug with an empty value", b"GET /api/h3 HTTP/1.1\r\nX-Debug:\r\nHost: a\r\n\r\n"),
+        ("Transfer-Encoding: CHUNKED, a tab before, spaces after",
+         b"POST /api/h4 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tCHUNKED  \r\n\r\n0\r\n\r\n"),
+        ("transfer-encoding: Chunked", b"POST /api/h5 HTTP/1.1\r\nHost: a\r\n"
+         b"transfer-encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        ("X-Mode:  Debug \\t ON", b"GET /api/h6 HTTP/1.1\r\nHost: a\r\nX-Mode:  Debug \t ON\r\n\r\n")]:
+    attempt("header %s" % name, [send(req)], [EACCES])
+head = b"GET /api/h7 HTTP/1.1\r\nHost: a\r\nX-De"
+attempt("a header name split across sends (held, then refused)",
+        [send(head), ["sleep", 0.3], send(b"bug: 1\r\n\r\n")], [len(head), EACCES])
+time.sleep(0.3)
+logged = open(access).read()
+ok(not re.search(r"/api/h\d", logged), "nginx saw none of the refused requests", logged[-800:])
+is_(len(pd.lines(r"deny rule=(1|2|3) service=web ")), 7, "each is logged as denied by its rule")
+denied += 7
+# passed: the same bytes in other headers, values, names, the path, the body
+for name, req, extra in [
+        ("X-Debugger, X-Debu and X-Debug in a value",
+         b"GET /api/p1 HTTP/1.1\r\nHost: a\r\nX-Debugger: 1\r\nX-Debu: 1\r\nReferer: X-Debug: 1\r\n\r\n", b""),
+        ("X-Mode: debug only, X-Mode: debug once",
+         b"GET /api/p2 HTTP/1.1\r\nHost: a\r\nX-Mode: debug\r\nX-Mode: debug once\r\n\r\n", b""),
+        ("x-debug in the path", b"GET /api/x-debug:1 HTTP/1.1\r\nHost: a\r\n\r\n", b""),
+        ("a body of header lines", b"POST /api/p4 HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\n\r\n",
+         b"X-Debug: 1\r\nTransfer-Encoding: chunked\r\n")]:
+    results, _ = client(env, port, [send(req + extra), ["recv", 15]])
+    is_(results, [len(req + extra), b"HTTP/1.1 200 OK".hex()], "passed: %s" % name)
+is_(len(pd.lines(r"deny ")), denied, "... with no deny line")
+
+# contains within the body (service web2): across sends, across chunks
+open(access, "w").close()
+chunked = b"POST /api/b1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+attempt("${jndi: across two chunks and two sends",
+        [send(chunked + b"5\r\nab${J\r\n"), ["sleep", 0.3], send(b"3\r\nnDi\r\n3\r\n:x}\r\n0\r\n\r\n")],
+        [len(chunked) + 10, EACCES], port3)
+attempt("${jndi: in chunks of one byte, one send each",
+        [send(chunked.replace(b"b1", b"b2"))] +
+        [send(b"1\r\n%s\r\n" % bytes([c])) for c in b"${jndi"] + [send(b"1\r\n:\r\n")],
+        [len(chunked)] + [6] * 6 + [EACCES], port3)
+cl = b"POST /api/b3 HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\nuser=${jn"
+attempt("${jndi: in a Content-Length body across sends",
+        [send(cl), ["sleep", 0.3], send(b"di:ldap://x}")], [len(cl), EACCES], port3)
+time.sleep(0.3)
+logged = open(access).read()
+ok(not re.search(r"/api/b\d", logged), "nginx saw none of them", logged[-800:])
+is_(len(pd.lines(r"deny rule=4 service=web2 ")), 3, "each is logged as denied by rule 4")
+for name, req in [
+        ("${jndi: in a header value", b"GET /api/q1 HTTP/1.1\r\nHost: a\r\nX-Api: ${jndi:ldap://x}\r\n\r\n"),
+        ("${jndi: in the path and query", b"GET /api/${jndi:x}?${jndi:y} HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("${jn|di: in two chunk size extensions, not in the data",
+         chunked.replace(b"b1", b"q3") + b"2;${jn\r\nab\r\n2;di:\r\ncd\r\n0\r\n\r\n")]:
+    results, _ = client(env, port3, [send(req), ["recv", 15]])
+    is_(results, [len(req), b"HTTP/1.1 200 OK".hex()], "passed: %s" % name)
+r = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', env.cgroup, "curl", "-s",
+                    "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "@" + www + "/big.bin",
+                    "http://127.0.0.1:%d/api/big" % port3], capture_output=True, text=True, timeout=60)
+is_(r.stdout, "200", "a 1 MiB body without the pattern (longer than can be held: it leaves as it "
+    "comes)")
+is_(len(pd.lines(r"deny ")), denied + 3, "... no other deny line")
 ok(pd.stop() == 0, "policyd stops")
 ok(env.stop(nginx) == 0, "nginx stops")
 done()

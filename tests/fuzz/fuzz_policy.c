@@ -2,8 +2,10 @@
 /* libFuzzer target: any bytes through parse + compile must neither crash
  * nor leak, and a policy that loads must compile or explain why not. The
  * same bytes then go through the parser of each protocol-framed service
- * of the policy, as a stream of messages (the dictionary has the
- * framings' words, so that inputs reach them). */
+ * of the policy, as a stream of messages, and so does what follows each
+ * comment that opens with a newline (the dictionary has the framings'
+ * words, so that inputs reach them; tests/fuzz/http-sections.conf holds
+ * requests in such comments). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,9 +76,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			pd_dump_text(null, &p, &img);
 			pd_dump_json(null, &p, &img);
 			fclose(null);
-			for (uint32_t i = 0; i < img.nservices; i++)
-				if (PD_FRAME_IS_PROTO(img.services[i].svc.framing))
-					walk(&img, i, data, size);
+			for (uint32_t i = 0; i < img.nservices; i++) {
+				const uint8_t *c = data;
+
+				if (!PD_FRAME_IS_PROTO(img.services[i].svc.framing))
+					continue;
+				walk(&img, i, data, size);
+				/* and what each comment "/" "*\n" holds: a request
+				 * the policy's rules were written for */
+				while ((c = memmem(c, size - (size_t)(c - data), "/*\n", 3))) {
+					c += 3;
+					walk(&img, i, c, size - (size_t)(c - data));
+				}
+			}
 			pd_image_free(&img);
 		}
 		pd_policy_free(&p);

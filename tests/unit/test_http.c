@@ -7,7 +7,11 @@
  * segments, refuse ".."), and random heads and bodies (Content-Length,
  * chunked) in random pieces against where the request must end. Then
  * verdicts of a compiled policy with method, path_prefix and
- * path_contains rules against a naive matcher on the reference's path.
+ * path_contains rules against a naive matcher on the reference's path;
+ * and of header and body (contains) rules against a naive matcher on the
+ * header lines and the body's bytes a generator made, in any case, with
+ * spaces and tabs around and inside values, bodies by Content-Length or
+ * in chunks, the same bytes in the path, other headers and the body.
  *
  * PD_HTTP_SEED=N picks another seed; PD_HTTP_ROUNDS=N runs longer.
  */
@@ -347,7 +351,147 @@ static void verdicts(long rounds)
 	pd_policy_free(&p);
 }
 
+/* ---- header and body rules: sections of their own ---- */
+
+/* A header value as the rules compare it: lower case, no spaces or tabs
+ * around it, a run of them inside it one space. */
+static void norm_value(const char *v, char *out)
+{
+	size_t n = 0;
+	bool blank = false;
+
+	for (; *v; v++) {
+		if (*v == ' ' || *v == '\t') {
+			blank = n > 0;
+			continue;
+		}
+		if (blank)
+			out[n++] = ' ';
+		blank = false;
+		out[n++] = (char)tolower((unsigned char)*v);
+	}
+	out[n] = 0;
+}
+
+static void sections(long rounds)
+{
+	static const char text[] =
+		"version = 1;\n"
+		"services = ( { name = \"h\"; ports = [ 1 ]; framing = \"http\"; rules = (\n"
+		"  { id = 1; action = \"deny\"; header = \"X-Debug\"; },\n"
+		"  { id = 2; action = \"deny\"; header = \"X-Mode: fast \\t lane\"; },\n"
+		"  { id = 3; action = \"deny\"; contains = \"EVIL\"; },\n"
+		"  { id = 4; action = \"deny\"; path_contains = \"/EVIL\"; },\n"
+		"  { id = 5; action = \"audit\"; header = \"Accept\"; }\n"
+		"); } );\n";
+	static const char *const names[] = { "Host", "X-Debug", "x-DEBUG", "X-Debugger", "X-Debu",
+					     "My-X-Debug", "X-Mode", "x-mode", "X-Modes", "Accept",
+					     "ACCEPT", "Accept-Language" };
+	static const char *const values[] = { "1", "fast lane", "FAST\tLANE", "fast  \t lane",
+					      "fast lanes", "fast", "fastlane", "x-debug",
+					      "X-Debug: 1", "EVIL", "/EVIL", "x-mode: fast lane",
+					      "" };
+	static const char *const targets[] = { "/", "/a/x-debug", "/EVIL", "/a%2fEVIL", "/EVI",
+					       "/x?EVIL" };
+	static const char *const ows[] = { "", " ", "\t", "  \t " };
+	static uint8_t buf[16384];
+	struct pd_policy p;
+	struct pd_image img;
+	long checked = 0, bad = 0, denied[6] = { 0 };
+
+	if (!compile_text(text, "http-sections.conf", &p, &img))
+		return;
+	for (long i = 0; i < rounds && bad < 3; i++) {
+		const char *target = targets[rnd(6)];
+		char body[2048], v[64];
+		uint32_t blen = rnd(3) ? rnd(60) : rnd(1500), hl = 0;
+		uint16_t deny = 0, hdeny = 0;
+		bool audit = false, chunked = rnd(2);
+		size_t n = 0, end;
+		struct pd_match m;
+		int done;
+
+		n = put(buf, n, rnd(2) ? "GET " : "POST ");
+		n = put(buf, n, target);
+		n = put(buf, n, " HTTP/1.1\r\n");
+		for (uint32_t k = rnd(6); k--;) {
+			const char *name = names[rnd(12)], *value = values[rnd(13)];
+
+			n = put(buf, n, name);
+			n = put(buf, n, ":");
+			n = put(buf, n, ows[rnd(4)]);
+			n = put(buf, n, value);
+			n = put(buf, n, ows[rnd(4)]);
+			n = put(buf, n, rnd(4) ? "\r\n" : "\n");
+			norm_value(value, v);
+			if (!hdeny && !strcasecmp(name, "x-debug"))
+				hdeny = 1;
+			if (!hdeny && !strcasecmp(name, "x-mode") && !strcmp(v, "fast lane"))
+				hdeny = 2;
+			audit |= !strcasecmp(name, "accept");
+			hl++;
+		}
+		for (uint32_t k = 0; k < blen;) {
+			static const char *const bits[] = { "E", "V", "I", "L", "evil", " ", "/",
+							    "\r\n", "0", "X-Debug: 1", "EVIL" };
+			const char *w = bits[rnd(40) ? rnd(9) : 9 + rnd(2)];
+
+			for (; *w && k < blen; w++)
+				body[k++] = *w;
+		}
+		if (chunked) {
+			n = put(buf, n, "Transfer-Encoding: chunked\r\n\r\n");
+			for (uint32_t at = 0; at < blen;) {
+				uint32_t cl = 1 + rnd(blen - at < 7 ? blen - at : 7);
+				char h[32];
+
+				sprintf(h, rnd(3) ? "%x\r\n" : "%X;e=EVIL\r\n", cl);
+				n = put(buf, n, h);
+				memcpy(buf + n, body + at, cl);
+				n += cl;
+				n = put(buf, n, "\r\n");
+				at += cl;
+			}
+			n = put(buf, n, rnd(2) ? "0\r\n\r\n" : "0\r\nX-Debug: EVIL\r\n\r\n");
+		} else {
+			char h[64];
+
+			sprintf(h, "Content-Length: %u\r\n\r\n", blen);
+			n = put(buf, n, h);
+			memcpy(buf + n, body, blen);
+			n += blen;
+		}
+		end = n;
+		if (strstr(target, "/EVIL") || !strcmp(target, "/a%2fEVIL"))
+			deny = 4;
+		else if (hdeny)
+			deny = hdeny;
+		else if (has((const uint8_t *)body, blen, "EVIL"))
+			deny = 3;
+		done = walk_pieces(buf, end, 12, &m);
+		if (!verdict_is(&m, done, deny, 5, audit, 6, false, buf, end)) {
+			bad++;
+			continue;
+		}
+		denied[deny]++;
+		checked++;
+	}
+	ok(!bad, "verdicts of header and body rules against a naive matcher: %ld requests "
+	   "(denied by rule 1: %ld, 2: %ld, 3: %ld, 4: %ld; passed %ld)", checked, denied[1],
+	   denied[2], denied[3], denied[4], denied[0]);
+	ok(denied[1] && denied[2] && denied[3] && denied[4] && denied[0] > checked / 10,
+	   "... every rule denied some, and some passed");
+	pd_image_free(&img);
+	pd_policy_free(&p);
+}
+
+static void all_verdicts(long rounds)
+{
+	verdicts(rounds);
+	sections(rounds);
+}
+
 int main(void)
 {
-	return run_parser_tests("PD_HTTP", fixed, differential, verdicts);
+	return run_parser_tests("PD_HTTP", fixed, differential, all_verdicts);
 }

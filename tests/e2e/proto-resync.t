@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+# A send cut short under a protocol framing (proto_resync): the kernel
+# pushed fewer bytes of a kept piece than the verdict let out, and the
+# next send must be parsed from where the stream stopped, inside a
+# request. Framing http, 4,000 requests with 1,000-byte bodies, once with
+# a contains rule (the body is walked byte by byte: the parser's state is
+# a place in the body) and once without (the body is passed over by its
+# length). The sender is non-blocking with a 64 KiB send buffer and
+# offers 200,000 bytes a send; the server's receive window is 16 KiB and
+# it reads 4 KiB at a time with a pause, so the send buffer is nearly
+# full at most sends and the kernel cuts pushes short (here some 80 times
+# a run). Every byte arrives whole and in order, and a request with a
+# denied header after them is refused by its rule (not as malformed) and
+# never arrives; the resync counter says cuts were followed.
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pdtest import Env, Policyd, done, is_, ok, slow
+
+env = Env("proto-resync")
+
+
+class SlowServer:
+    """A server on loopback whose receive window is 16 KiB and that reads
+    4 KiB at a time with a pause: the bytes each connection sent."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.port = self.ls.getsockname()[1]
+        self.data = {}
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, peer = self.ls.accept()
+            except OSError:
+                return
+            self.data[peer[1]] = (bytearray(), threading.Event())
+            threading.Thread(target=self._read, args=(c, peer[1]), daemon=True).start()
+
+    def _read(self, c, port):
+        buf, ev = self.data[port]
+        while True:
+            try:
+                b = c.recv(4096)
+            except OSError:
+                break
+            if not b:
+                break
+            buf.extend(b)
+            time.sleep(0.0005)
+        c.close()
+        ev.set()
+
+    def got(self, port):
+        buf, ev = self.data.get(port, (bytearray(), threading.Event()))
+        ev.wait(slow(30))
+        return bytes(buf)
+
+
+walked, counted = SlowServer(), SlowServer()
+conf = env.write("policy.conf", """
+version = 1;
+daemon = { log_rate = 0; };
+services = (
+  { name = "walked"; ports = [ %d ]; framing = "http"; hold_timeout = 0;
+    rules = ( { id = 1; action = "deny"; header = "X-Debug"; },
+              { id = 2; action = "deny"; contains = "FORBIDDEN"; } ); },
+  { name = "counted"; ports = [ %d ]; framing = "http"; hold_timeout = 0;
+    rules = ( { id = 3; action = "deny"; header = "X-Debug"; } ); }
+);
+""" % (walked.port, counted.port))
+pd = Policyd(env, conf)
+if not ok(pd.running(), "policyd runs", pd.text()):
+    done()
+
+# 1,058 bytes a request; the body's bytes spell no header and no rule
+REQ = (b"POST /r HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" +
+       bytes(b"abcdefghijklmnopqrstuvwxyz0123456789\r\n"[i % 38] for i in range(1000)))
+COUNT = 4000
+DENIED = b"GET /denied HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n"
+
+CLIENT = r"""
+import json, select, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+s.setblocking(False)
+data = bytes.fromhex(sys.stdin.readline()) * int(sys.argv[2])
+res = {"sent": 0, "short": 0}
+deadline = time.time() + float(sys.argv[3])
+while res["sent"] < len(data) and time.time() < deadline:
+    select.select([], [s], [], 1)
+    try:
+        n = s.send(data[res["sent"]:res["sent"] + 200000])
+    except BlockingIOError:
+        continue
+    except OSError as e:
+        res["err"] = -e.errno
+        break
+    res["short"] += n < min(200000, len(data) - res["sent"])
+    res["sent"] += n
+s.setblocking(True)
+try:
+    res["last"] = s.send(bytes.fromhex(sys.stdin.readline()))
+except OSError as e:
+    res["last"] = -e.errno
+time.sleep(0.3)
+s.close()
+print(json.dumps(res))
+"""
+
+
+def run(server):
+    """The client above in the policed cgroup: COUNT requests, then DENIED.
+    Its results and what the server got."""
+    prog = ("import os\n"
+            "open(os.path.join(%r, 'cgroup.procs'), 'w').write(str(os.getpid()))\n" %
+            env.cgroup) + CLIENT
+    out = subprocess.run([sys.executable, "-c", prog, str(server.port), str(COUNT),
+                          str(slow(60))], input=REQ.hex() + "\n" + DENIED.hex() + "\n",
+                         capture_output=True, text=True, timeout=slow(120))
+    if out.returncode or not out.stdout.strip():
+        raise RuntimeError("client failed: %s" % out.stderr)
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def resyncs():
+    st = pd.stats() or {}
+    return st.get("troubles", {}).get("resync", 0)
+
+
+for server, name, rule in [(walked, "walked", 1), (counted, "counted", 3)]:
+    before = resyncs()
+    r = run(server)
+    got = server.got(max(server.data) if server.data else 0)
+    want = REQ * COUNT
+    ok(r["sent"] == len(want) and r["short"] > 0,
+       "%s: %d bytes sent in non-blocking sends, %d of them cut short" % (name, r["sent"],
+                                                                       r["short"]), repr(r))
+    ok(got == want, "%s: every request arrives whole, in order" % name,
+       "server got %d bytes (want %d), first difference at %s" % (
+           len(got), len(want),
+           next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))))
+    n = resyncs() - before
+    ok(n > 0, "%s: pushes cut short were followed (resync %d)" % (name, n))
+    ok(r["last"] < 0, "%s: the request with a denied header after them is refused (%d)" %
+       (name, r["last"]))
+    is_(len(pd.lines(r"deny rule=%d service=%s .*excerpt=\"GET /denied" % (rule, name))), 1,
+        "%s: ... logged as denied by rule %d" % (name, rule))
+is_(pd.lines(r"deny rule=(malformed|2) "), [], "no request was malformed, none held FORBIDDEN")
+ok(pd.stop() == 0, "policyd stops")
+done()
