@@ -604,10 +604,12 @@ class Recorder:
     by the client's port. rcvbuf: SO_RCVBUF set before listen(), so that
     each connection's receive window stays that small (no autotuning).
     Clearing the event reading holds every connection's reads until it
-    is set again."""
+    is set again. chunk, pause: each read takes at most chunk bytes and
+    is followed by a pause of that many seconds (a slow, steady reader)."""
 
-    def __init__(self, host="127.0.0.1", port=None, rcvbuf=None):
+    def __init__(self, host="127.0.0.1", port=None, rcvbuf=None, chunk=65536, pause=0):
         self.host = host
+        self.chunk, self.pause = chunk, pause
         self.port = port or free_port(host)
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.ls = socket.socket(fam, socket.SOCK_STREAM)
@@ -642,7 +644,7 @@ class Recorder:
         self.reading.wait()
         while True:
             try:
-                chunk = c.recv(65536)
+                chunk = c.recv(self.chunk)
             except OSError as e:
                 with self.lock:
                     self.errors[port] = e.errno
@@ -651,6 +653,8 @@ class Recorder:
                 break
             with self.lock:
                 buf += chunk
+            if self.pause:
+                time.sleep(self.pause)
         with self.lock:
             if self.data.get(port) is buf:
                 self.data[port] = bytes(buf)

@@ -14,61 +14,19 @@
 # never arrives; the resync counter says cuts were followed.
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import Env, Policyd, done, is_, ok, slow
+from pdtest import Env, Policyd, Recorder, done, is_, ok, slow
 
 env = Env("proto-resync")
 
 
-class SlowServer:
-    """A server on loopback whose receive window is 16 KiB and that reads
-    4 KiB at a time with a pause: the bytes each connection sent."""
-
-    def __init__(self):
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(8)
-        self.port = self.ls.getsockname()[1]
-        self.data = {}
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, peer = self.ls.accept()
-            except OSError:
-                return
-            self.data[peer[1]] = (bytearray(), threading.Event())
-            threading.Thread(target=self._read, args=(c, peer[1]), daemon=True).start()
-
-    def _read(self, c, port):
-        buf, ev = self.data[port]
-        while True:
-            try:
-                b = c.recv(4096)
-            except OSError:
-                break
-            if not b:
-                break
-            buf.extend(b)
-            time.sleep(0.0005)
-        c.close()
-        ev.set()
-
-    def got(self, port):
-        buf, ev = self.data.get(port, (bytearray(), threading.Event()))
-        ev.wait(slow(30))
-        return bytes(buf)
-
-
-walked, counted = SlowServer(), SlowServer()
+# receive windows of 16 KiB, read 4 KiB at a time with a pause: the
+# sender's pushes are often cut short
+walked, counted = [Recorder(rcvbuf=16 << 10, chunk=4096, pause=0.0005) for _ in range(2)]
 conf = env.write("policy.conf", """
 version = 1;
 daemon = { log_rate = 0; };
@@ -142,7 +100,7 @@ def resyncs():
 for server, name, rule in [(walked, "walked", 1), (counted, "counted", 3)]:
     before = resyncs()
     r = run(server)
-    got = server.got(max(server.data) if server.data else 0)
+    got = server.got(max(server.data) if server.data else 0, timeout=30)
     want = REQ * COUNT
     ok(r["sent"] == len(want) and r["short"] > 0,
        "%s: %d bytes sent in non-blocking sends, %d of them cut short" % (name, r["sent"],
