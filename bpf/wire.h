@@ -80,6 +80,42 @@ static long wire_follow_step(__u32 i, void *arg)
 	return 0;
 }
 
+/* The piece of a push the kernel cut short at wseq, as pd_bytes kept it:
+ * 0 with its socket's state (cur set back to where the stream stood
+ * before the piece), the kept bytes and k, how many of them left; -1
+ * when they were not kept. */
+static __always_inline int wire_cut_piece(struct sk_msg_md *msg, __u32 wseq, struct pd_sock **stp,
+					  struct pd_bytes **bp, __u32 *kp)
+{
+	struct pd_bytes *b;
+	struct pd_sock *st;
+	__u32 k;
+
+	if (!msg || !msg->sk)
+		return -1;
+	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
+	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
+	if (!st || !b || b->kind != PD_BYTES_RISK)
+		return -1;
+	k = wseq - b->seq;
+	if (k >= b->len || k > PD_BYTES_MAX)
+		return -1;
+	st->cur = b->from;
+	*stp = st;
+	*bp = b;
+	*kp = k;
+	return 0;
+}
+
+/* The piece cut short was followed: the stream is judged up to wseq. */
+static __always_inline void wire_followed(struct pd_sock *st, struct pd_bytes *b, __u32 wseq)
+{
+	st->judged_end = wseq;
+	st->replay = 0;
+	b->kind = PD_BYTES_NONE;
+	ev_trouble(PD_TR_RESYNC);
+}
+
 /* The kernel pushed only the first k bytes of the last piece (kept in
  * pd_bytes): walk those from where the stream stood before the piece,
  * so that the stream is followed as it left. Returns 0, -1 when the
@@ -94,16 +130,8 @@ __noinline int wire_resync(struct sk_msg_md *msg, __u32 wseq)
 	struct pd_sock *st;
 	__u32 k, key;
 
-	if (!msg || !msg->sk)
+	if (wire_cut_piece(msg, wseq, &st, &b, &k))
 		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
-	if (!st || !b || b->kind != PD_BYTES_RISK)
-		return -1;
-	k = wseq - b->seq;
-	if (k >= b->len || k > PD_BYTES_MAX)
-		return -1;
-	st->cur = b->from;
 	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
@@ -133,10 +161,7 @@ __noinline int wire_resync(struct sk_msg_md *msg, __u32 wseq)
 		pd_end(&st->cur.m, svc, st->cur.m.seen >= k);
 		tail_keep_piece(msg, st, svc, b, k);
 	}
-	st->judged_end = wseq;
-	st->replay = 0;
-	b->kind = PD_BYTES_NONE;
-	ev_trouble(PD_TR_RESYNC);
+	wire_followed(st, b, wseq);
 	return 0;
 }
 
@@ -151,22 +176,9 @@ __noinline int wire_proto_resync(struct sk_msg_md *msg, __u32 wseq)
 	struct pd_sock *st;
 	__u32 k;
 
-	if (!msg || !msg->sk)
+	if (wire_cut_piece(msg, wseq, &st, &b, &k) || proto_follow(st, b, k))
 		return -1;
-	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
-	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
-	if (!st || !b || b->kind != PD_BYTES_RISK)
-		return -1;
-	k = wseq - b->seq;
-	if (k >= b->len || k > PD_BYTES_MAX)
-		return -1;
-	st->cur = b->from;
-	if (proto_follow(st, b, k))
-		return -1;
-	st->judged_end = wseq;
-	st->replay = 0;
-	b->kind = PD_BYTES_NONE;
-	ev_trouble(PD_TR_RESYNC);
+	wire_followed(st, b, wseq);
 	return 0;
 }
 
