@@ -84,6 +84,13 @@ static __always_inline int lookup_fail_open(void)
 	return c && c->fail_open;
 }
 
+/* The key of the socket's service (and its class map) in the policy slot
+ * of its message in progress. */
+static __always_inline __u32 lookup_sock_key(const struct pd_sock *st)
+{
+	return pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+}
+
 /* The service a connection belongs to: remote port for "to", local port
  * for "from". Returns -1 when it is not policed. */
 static __always_inline int lookup_service(__u32 remote_port_be, __u32 local_port, __u32 gen)

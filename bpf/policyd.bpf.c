@@ -203,7 +203,7 @@ int pd_replay(struct sk_msg_md *msg)
 		b->from = st->cur;
 		b->kind = PD_BYTES_RISK;
 	}
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	if (!svc)
 		goto tables;
@@ -304,7 +304,7 @@ int pd_msg(struct sk_msg_md *msg)
 		}
 		return act_block(msg, st, tp, PD_V_DENY, rule, 0);
 	}
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	if (!svc)
 		goto tables;

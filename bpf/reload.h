@@ -51,7 +51,7 @@ __noinline int reload_carry_over(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st || st->service == PD_NO_SERVICE)
 		return st ? 0 : -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	c.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !c.cm)

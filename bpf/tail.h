@@ -190,7 +190,7 @@ __noinline int tail_keep(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	o = lookup_out(st->cur.m.state);
 	if (!svc || !o)
@@ -273,7 +273,7 @@ __noinline int tail_rewalk(struct sk_msg_md *msg)
 	st = bpf_sk_storage_get(&pd_sk, msg->sk, 0, 0);
 	if (!st)
 		return -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	w.cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !w.cm)

@@ -132,7 +132,7 @@ __noinline int wire_resync(struct sk_msg_md *msg, __u32 wseq)
 
 	if (wire_cut_piece(msg, wseq, &st, &b, &k))
 		return -1;
-	key = pd_service_key(st->cur.gen & 1, st->service & (PD_MAX_SERVICES - 1));
+	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	cm = bpf_map_lookup_elem(&pd_classes, &key);
 	if (!svc || !cm)
