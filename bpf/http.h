@@ -10,11 +10,16 @@
  * or in chunked encoding (with trailers). The matcher gets two tokens:
  * the method, then the path as a server sees it:
  *  - the absolute form "http://host/p" (any case of the scheme) is its
- *    path "/p"; the query ('?' on) is not part of it;
+ *    path "/p"; the query ('?' or '#' on) is not part of it;
  *  - %XX is decoded (either case of the hex digits), and the decoded byte
  *    counts as if sent as such, the way nginx reads it: "%2e" is a dot of
  *    a dot segment, "%2f" a separator; a decoded NUL is malformed;
  *  - repeated '/' are one, "." segments are dropped.
+ * Then, in a section of its own (PD_SYM_QUERY: the automaton goes to the
+ * query's start state), the bytes after the '?' or '#' that ended the
+ * path, up to the space: %XX decoded as in the path (a NUL too), but an
+ * escape that is not one ("50%", "%zz") handed over as sent, the way
+ * applications' query parsers read it; '+' stays '+'.
  * Then, in a section of its own (PD_SYM_HEADERS: the automaton goes to
  * the head's start state), the header lines, each as '\n', its name in
  * lower case, ':', its value in lower case without the spaces and tabs
@@ -103,6 +108,10 @@ enum pd_http_phase {
 #define PD_H_W_DIGIT 0x8        /* the value read has a digit */
 #define PD_H_W_VEND 0x10        /* the value read ended (spaces after it) */
 #define PD_H_W_HTTPS 0x20       /* the scheme is https */
+#define PD_H_W_QUERY 0x40       /* the target has a query (or a fragment) */
+
+/* aux in PD_H_QUERY: PD_H_PCT1 and PD_H_PCT2 as in the path, and */
+#define PD_H_PCTU 0x4           /* the escape's first digit is a capital letter */
 
 /* Byte i of a header name the parser knows (lower case), or 0 past it:
  * content-length, transfer-encoding, upgrade, 8 bytes to a number. */
@@ -188,11 +197,14 @@ PD_INLINE int pd_h_path_end(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 {
 	if (ps->tok == PD_H_DOT2 || ps->aux)
 		return PD_P_BAD;                        /* "/..", an open escape */
+	pd_sym(o, PD_SYM_END);
 	if (b != ' ') {
+		/* the query's section: its bytes from the next one */
+		pd_sym(o, PD_SYM_QUERY);
 		ps->phase = PD_H_QUERY;
+		ps->word |= PD_H_W_QUERY;
 		return PD_P_MORE;
 	}
-	pd_sym(o, PD_SYM_END);
 	ps->phase = PD_H_VERSION;
 	ps->count = 0;
 	return PD_P_MORE;
@@ -229,6 +241,45 @@ PD_INLINE int pd_h_path(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 		return PD_P_MORE;
 	}
 	return pd_h_pathc(ps, b, o);
+}
+
+/* A byte of the query as sent. An escape is decoded once it is whole;
+ * one that turns out not to be is handed over as it was sent, then the
+ * byte that ended it (three symbols at most). */
+PD_INLINE int pd_h_query(struct pd_parse *ps, __u8 b, struct pd_syms *o)
+{
+	int v = pd_h_hex(b);
+	__u8 d;
+
+	if ((ps->aux & PD_H_PCT1) && v >= 0) {
+		ps->aux = PD_H_PCT2 | (__u8)(v << 4) | (b >= 'A' && b <= 'F' ? PD_H_PCTU : 0);
+		return PD_P_MORE;
+	}
+	if ((ps->aux & PD_H_PCT2) && v >= 0) {
+		pd_sym(o, (ps->aux & 0xf0) | (__u8)v);
+		ps->aux = 0;
+		return PD_P_MORE;
+	}
+	if (ps->aux) {
+		pd_sym(o, '%');
+		if (ps->aux & PD_H_PCT2) {
+			d = ps->aux >> 4;
+			pd_sym(o, d < 10 ? '0' + d : ((ps->aux & PD_H_PCTU) ? 'A' : 'a') + d - 10);
+		}
+		ps->aux = 0;
+	}
+	if (b == ' ') {
+		ps->phase = PD_H_VERSION;
+		ps->count = 0;
+		return PD_P_MORE;
+	}
+	if (b < ' ' || b == 0x7f)
+		return PD_P_BAD;
+	if (b == '%')
+		ps->aux = PD_H_PCT1;
+	else
+		pd_sym(o, b);
+	return PD_P_MORE;
 }
 
 /* Byte count of "http://" (or "https://" with s): the byte expected. */
@@ -474,13 +525,7 @@ PD_INLINE int pd_http_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	case PD_H_PATH:
 		return pd_h_path(ps, b, o);
 	case PD_H_QUERY:
-		if (b == ' ') {
-			pd_sym(o, PD_SYM_END);
-			ps->phase = PD_H_VERSION;
-			ps->count = 0;
-			return PD_P_MORE;
-		}
-		return b < ' ' || b == 0x7f ? PD_P_BAD : PD_P_MORE;
+		return pd_h_query(ps, b, o);
 	case PD_H_RAW:
 		if (b == ' ') {
 			pd_sym(o, PD_SYM_END);
@@ -603,9 +648,13 @@ PD_INLINE int pd_http_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 }
 
 /* The section of the request the parser is in: 0 the request line's
- * tokens, 1 the rest of the head, 2 the body, 3 the trailers. */
+ * tokens, 1 the rest of the head, 2 the body, 3 the trailers, 4 the
+ * target's query (with the space that ends it). */
 PD_INLINE int pd_http_section(const struct pd_parse *ps)
 {
+	if (ps->phase == PD_H_QUERY ||
+	    (ps->phase == PD_H_VERSION && !ps->count && (ps->word & PD_H_W_QUERY)))
+		return 4;
 	if (ps->phase < PD_H_VERSION || (ps->phase == PD_H_VERSION && !ps->count))
 		return 0;
 	if (ps->phase < PD_H_BODY)

@@ -120,6 +120,8 @@ PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *
 			return !!(svc->pflags & PD_PF_BODY);
 		if (sec == 3)
 			return 0;
+		if (sec == 4)
+			return !!(svc->pflags & PD_PF_QUERY);
 	}
 	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
 }
@@ -129,8 +131,11 @@ PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *
 PD_INLINE int pd_proto_live(const struct pd_match *m, const struct pd_service *svc,
 			    const struct pd_parse *ps)
 {
-	if (svc->framing == PD_FRAME_HTTP && pd_http_section(ps) == 1 &&
-	    (svc->pflags & PD_PF_BODY))
+	int sec = svc->framing == PD_FRAME_HTTP ? pd_http_section(ps) : 0;
+
+	if (sec == 1 && (svc->pflags & PD_PF_BODY))
+		return 1;
+	if (sec == 4 && (svc->pflags & (PD_PF_HEADERS | PD_PF_BODY)))
 		return 1;
 	return pd_proto_feeds(m, svc, ps);
 }
@@ -141,6 +146,8 @@ PD_INLINE int pd_http_holds(const struct pd_service *svc, const struct pd_parse 
 {
 	int sec = pd_http_section(ps);
 
+	if (sec == 4)
+		return !!(svc->pflags & (PD_PF_HOLD_QUERY | PD_PF_HOLD_HEAD));
 	if (sec == 1)
 		return !!(svc->pflags & PD_PF_HOLD_HEAD);
 	return sec == 2 && (svc->pflags & PD_PF_HOLD_BODY);
@@ -152,9 +159,11 @@ PD_INLINE int pd_proto_sym(struct pd_match *m, const struct pd_service *svc,
 {
 	__u32 cls;
 
-	if (s == PD_SYM_HEADERS || s == PD_SYM_BODY) {
-		/* framing http: the head's or the body's section begins */
-		m->state = s == PD_SYM_HEADERS ? svc->hstart : svc->bstart;
+	if (s == PD_SYM_HEADERS || s == PD_SYM_BODY || s == PD_SYM_QUERY) {
+		/* framing http: the head's, the body's or the query's section
+		 * begins */
+		m->state = s == PD_SYM_HEADERS ? svc->hstart :
+			   s == PD_SYM_BODY ? svc->bstart : svc->qstart;
 		return 0;
 	}
 	if (s >= PD_SYM_END) {

@@ -35,8 +35,9 @@
  * the depth in pd_state_out.flags; 12: protocol framings: pd_progress.parse,
  * pd_service.end_class and pflags, PD_TR_MALFORMED; 13: pd_doom_draft, pd_sock
  * without its draft; 14: pd_service.hstart and bstart, framing http's
- * header and body sections). */
-#define PD_LAYOUT_VERSION 14
+ * header and body sections; 15: pd_service.qstart, framing http's query
+ * section, PD_PF_QUERY and PD_PF_HOLD_QUERY). */
+#define PD_LAYOUT_VERSION 15
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -156,13 +157,15 @@ enum pd_reload {
  * it has a byte class of its own (pd_service.end_class), and a pattern
  * of bytes never spans two tokens. */
 #define PD_SYM_END 256
-/* Framing http: the request's head (its header lines) and body are
- * sections of their own, each walked from its own start state
- * (pd_service.hstart, bstart), where no pattern of another section can
- * begin: a path rule never matches in a header, a header rule never in
- * the body. These symbols move the automaton there; they have no class. */
+/* Framing http: the request target's query, the request's head (its
+ * header lines) and its body are sections of their own, each walked from
+ * its own start state (pd_service.qstart, hstart, bstart), where no
+ * pattern of another section can begin: a path rule never matches in the
+ * query or a header, a header rule never in the body. These symbols move
+ * the automaton there; they have no class. */
 #define PD_SYM_HEADERS 257
 #define PD_SYM_BODY 258
+#define PD_SYM_QUERY 259
 
 /* Which port of a connection selects the service (bit mask). */
 enum pd_direction {
@@ -290,9 +293,10 @@ struct pd_service {
 	__u32 end_class;        /* protocol framings: the class of PD_SYM_END */
 	__u32 pflags;           /* protocol framings: PD_PF_* */
 	__u32 hstart;           /* framing http: the start state of the head's header
-	                         * lines (PD_PF_HEADERS) and of the body (PD_PF_BODY) */
+	                         * lines (PD_PF_HEADERS), of the body (PD_PF_BODY) and
+	                         * of the target's query (PD_PF_QUERY) */
 	__u32 bstart;
-	__u32 pad;
+	__u32 qstart;
 	__u64 skip[PD_SKIP_MAX];
 };
 
@@ -307,6 +311,9 @@ struct pd_service {
                                * diverts: the head is held until it ended */
 #define PD_PF_HOLD_BODY 0x20  /* http, hold_timeout: a body rule denies or diverts:
                                * the body is held until the request ended */
+#define PD_PF_QUERY 0x40      /* http: query rules: the target's query is walked */
+#define PD_PF_HOLD_QUERY 0x80 /* http, hold_timeout: a query rule denies or diverts:
+                               * the query is held until it ended */
 
 /* pd_service.hold bits (line and protocol framings; framing none never
  * holds: each message is whole when it is judged; none of them with

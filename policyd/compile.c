@@ -16,9 +16,9 @@
  *
  * Framing http walks a request in sections (policyd.h, PD_SYM_HEADERS):
  * the request line from U, the header lines from a root H, the body from
- * a root B. A state's nodes are all of one section, and its section's
- * root takes U's place in it, so that no pattern of one section begins
- * in another.
+ * a root B, the target's query from a root Q. A state's nodes are all of
+ * one section, and its section's root takes U's place in it, so that no
+ * pattern of one section begins in another.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -44,7 +44,8 @@ struct node {
 	uint32_t depth;         /* bytes from its root */
 	bool anchored;          /* belongs to the prefix trie */
 	uint8_t section;        /* framing http: 0 the request line, 1 the header
-	                         * lines, 2 the body (the root it grows from) */
+	                         * lines, 2 the body, 3 the query (the root it grows
+	                         * from: pd_http_section_of) */
 	uint16_t later;         /* anchored: the lowest rule index a longer prefix
 	                         * through this node reports (0: none) */
 };
@@ -93,8 +94,8 @@ struct builder {
 	bool full;              /* past a limit (said) */
 	bool fold_commands;     /* framing resp: command names in any case */
 	uint32_t end_class;     /* protocol framings: the class of LABEL_END */
-	uint32_t root[3];       /* each section's root node (U, H, B) */
-	uint32_t sstart[3];     /* each section's start state (local): {its root} */
+	uint32_t root[4];       /* each section's root node (U, H, B, Q) */
+	uint32_t sstart[4];     /* each section's start state (local): {its root} */
 };
 
 static __attribute__((noinline)) bool vec_grow(struct vec32 *v)
@@ -674,9 +675,9 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	b->fold_commands = s->framing == PD_FRAME_RESP;
 	rootu = new_node(b, false);
 	roota = new_node(b, true);
-	b->root[0] = b->root[1] = b->root[2] = rootu;
+	b->root[0] = b->root[1] = b->root[2] = b->root[3] = rootu;
 	for (size_t k = 0; k < s->nrules; k++) {
-		int sec = s->rules[k].http == PD_HTTP_HEADER ? 1 : s->rules[k].http == PD_HTTP_BODY ? 2 : 0;
+		int sec = pd_http_section_of(&s->rules[k]);
 
 		if (sec && b->root[sec] == rootu) {
 			b->root[sec] = new_node(b, false);
@@ -686,10 +687,8 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 	for (size_t k = 0; k < s->nrules && !b->oom && !b->full; k++) {
 		const struct pd_rule_src *r = &s->rules[k];
 
-		if (r->http == PD_HTTP_HEADER)
-			add_pattern(b, b->root[1], r);
-		else if (r->http == PD_HTTP_BODY)
-			add_pattern(b, b->root[2], r);
+		if (pd_http_section_of(r))
+			add_pattern(b, b->root[pd_http_section_of(r)], r);
 		else if (r->kind == PD_M_CONTAINS)
 			add_pattern(b, rootu, r);
 		else if (r->kind == PD_M_PREFIX || r->kind == PD_M_COMMAND) {
@@ -745,8 +744,8 @@ static int build_service(struct builder *b, const struct pd_service_src *s, uint
 		if ((*start = intern(b, &b->tmp)) == ~0u)
 			return -1;
 	}
-	b->sstart[0] = b->sstart[1] = b->sstart[2] = 0;
-	for (int sec = 1; sec <= 2; sec++) {
+	b->sstart[0] = b->sstart[1] = b->sstart[2] = b->sstart[3] = 0;
+	for (int sec = 1; sec <= 3; sec++) {
 		if (b->root[sec] == rootu)
 			continue;       /* no rule of that section: never walked */
 		b->tmp.n = 0;
@@ -834,14 +833,20 @@ static void service_entry(const struct pd_service_src *s, struct pd_service *svc
 			const struct pd_rule_src *r = &s->rules[k];
 			bool stops = r->action == PD_ACT_DENY || r->action == PD_ACT_REDIRECT;
 
-			if (r->http == PD_HTTP_HEADER)
+			int sec = pd_http_section_of(r);
+
+			if (sec == 1)
 				svc->pflags |= PD_PF_HEADERS;
-			if (r->http == PD_HTTP_BODY)
+			if (sec == 2)
 				svc->pflags |= PD_PF_BODY;
+			if (sec == 3)
+				svc->pflags |= PD_PF_QUERY;
 			if (!s->hold_timeout || !stops)
 				continue;
 			/* held until the section that may deny it ended */
-			if (r->http == PD_HTTP_HEADER || r->http == PD_HTTP_BODY)
+			if (sec == 3)
+				svc->pflags |= PD_PF_HOLD_QUERY;
+			if (sec == 1 || sec == 2)
 				svc->pflags |= PD_PF_HOLD_HEAD;
 			if (r->http == PD_HTTP_BODY)
 				svc->pflags |= PD_PF_HOLD_BODY;
@@ -1049,6 +1054,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		is->svc.resume = base;
 		is->svc.hstart = base + b->sstart[1];
 		is->svc.bstart = base + b->sstart[2];
+		is->svc.qstart = base + b->sstart[3];
 		is->svc.nclasses = b->ncls;
 		is->svc.end_class = b->end_class;
 		for (int x = 0; x < 256; x++)

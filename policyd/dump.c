@@ -46,6 +46,10 @@ static const char *match_key(const struct pd_rule_src *r)
 	case PD_M_CONTAINS:
 		if (r->http == PD_HTTP_HEADER)
 			k = PD_KEY_HEADER;
+		else if (r->http == PD_HTTP_QUERY)
+			k = PD_KEY_QUERY_CONTAINS;
+		else if (r->http == PD_HTTP_HEADER_CONTAINS)
+			k = PD_KEY_HEADER_CONTAINS;
 		else if (r->http && r->http != PD_HTTP_BODY)
 			k = r->http == PD_HTTP_PATH_PREFIX ? PD_KEY_PATH_PREFIX : PD_KEY_PATH_CONTAINS;
 		else

@@ -169,10 +169,11 @@ static bool covers(const struct pd_rule_src *d, const struct pd_rule_src *a)
 		return false;
 	if (d->http == PD_HTTP_PATH_PREFIX && a->http != PD_HTTP_PATH_PREFIX)
 		return false;
-	/* framing http: a header's, the body's and the request line's
-	 * patterns match in different sections */
-	if ((d->http == PD_HTTP_HEADER) != (a->http == PD_HTTP_HEADER) ||
-	    (d->http == PD_HTTP_BODY) != (a->http == PD_HTTP_BODY))
+	/* framing http: the request line's, the query's, the head's and the
+	 * body's patterns match in different sections; a header rule's
+	 * pattern is a whole line's */
+	if (pd_http_section_of(d) != pd_http_section_of(a) ||
+	    (d->http == PD_HTTP_HEADER) != (a->http == PD_HTTP_HEADER))
 		return false;
 	return d->nocase ? !strncasecmp((const char *)d->pat, (const char *)a->pat, d->patlen) &&
 			   memchr(d->pat, 0, d->patlen) == NULL

@@ -109,6 +109,8 @@ static const char *const match_key[PD_KEY_MAX] = {
 	[PD_KEY_PATH_PREFIX] = "path_prefix",
 	[PD_KEY_PATH_CONTAINS] = "path_contains",
 	[PD_KEY_HEADER] = "header",
+	[PD_KEY_QUERY_CONTAINS] = "query_contains",
+	[PD_KEY_HEADER_CONTAINS] = "header_contains",
 };
 const struct pd_names pd_match_keys = NAMES(match_key, "match", 0, PD_KEY_MAX);
 

@@ -551,6 +551,41 @@ static bool get_header(struct parse *c, const config_setting_t *s, struct pd_rul
 	return true;
 }
 
+/* `query_contains = "x"`: bytes within the target's query as the parser
+ * hands it over (decoded); `header_contains = "x"`: bytes within a header
+ * line as the parser hands it over, so kept in lower case with a run of
+ * blanks as one space. */
+static bool get_http_contains(struct parse *c, const config_setting_t *s, enum pd_match_key k,
+			      struct pd_rule_src *r)
+{
+	size_t n = 0;
+
+	if (!get_pattern(c, s, false, r))
+		return false;
+	r->kind = PD_M_CONTAINS;
+	if (k == PD_KEY_QUERY_CONTAINS) {
+		r->http = PD_HTTP_QUERY;
+		return true;
+	}
+	r->http = PD_HTTP_HEADER_CONTAINS;
+	for (size_t i = 0; i < r->patlen; i++) {
+		uint8_t b = r->pat[i];
+
+		if ((b < ' ' && b != '\t') || b == 0x7f) {
+			pd_diag_add(c->d, line_of(s), "'header_contains' holds no control characters "
+				    "but tab (a header line holds none)");
+			return false;
+		}
+		if (b == '\t')
+			b = ' ';
+		if (b == ' ' && n && r->pat[n - 1] == ' ')
+			continue;
+		r->pat[n++] = b >= 'A' && b <= 'Z' ? b | 0x20 : b;
+	}
+	r->patlen = n;
+	return true;
+}
+
 /* Whether match key k fits the service's framing:
  * commands only under the protocols that have them; prefixes only where
  * a message is bytes, not tokens. */
@@ -566,11 +601,12 @@ static void proto_fit(struct parse *c, const struct pd_service_src *svc,
 		pd_diag_add(c->d, line_of(s), "'%s' has no meaning under framing \"%s\", where a "
 			    "message is parsed into tokens: match %s", sname(s),
 			    pd_framing_name(svc->framing), svc->framing == PD_FRAME_HTTP ?
-			    "with 'method', 'path_prefix', 'path_contains', 'header', or "
-			    "'contains' within the body" :
+			    "with 'method', 'path_prefix', 'path_contains', 'query_contains', "
+			    "'header', 'header_contains', or 'contains' within the body" :
 			    "a command with 'command', bytes within a token with 'contains'");
 	if ((k == PD_KEY_METHOD || k == PD_KEY_PATH_PREFIX || k == PD_KEY_PATH_CONTAINS ||
-	     k == PD_KEY_HEADER) && svc->framing != PD_FRAME_HTTP)
+	     k == PD_KEY_HEADER || k == PD_KEY_QUERY_CONTAINS || k == PD_KEY_HEADER_CONTAINS) &&
+	    svc->framing != PD_FRAME_HTTP)
 		pd_diag_add(c->d, line_of(s), "'%s' needs framing \"http\"; this service's framing "
 			    "is \"%s\"", sname(s), pd_framing_name(svc->framing));
 }
@@ -580,7 +616,8 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 {
 	static const char *const keys[] = { "id", "action", "contains", "prefix", "hex_contains",
 					    "hex_prefix", "longer_than", "command", "method", "path_prefix",
-					    "path_contains", "header", "nocase", "sink", "excerpt", NULL };
+					    "path_contains", "header", "query_contains", "header_contains",
+					    "nocase", "sink", "excerpt", NULL };
 	const config_setting_t *s, *match = NULL;
 	char list[256];
 	int64_t v;
@@ -642,6 +679,10 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 		case PD_KEY_HEADER:
 			get_header(c, s, r);
 			break;
+		case PD_KEY_QUERY_CONTAINS:
+		case PD_KEY_HEADER_CONTAINS:
+			get_http_contains(c, s, k, r);
+			break;
 		case PD_KEY_MAX:
 			break;
 		}
@@ -660,10 +701,10 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 				    type_name(config_setting_type(s)));
 		else if (nmatch && r->kind == PD_M_LONGER_THAN)
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'longer_than'");
-		else if (nmatch && r->http == PD_HTTP_HEADER)
-			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'header': header "
-				    "names and values match in any case");
-		else if (nmatch && r->http && r->http != PD_HTTP_BODY)
+		else if (nmatch && (r->http == PD_HTTP_HEADER || r->http == PD_HTTP_HEADER_CONTAINS))
+			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with '%s': header "
+				    "names and values match in any case", sname(match));
+		else if (nmatch && r->http && r->http != PD_HTTP_BODY && r->http != PD_HTTP_QUERY)
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with '%s': methods and "
 				    "paths match exactly, as servers compare them", sname(match));
 		else if (nmatch && r->kind == PD_M_COMMAND)

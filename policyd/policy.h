@@ -59,6 +59,8 @@ enum pd_match_key {
 	PD_KEY_PATH_PREFIX,
 	PD_KEY_PATH_CONTAINS,
 	PD_KEY_HEADER,
+	PD_KEY_QUERY_CONTAINS,
+	PD_KEY_HEADER_CONTAINS,
 	PD_KEY_MAX,
 };
 
@@ -82,6 +84,9 @@ enum pd_fail_mode {
 #define PD_HTTP_HEADER 4        /* header = "Name" or "Name: value": a header line
                                  * (pattern: its symbols, bpf/http.h) */
 #define PD_HTTP_BODY 5          /* contains, hex_contains: within the body */
+#define PD_HTTP_QUERY 6         /* query_contains = "x": within the target's query */
+#define PD_HTTP_HEADER_CONTAINS 7 /* header_contains = "x": within a header line
+                                   * (pattern: in lower case, blanks as one space) */
 
 struct pd_rule_src {
 	int line;
@@ -100,6 +105,23 @@ struct pd_rule_src {
 	uint32_t index;         /* rule index in the image (1-based, file order) */
 	int excerpt;            /* payload bytes its log lines quote; -1: the service's */
 };
+
+/* Framing http: the section of the request a rule's pattern is matched
+ * in, each walked from a root of its own (compile.c): 0 the request
+ * line's tokens, 1 the header lines, 2 the body, 3 the target's query. */
+static inline int pd_http_section_of(const struct pd_rule_src *r)
+{
+	switch (r->http) {
+	case PD_HTTP_HEADER:
+	case PD_HTTP_HEADER_CONTAINS:
+		return 1;
+	case PD_HTTP_BODY:
+		return 2;
+	case PD_HTTP_QUERY:
+		return 3;
+	}
+	return 0;
+}
 
 struct pd_port_range {
 	int line;

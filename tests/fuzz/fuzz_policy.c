@@ -4,7 +4,7 @@
  * same bytes then go through the parser of each protocol-framed service
  * of the policy, as a stream of messages, and so does what follows each
  * comment that opens with a newline (the dictionary has the framings'
- * words, so that inputs reach them; tests/fuzz/http-sections.conf holds
+ * words, so that inputs reach them; tests/fuzz/http-*.conf hold
  * requests in such comments). */
 #include <stdlib.h>
 #include <string.h>

@@ -12,6 +12,10 @@
  * header lines and the body's bytes a generator made, in any case, with
  * spaces and tabs around and inside values, bodies by Content-Length or
  * in chunks, the same bytes in the path, other headers and the body.
+ * The query against a reference decoder (an escape decoded once, one that
+ * is not handed over as sent), and query_contains and header_contains
+ * rules against a naive matcher on the decoded query and the normalised
+ * header lines, with the same bytes in the path and the other section.
  *
  * PD_HTTP_SEED=N picks another seed; PD_HTTP_ROUNDS=N runs longer.
  */
@@ -33,6 +37,9 @@ struct got {
 	size_t end;
 	int ntok;
 	char tok[2][MAXTOK];    /* the method and the path */
+	bool hasq;              /* a query section began */
+	size_t qlen;
+	char query[MAXTOK];     /* its symbols */
 };
 
 /* The parser from 0, counted bytes passed over in random pieces. */
@@ -41,6 +48,7 @@ static void our_parse(const uint8_t *b, size_t len, struct got *g)
 	struct pd_parse ps = { 0 };
 	struct pd_syms o;
 	size_t pos = 0, tl = 0;
+	bool inq = false;
 	int r;
 
 	memset(g, 0, sizeof(*g));
@@ -57,6 +65,16 @@ static void our_parse(const uint8_t *b, size_t len, struct got *g)
 		}
 		r = pd_proto_byte(&ps, PD_FRAME_HTTP, b[pos++], &o);
 		for (__u32 i = 0; i < o.n; i++) {
+			if (o.s[i] == PD_SYM_QUERY || o.s[i] == PD_SYM_HEADERS || o.s[i] == PD_SYM_BODY) {
+				inq = o.s[i] == PD_SYM_QUERY;
+				g->hasq |= inq;
+				continue;
+			}
+			if (inq) {
+				if (o.s[i] < 256 && g->qlen < MAXTOK - 1)
+					g->query[g->qlen++] = (char)o.s[i];
+				continue;
+			}
 			if (o.s[i] == PD_SYM_END) {
 				g->ntok++;
 				tl = 0;
@@ -122,6 +140,29 @@ static bool ref_path(const char *raw, char *out)
 		out[o++] = '/';
 	out[o] = 0;
 	return true;
+}
+
+/* The query a server's application reads: the bytes after the first '?'
+ * or '#', an escape of two hex digits decoded, anything else as sent.
+ * Its length, or -1 when the target has none. */
+static long ref_query(const char *raw, char *out)
+{
+	const char *q = raw + strcspn(raw, "?#");
+	long n = 0;
+
+	if (!*q)
+		return -1;
+	for (q++; *q; q++) {
+		int h = *q == '%' && q[1] ? hexv(q[1]) : -1, l = h >= 0 && q[2] ? hexv(q[2]) : -1;
+
+		if (h >= 0 && l >= 0) {
+			out[n++] = (char)(h << 4 | l);
+			q += 2;
+		} else {
+			out[n++] = *q;
+		}
+	}
+	return n;
 }
 
 /* ---- the issue's forms and the grammar's edges ---- */
@@ -198,6 +239,55 @@ static void fixed(void)
 	}
 }
 
+static void fixed_queries(void)
+{
+	static const struct {
+		const char *in, *path, *query;   /* query NULL: refused */
+	} t[] = {
+		{ "GET /x?a=/../ HTTP/1.1\r\n\r\n", "/x", "a=/../" },
+		{ "GET /?q=%24%7Bjndi:ldap://h/a%7d HTTP/1.1\r\n\r\n", "/", "q=${jndi:ldap://h/a}" },
+		{ "GET /x?d=50%&e=%zz&f=%4 HTTP/1.1\r\n\r\n", "/x", "d=50%&e=%zz&f=%4" },
+		{ "GET /x?a=%A%41&b=%%24 HTTP/1.1\r\n\r\n", "/x", "a=%AA&b=%$" },
+		{ "GET /x?a=%f HTTP/1.0\r\n\r\n", "/x", "a=%f" },
+		{ "GET /x?a=%2 HTTP/1.1\r\n\r\n", "/x", "a=%2" },
+		{ "GET /x?%252e+x=%e9 HTTP/1.1\r\n\r\n", "/x", "%2e+x=\xe9" },
+		{ "GET http://h?x=1 HTTP/1.1\r\n\r\n", "/", "x=1" },
+		{ "GET HTTP://h/a/?x=/etc/passwd HTTP/1.1\r\n\r\n", "/a/", "x=/etc/passwd" },
+		{ "GET /p#frag?x HTTP/1.1\r\n\r\n", "/p", "frag?x" },
+		{ "GET /p? HTTP/1.1\r\nHost: a\r\n\r\n", "/p", "" },
+		{ "GET /%2e%2fx?%2e%2e/ HTTP/1.1\r\n\r\n", "/x", "../" },
+		{ "GET /x?a\tb HTTP/1.1\r\n\r\n", "/x", NULL },
+		{ "GET /x?a\x7f HTTP/1.1\r\n\r\n", "/x", NULL },
+		{ "GET /x?a=%zz HTTP/1.1\r\n\r\n", "/x", "a=%zz" },
+	};
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct got g;
+		size_t len = strlen(t[i].in);
+
+		our_parse((const uint8_t *)t[i].in, len, &g);
+		if (!t[i].query) {
+			ok(g.done == -1, "query %zu: refused", i);
+			continue;
+		}
+		g.query[g.qlen] = 0;
+		if (!ok(g.done == 1 && g.end == len && !strcmp(g.tok[1], t[i].path) && g.hasq &&
+			!strcmp(g.query, t[i].query), "query %zu: path %s and its query", i,
+			t[i].path)) {
+			printf("# done %d, path '%s', query (%d) '%s'\n", g.done, g.tok[1], g.hasq,
+			       g.query);
+			show("request", (const uint8_t *)t[i].in, len);
+		}
+	}
+	{
+		struct got g;
+		const char *in = "GET /a HTTP/1.1\r\nX: ?q=1\r\n\r\n";
+
+		our_parse((const uint8_t *)in, strlen(in), &g);
+		ok(g.done == 1 && !g.hasq, "a target without '?' or '#' has no query section");
+	}
+}
+
 /* ---- random targets, heads and bodies ---- */
 
 static size_t put(uint8_t *b, size_t n, const char *s)
@@ -224,6 +314,18 @@ static void gen_target(char *t)
 		strcpy(t + n, p);
 		n += strlen(p);
 	}
+	if (!rnd(3)) {
+		static const char *const q[] = { "?", "a", "=", "&", "%", "%2", "%41", "%4g", "%zz",
+						 "%%", "%24%7B", "+", "/../", "#", "%00", "%e9", "%2F" };
+
+		t[n++] = rnd(4) ? '?' : '#';
+		for (uint32_t k = rnd(12); k--;) {
+			const char *p = q[rnd(17)];
+
+			strcpy(t + n, p);
+			n += strlen(p);
+		}
+	}
 	t[n] = 0;
 }
 
@@ -233,7 +335,8 @@ static void differential(long rounds)
 	long passed = 0, refused = 0, bad = 0;
 
 	for (long i = 0; i < rounds && bad < 3; i++) {
-		char target[MAXTOK], want[MAXTOK], *path;
+		char target[MAXTOK], want[MAXTOK], wantq[MAXTOK], *path;
+		long qlen;
 		bool valid;
 		size_t n = 0, end;
 		uint32_t body = rnd(3), blen = rnd(4) ? rnd(40) : rnd(3000);
@@ -242,6 +345,7 @@ static void differential(long rounds)
 		gen_target(target);
 		path = strstr(target, "://") ? strchr(strstr(target, "://") + 3, '/') : target;
 		valid = ref_path(path, want);
+		qlen = ref_query(path, wantq);
 		n = put(buf, n, rnd(2) ? "GET " : "POST ");
 		n = put(buf, n, target);
 		n = put(buf, n, rnd(4) ? " HTTP/1.1\r\n" : " HTTP/1.1\n");
@@ -282,17 +386,19 @@ static void differential(long rounds)
 			refused++;
 			continue;
 		}
-		if (g.done != 1 || g.end != end || strcmp(g.tok[1], want)) {
-			printf("# done %d end %zu, want %zu; path '%s', want '%s'\n", g.done, g.end, end,
-			       g.tok[1], want);
+		if (g.done != 1 || g.end != end || strcmp(g.tok[1], want) || g.hasq != (qlen >= 0) ||
+		    (qlen >= 0 && ((long)g.qlen != qlen || memcmp(g.query, wantq, g.qlen)))) {
+			printf("# done %d end %zu, want %zu; path '%s', want '%s'; query %d (%zu bytes), "
+			       "want %ld bytes\n", g.done, g.end, end, g.tok[1], want, g.hasq, g.qlen,
+			       qlen);
 			show("request", buf, end);
 			bad++;
 			continue;
 		}
 		passed++;
 	}
-	ok(!bad, "paths against the reference, requests end where their body does: %ld rounds, "
-	   "%ld passed, %ld refused", rounds, passed, refused);
+	ok(!bad, "paths and queries against the reference, requests end where their body does: "
+	   "%ld rounds, %ld passed, %ld refused", rounds, passed, refused);
 	ok(passed > rounds / 4 && refused > rounds / 20, "... both outcomes seen");
 }
 
@@ -485,13 +591,127 @@ static void sections(long rounds)
 	pd_policy_free(&p);
 }
 
+/* ---- query_contains and header_contains ---- */
+
+/* Where w (n bytes) first ends in a (k bytes), in any case with nocase:
+ * the offset after it, or 0. */
+static size_t ends_at(const char *a, size_t k, const char *w, bool nocase)
+{
+	size_t n = strlen(w);
+
+	for (size_t i = 0; i + n <= k; i++)
+		if (nocase ? !strncasecmp(a + i, w, n) : !memcmp(a + i, w, n))
+			return i + n;
+	return 0;
+}
+
+static void query_headers(long rounds)
+{
+	static const char text[] =
+		"version = 1;\n"
+		"services = ( { name = \"h\"; ports = [ 1 ]; framing = \"http\"; rules = (\n"
+		"  { id = 1; action = \"deny\"; query_contains = \"${jndi:\"; nocase = true; },\n"
+		"  { id = 2; action = \"deny\"; query_contains = \"/etc/passwd\"; },\n"
+		"  { id = 3; action = \"deny\"; header_contains = \"${JNDI:\"; },\n"
+		"  { id = 4; action = \"deny\"; path_contains = \"/admin\"; },\n"
+		"  { id = 5; action = \"audit\"; header_contains = \"Mozilla \\t X\"; }\n"
+		"); } );\n";
+	static const char *const segs[] = { "/", "admin", "a", "%24%7bjndi:", "etc", "passwd",
+					    "%2f" };
+	static const char *const qs[] = { "a", "=", "&", "${jndi:", "${JnDi:", "%24%7Bjndi:",
+					  "%24%7bJNDI%3a", "$%7bjndi:", "/etc/passwd", "%2fetc%2fpasswd",
+					  "/ETC/passwd", "/etc/pass", "%", "%zz", "$", "{jndi:", "/admin" };
+	static const char *const names[] = { "Host", "User-Agent", "X-A", "X-Jndi" };
+	static const char *const values[] = { "1", "${jndi:ldap://h/a}", "${JNDI:x}",
+					      "$ {jndi:x}", "%24%7bjndi:x", "Mozilla \t X/5.0",
+					      "mozilla x", "MOZILLA  x", "Mozilla Y", "/etc/passwd",
+					      "/admin", "" };
+	static uint8_t buf[4096];
+	struct pd_policy p;
+	struct pd_image img;
+	long checked = 0, bad = 0, denied[5] = { 0 };
+
+	if (!compile_text(text, "http-query.conf", &p, &img))
+		return;
+	for (long i = 0; i < rounds && bad < 3; i++) {
+		char target[MAXTOK] = "/", path[MAXTOK], query[MAXTOK], lines[2048], v[128];
+		size_t n = 0, ln = 0, end, at1, at2;
+		uint16_t deny = 0;
+		bool audit = false;
+		struct pd_match m;
+		long qlen;
+		int done;
+
+		for (uint32_t k = rnd(4); k--;)
+			strcat(target, segs[rnd(7)]);
+		if (rnd(4)) {
+			strcat(target, rnd(5) ? "?" : "#");
+			for (uint32_t k = rnd(6); k--;)
+				strcat(target, qs[rnd(17)]);
+		}
+		if (!ref_path(target, path))
+			continue;
+		qlen = ref_query(target, query);
+		n = put(buf, n, "GET ");
+		n = put(buf, n, target);
+		n = put(buf, n, " HTTP/1.1\r\n");
+		for (uint32_t k = rnd(4); k--;) {
+			const char *name = names[rnd(4)], *value = values[rnd(12)];
+
+			n = put(buf, n, name);
+			n = put(buf, n, rnd(2) ? ": " : ":\t");
+			n = put(buf, n, value);
+			n = put(buf, n, "\r\n");
+			norm_value(value, v);
+			ln += (size_t)sprintf(lines + ln, "\n%s:%s", name, v);
+		}
+		n = put(buf, n, "\r\n");
+		end = n;
+		for (size_t k = 0; k < ln; k++)
+			lines[k] = (char)tolower((unsigned char)lines[k]);
+		/* the first deny in the order the request is walked */
+		at1 = qlen > 0 ? ends_at(query, (size_t)qlen, "${jndi:", true) : 0;
+		at2 = qlen > 0 ? ends_at(query, (size_t)qlen, "/etc/passwd", false) : 0;
+		if (strstr(path, "/admin"))
+			deny = 4;
+		else if (at1 && (!at2 || at1 < at2))
+			deny = 1;
+		else if (at2)
+			deny = 2;
+		else if (ends_at(lines, ln, "${jndi:", false))
+			deny = 3;
+		audit = ends_at(lines, ln, "mozilla x", false);
+		done = walk_pieces(buf, end, 12, &m);
+		if (!verdict_is(&m, done, deny, 5, audit, 6, false, buf, end)) {
+			bad++;
+			continue;
+		}
+		denied[deny]++;
+		checked++;
+	}
+	ok(!bad, "verdicts of query_contains and header_contains against a naive matcher: %ld "
+	   "requests (denied by rule 1: %ld, 2: %ld, 3: %ld, 4: %ld; passed %ld)", checked,
+	   denied[1], denied[2], denied[3], denied[4], denied[0]);
+	ok(denied[1] && denied[2] && denied[3] && denied[4] && denied[0] > checked / 10,
+	   "... every rule denied some, and some passed");
+	pd_image_free(&img);
+	pd_policy_free(&p);
+}
+
+static void all_fixed(void)
+{
+	fixed();
+	fixed_queries();
+}
+
 static void all_verdicts(long rounds)
 {
 	verdicts(rounds);
 	sections(rounds);
+	query_headers(rounds);
 }
 
 int main(void)
 {
-	return run_parser_tests("PD_HTTP", fixed, differential, all_verdicts);
+	return run_parser_tests("PD_HTTP", all_fixed, differential, all_verdicts);
 }

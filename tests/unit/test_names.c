@@ -154,7 +154,7 @@ static void refused_words(void)
 	if (d.n)
 		is_str(d.lines[0], "t.conf:3: rule has no match: give one of 'contains', 'prefix', "
 		       "'hex_contains', 'hex_prefix', 'longer_than', 'command', 'method', "
-		       "'path_prefix', 'path_contains' or 'header'", "... lists every match key");
+		       "'path_prefix', 'path_contains', 'header', 'query_contains' or 'header_contains'", "... lists every match key");
 	pd_diag_free(&d);
 }
 

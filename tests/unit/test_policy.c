@@ -90,7 +90,7 @@ static const struct bad bad[] = {
 	{ "bad action", SVC("  { id = 1; action = \"drop\"; contains = \"x\"; }"),
 	  { "t.conf:4: 'action' must be \"audit\", \"allow\", \"redirect\" or \"deny\", not \"drop\"" } },
 	{ "no match", SVC("  { id = 1; action = \"deny\"; }"),
-	  { "t.conf:4: rule has no match: give one of 'contains', 'prefix', 'hex_contains', 'hex_prefix', 'longer_than', 'command', 'method', 'path_prefix', 'path_contains' or 'header'" } },
+	  { "t.conf:4: rule has no match: give one of 'contains', 'prefix', 'hex_contains', 'hex_prefix', 'longer_than', 'command', 'method', 'path_prefix', 'path_contains', 'header', 'query_contains' or 'header_contains'" } },
 	{ "two matches", SVC("  { id = 1; action = \"deny\";\n    contains = \"x\";\n    prefix = \"y\"; }"),
 	  { "t.conf:6: rule has both 'contains' and 'prefix'; give exactly one match" } },
 	{ "empty pattern", SVC("  { id = 1; action = \"deny\"; contains = \"\"; }"),
