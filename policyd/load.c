@@ -233,8 +233,12 @@ int pd_bpf_write_image(const struct pd_loaded *l, const struct pd_image *img, ui
 		struct pd_service svc = img->services[i].svc;
 		uint32_t k = pd_service_key(gen, i);
 
+		/* every state of the service, into its slot's table */
 		svc.start += base;
 		svc.resume += base;
+		svc.hstart += base;
+		svc.bstart += base;
+		svc.qstart += base;
 		err = update(s->maps.pd_services, &k, &svc) ?:
 		      update(s->maps.pd_classes, &k, &img->services[i].classes);
 	}

@@ -11,6 +11,10 @@ any case, a value with spaces and tabs around and inside it, a name split
 across sends) and a body's contains rule (across sends, across chunks of
 one byte, in a Content-Length body) refuse before nginx sees the request;
 the same bytes in another header, a value, the path or a chunk extension
+pass. After a reload into the other slot of the maps, header, body,
+query_contains and header_contains rules deny (each section's start
+state is the new policy's), the query decoded and across sends; the same
+bytes in the path, split over two headers or behind a false escape
 pass."""
 import os
 import re
@@ -239,6 +243,46 @@ r = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', env.
 is_(r.stdout, "200", "a 1 MiB body without the pattern (longer than can be held: it leaves as it "
     "comes)")
 is_(len(pd.lines(r"deny ")), denied + 3, "... no other deny line")
+denied += 3
+
+# ---- after a reload (the other slot of the maps), with query and
+# header_contains rules: each section starts where its own rules are ----
+env.write("http2.conf", open(conf2).read().replace(
+    'nocase = true; } ); } );',
+    'nocase = true; },\n'
+    '    { id = 5; action = "deny"; query_contains = "${jndi:"; nocase = true; },\n'
+    '    { id = 6; action = "deny"; header_contains = "${JNDI:"; } ); } );'))
+ok(re.search(r"reloaded: .*generation 2 ", pd.reload() or ""), "reloaded with query and "
+   "header_contains rules (generation 2: the other slot)")
+open(access, "w").close()
+attempt("after the reload, a header rule: X-Debug",
+        [send(b"GET /api/r1 HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n")], [EACCES])
+cl = b"POST /api/r2 HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\nuser=${jn"
+attempt("... a body rule: ${jndi: in a Content-Length body across sends",
+        [send(cl), ["sleep", 0.3], send(b"di:ldap://x}")], [len(cl), EACCES], port3)
+for name, req in [
+        ("${jndi: in the query", b"GET /api/r3?a=1&b=${jndi:x} HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("${JnDi: encoded in the query", b"GET /api/r4?b=%24%7BJnDi:x%7D HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("${JNDI: in a header value, any case, after a tab",
+         b"GET /api/r5 HTTP/1.1\r\nHost: a\r\nX-Api:\t${JNDI:ldap://x}\r\n\r\n")]:
+    attempt("... %s" % name, [send(req)], [EACCES], port3)
+q = b"GET /api/r6?a=${j"
+attempt("... ${jndi: in the query across sends (held, then refused)",
+        [send(q), ["sleep", 0.3], send(b"ndi:x} HTTP/1.1\r\nHost: a\r\n\r\n")], [len(q), EACCES], port3)
+time.sleep(0.3)
+logged = open(access).read()
+ok(not re.search(r"/api/r\d", logged), "nginx saw none of them", logged[-800:])
+is_([len(pd.lines(r"deny rule=%d service=web2? " % i)) for i in (1, 4, 5, 6)], [5, 4, 3, 1],
+    "each is logged as denied by its rule (1: header, 4: body, 5: query, 6: header_contains; "
+    "with the ones before the reload)")
+for name, req in [
+        ("${jndi: in the path only", b"GET /api/${jndi:x}/p1 HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("an escape that is not one before jndi", b"GET /api/p2?a=$%{jndi:x} HTTP/1.1\r\nHost: a\r\n\r\n"),
+        ("${jndi: split across two headers", b"GET /api/p3 HTTP/1.1\r\nHost: a\r\nX-A: ${\r\n"
+         b"X-B: jndi:x\r\n\r\n")]:
+    results, _ = client(env, port3, [send(req), ["recv", 15]])
+    is_(results, [len(req), b"HTTP/1.1 200 OK".hex()], "passed: %s" % name)
+is_(len(pd.lines(r"deny ")), denied + 6, "... no other deny line")
 ok(pd.stop() == 0, "policyd stops")
 ok(env.stop(nginx) == 0, "nginx stops")
 done()
