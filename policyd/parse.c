@@ -449,16 +449,28 @@ static bool get_command(struct parse *c, const config_setting_t *s, struct pd_ru
  * servers take them), path_prefix = "/..." and path_contains = "..."
  * over the normalised path. A path_contains of bytes that a method may
  * hold could match within the method token: refused. */
+/* Whether r's pattern holds only bytes a method may (upper-case letters,
+ * '-' and '_'; letters of either case with nocase). */
+static bool only_method_bytes(const struct pd_rule_src *r, bool nocase)
+{
+	for (size_t i = 0; i < r->patlen; i++) {
+		uint8_t b = nocase && r->pat[i] >= 'a' && r->pat[i] <= 'z' ? r->pat[i] & ~0x20 :
+			    r->pat[i];
+
+		if (!((b >= 'A' && b <= 'Z') || b == '-' || b == '_'))
+			return false;
+	}
+	return true;
+}
+
 static bool get_http(struct parse *c, const config_setting_t *s, enum pd_match_key k,
 		     struct pd_rule_src *r)
 {
-	bool method_bytes = true;
+	bool method_bytes;
 
 	if (!get_pattern(c, s, false, r))
 		return false;
-	for (size_t i = 0; i < r->patlen; i++)
-		if (!((r->pat[i] >= 'A' && r->pat[i] <= 'Z') || r->pat[i] == '-' || r->pat[i] == '_'))
-			method_bytes = false;
+	method_bytes = only_method_bytes(r, false);
 	if (k == PD_KEY_METHOD) {
 		r->kind = PD_M_COMMAND;
 		r->http = PD_HTTP_METHOD;
@@ -704,9 +716,14 @@ static void parse_rule(struct parse *c, struct pd_service_src *svc, const config
 		else if (nmatch && (r->http == PD_HTTP_HEADER || r->http == PD_HTTP_HEADER_CONTAINS))
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with '%s': header "
 				    "names and values match in any case", sname(match));
-		else if (nmatch && r->http && r->http != PD_HTTP_BODY && r->http != PD_HTTP_QUERY)
-			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with '%s': methods and "
-				    "paths match exactly, as servers compare them", sname(match));
+		else if (nmatch && r->http == PD_HTTP_METHOD)
+			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'method': methods "
+				    "match exactly, as servers compare them");
+		else if (nmatch && r->http == PD_HTTP_PATH_CONTAINS && config_setting_get_bool(s) &&
+			 only_method_bytes(r, true))
+			pd_diag_add(c->d, line_of(s), "'path_contains' of only letters, '-' and '_' in "
+				    "any case would also match within a method: add a byte that no "
+				    "method holds (a '/' or a digit)");
 		else if (nmatch && r->kind == PD_M_COMMAND)
 			pd_diag_add(c->d, line_of(s), "'nocase' has no meaning with 'command': %s",
 				    svc->framing == PD_FRAME_RESP ? "Redis command names match in "

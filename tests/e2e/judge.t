@@ -271,12 +271,14 @@ def random_proto_stream(framing):
 
 # ---- random policies ----
 # started with a large policy, so that the maps have room for every
-# policy reloaded after it (a reload never resizes them)
+# policy reloaded after it (a reload never resizes them): of every
+# printable byte, so that its rows are as wide as the profiles' (more
+# than 64 byte classes)
 conf = os.path.join(env.tmp, "policy.conf")
-words = "abcdefghijklmnopqrstuvwxyz0123456789_-/."
+printable = "".join(chr(c) for c in range(0x21, 0x7f) if chr(c) not in '"\\')
 env.write("policy.conf", 'version = 1;\nservices = ({ name = "s"; ports = [ %d ]; rules = (\n%s\n); });\n'
           % (port, ",\n".join('{ id = %d; action = "deny"; contains = "%s"; }'
-                              % (i + 1, "".join(rng.choice(words) for _ in range(16)))
+                              % (i + 1, "".join(rng.choice(printable) for _ in range(16)))
                               for i in range(200))))
 pd = Policyd(env, conf)
 bad = streams_total = 0
@@ -357,7 +359,14 @@ SAMPLES = {
     "http-client.conf": [[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"],
                          [b"GET /a/../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n"],
                          [b"TRACE / HTTP/1.1\r\n", b"Host: a\r\n\r\n"],
-                         [b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"]],
+                         [b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"],
+                         [b"GET /?q=%24%7Bjndi:x%7d HTTP/1.1\r\nHost: a\r\n\r\n"],
+                         [b"GET /x?a=50%&b=", b"${jn", b"di:x} HTTP/1.1\r\n\r\n"],
+                         [b"GET / HTTP/1.1\r\nUser-Agent: ${JNDI:", b"ldap://x}\r\n\r\n"],
+                         [b"GET /a?next=../b HTTP/1.1\r\nX-T: ${name}\r\n\r\n"
+                          b"POST /f HTTP/1.1\r\nContent-Length: 11\r\n\r\n/etc/passwd",
+                          b"GET /.ENV HTTP/1.1\r\n\r\n"],
+                         [b"POST /f HTTP/1.1\r\nContent-Length: 12\r\n\r\nx=${", b"jndi:a}\n"]],
     "postgres.conf": [[b"\x00\x00\x00\x08\x04\xd2\x16\x2f",
                        b"Q\x00\x00\x00\x0dSELECT 1;\x00"],
                       [b"Q\x00\x00\x00\x2eCOPY t FROM program 'id';\x00"],

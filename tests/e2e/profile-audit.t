@@ -71,7 +71,8 @@ ok(grep(pd.log, r'^policyd: audit rule=1100 service=redis .* '
                 r'excerpt="\*1\\r\\n\$8\\r\\nFLUSHALL\\r\\n" instance=[^ ]+$'),
    "FLUSHALL is logged as audit rule=1100 (redis.conf's rule 100)")
 ok(grep(pd.log, r'^policyd: audit rule=3100 service=http-client .* '
-                r'excerpt="TRACE / HTTP/1.1\\r\\n" instance=[^ ]+$'),
+                r'excerpt="TRACE / HTTP/1\.1\\r\\nHost: 127\.0\.0\.1:\d+\\r\\nUser-Agent: curl/[^"]*" '
+                r'instance=[^ ]+$'),
    "TRACE is logged as audit rule=3100 (http-client.conf's rule 100)", "\n".join(grep(pd.log, "audit")))
 is_(len(grep(pd.log, AUDIT)), 2, "nothing else is logged")
 is_(len(grep(pd.log, r"^policyd: deny ")), 0, "nothing is denied")

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 # policy-examples/http-client.conf with a real nginx and curl: a normal
-# browsing and API workload passes, with nginx's own answers; the denied
-# methods, traversals, ${jndi:} lookups and secret-file requests are
-# refused before nginx sees a byte of them.
+# browsing and API workload passes, with nginx's own answers, also bodies,
+# headers and query values that hold what a byte profile refused ("../",
+# "/etc/passwd", "${name}"); the denied methods, traversals in the path and
+# the query in any encoding, ${jndi:} lookups in the path, the query (also
+# encoded twice), any header or the body, secret-file requests in any case,
+# h2c upgrades and malformed requests are refused before nginx sees a byte
+# of them.
 import os
 import shutil
 import subprocess
@@ -75,6 +79,12 @@ is_(c("-d", "name=alice&comment=hello+world%21", u + "/api/form"), "0/200", "POS
 ok(grep(body, "^ok POST"), "... which nginx answered")
 is_(c("-H", "Content-Type: application/json", "-d", '{"user":"bob","tags":["a","b"],"price":"$5"}',
       u + "/api/json"), "0/200", "POST JSON with a '$'")
+is_(c("-d", "path=../../x&file=/etc/passwd&line=TRACE / HTTP/1.1", u + "/api/form"), "0/200",
+    "POST a body with '../', '/etc/passwd' and a line that starts like a denied method")
+is_(c("-H", "X-Template: ${name} and /etc/passwd", "-H", "Referer: http://127.0.0.1/a/../b",
+      u + "/index.html"), "0/200", "headers with '${name}', '/etc/passwd' and '/../'")
+is_(c(u + "/index.html?q=%24+5&next=../index.html&p=%2Fdocs%2F"), "0/200",
+    "a query with an encoded '$', a leading '../' and encoded slashes")
 is_(c("--data-binary", "@" + big, u + "/api/upload"), "0/200", "POST a 1 MiB binary body")
 is_(c("-X", "PUT", "-d", "x", u + "/api/item/1"), "0/200", "PUT")
 is_(c("-X", "DELETE", u + "/api/item/1"), "0/200", "DELETE")
@@ -84,7 +94,7 @@ out = env.run(["curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/n
                "-w", "%{http_code} ", u + "/", u + "/index.html", u + "/docs/a..b.txt"],
               inside=True).stdout
 is_(out, "200 200 200 ", "three requests on one kept-alive connection")
-is_(len(grep(access, "")), 19, "nginx logged every normal request")
+is_(len(grep(access, "")), 22, "nginx logged every normal request")
 is_(len(grep(pd.log, "deny rule=")), 0, "no normal request was denied")
 
 open(access, "w").close()
@@ -99,7 +109,12 @@ attacks = [a.replace("$u", u) for a in (
     "$u/?q=%24%7Bjndi:ldap://127.0.0.1/a%7D", "-d user=${jndi:dns://127.0.0.1/x} $u/api/login",
     "$u/.env", "$u/.git/config", "$u/.aws/credentials", "$u/wp-config.php", "$u/.htpasswd",
     "$u/home/u/.ssh/id_rsa", "$u/download?file=/etc/passwd", "$u/?f=/proc/self/environ",
-    "$u/.git-credentials", "$u/.ENV")]
+    "$u/.git-credentials", "$u/.ENV",
+    "-g $u/?x=${JNDI:ldap://127.0.0.1/a}", "$u/?q=%2524%257Bjndi:ldap://127.0.0.1/a",
+    "-g $u/a/${jndi:ldap://127.0.0.1/a}", "-H Accept:${LOWER:j}ndi $u/",
+    "$u/%2e%65nv", "$u/static../secret", "$u/download?file=..%2f..%2fetc%2fpasswd",
+    "$u/x?f=..%5c..%5cwin.ini", "--http2 $u/", "-H Upgrade:h2c $u/",
+    "-H Content-Length:1 -H Transfer-Encoding:chunked -d x $u/api/form")]
 for a in attacks:
     is_(c(*a.split()), "55/000", "refused (curl: send failure): " + a)
 # a request whose header or body line was refused reaches nginx only up to
@@ -109,6 +124,7 @@ seen = grep(access, r"(?i)jndi|\.\.|%2e|%25|%c0|\.env|\.git|\.aws|\.ssh|passwd|e
 is_(len(seen), 0, "nginx saw no attack string of the %d attacks (%d requests logged up to their "
     "refused line)" % (len(attacks), len(grep(access, "")))) or print(
     "#   " + tail(access).replace("\n", "\n#   "))
+is_(len(grep(access, "")), 0, "nginx logged none of them: each was refused whole, in its one send")
 log_lines(pd, "deny rule=", len(attacks))
 is_(len(grep(pd.log, "deny rule=")), len(attacks), "each is logged")
 is_(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", u + "/.env"],

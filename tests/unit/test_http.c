@@ -15,7 +15,8 @@
  * The query against a reference decoder (an escape decoded once, one that
  * is not handed over as sent), and query_contains and header_contains
  * rules against a naive matcher on the decoded query and the normalised
- * header lines, with the same bytes in the path and the other section.
+ * header lines, and a nocase path_contains, with the same bytes in the
+ * path and the other section.
  *
  * PD_HTTP_SEED=N picks another seed; PD_HTTP_ROUNDS=N runs longer.
  */
@@ -613,11 +614,11 @@ static void query_headers(long rounds)
 		"  { id = 1; action = \"deny\"; query_contains = \"${jndi:\"; nocase = true; },\n"
 		"  { id = 2; action = \"deny\"; query_contains = \"/etc/passwd\"; },\n"
 		"  { id = 3; action = \"deny\"; header_contains = \"${JNDI:\"; },\n"
-		"  { id = 4; action = \"deny\"; path_contains = \"/admin\"; },\n"
+		"  { id = 4; action = \"deny\"; path_contains = \"/admin\"; nocase = true; },\n"
 		"  { id = 5; action = \"audit\"; header_contains = \"Mozilla \\t X\"; }\n"
 		"); } );\n";
 	static const char *const segs[] = { "/", "admin", "a", "%24%7bjndi:", "etc", "passwd",
-					    "%2f" };
+					    "%2f", "AdMin" };
 	static const char *const qs[] = { "a", "=", "&", "${jndi:", "${JnDi:", "%24%7Bjndi:",
 					  "%24%7bJNDI%3a", "$%7bjndi:", "/etc/passwd", "%2fetc%2fpasswd",
 					  "/ETC/passwd", "/etc/pass", "%", "%zz", "$", "{jndi:", "/admin" };
@@ -643,7 +644,7 @@ static void query_headers(long rounds)
 		int done;
 
 		for (uint32_t k = rnd(4); k--;)
-			strcat(target, segs[rnd(7)]);
+			strcat(target, segs[rnd(8)]);
 		if (rnd(4)) {
 			strcat(target, rnd(5) ? "?" : "#");
 			for (uint32_t k = rnd(6); k--;)
@@ -672,7 +673,7 @@ static void query_headers(long rounds)
 		/* the first deny in the order the request is walked */
 		at1 = qlen > 0 ? ends_at(query, (size_t)qlen, "${jndi:", true) : 0;
 		at2 = qlen > 0 ? ends_at(query, (size_t)qlen, "/etc/passwd", false) : 0;
-		if (strstr(path, "/admin"))
+		if (strcasestr(path, "/admin"))
 			deny = 4;
 		else if (at1 && (!at2 || at1 < at2))
 			deny = 1;
