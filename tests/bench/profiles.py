@@ -411,25 +411,33 @@ def sec_connrate(env, rows, configs):
         ngx.stop()
 
 
+BYTES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "redis-bytes.conf")
+
+
 def sec_protocols(env, rows, configs):
     """The protocol framings beyond redis-all: redis-strict.conf (an allow
     list of data commands on framing resp; redis-benchmark's two CONFIG
-    GETs are refused, its tests run) with -P 1 and -P 16, and wrk's
+    GETs are refused, its tests run) and, to compare framing resp with
+    byte patterns, redis.conf as it was on framing none
+    (tests/bench/redis-bytes.conf), each with -P 1 and -P 16; and wrk's
     requests to nginx through http-strict.conf (framing http)."""
     red, port = w.start_redis(env)
-    conf = w.profile_policy(os.path.join(env.tmp, "p-redis-strict.conf"), port,
-                            ["redis-strict"])
     try:
-        for pipeline in (1, 16):
-            n = calibrate(lambda k: w.redis_default(env, port, pipeline, k),
-                          500 if pipeline == 1 else 5000, 1.5 * SECS)
-            row = new_row("resp-strict-P%d" % pipeline, "Redis strict -P %d" % pipeline,
-                          "redis-benchmark, its default tests, -P %d, framing resp allow list"
-                          % pipeline, "req/s", "redis-strict", ["redis-benchmark", "redis-server"])
-            row["detail"] = "50 clients, %d requests per test; the geometric mean of the " \
-                            "tests' requests per second" % n
-            rows.append(measure_row(env, row, conf,
-                                    lambda p: w.redis_default(env, p, pipeline, n), port))
+        for name, key, what in (("redis-strict", "resp-strict", "framing resp allow list"),
+                                (BYTES, "redis-bytes", "byte patterns (framing none)")):
+            conf = w.profile_policy(os.path.join(env.tmp, "p-%s.conf" % key), port, [name])
+            for pipeline in (1, 16):
+                n = calibrate(lambda k: w.redis_default(env, port, pipeline, k),
+                              500 if pipeline == 1 else 5000, 1.5 * SECS)
+                row = new_row("%s-P%d" % (key, pipeline),
+                              "Redis %s -P %d" % (key.split("-")[1], pipeline),
+                              "redis-benchmark, its default tests, -P %d, %s" % (pipeline, what),
+                              "req/s", os.path.basename(name).replace(".conf", ""),
+                              ["redis-benchmark", "redis-server"])
+                row["detail"] = "50 clients, %d requests per test; the geometric mean of the " \
+                                "tests' requests per second" % n
+                rows.append(measure_row(env, row, conf,
+                                        lambda p: w.redis_default(env, p, pipeline, n), port))
     finally:
         red.terminate()
         red.wait()

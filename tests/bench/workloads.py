@@ -43,12 +43,13 @@ def _services(path, port, id_offset):
 
 def profile_policy(dst, port, names):
     """One policy with the services of the profiles names (policy-examples/
-    NAME.conf), all on port, rule ids of the k-th profile shifted by
-    1000 * k so that they stay unique; logging limited as in the other
-    sections (the excess is counted, not logged)."""
+    NAME.conf, or a file NAME.conf elsewhere), all on port, rule ids of
+    the k-th profile shifted by 1000 * k so that they stay unique; logging
+    limited as in the other sections (the excess is counted, not logged)."""
     with open(dst, "w") as f:
         f.write("version = 1;\ndaemon = { log_rate = 10; };\nservices = (\n%s\n);\n" % ",\n".join(
-            _services(os.path.join(EXAMPLES, n + ".conf"), port, 1000 * k)
+            _services(n if n.endswith(".conf") else os.path.join(EXAMPLES, n + ".conf"), port,
+                      1000 * k)
             for k, n in enumerate(names)))
     return dst
 
@@ -84,7 +85,12 @@ def haproxy_rules(dump):
     number of patterns). contains is `-m sub`, prefix `-m beg` (and, under
     line framing, `-m sub` of a newline and the prefix), nocase `-i`. A
     service of direction "to" judges what the client sends, one of
-    direction "from" what the server sends back."""
+    direction "from" what the server sends back. The protocol framings'
+    keys become the byte patterns an HAProxy user would write for them,
+    since HAProxy in TCP mode parses no protocol: a command its name as
+    sent inline and (framing resp) as a RESP bulk string with its first
+    argument; a method the request's start; a path, query, header or body
+    pattern a substring (a header's in any case)."""
     sides = {"to": {}, "from": {}}
     n = 0
     for s in dump["services"]:
@@ -93,17 +99,34 @@ def haproxy_rules(dump):
             if r["action"] != "deny" or "hex" not in r:
                 continue
             b = bytes.fromhex(r["hex"])
+            nocase = r["nocase"]
             words = []
-            if r["match"] in ("contains", "hex_contains"):
+            if r["match"] in ("contains", "hex_contains", "path_contains", "query_contains"):
                 words.append(("sub", b))
             elif r["match"] == "prefix":
                 words.append(("beg", b))
                 if s["framing"] == "line":
                     words.append(("sub", b"\n" + b))
+            elif r["match"] == "command":
+                nocase = s["framing"] == "resp"
+                words.append(("sub", b))
+                if s["framing"] == "resp" and b" " in b:
+                    name, arg = b.split(b" ", 1)
+                    words.append(("sub", b"%s\r\n$%d\r\n%s" % (name, len(arg), arg)))
+            elif r["match"] == "method":
+                words.append(("beg", b + b" "))
+            elif r["match"] == "path_prefix":
+                words.append(("sub", b" " + b))
+            elif r["match"] == "header_contains":
+                nocase = True
+                words.append(("sub", b))
+            elif r["match"] == "header":
+                nocase = True
+                words.append(("sub", b"\n" + b))
             else:
                 raise RuntimeError("no HAProxy equivalent for a %s rule" % r["match"])
             for how, pat in words:
-                acls.setdefault((how, r["nocase"]), []).append(pat)
+                acls.setdefault((how, nocase), []).append(pat)
                 n += 1
     out = []
     for side, fetch, kw in (("to", "req.payload(0,0)", "tcp-request"),

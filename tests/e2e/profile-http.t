@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# policy-examples/http-client.conf with a real nginx and curl: a normal
+# policy-examples/http-client.conf with a real nginx, curl and wrk: a normal
 # browsing and API workload passes, with nginx's own answers, also bodies,
 # headers and query values that hold what a byte profile refused ("../",
 # "/etc/passwd", "${name}"); the denied methods, traversals in the path and
@@ -8,6 +8,7 @@
 # h2c upgrades and malformed requests are refused before nginx sees a byte
 # of them.
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,18 @@ out = env.run(["curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/n
 is_(out, "200 200 200 ", "three requests on one kept-alive connection")
 is_(len(grep(access, "")), 22, "nginx logged every normal request")
 is_(len(grep(pd.log, "deny rule=")), 0, "no normal request was denied")
+# wrk: keep-alive GETs, then POSTs of a JSON body with '$' and '../'
+lua = env.write("post.lua", 'wrk.method = "POST"\nwrk.body = \'{"a":"../x","p":"$5"}\'\n'
+                'wrk.headers["Content-Type"] = "application/json"\n')
+for name, extra, path in (("GET", [], "/index.html"), ("POST", ["-s", lua], "/api/json")):
+    if not shutil.which("wrk"):
+        break
+    p = env.run(["wrk", "-t", "1", "-c", "8", "-d", "2"] + extra + [u + path], inside=True)
+    m = re.search(r"(\d+) requests in", p.stdout)
+    ok(m and int(m.group(1)) > 100 and "Socket errors" not in p.stdout and
+       "Non-2xx" not in p.stdout,
+       "wrk %s: %s requests, none refused" % (name, m.group(1) if m else "no"), p.stdout[-400:])
+is_(len(grep(pd.log, "deny rule=")), 0, "... no deny line")
 
 open(access, "w").close()
 attacks = [a.replace("$u", u) for a in (
