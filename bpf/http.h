@@ -22,12 +22,13 @@
  * applications' query parsers read it; '+' stays '+'.
  * Then, in a section of its own (PD_SYM_HEADERS: the automaton goes to
  * the head's start state), the header lines, each as '\n', its name in
- * lower case, ':', its value in lower case without the spaces and tabs
- * around it and with a run of them inside it as one space; the '\n' that
- * ends the last one. Names are tchars and values hold no control byte
- * but tab, so '\n' and ':' mark where a name begins and ends:
- * `header = "Upgrade: websocket"` is "\nupgrade:websocket\n", whatever the
- * case, the spaces, the header's place. And in a third section
+ * lower case, ':' and one space, its value in lower case without the
+ * spaces and tabs around it and with a run of them inside it as one
+ * space; the '\n' that ends the last one: each line as it is usually
+ * written. Names are tchars and values hold no control byte but tab, so
+ * '\n' and ':' mark where a name begins and ends:
+ * `header = "Upgrade: websocket"` is "\nupgrade: websocket\n", whatever
+ * the case, the spaces, the header's place. And in a third section
  * (PD_SYM_BODY) the body's bytes as sent, without the chunked encoding's
  * size lines and CRLFs. Trailer lines are not handed over. A section the
  * service has no rule for is not walked, and its counted bytes (the
@@ -439,6 +440,7 @@ PD_INLINE int pd_h_hname(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 		ps->count = 0;
 		ps->phase = PD_H_HOWS;
 		pd_sym(o, ':');
+		pd_sym(o, ' ');
 		return PD_P_MORE;
 	}
 	if (!pd_h_tchar(b))

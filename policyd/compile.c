@@ -158,8 +158,8 @@ static uint16_t label_of(uint8_t byte, bool nocase)
 
 /* The labels of a header rule's pattern ("name" or "name: value", in
  * lower case) as the parser hands a header line over (bpf/http.h):
- * '\n', the name, ':', and the value and the line's '\n' when one is
- * given. How many, at most r->patlen + 2. */
+ * '\n', the name, ':', and the space, the value and the line's '\n' when
+ * one is given. How many, at most r->patlen + 2. */
 static size_t header_labels(const struct pd_rule_src *r, uint16_t *l)
 {
 	const uint8_t *colon = memchr(r->pat, ':', r->patlen);
@@ -171,7 +171,7 @@ static size_t header_labels(const struct pd_rule_src *r, uint16_t *l)
 	l[n++] = ':';
 	if (!colon)
 		return n;
-	for (size_t i = name + 2; i < r->patlen; i++)   /* after ": " */
+	for (size_t i = name + 1; i < r->patlen; i++)   /* ": " and the value */
 		l[n++] = r->pat[i];
 	l[n++] = '\n';
 	return n;

@@ -615,7 +615,7 @@ static void query_headers(long rounds)
 		"  { id = 2; action = \"deny\"; query_contains = \"/etc/passwd\"; },\n"
 		"  { id = 3; action = \"deny\"; header_contains = \"${JNDI:\"; },\n"
 		"  { id = 4; action = \"deny\"; path_contains = \"/admin\"; nocase = true; },\n"
-		"  { id = 5; action = \"audit\"; header_contains = \"Mozilla \\t X\"; }\n"
+		"  { id = 5; action = \"audit\"; header_contains = \"User-Agent:  Mozilla \\t X\"; }\n"
 		"); } );\n";
 	static const char *const segs[] = { "/", "admin", "a", "%24%7bjndi:", "etc", "passwd",
 					    "%2f", "AdMin" };
@@ -664,7 +664,7 @@ static void query_headers(long rounds)
 			n = put(buf, n, value);
 			n = put(buf, n, "\r\n");
 			norm_value(value, v);
-			ln += (size_t)sprintf(lines + ln, "\n%s:%s", name, v);
+			ln += (size_t)sprintf(lines + ln, "\n%s: %s", name, v);
 		}
 		n = put(buf, n, "\r\n");
 		end = n;
@@ -681,7 +681,7 @@ static void query_headers(long rounds)
 			deny = 2;
 		else if (ends_at(lines, ln, "${jndi:", false))
 			deny = 3;
-		audit = ends_at(lines, ln, "mozilla x", false);
+		audit = ends_at(lines, ln, "user-agent: mozilla x", false);
 		done = walk_pieces(buf, end, 12, &m);
 		if (!verdict_is(&m, done, deny, 5, audit, 6, false, buf, end)) {
 			bad++;
