@@ -72,7 +72,7 @@ for s in socks:
     except OSError as e:
         ends[s.getsockname()[1]] = -e.errno
 print(json.dumps({"sends": res, "ends": ends}), flush=True)
-""", rec.port, go, slow(0.05), wait=False)
+""", rec.port, go, slow(0.2), wait=False)
 opener.stdout.readline()
 pd = Policyd(env, policy("full.conf", rec.port, "max_connections = 4;"))
 open(go, "w").close()

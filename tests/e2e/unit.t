@@ -120,10 +120,12 @@ pol("FLUSHALL")
 server = Recorder(port=port)
 if not wait_port(port):
     ok(False, "the recording server listens")
+# open for as long as the start may take (under strace and emulation,
+# loading alone can take tens of seconds)
 env.start([sys.executable, "-c", """
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-time.sleep(30)""", str(port)], inside=True)
+time.sleep(float(sys.argv[2]))""", str(port), str(slow(60))], inside=True)
 wait_until(lambda: output(["ss", "-Htn", "state", "established", "( dport = :%d )" % port])[1], 5)
 log = os.path.join(TMP, "policyd-strace.log")
 trace = os.path.join(TMP, "strace")
