@@ -96,6 +96,20 @@ def attempt(name, steps, want, to=None):
     ok(match, "refused: %s" % name, "results %r, want %r" % (results, want))
 
 
+def nginx_saw_none(paths, name="nginx saw none of them"):
+    """nginx's access log holds no request for paths (a pattern)."""
+    time.sleep(0.3)
+    logged = open(access).read()
+    ok(not re.search(paths, logged), name, logged[-800:])
+
+
+def passes(cases, to):
+    """Each (name, request) is answered by nginx on port to."""
+    for name, req in cases:
+        results, _ = client(env, to, [send(req), ["recv", 15]])
+        is_(results, [len(req), b"HTTP/1.1 200 OK".hex()], "passed: %s" % name)
+
+
 for req, secret in forms:
     attempt("%r" % req.split(b"\r\n")[0], [send(req)], [EACCES])
 for req in [h2c, b"TRACE\t/ HTTP/1.1\r\nHost: a\r\n\r\n", b" TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -195,9 +209,7 @@ for name, req in [
 head = b"GET /api/h7 HTTP/1.1\r\nHost: a\r\nX-De"
 attempt("a header name split across sends (held, then refused)",
         [send(head), ["sleep", 0.3], send(b"bug: 1\r\n\r\n")], [len(head), EACCES])
-time.sleep(0.3)
-logged = open(access).read()
-ok(not re.search(r"/api/h\d", logged), "nginx saw none of the refused requests", logged[-800:])
+nginx_saw_none(r"/api/h\d", "nginx saw none of the refused requests")
 is_(len(pd.lines(r"deny rule=(1|2|3) service=web ")), 7, "each is logged as denied by its rule")
 denied += 7
 # passed: the same bytes in other headers, values, names, the path, the body
@@ -226,17 +238,13 @@ attempt("${jndi: in chunks of one byte, one send each",
 cl = b"POST /api/b3 HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\nuser=${jn"
 attempt("${jndi: in a Content-Length body across sends",
         [send(cl), ["sleep", 0.3], send(b"di:ldap://x}")], [len(cl), EACCES], port3)
-time.sleep(0.3)
-logged = open(access).read()
-ok(not re.search(r"/api/b\d", logged), "nginx saw none of them", logged[-800:])
+nginx_saw_none(r"/api/b\d")
 is_(len(pd.lines(r"deny rule=4 service=web2 ")), 3, "each is logged as denied by rule 4")
-for name, req in [
+passes([
         ("${jndi: in a header value", b"GET /api/q1 HTTP/1.1\r\nHost: a\r\nX-Api: ${jndi:ldap://x}\r\n\r\n"),
         ("${jndi: in the path and query", b"GET /api/${jndi:x}?${jndi:y} HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("${jn|di: in two chunk size extensions, not in the data",
-         chunked.replace(b"b1", b"q3") + b"2;${jn\r\nab\r\n2;di:\r\ncd\r\n0\r\n\r\n")]:
-    results, _ = client(env, port3, [send(req), ["recv", 15]])
-    is_(results, [len(req), b"HTTP/1.1 200 OK".hex()], "passed: %s" % name)
+         chunked.replace(b"b1", b"q3") + b"2;${jn\r\nab\r\n2;di:\r\ncd\r\n0\r\n\r\n")], port3)
 r = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', env.cgroup, "curl", "-s",
                     "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "@" + www + "/big.bin",
                     "http://127.0.0.1:%d/api/big" % port3], capture_output=True, text=True, timeout=60)
@@ -269,19 +277,15 @@ for name, req in [
 q = b"GET /api/r6?a=${j"
 attempt("... ${jndi: in the query across sends (held, then refused)",
         [send(q), ["sleep", 0.3], send(b"ndi:x} HTTP/1.1\r\nHost: a\r\n\r\n")], [len(q), EACCES], port3)
-time.sleep(0.3)
-logged = open(access).read()
-ok(not re.search(r"/api/r\d", logged), "nginx saw none of them", logged[-800:])
+nginx_saw_none(r"/api/r\d")
 is_([len(pd.lines(r"deny rule=%d service=web2? " % i)) for i in (1, 4, 5, 6)], [5, 4, 3, 1],
     "each is logged as denied by its rule (1: header, 4: body, 5: query, 6: header_contains; "
     "with the ones before the reload)")
-for name, req in [
+passes([
         ("${jndi: in the path only", b"GET /api/${jndi:x}/p1 HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("an escape that is not one before jndi", b"GET /api/p2?a=$%{jndi:x} HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("${jndi: split across two headers", b"GET /api/p3 HTTP/1.1\r\nHost: a\r\nX-A: ${\r\n"
-         b"X-B: jndi:x\r\n\r\n")]:
-    results, _ = client(env, port3, [send(req), ["recv", 15]])
-    is_(results, [len(req), b"HTTP/1.1 200 OK".hex()], "passed: %s" % name)
+         b"X-B: jndi:x\r\n\r\n")], port3)
 is_(len(pd.lines(r"deny ")), denied + 6, "... no other deny line")
 ok(pd.stop() == 0, "policyd stops")
 ok(env.stop(nginx) == 0, "nginx stops")

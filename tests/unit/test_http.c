@@ -458,6 +458,34 @@ static void verdicts(long rounds)
 	pd_policy_free(&p);
 }
 
+/* The request at buf (end bytes) walked in pieces against what a naive
+ * matcher wants of rules 1 to 4 (deny, 0 none) and audit rule 5: counted
+ * as bad, or as checked and denied by its rule. */
+static void tally(const uint8_t *buf, size_t end, uint16_t deny, bool audit, long *bad,
+		  long *checked, long *denied)
+{
+	struct pd_match m;
+	int done = walk_pieces(buf, end, 12, &m);
+
+	if (!verdict_is(&m, done, deny, 5, audit, 6, false, buf, end)) {
+		(*bad)++;
+		return;
+	}
+	denied[deny]++;
+	(*checked)++;
+}
+
+/* The verdicts of rules 1 to 4 against a naive matcher: none differed,
+ * and every rule denied some requests while some passed. */
+static void denied_by(const char *rules, long bad, long checked, const long denied[5])
+{
+	ok(!bad, "verdicts of %s against a naive matcher: %ld requests (denied by rule 1: %ld, "
+	   "2: %ld, 3: %ld, 4: %ld; passed %ld)", rules, checked, denied[1], denied[2], denied[3],
+	   denied[4], denied[0]);
+	ok(denied[1] && denied[2] && denied[3] && denied[4] && denied[0] > checked / 10,
+	   "... every rule denied some, and some passed");
+}
+
 /* ---- header and body rules: sections of their own ---- */
 
 /* A header value as the rules compare it: lower case, no spaces or tabs
@@ -515,8 +543,6 @@ static void sections(long rounds)
 		uint16_t deny = 0, hdeny = 0;
 		bool audit = false, chunked = rnd(2);
 		size_t n = 0, end;
-		struct pd_match m;
-		int done;
 
 		n = put(buf, n, rnd(2) ? "GET " : "POST ");
 		n = put(buf, n, target);
@@ -575,19 +601,9 @@ static void sections(long rounds)
 			deny = hdeny;
 		else if (has((const uint8_t *)body, blen, "EVIL"))
 			deny = 3;
-		done = walk_pieces(buf, end, 12, &m);
-		if (!verdict_is(&m, done, deny, 5, audit, 6, false, buf, end)) {
-			bad++;
-			continue;
-		}
-		denied[deny]++;
-		checked++;
+		tally(buf, end, deny, audit, &bad, &checked, denied);
 	}
-	ok(!bad, "verdicts of header and body rules against a naive matcher: %ld requests "
-	   "(denied by rule 1: %ld, 2: %ld, 3: %ld, 4: %ld; passed %ld)", checked, denied[1],
-	   denied[2], denied[3], denied[4], denied[0]);
-	ok(denied[1] && denied[2] && denied[3] && denied[4] && denied[0] > checked / 10,
-	   "... every rule denied some, and some passed");
+	denied_by("header and body rules", bad, checked, denied);
 	pd_image_free(&img);
 	pd_policy_free(&p);
 }
@@ -639,9 +655,7 @@ static void query_headers(long rounds)
 		size_t n = 0, ln = 0, end, at1, at2;
 		uint16_t deny = 0;
 		bool audit = false;
-		struct pd_match m;
 		long qlen;
-		int done;
 
 		for (uint32_t k = rnd(4); k--;)
 			strcat(target, segs[rnd(8)]);
@@ -682,19 +696,9 @@ static void query_headers(long rounds)
 		else if (ends_at(lines, ln, "${jndi:", false))
 			deny = 3;
 		audit = ends_at(lines, ln, "user-agent: mozilla x", false);
-		done = walk_pieces(buf, end, 12, &m);
-		if (!verdict_is(&m, done, deny, 5, audit, 6, false, buf, end)) {
-			bad++;
-			continue;
-		}
-		denied[deny]++;
-		checked++;
+		tally(buf, end, deny, audit, &bad, &checked, denied);
 	}
-	ok(!bad, "verdicts of query_contains and header_contains against a naive matcher: %ld "
-	   "requests (denied by rule 1: %ld, 2: %ld, 3: %ld, 4: %ld; passed %ld)", checked,
-	   denied[1], denied[2], denied[3], denied[4], denied[0]);
-	ok(denied[1] && denied[2] && denied[3] && denied[4] && denied[0] > checked / 10,
-	   "... every rule denied some, and some passed");
+	denied_by("query_contains and header_contains", bad, checked, denied);
 	pd_image_free(&img);
 	pd_policy_free(&p);
 }
