@@ -703,10 +703,45 @@ static void query_headers(long rounds)
 	pd_policy_free(&p);
 }
 
+/* path_prefix with nocase: the path's start in any case, and still only
+ * its start. */
+static void nocase_prefix(void)
+{
+	static const char text[] =
+		"version = 1;\n"
+		"services = ( { name = \"h\"; ports = [ 1 ]; framing = \"http\"; rules = (\n"
+		"  { id = 1; action = \"deny\"; path_prefix = \"/Admin\"; nocase = true; }\n"
+		"); } );\n";
+	static const struct {
+		const char *req;
+		uint16_t deny;
+	} t[] = {
+		{ "GET /admin/x HTTP/1.1\r\n\r\n", 1 }, { "GET /ADMIN HTTP/1.1\r\n\r\n", 1 },
+		{ "GET /%41dmin HTTP/1.1\r\n\r\n", 1 }, { "GET /x/admin HTTP/1.1\r\n\r\n", 0 },
+		{ "GET /x?/admin HTTP/1.1\r\n\r\n", 0 },
+	};
+	struct pd_policy p;
+	struct pd_image img;
+
+	if (!compile_text(text, "http-nocase.conf", &p, &img))
+		return;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct pd_match m;
+		int done = walk_pieces((const uint8_t *)t[i].req, strlen(t[i].req), 12, &m);
+
+		ok(verdict_is(&m, done, t[i].deny, 2, false, 3, false, (const uint8_t *)t[i].req,
+			      strlen(t[i].req)), "path_prefix with nocase: case %zu %s", i,
+		   t[i].deny ? "denied" : "passes");
+	}
+	pd_image_free(&img);
+	pd_policy_free(&p);
+}
+
 static void all_fixed(void)
 {
 	fixed();
 	fixed_queries();
+	nocase_prefix();
 }
 
 static void all_verdicts(long rounds)
