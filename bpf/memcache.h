@@ -261,6 +261,50 @@ PD_INLINE int pd_mc_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	return PD_P_BAD;
 }
 
+/* At most how many bytes pd_mc_skip takes at once (a bounded loop for
+ * the verifier; a 250-byte key takes four). */
+#define PD_MC_SKIP_MAX 64
+
+/* Bytes from p on (up to end, at most max) that the caller, whose
+ * automaton needs no more symbols of this command, may pass over: a
+ * token after the name (a get's key, a storage command's key; the
+ * numbers after a key are checked byte by byte), or what follows a NUL.
+ * It stops before what ends a token or changes the line (' ', '\n',
+ * '\r', NUL). Leaves ps as pd_mc_byte would over the same bytes; returns
+ * how many (0: none here). The loop looks at bytes only, so that the
+ * verifier follows it once per byte, not once per state it could leave. */
+PD_INLINE __u32 pd_mc_skip(struct pd_parse *ps, const __u8 *p, const __u8 *end, __u32 max)
+{
+	__u32 k, n;
+	__u8 b;
+
+	if (max > PD_MC_SKIP_MAX)
+		max = PD_MC_SKIP_MAX;
+	if (ps->phase == PD_MC_IGNORE) {
+		for (k = 0; k < max && p + k + 1 <= end; k++)
+			if (p[k] == '\n')
+				break;
+		return k;
+	}
+	if ((ps->phase != PD_MC_BLANK && ps->phase != PD_MC_TOKEN) || !ps->tok ||
+	    (ps->kind != PD_MC_K_OTHER && ps->tok != 1))
+		return 0;
+	for (k = 0; k < max && p + k + 1 <= end; k++) {
+		b = p[k];
+		if (b == ' ' || b == '\n' || b == '\r' || !b)
+			break;
+	}
+	if (!k)
+		return 0;
+	/* k bytes of one token, as pd_mc_tokbyte takes them */
+	ps->phase = PD_MC_TOKEN;
+	n = ps->count + k;
+	ps->count = n < 0xffff ? n : 0xffff;
+	if (ps->kind != PD_MC_K_OTHER && ps->count > PD_MC_KEY_MAX)
+		ps->kind |= PD_MC_K_BAD;
+	return k;
+}
+
 /* Bytes from here that are the data block. */
 PD_INLINE __u32 pd_mc_counted(const struct pd_parse *ps)
 {

@@ -198,6 +198,21 @@ static __always_inline __u32 proto_pass(struct pd_sock *st, const struct pd_serv
 	return k;
 }
 
+/* Bytes that would give only symbols the automaton does not need
+ * (pd_proto_skip), from window offset i of the sk_msg's window of n
+ * bytes: how many. Global: checked once. */
+__noinline int proto_skip(struct sk_msg_md *msg, struct pd_sock *st, __u32 i, __u32 n,
+			  __u32 framing)
+{
+	const __u8 *p;
+
+	if (!msg || !st || i >= n || n > PD_WINDOW)
+		return 0;
+	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
+	return pd_proto_skip(&st->cur.parse, framing, p, (const __u8 *)(long)msg->data_end,
+			     n - i);
+}
+
 /* Headers at once, from window offset i of the sk_msg's window of n
  * bytes: how many bytes (pd_proto_headers), PD_HDR_DONE added when they
  * end the message. Global: checked once. */
@@ -245,6 +260,15 @@ static long proto_step(__u32 c, void *arg)
 		if (k) {
 			st->run.wused = i + k;
 			continue;
+		}
+		if (w->svc->framing == PD_FRAME_MEMCACHE &&
+		    !pd_proto_feeds(&st->cur.m, w->svc, &st->cur.parse)) {
+			k = proto_skip(w->msg, st, i, n, PD_FRAME_MEMCACHE);
+			if (k) {
+				st->run.wused = i + k;
+				st->cur.msglen += k;
+				continue;
+			}
 		}
 		k = proto_headers(w->msg, st, i, n, w->svc->framing);
 		if (k) {

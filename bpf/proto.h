@@ -67,6 +67,17 @@ PD_INLINE __u32 pd_proto_headers(struct pd_parse *ps, __u32 framing, const __u8 
 	return 0;
 }
 
+/* Bytes from p on (up to end, at most max) that would give the
+ * automaton nothing but symbols, taken at once: only when it needs no
+ * more of them (pd_proto_feeds is 0). How many, 0 for none. */
+PD_INLINE __u32 pd_proto_skip(struct pd_parse *ps, __u32 framing, const __u8 *p,
+			      const __u8 *end, __u32 max)
+{
+	if (framing == PD_FRAME_MEMCACHE)
+		return pd_mc_skip(ps, p, end, max);
+	return 0;
+}
+
 /* A byte of counted contents the automaton needs (pd_proto_counted is
  * not 0): its symbols in o. */
 PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct pd_syms *o)
@@ -246,6 +257,13 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 			if (k > n - i)
 				k = n - i;
 			pd_proto_pass(ps, svc->framing, k);
+			m->seen += k;
+			i += k;
+			continue;
+		}
+		k = pd_proto_feeds(m, svc, ps) ? 0 :
+		    pd_proto_skip(ps, svc->framing, p + i, p + n, n - i);
+		if (k) {
 			m->seen += k;
 			i += k;
 			continue;

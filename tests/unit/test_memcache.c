@@ -343,9 +343,12 @@ static void read_at(const uint8_t *b, size_t n, size_t pos, struct reading *r)
 		 c.argc, g.argc, c.odd ? ", a bad data chunk" : "");
 }
 
+static void skips(long rounds);
+
 static void differential(long rounds)
 {
 	differential_of("memcached", rounds, gen_stream, read_at);
+	skips(rounds / 4);
 }
 
 /* ---- the forms of the issue, and the edges ---- */
@@ -432,9 +435,71 @@ static struct want mc_want(const uint8_t *buf, size_t n, size_t pos)
 	return w;
 }
 
+/* the same without a contains rule: past a name that no rule names the
+ * walk takes the rest of the line at once (pd_mc_skip) */
+static const struct naive names_only = {
+	.framing = "memcache", .deny1 = "flush_all", .deny2 = "stats", .deny2arg = "cachedump",
+	.audit = "stats", .allow = "get", .contains = NULL, .fold = false,
+};
+
+static struct want mc_want_names(const uint8_t *buf, size_t n, size_t pos)
+{
+	struct want w = { 0 };
+	struct cmd c;
+
+	ref_parse(buf, n, pos, &c);
+	if (c.kind != REF_CMD)
+		return w;
+	w.end = c.end;
+	naive_want(&names_only, &c, c.argc, token, buf + c.data, c.datalen, &w);
+	return w;
+}
+
 static void verdicts(long rounds)
 {
 	verdicts_of(&rules, rounds, gen_stream, mc_want);
+	verdicts_of(&names_only, rounds, gen_stream, mc_want_names);
+}
+
+/* ---- bytes taken at once (pd_mc_skip) leave the parser as byte by byte ---- */
+
+static void skips(long rounds)
+{
+	static uint8_t b[65536];
+	long places = 0, taken = 0, bad = 0;
+
+	for (long r = 0; r < rounds && bad < 3; r++) {
+		size_t n = gen_stream(b, sizeof(b), rnd(2));
+		struct pd_parse ps = { 0 };
+		struct pd_syms o;
+
+		for (size_t pos = 0; pos < n && bad < 3;) {
+			struct pd_parse fast = ps, slow = ps;
+			__u32 max = 1 + rnd(80), k;
+			int rr = PD_P_MORE;
+
+			k = pd_proto_skip(&fast, PD_FRAME_MEMCACHE, b + pos, b + n, max);
+			if (k) {
+				places++;
+				taken += k;
+				for (__u32 i = 0; i < k && rr == PD_P_MORE && pos + i < n; i++)
+					rr = pd_proto_byte(&slow, PD_FRAME_MEMCACHE, b[pos + i], &o);
+				if (k > max || k > PD_MC_SKIP_MAX || pos + k > n || rr != PD_P_MORE ||
+				    memcmp(&fast, &slow, sizeof(fast))) {
+					printf("# at %zu: %u bytes taken at once (max %u) leave the parser "
+					       "otherwise than byte by byte\n", pos, k, max);
+					show("stream", b, n);
+					bad++;
+				}
+			}
+			rr = pd_proto_byte(&ps, PD_FRAME_MEMCACHE, b[pos++], &o);
+			if (rr != PD_P_MORE)
+				memset(&ps, 0, sizeof(ps));     /* the next command */
+		}
+	}
+	ok(!bad, "bytes taken at once leave the parser as byte by byte: %ld places, %ld bytes",
+	   places, taken);
+	ok(places > rounds && taken > 8 * places, "... keys and lines taken at once");
 }
 
 int main(void)
