@@ -170,21 +170,20 @@ PD_INLINE int pd_proto_sym(struct pd_match *m, const struct pd_service *svc,
 {
 	__u32 cls;
 
-	if (s == PD_SYM_HEADERS || s == PD_SYM_BODY || s == PD_SYM_QUERY) {
+	/* a byte first: nearly every symbol is one */
+	if (s < PD_SYM_END) {
+		/* the mask itself bounds the index for the BPF verifier:
+		 * kept, not folded into the comparison above */
+		asm volatile("" : "+r"(s));
+		cls = cm->cls[s & 0xff];
+	} else if (s != PD_SYM_HEADERS && s != PD_SYM_BODY && s != PD_SYM_QUERY) {
+		cls = svc->end_class;           /* PD_SYM_END */
+	} else {
 		/* framing http: the head's, the body's or the query's section
 		 * begins */
 		m->state = s == PD_SYM_HEADERS ? svc->hstart :
 			   s == PD_SYM_BODY ? svc->bstart : svc->qstart;
 		return 0;
-	}
-	if (s >= PD_SYM_END) {
-		cls = svc->end_class;
-	} else {
-		s &= 0xff;
-		/* the mask itself bounds the index for the BPF verifier:
-		 * kept, not folded into the comparison above */
-		asm volatile("" : "+r"(s));
-		cls = cm->cls[s & 0xff];
 	}
 	return pd_step(&m->state, m, cls, ctx);
 }
