@@ -422,19 +422,6 @@ static const uint8_t *token(const void *cmd, int i, size_t *len)
 	return c->argv[i];
 }
 
-static struct want mc_want(const uint8_t *buf, size_t n, size_t pos)
-{
-	struct want w = { 0 };
-	struct cmd c;
-
-	ref_parse(buf, n, pos, &c);
-	if (c.kind != REF_CMD)
-		return w;
-	w.end = c.end;
-	naive_want(&rules, &c, c.argc, token, buf + c.data, c.datalen, &w);
-	return w;
-}
-
 /* the same without a contains rule: past a name that no rule names the
  * walk takes the rest of the line at once (pd_mc_skip) */
 static const struct naive names_only = {
@@ -442,7 +429,8 @@ static const struct naive names_only = {
 	.audit = "stats", .allow = "get", .contains = NULL, .fold = false,
 };
 
-static struct want mc_want_names(const uint8_t *buf, size_t n, size_t pos)
+/* What the naive matcher under nv wants of the command at pos. */
+static struct want want_of(const struct naive *nv, const uint8_t *buf, size_t n, size_t pos)
 {
 	struct want w = { 0 };
 	struct cmd c;
@@ -451,8 +439,18 @@ static struct want mc_want_names(const uint8_t *buf, size_t n, size_t pos)
 	if (c.kind != REF_CMD)
 		return w;
 	w.end = c.end;
-	naive_want(&names_only, &c, c.argc, token, buf + c.data, c.datalen, &w);
+	naive_want(nv, &c, c.argc, token, buf + c.data, c.datalen, &w);
 	return w;
+}
+
+static struct want mc_want(const uint8_t *buf, size_t n, size_t pos)
+{
+	return want_of(&rules, buf, n, pos);
+}
+
+static struct want mc_want_names(const uint8_t *buf, size_t n, size_t pos)
+{
+	return want_of(&names_only, buf, n, pos);
 }
 
 static void verdicts(long rounds)
