@@ -213,12 +213,13 @@ __noinline int proto_skip(struct sk_msg_md *msg, struct pd_sock *st, __u32 i, __
 			     n - i);
 }
 
-/* Headers at once, from window offset i of the sk_msg's window of n
- * bytes: how many bytes (pd_proto_headers), PD_HDR_DONE added when they
- * end the message. Global: checked once. */
+/* Headers at once (under mode PD_PM_SKIP with the contents they
+ * announce), from window offset i of the sk_msg's window of n bytes: how
+ * many bytes (pd_proto_headers), PD_HDR_DONE added when they end the
+ * message. Global: checked once. */
 #define PD_HDR_DONE 0x10000
 __noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i, __u32 n,
-			     __u32 framing)
+			     __u32 mode)
 {
 	const __u8 *p, *end;
 	__u32 k;
@@ -229,7 +230,7 @@ __noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i,
 	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
 	end = (const __u8 *)(long)msg->data_end;
 	st->hdr = st->cur.parse;
-	k = pd_proto_headers(&st->hdr, framing, p, end, &done);
+	k = pd_proto_headers(&st->hdr, mode, p, end, n - i, &done);
 	if (!k || k > n - i)
 		return 0;       /* none, or past the window (readable beyond it) */
 	st->cur.parse = st->hdr;
@@ -270,7 +271,9 @@ static long proto_step(__u32 c, void *arg)
 				continue;
 			}
 		}
-		k = proto_headers(w->msg, st, i, n, w->svc->framing);
+		k = pd_proto_headed(&st->cur.parse, w->svc->framing) ?
+		    proto_headers(w->msg, st, i, n,
+				  pd_proto_hmode(&st->cur.m, w->svc, &st->cur.parse)) : 0;
 		if (k) {
 			st->run.wused = i + (k & (PD_HDR_DONE - 1));
 			st->syms.n = 0;         /* headers give no symbols */

@@ -28,6 +28,7 @@
  * and for resp whether inline commands are refused. */
 #define PD_PM_FRAMING 0xff
 #define PD_PM_NO_INLINE 0x100
+#define PD_PM_SKIP 0x200        /* pd_proto_headers: the automaton needs no symbols */
 
 PD_INLINE __u32 pd_proto_mode(const struct pd_service *svc)
 {
@@ -55,15 +56,27 @@ PD_INLINE int pd_proto_byte(struct pd_parse *ps, __u32 mode, __u8 b, struct pd_s
 	return PD_P_BAD;
 }
 
+/* Whether pd_proto_headers may take anything here: at a RESP command's
+ * start, after a bulk string and where a bulk string's header is due
+ * (other framings have no headers to take at once). */
+PD_INLINE int pd_proto_headed(const struct pd_parse *ps, __u32 framing)
+{
+	return framing == PD_FRAME_RESP &&
+	       (ps->phase == PD_RESP_START || ps->phase == PD_RESP_DATA_CR ||
+		ps->phase == PD_RESP_HDR);
+}
+
 /* The headers of the protocol's structure at once, where they are whole
- * between p and end (pd_resp_headers): bytes taken, 0 for none; *done
- * set when they end the message. */
-PD_INLINE __u32 pd_proto_headers(struct pd_parse *ps, __u32 framing, const __u8 *p,
-				 const __u8 *end, int *done)
+ * between p and end (pd_resp_headers), taking at most max bytes; under
+ * mode PD_PM_SKIP (the automaton needs no more symbols of the message:
+ * pd_proto_hmode) the contents they announce too. Bytes taken, 0 for
+ * none; *done set when they end the message. */
+PD_INLINE __u32 pd_proto_headers(struct pd_parse *ps, __u32 mode, const __u8 *p,
+				 const __u8 *end, __u32 max, int *done)
 {
 	*done = 0;
-	if (framing == PD_FRAME_RESP)
-		return pd_resp_headers(ps, p, end, done);
+	if ((mode & PD_PM_FRAMING) == PD_FRAME_RESP)
+		return pd_resp_headers(ps, p, end, max, !!(mode & PD_PM_SKIP), done);
 	return 0;
 }
 
@@ -135,6 +148,14 @@ PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *
 			return !!(svc->pflags & PD_PF_QUERY);
 	}
 	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
+}
+
+/* The mode pd_proto_headers takes here: the framing, with PD_PM_SKIP
+ * once the automaton needs no more symbols. */
+PD_INLINE __u32 pd_proto_hmode(const struct pd_match *m, const struct pd_service *svc,
+			       const struct pd_parse *ps)
+{
+	return svc->framing | (pd_proto_feeds(m, svc, ps) ? 0 : PD_PM_SKIP);
 }
 
 /* Whether some rule may still match the message: the automaton is fed,
@@ -267,7 +288,7 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 			i += k;
 			continue;
 		}
-		k = pd_proto_headers(ps, svc->framing, p + i, p + n, &r);
+		k = pd_proto_headers(ps, pd_proto_hmode(m, svc, ps), p + i, p + n, n - i, &r);
 		if (k) {
 			m->seen += k;
 			i += k;

@@ -550,7 +550,8 @@ static void proto_run(struct pd_judge *j, const struct judge_msg *msg, uint64_t 
 			{
 				struct pd_parse ps = j->cur.parse;
 
-				k = pd_proto_headers(&ps, svc->framing, w + i, w + n, &done);
+				k = pd_proto_headers(&ps, pd_proto_hmode(&j->cur.m, svc, &ps), w + i,
+						     w + n, n - i, &done);
 				if (k && k <= n - i) {
 					j->cur.parse = ps;
 					j->cur.msglen += k;

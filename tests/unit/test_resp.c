@@ -277,7 +277,8 @@ static void our_parse(const uint8_t *b, size_t len, size_t pos, struct got *g)
 			/* headers at once, as the BPF program takes them */
 			int hdone;
 
-			k = pd_proto_headers(&ps, PD_FRAME_RESP, b + pos, b + len, &hdone);
+			k = pd_proto_headers(&ps, PD_FRAME_RESP, b + pos, b + len,
+					     (__u32)(len - pos), &hdone);
 			pos += k;
 			if (hdone) {
 				g->done = 1;
@@ -476,9 +477,72 @@ static size_t gen_valid_or_not(uint8_t *b, size_t cap, bool valid)
 	return gen_stream(b, cap > 4096 ? 4096 : cap, !valid);
 }
 
+/* Two parser states alike in what they will do: where a bulk string's
+ * header is due, the number last read and its digit flags are dead (the
+ * '$' clears them), and headers taken at once leave them as they were. */
+static bool same_state(struct pd_parse a, struct pd_parse b)
+{
+	if (a.phase == PD_RESP_HDR) {
+		a.len = b.len = 0;
+		a.aux = b.aux = 0;
+	}
+	return !memcmp(&a, &b, sizeof(a));
+}
+
+/* Headers taken at once with the contents they announce (the walk's way
+ * once the matcher needs no more of a command) leave the parser where
+ * byte by byte would: at every position of random streams, from the
+ * state the bytes before left, within a random reach. */
+static void skips(long rounds)
+{
+	static uint8_t b[4096];
+	long places = 0, taken = 0, ended = 0, bad = 0;
+
+	for (long r = 0; r < rounds && bad < 3; r++) {
+		size_t n = gen_stream(b, sizeof(b), rnd(4) == 0);
+		struct pd_parse ps = { 0 };
+		struct pd_syms o;
+
+		for (size_t pos = 0; pos < n && bad < 3;) {
+			struct pd_parse fast = ps, slow = ps;
+			__u32 max = 1 + rnd(64), k;
+			int hdone, rr = PD_P_MORE;
+
+			if (max > n - pos)
+				max = (__u32)(n - pos);
+			/* the reach ends the readable bytes too, as a window's end
+			 * does (headers past max would be given back by the caller) */
+			k = pd_proto_headers(&fast, PD_FRAME_RESP | PD_PM_SKIP, b + pos,
+					     b + pos + max, max, &hdone);
+			if (k) {
+				places++;
+				taken += k;
+				ended += hdone;
+				for (__u32 i = 0; i < k && rr == PD_P_MORE && pos + i < n; i++)
+					rr = pd_proto_byte(&slow, PD_FRAME_RESP, b[pos + i], &o);
+				if (k > max || rr != (hdone ? PD_P_DONE : PD_P_MORE) ||
+				    !same_state(fast, slow)) {
+					printf("# at %zu: %u bytes taken at once (max %u, done %d) leave "
+					       "the parser otherwise than byte by byte\n", pos, k, max,
+					       hdone);
+					show("stream", b, n);
+					bad++;
+				}
+			}
+			rr = pd_proto_byte(&ps, PD_FRAME_RESP, b[pos++], &o);
+			if (rr != PD_P_MORE)
+				memset(&ps, 0, sizeof(ps));     /* the next command */
+		}
+	}
+	ok(!bad, "headers and contents taken at once leave the parser as byte by byte: %ld "
+	   "places, %ld bytes", places, taken);
+	ok(places > rounds && ended > rounds / 4, "... commands ended by them seen (%ld)", ended);
+}
+
 static void differential(long rounds)
 {
 	differential_of("Redis", rounds, gen_valid_or_not, read_at);
+	skips(rounds / 4);
 }
 
 /* Fixed cases, each with what the parser must make of it. */
@@ -580,7 +644,15 @@ static const uint8_t *token(const void *cmd, int i, size_t *len)
 	return c->argv[i];
 }
 
-static struct want resp_want(const uint8_t *buf, size_t n, size_t pos)
+/* the same without a contains rule: past a name that no rule names the
+ * walk passes the rest of the command over with its headers */
+static const struct naive names_only = {
+	.framing = "resp", .deny1 = "FLUSHALL", .deny2 = "CONFIG", .deny2arg = "SET",
+	.audit = "config", .allow = "GET", .contains = NULL, .fold = true,
+};
+
+/* What the naive matcher under nv wants of the command at pos. */
+static struct want want_of(const struct naive *nv, const uint8_t *buf, size_t n, size_t pos)
 {
 	struct want w = { 0 };
 	struct cmd c;
@@ -589,13 +661,24 @@ static struct want resp_want(const uint8_t *buf, size_t n, size_t pos)
 	if (c.kind != REF_CMD)
 		return w;
 	w.end = c.end;
-	naive_want(&rules, &c, c.argc < MAXARGS ? c.argc : MAXARGS, token, NULL, 0, &w);
+	naive_want(nv, &c, c.argc < MAXARGS ? c.argc : MAXARGS, token, NULL, 0, &w);
 	return w;
+}
+
+static struct want resp_want(const uint8_t *buf, size_t n, size_t pos)
+{
+	return want_of(&rules, buf, n, pos);
+}
+
+static struct want resp_want_names(const uint8_t *buf, size_t n, size_t pos)
+{
+	return want_of(&names_only, buf, n, pos);
 }
 
 static void verdicts(long rounds)
 {
 	verdicts_of(&rules, rounds, gen_valid_or_not, resp_want);
+	verdicts_of(&names_only, rounds, gen_valid_or_not, resp_want_names);
 }
 
 int main(void)
