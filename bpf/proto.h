@@ -158,6 +158,15 @@ PD_INLINE __u32 pd_proto_hmode(const struct pd_match *m, const struct pd_service
 	return svc->framing | (pd_proto_feeds(m, svc, ps) ? 0 : PD_PM_SKIP);
 }
 
+/* pd_proto_skip where the automaton needs no more symbols of the
+ * message here, else 0 (the walks of the tests and of `policyd test`). */
+PD_INLINE __u32 pd_proto_skip_unfed(const struct pd_match *m, const struct pd_service *svc,
+				    struct pd_parse *ps, const __u8 *p, const __u8 *end,
+				    __u32 max)
+{
+	return pd_proto_feeds(m, svc, ps) ? 0 : pd_proto_skip(ps, svc->framing, p, end, max);
+}
+
 /* Whether some rule may still match the message: the automaton is fed,
  * or (framing http) a later section of the request has rules. */
 PD_INLINE int pd_proto_live(const struct pd_match *m, const struct pd_service *svc,
@@ -281,8 +290,7 @@ PD_INLINE long pd_proto_walk(struct pd_parse *ps, struct pd_match *m,
 			i += k;
 			continue;
 		}
-		k = pd_proto_feeds(m, svc, ps) ? 0 :
-		    pd_proto_skip(ps, svc->framing, p + i, p + n, n - i);
+		k = pd_proto_skip_unfed(m, svc, ps, p + i, p + n, n - i);
 		if (k) {
 			m->seen += k;
 			i += k;

@@ -539,8 +539,7 @@ static void proto_run(struct pd_judge *j, const struct judge_msg *msg, uint64_t 
 				i += k;
 				continue;
 			}
-			k = pd_proto_feeds(&j->cur.m, svc, &j->cur.parse) ? 0 :
-			    pd_proto_skip(&j->cur.parse, svc->framing, w + i, w + n, n - i);
+			k = pd_proto_skip_unfed(&j->cur.m, svc, &j->cur.parse, w + i, w + n, n - i);
 			if (k) {
 				j->cur.msglen += k;
 				i += k;
