@@ -182,6 +182,20 @@ __noinline int proto_after_kept(struct pd_sock *st, int r)
 	return after(NULL, st, r, 0);
 }
 
+/* Whether a byte the parser took (with outcome r and symbols st->syms)
+ * needs proto_after: it ended or broke the message, or gave symbols the
+ * automaton takes. Symbols it does not take (an HTTP header's bytes with
+ * no header rule, an inline command's arguments once no rule can match)
+ * would change nothing there: after() matches only what pd_proto_feeds
+ * lets through, and a deny it could stop at was stopped at when it
+ * matched. So most bytes of such parts cost one call, not two. */
+static __always_inline int proto_after_due(const struct pd_sock *st,
+					   const struct pd_service *svc, int r)
+{
+	return r != PD_P_MORE ||
+	       (st->syms.n && pd_proto_feeds(&st->cur.m, svc, &st->cur.parse));
+}
+
 /* Pass over the counted bytes the automaton does not need, up to the
  * window's end (left bytes): how many. */
 static __always_inline __u32 proto_pass(struct pd_sock *st, const struct pd_service *svc,
@@ -292,7 +306,7 @@ static long proto_step(__u32 c, void *arg)
 		r = proto_parse(&st->cur.parse, pd_proto_mode(w->svc), *p, &st->syms);
 		st->run.wused = i + 1;
 		st->cur.msglen++;
-		if ((r != PD_P_MORE || st->syms.n) && proto_after(w->msg, st, r, n))
+		if (proto_after_due(st, w->svc, r) && proto_after(w->msg, st, r, n))
 			return 1;
 	}
 	return 0;
@@ -421,7 +435,7 @@ static long proto_follow_step(__u32 i, void *arg)
 	r = proto_parse(&st->cur.parse, pd_proto_mode(w->svc),
 			w->kept->bytes[i & (PD_BYTES_MAX - 1)], &st->syms);
 	st->cur.msglen++;
-	if (r != PD_P_MORE || st->syms.n)
+	if (proto_after_due(st, w->svc, r))
 		return proto_after_kept(st, r) ? 1 : 0;
 	return 0;
 }
