@@ -485,6 +485,41 @@ PD_INLINE int pd_h_csize(struct pd_parse *ps, __u8 b)
 	return PD_P_BAD;
 }
 
+/* A byte of the method, the path (no escape, no "." or ".." segment
+ * begun), the query (no escape) or a raw target that pd_http_byte would
+ * hand over as its one symbol, with at most the method begun or the
+ * path's place in a segment changed: taken so (1), or 0 with ps
+ * untouched. */
+PD_INLINE int pd_http_quick(struct pd_parse *ps, __u8 b)
+{
+	switch (ps->phase) {
+	case PD_H_START:
+	case PD_H_METHOD:
+		if (!((b >= 'A' && b <= 'Z') || b == '-' || b == '_'))
+			return 0;
+		ps->phase = PD_H_METHOD;
+		return 1;
+	case PD_H_PATH:
+		if (ps->aux || b <= ' ' || b == 0x7f || b == '?' || b == '#' || b == '%')
+			return 0;
+		if (ps->tok == PD_H_SEG) {
+			if (b == '/')
+				ps->tok = PD_H_SLASH;
+			return 1;
+		}
+		if (ps->tok == PD_H_SLASH && b != '/' && b != '.') {
+			ps->tok = PD_H_SEG;
+			return 1;
+		}
+		return 0;
+	case PD_H_QUERY:
+		return !ps->aux && b > ' ' && b != 0x7f && b != '%';
+	case PD_H_RAW:
+		return b > ' ' && b < 0x7f;
+	}
+	return 0;
+}
+
 /* One byte of a request: its symbols into o (o->n set). */
 PD_INLINE int pd_http_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 {

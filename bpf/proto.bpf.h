@@ -103,9 +103,12 @@ __noinline int proto_parse(struct pd_parse *ps, __u32 mode, __u32 b, struct pd_s
 	return pd_proto_byte(ps, mode, (__u8)b, o);
 }
 
-/* Counted contents the automaton needs (a command's name), walked on
- * from window offset wused of the sk_msg msg, up to PD_TAKE bytes: their
- * symbols through the automaton at once. 0, or -1 on inconsistent tables. */
+/* Bytes the automaton needs that the parser takes without a state of
+ * its own, walked on from window offset wused of the sk_msg msg, up to
+ * PD_TAKE bytes: counted contents (a command's name) and runs of bytes
+ * that are their own symbol (pd_proto_quick: an inline token, a path),
+ * their symbols through the automaton at once. 0, or -1 on inconsistent
+ * tables. */
 #define PD_TAKE 32
 static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 				      const struct pd_service *svc, const struct pd_classmap *cm,
@@ -118,9 +121,16 @@ static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 	p += i & (PD_WINDOW - 1);
 	for (k = 0; k < PD_TAKE; k++) {
 		if (i + k >= n || p + k + 1 > end || st->cur.m.deny ||
-		    !pd_proto_counted(&st->cur.parse, svc->framing) || !pd_proto_feeds(&st->cur.m, svc, &st->cur.parse))
+		    !pd_proto_feeds(&st->cur.m, svc, &st->cur.parse))
 			break;
-		pd_proto_take(&st->cur.parse, svc->framing, p[k], o);
+		if (pd_proto_counted(&st->cur.parse, svc->framing)) {
+			pd_proto_take(&st->cur.parse, svc->framing, p[k], o);
+		} else if (pd_proto_quick(&st->cur.parse, svc->framing, p[k])) {
+			o->s[0] = p[k];
+			o->n = 1;
+		} else {
+			break;
+		}
 		if (pd_proto_match(&st->cur.m, svc, cm, o, NULL))
 			return -1;
 	}
@@ -148,8 +158,10 @@ static __always_inline int after(struct sk_msg_md *msg, struct pd_sock *st, int 
 		proto_stop(st, svc, st->cur.m.deny ? PD_PO_DENY : PD_PO_BAD);
 		return 1;
 	}
+	/* bytes are taken on only within the message: after the byte that
+	 * ended it, the next ones are the next message's */
 	if (pd_proto_feeds(&st->cur.m, svc, &st->cur.parse) && (pd_proto_match(&st->cur.m, svc, cm, o, NULL) ||
-						  (msg && proto_take(msg, st, svc, cm, n)))) {
+						  (msg && r == PD_P_MORE && proto_take(msg, st, svc, cm, n)))) {
 		st->run.err = 1;
 		return 1;
 	}

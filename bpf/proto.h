@@ -105,6 +105,19 @@ PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct p
 	return PD_P_BAD;
 }
 
+/* A byte that pd_proto_byte would hand over as its one symbol (the byte
+ * itself), changing at most where in a token the parser is: taken so
+ * (1), or 0 with ps untouched (pd_proto_byte takes it). The BPF walk
+ * takes runs of such bytes at once, as it takes counted contents. */
+PD_INLINE int pd_proto_quick(struct pd_parse *ps, __u32 framing, __u8 b)
+{
+	if (framing == PD_FRAME_RESP)
+		return pd_resp_quick(ps, b);
+	if (framing == PD_FRAME_HTTP)
+		return pd_http_quick(ps, b);
+	return 0;
+}
+
 /* Bytes from here that may be passed over by their count. */
 PD_INLINE __u32 pd_proto_counted(const struct pd_parse *ps, __u32 framing)
 {

@@ -235,6 +235,29 @@ PD_INLINE int pd_resp_inline(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	return PD_P_BAD;
 }
 
+/* A byte of an inline token that pd_resp_byte would hand over as its one
+ * symbol, at most beginning the token (phase BLANK to TOKEN): taken so
+ * (1), or 0 with ps untouched. */
+PD_INLINE int pd_resp_quick(struct pd_parse *ps, __u8 b)
+{
+	if (!b || b == '\n')
+		return 0;
+	switch (ps->phase) {
+	case PD_RESP_BLANK:
+		if (pd_resp_blank(b) || b == '"' || b == '\'')
+			return 0;
+		ps->phase = PD_RESP_TOKEN;
+		return 1;
+	case PD_RESP_TOKEN:
+		return b != ' ' && b != '\r' && b != '\t' && b != '"' && b != '\'';
+	case PD_RESP_DQ:
+		return b != '\\' && b != '"';
+	case PD_RESP_SQ:
+		return b != '\\' && b != '\'';
+	}
+	return 0;
+}
+
 /* A byte of a bulk string's contents (phase PD_RESP_DATA). */
 PD_INLINE int pd_resp_take(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 {

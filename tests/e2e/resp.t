@@ -85,6 +85,9 @@ for form in [b" FLUSHALL\r\n", b"\tFLUSHALL\r\n", b"\x0bFLUSHALL\r\n", b"\x0cFLU
 attempt("pipelined after a SET, no trailing space", [send(b"SET piped 1\r\nFLUSHALL\r\n")],
         [None])
 is_(redis("GET", "piped"), "1", "... the SET before it ran")
+# an inline command whose name leaves a rule half matched (CONFIG, then
+# SET would deny), ended by "\n" alone: what follows is the next command
+attempt("pipelined after CONFIG alone, ended by \\n", [send(b"CONFIG\nFLUSHALL\r\n")], [None])
 attempt("split F | LUSHALL\\r\\n", [send(b"F"), ["sleep", 0.2], send(b"LUSHALL\r\n")],
         [1, EACCES])
 attempt("RESP split inside the name", [send(b"*1\r\n$8\r\nFLU"), ["sleep", 0.2],

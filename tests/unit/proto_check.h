@@ -294,6 +294,54 @@ static inline void differential_of(const char *server, long rounds,
 	ok(passed > rounds && refused > rounds / 20, "... both outcomes seen");
 }
 
+/* pd_proto_quick against pd_proto_byte at every byte of b (n bytes),
+ * read as a stream of messages (the next begins after one ends or is
+ * refused): where it takes a byte, the parser is left as byte by byte
+ * leaves it, with that byte as the one symbol; where it does not, the
+ * parser is untouched. Counts the bytes it took in *taken; false, said,
+ * at the first disagreement. */
+static inline bool quick_walk(const uint8_t *b, size_t n, __u32 framing, long *taken)
+{
+	struct pd_parse ps = { 0 };
+	struct pd_syms o;
+
+	for (size_t i = 0; i < n; i++) {
+		struct pd_parse before = ps, q = ps;
+		int took = pd_proto_quick(&q, framing, b[i]);
+		int r = pd_proto_byte(&ps, framing, b[i], &o);
+
+		if (took ? r != PD_P_MORE || o.n != 1 || o.s[0] != b[i] ||
+			   memcmp(&q, &ps, sizeof(q)) :
+			   memcmp(&q, &before, sizeof(q))) {
+			printf("# at %zu (byte 0x%02x, phase %u): taken at once %d, byte by byte %d "
+			       "with %u symbols\n", i, b[i], before.phase, took, r, o.n);
+			show("stream", b, n);
+			return false;
+		}
+		*taken += took;
+		if (r != PD_P_MORE)
+			memset(&ps, 0, sizeof(ps));     /* the next message */
+	}
+	return true;
+}
+
+/* quick_walk over rounds streams of gen (valid or not). */
+static inline void quick_of(__u32 framing, long rounds, size_t (*gen)(uint8_t *, size_t, bool))
+{
+	static uint8_t buf[65536];
+	long bytes = 0, taken = 0, bad = 0;
+
+	for (long i = 0; i < rounds && bad < 3; i++) {
+		size_t n = gen(buf, sizeof(buf), rnd(2));
+
+		bytes += (long)n;
+		bad += !quick_walk(buf, n, framing, &taken);
+	}
+	ok(!bad, "bytes taken as their own symbol leave the parser as byte by byte: %ld of %ld",
+	   taken, bytes);
+	ok(taken > bytes / 50, "... and many are");
+}
+
 /* main of a parser's test: the seed and the rounds from the environment
  * variables PREFIX_SEED and PREFIX_ROUNDS, then the fixed cases, the
  * differential rounds and a quarter as many verdict rounds. */

@@ -543,6 +543,7 @@ static void differential(long rounds)
 {
 	differential_of("Redis", rounds, gen_valid_or_not, read_at);
 	skips(rounds / 4);
+	quick_of(PD_FRAME_RESP, rounds / 4, gen_valid_or_not);
 }
 
 /* Fixed cases, each with what the parser must make of it. */
