@@ -5,7 +5,8 @@
  * of the policy, as a stream of messages, and so does what follows each
  * comment that opens with a newline (the dictionary has the framings'
  * words, so that inputs reach them; tests/fuzz/http-*.conf hold
- * requests in such comments). */
+ * requests in such comments). The parsers' shortcut for bytes that are
+ * their own symbol (pd_proto_quick) must agree with them byte for byte. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,28 @@ static void walk(const struct pd_image *img, size_t i, const uint8_t *data, size
 	}
 }
 
+/* data byte by byte through framing's parser: wherever pd_proto_quick
+ * takes a byte, it must leave the parser as pd_proto_byte does, with the
+ * byte as the one symbol, and leave it untouched where it does not */
+static void quick_agrees(__u32 framing, const uint8_t *data, size_t size)
+{
+	struct pd_parse ps = { 0 };
+	struct pd_syms o;
+
+	for (size_t i = 0; i < size; i++) {
+		struct pd_parse before = ps, q = ps;
+		int took = pd_proto_quick(&q, framing, data[i]);
+		int r = pd_proto_byte(&ps, framing, data[i], &o);
+
+		if (took ? r != PD_P_MORE || o.n != 1 || o.s[0] != data[i] ||
+			   memcmp(&q, &ps, sizeof(q)) :
+			   memcmp(&q, &before, sizeof(q)))
+			abort();
+		if (r != PD_P_MORE)
+			memset(&ps, 0, sizeof(ps));
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,6 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (!PD_FRAME_IS_PROTO(img.services[i].svc.framing))
 					continue;
 				walk(&img, i, data, size);
+				quick_agrees(img.services[i].svc.framing, data, size);
 				/* and what each comment "/" "*\n" holds: a request
 				 * the policy's rules were written for */
 				while ((c = memmem(c, size - (size_t)(c - data), "/*\n", 3))) {
