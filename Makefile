@@ -110,7 +110,8 @@ $(O)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(SAN_CORE) $(ABI) $(wil
 	$(call msg,CC-TEST,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(SAN) -I tests/unit -I bpf $< $(SAN_CORE) -o $@ -lconfig
 
-$(O)/fuzz_policy: tests/fuzz/fuzz_policy.c $(CORE_SRC) $(wildcard policyd/*.h) $(wildcard bpf/*.h) $(ABI) | $(O)
+$(O)/fuzz_policy: tests/fuzz/fuzz_policy.c tests/unit/quick_check.h $(CORE_SRC) $(wildcard policyd/*.h) \
+		$(wildcard bpf/*.h) $(ABI) | $(O)
 	$(call msg,FUZZ,$@)
 	$(Q)$(CLANG) $(ALL_CFLAGS) -I bpf -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all $< $(CORE_SRC) -o $@ -lconfig

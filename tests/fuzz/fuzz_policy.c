@@ -28,6 +28,7 @@ static const struct pd_state_out *out_of(__u32 st)
 #define PD_OUT(ctx, st) out_of(st)
 #define PD_ROW_MASK(ctx) (g_img->row_width - 1)
 #include "proto.h"
+#include "../unit/quick_check.h"
 
 /* data as a stream of messages through service i's parser and automaton */
 static void walk(const struct pd_image *img, size_t i, const uint8_t *data, size_t size)
@@ -51,28 +52,6 @@ static void walk(const struct pd_image *img, size_t i, const uint8_t *data, size
 			memset(&ps, 0, sizeof(ps));
 			pd_begin(&m, svc, NULL);
 		}
-	}
-}
-
-/* data byte by byte through framing's parser: wherever pd_proto_quick
- * takes a byte, it must leave the parser as pd_proto_byte does, with the
- * byte as the one symbol, and leave it untouched where it does not */
-static void quick_agrees(__u32 framing, const uint8_t *data, size_t size)
-{
-	struct pd_parse ps = { 0 };
-	struct pd_syms o;
-
-	for (size_t i = 0; i < size; i++) {
-		struct pd_parse before = ps, q = ps;
-		int took = pd_proto_quick(&q, framing, data[i]);
-		int r = pd_proto_byte(&ps, framing, data[i], &o);
-
-		if (took ? r != PD_P_MORE || o.n != 1 || o.s[0] != data[i] ||
-			   memcmp(&q, &ps, sizeof(q)) :
-			   memcmp(&q, &before, sizeof(q)))
-			abort();
-		if (r != PD_P_MORE)
-			memset(&ps, 0, sizeof(ps));
 	}
 }
 
@@ -101,11 +80,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fclose(null);
 			for (uint32_t i = 0; i < img.nservices; i++) {
 				const uint8_t *c = data;
+				long taken = 0;
 
 				if (!PD_FRAME_IS_PROTO(img.services[i].svc.framing))
 					continue;
 				walk(&img, i, data, size);
-				quick_agrees(img.services[i].svc.framing, data, size);
+				if (quick_disagreement(data, size, img.services[i].svc.framing,
+						       &taken) < size)
+					abort();
 				/* and what each comment "/" "*\n" holds: a request
 				 * the policy's rules were written for */
 				while ((c = memmem(c, size - (size_t)(c - data), "/*\n", 3))) {
