@@ -12,6 +12,7 @@
  *   PD_SKIP2(s, off, n, k0, k1)  pd_skip2_ascii over the words at window
  *                         offset off (BPF: a global function, verified once)
  *   PD_SKIP4(s, off, n, svc)     pd_skip4 the same way
+ *   PD_GRAMS(s, off, n, stride)  pd_grams the same way
  *   PD_DUAL_WALK(d, p, cls, tab) pd_dual_walk (BPF: a function of its own)
  *   PD_PULL(s, src, start, end)  make bytes [start, end) of the send
  *                         (src) readable at s->data (up to s->data_end,
@@ -19,14 +20,16 @@
  *   PD_LOOP(n, fn, ctx)   call fn(i, ctx) for i = 0.. until it returns
  *                         nonzero, at most n times (bpf_loop)
  *   barrier_var(x)        keep x in a register (bpf_helpers.h)
- * and may define PD_LOAD64(q), a word of the send at any alignment.
+ * and may define PD_LOAD64(q) and PD_LOAD32(q), 8 and 4 bytes of the send at
+ * any alignment.
  *
  * A send is read in windows of PD_WINDOW bytes (pd_scan_window); each is
  * walked by callbacks (pd_scan_step) that go the fast way as far as it
  * goes (pd_scan_fast) and otherwise a few bytes the slow way, through
  * pd_byte (pd_scan_byte). Sends of at most PD_SMALL bytes that lie in
  * one piece are walked in one pass instead (pd_small_walk). All of them
- * agree with pd_walk byte for byte; tests/unit/test_scan.c checks it.
+ * agree with pd_walk byte for byte, except the gram filter (pd_grams),
+ * whose verdicts agree; tests/unit/test_scan.c checks both.
  */
 #ifndef PD_SCAN_H
 #define PD_SCAN_H
@@ -43,6 +46,9 @@
  * with memcpy). */
 #ifndef PD_LOAD64
 #define PD_LOAD64(q) (*(const __u64 *)(q))
+#endif
+#ifndef PD_LOAD32
+#define PD_LOAD32(q) (*(const __u32 *)(q))
 #endif
 
 /* Bytes made readable at once by bpf_msg_pull_data. A range inside one
@@ -68,6 +74,7 @@
 #define PD_FAST_TAIL 15
 #define PD_EOL_BYTES 32
 #define PD_CHUNK 4
+#define PD_GRAM_TESTS 64
 
 /* What the callbacks work on (on the program's stack). */
 struct pd_scan {
@@ -272,6 +279,67 @@ out:
 	return (q - p) >> 3;
 }
 
+/* One test: whether the 3 bytes at q may be 3 of a pattern's. */
+#define PD_GRAM_HIT(q, bits) ((bits)[PD_GRAM_HASH(PD_LOAD32(q) & 0xffffff)])
+
+/* pd_grams with a constant stride: a block of PD_GRAM_TESTS tests at
+ * constant offsets with one bounds check where n and the window have
+ * them, else test by test. */
+PD_INLINE __u32 pd_grams_by(const __u8 *p, const __u8 *end, __u32 n, const __u8 *bits,
+			    const __u32 stride)
+{
+	__u32 k, at = stride - 1;
+
+	if (n >= PD_GRAM_TESTS * stride + 2 && p + PD_GRAM_TESTS * stride + 3 <= end) {
+		PD_UNROLL
+		for (k = 0; k < PD_GRAM_TESTS; k++)
+			if (PD_GRAM_HIT(p + k * stride + stride - 1, bits))
+				return k * stride;
+		return PD_GRAM_TESTS * stride;
+	}
+	PD_UNROLL
+	for (k = 0; k < PD_GRAM_TESTS; k++) {
+		barrier_var(n);
+		if (at + 3 > n || p + at + 4 > end || PD_GRAM_HIT(p + at, bits))
+			break;
+		at += stride;
+	}
+	return at - (stride - 1);
+}
+
+/* The gram filter (pd_service.gstride, compile.c's gram_set): from
+ * window offset off in the resume state, stride bytes at a time while the
+ * 3 bytes at the last of them have entry 0 in cm->grams: none of those
+ * stride bytes can begin an occurrence of a pattern (each has 3 of its
+ * first bytes at one of them), so none matters to what follows, and the
+ * scan goes on in the resume state past them. Up to PD_GRAM_TESTS tests,
+ * within the n bytes from off and the window up to end; strides 3 to
+ * PD_GRAM_STRIDE_MAX (each its own unrolled loop, so that every test
+ * reads at a constant offset). The bytes passed
+ * over: a multiple of stride, short of PD_GRAM_TESTS strides when a test
+ * found an entry set or the bytes ran out. Unlike the word and byte skips,
+ * it passes over bytes that may begin a pattern's prefix: the state it
+ * leaves is the resume state where the walk byte by byte would be in a
+ * prefix that cannot complete. The verdicts are the same (test_scan.c
+ * checks them against the reference matcher); a state kept across a
+ * reload may then know less of a half-matched pattern of the new policy.
+ * The BPF program calls it through a global function, verified once. */
+PD_INLINE __u32 pd_grams(const __u8 *data, const __u8 *end, __u32 off, __u32 n, __u32 stride,
+			 const __u8 *bits)
+{
+	const __u8 *p = data + (off & (PD_WINDOW - 1));
+
+	switch (stride) {
+	case 3: return pd_grams_by(p, end, n, bits, 3);
+	case 4: return pd_grams_by(p, end, n, bits, 4);
+	case 5: return pd_grams_by(p, end, n, bits, 5);
+	case 6: return pd_grams_by(p, end, n, bits, 6);
+	case 7: return pd_grams_by(p, end, n, bits, 7);
+	case 8: return pd_grams_by(p, end, n, bits, 8);
+	}
+	return 0;
+}
+
 /* The common case, with the automaton state in a register: bytes that
  * report nothing and end nothing, while no carried-over state is walked
  * alongside. In the resume state, words none of whose bytes leads out
@@ -291,7 +359,7 @@ PD_INLINE __u32 pd_scan_fast(struct pd_scan *s)
 	__u8 *data = s->data, *data_end = s->data_end, *p;
 	__u32 i = s->run->wused, cnt = s->n - i, done = 0, state = m->state;
 	__u32 left = run->match_left, base = s->base, row, skipped = 0, hit = 0;
-	__u32 last = PD_SLOT_LAST_ROW + (PD_ROW_MASK(NULL) << 2), dlim;
+	__u32 last = PD_SLOT_LAST_ROW + (PD_ROW_MASK(NULL) << 2), dlim, gs = svc->gstride, grow;
 
 	if (i >= s->n)
 		return 0;
@@ -315,6 +383,15 @@ PD_INLINE __u32 pd_scan_fast(struct pd_scan *s)
 	}
 	if (cnt > left)
 		cnt = left;
+	if (state == svc->resume && gs) {
+		/* stride bytes at a time while the gram filter finds nothing;
+		 * where it stops short, on to the walk */
+		done = PD_GRAMS(s, i, cnt, gs);
+		if (done > cnt)         /* a global function's result is not */
+			done = cnt;     /* bounded for the verifier */
+		hit = done < PD_GRAM_TESTS * gs;
+		goto skipped;
+	}
 	if (state == svc->resume && svc->nskip) {
 		__u32 words = cnt >> 3, w;
 
@@ -392,7 +469,11 @@ skipped:
 	 * past its start: up to dlim (smaller tables, the last rows of narrow
 	 * ones: one walk) */
 	dlim = last + 4 - 1024;
-	if (cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 && row <= dlim) {
+	/* under the gram filter one walk, back to the filter as soon as it is
+	 * in the resume state again, past the 3 bytes the filter stopped at */
+	grow = gs ? (svc->resume - base) << PD_ROW_SHIFT : ~0u;
+	if (!gs && cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 &&
+	    row <= dlim) {
 		struct pd_dual d = { .row = row, .lim = dlim };
 		__u32 rrow = (svc->resume - base) << PD_ROW_SHIFT;
 
@@ -408,9 +489,14 @@ skipped:
 		/* walked */
 	} else if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
 		PD_UNROLL
-		for (done = 0; done < PD_FAST_BYTES; done++)
+		for (done = 0; done < PD_FAST_BYTES; done++) {
 			if (!pd_table_step(&row, p[done], cls, tab, last))
 				break;
+			if (row == grow && done + 1 >= gs) {
+				done++;
+				break;
+			}
+		}
 	} else {
 		PD_UNROLL
 		for (done = 0; done < PD_FAST_TAIL; done++) {

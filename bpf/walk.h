@@ -2,7 +2,8 @@
 /*
  * The scan of pd_scan.h over the maps and the sk_msg: the macros it is
  * configured with, and the global functions the verifier checks once
- * each (the word tests, the two walks, the small send's walk). Names:
+ * each (the word tests, the gram filter, the two walks, the small send's
+ * walk). Names:
  * walk_. Included by policyd.bpf.c only, after lookup.h.
  */
 #ifndef PD_WALK_H
@@ -17,11 +18,14 @@ __noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
 			      const struct pd_service *svc);
 static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const __u8 *cls,
 				       const __u8 *tab);
+__noinline int walk_grams_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u32 stride,
+			      const struct pd_classmap *cm);
 
 #define PD_ROW_SHIFT pd_row_shift
 #define PD_SLOT_LAST_ROW pd_slot_last_row
 #define PD_SKIP2(s, off, n, k0, k1) walk_skip2_msg((s)->src, off, n, k0, k1)
 #define PD_SKIP4(s, off, n, svc) walk_skip4_msg((s)->src, off, n, svc)
+#define PD_GRAMS(s, off, n, stride) walk_grams_msg((s)->src, off, n, stride, (s)->cm)
 #define PD_DUAL_WALK walk_dual_call
 #define PD_PULL(s, src, start, end) walk_pull(s, src, start, end)
 #define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
@@ -58,6 +62,15 @@ __noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
 		return 0;
 	return pd_skip4((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end, off, n,
 			svc);
+}
+
+__noinline int walk_grams_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u32 stride,
+			      const struct pd_classmap *cm)
+{
+	if (!msg || !cm)
+		return 0;
+	return pd_grams((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end, off, n,
+			stride, cm->grams);
 }
 
 /* The two walks as a function of their own, called with the bounds in a

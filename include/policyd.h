@@ -36,8 +36,9 @@
  * pd_service.end_class and pflags, PD_TR_MALFORMED; 13: pd_doom_draft, pd_sock
  * without its draft; 14: pd_service.hstart and bstart, framing http's
  * header and body sections; 15: pd_service.qstart, framing http's query
- * section, PD_PF_QUERY and PD_PF_HOLD_QUERY). */
-#define PD_LAYOUT_VERSION 15
+ * section, PD_PF_QUERY and PD_PF_HOLD_QUERY; 16: pd_classmap.grams and
+ * pd_service.gstride, the gram filter). */
+#define PD_LAYOUT_VERSION 16
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -66,6 +67,9 @@
 #endif
 #define PD_MAX_CLASSES 256          /* byte classes per service automaton */
 #define PD_SKIP_MAX 4               /* bytes a scan for the next pattern start looks for */
+#define PD_GRAM_BITS 12             /* the gram filter's entries: 2^12 bytes */
+#define PD_GRAM_BYTES (1u << PD_GRAM_BITS)
+#define PD_GRAM_STRIDE_MAX 8        /* bytes the gram filter passes over per test */
 #define PD_NAME_MAX 32              /* service and sink names, with NUL */
 #define PD_EXCERPT_MAX 256          /* payload bytes an event may carry */
 #define PD_COMM_LEN 16
@@ -298,6 +302,12 @@ struct pd_service {
 	__u32 bstart;
 	__u32 qstart;
 	__u64 skip[PD_SKIP_MAX];
+	/* framing none: 0, or the stride of the gram filter (3 to
+	 * PD_GRAM_STRIDE_MAX): in the resume state the data plane passes
+	 * over gstride bytes at once when the entry of pd_classmap.grams of
+	 * the 3 bytes at the last of them is 0, see bpf/pd_scan.h */
+	__u32 gstride;
+	__u32 pad_gram;
 };
 
 /* pd_service.pflags */
@@ -332,7 +342,15 @@ struct pd_classmap {
 	__u8 stop[256];         /* byte -> 1 if it leads out of the resume state
 	                         * (or ends a line): the bytes of pd_service.skip,
 	                         * however many, for scanning byte by byte */
+	/* with pd_service.gstride: entry PD_GRAM_HASH(x) 1 for every 3 bytes
+	 * x (little-endian, in the low 24 bits) that a contains pattern has
+	 * at offsets 0 to gstride - 1, in every case of a nocase letter */
+	__u8 grams[PD_GRAM_BYTES];
 };
+
+/* The gram filter's hash of 3 bytes x (the low 24 bits): an entry of
+ * pd_classmap.grams. */
+#define PD_GRAM_HASH(x) ((__u32)((__u32)(x) * 0x9e3779b1u) >> (32 - PD_GRAM_BITS))
 
 /* pd_trans (ARRAY, 2 entries): key = policy slot; value = the slot's
  * transition table, slot_states rows of row_width entries (row_width a

@@ -895,6 +895,86 @@ static void skip_set(const struct builder *b, bool line, struct pd_service *svc,
 	svc->nskip = n <= PD_SKIP_MAX ? n : 0;
 }
 
+/* Set the entries of the 3 bytes at pat[0..2] in every case of their
+ * nocase letters; the number of entries newly set. */
+static uint32_t gram_add(struct pd_classmap *cm, const uint8_t *pat, bool nocase)
+{
+	uint32_t added = 0;
+
+	for (uint32_t v = 0; v < 8; v++) {
+		uint32_t x = 0, h;
+		bool dup = false;
+
+		for (int k = 0; k < 3; k++) {
+			uint8_t c = pat[k];
+
+			if (v & (1u << k)) {
+				if (!nocase || !isalpha(c)) {
+					dup = true;     /* the same 3 bytes as variant v - bit */
+					break;
+				}
+				c ^= 0x20;
+			}
+			x |= (uint32_t)c << (8 * k);
+		}
+		if (dup)
+			continue;
+		h = PD_GRAM_HASH(x);
+		if (!cm->grams[h]) {
+			cm->grams[h] = 1;
+			added++;
+		}
+	}
+	return added;
+}
+
+/*
+ * The gram filter (framing none, where more than PD_SKIP_MAX bytes begin
+ * a pattern): with s the stride, every occurrence of a contains pattern
+ * has, at one of its offsets 0 to s - 1, 3 bytes that begin at a multiple
+ * of s from wherever the scan stands, provided its shortest pattern has
+ * s + 2 bytes. So where the 3 bytes at the last of the next s are none of
+ * the patterns' (at those offsets), none of the s can begin an
+ * occurrence, and the scan passes over them. The widest stride whose
+ * entries stay sparse (at most 1 in 16 set: a test that finds one set
+ * costs the walk a few bytes through the table); none when even stride
+ * 3 is too dense, or the shortest pattern has fewer than 5 bytes.
+ */
+static void gram_set(const struct builder *b, const struct pd_service_src *s,
+		     struct pd_service *svc, struct pd_classmap *cm)
+{
+	size_t shortest = SIZE_MAX;
+	uint32_t stride, set;
+
+	svc->gstride = 0;
+	memset(cm->grams, 0, sizeof(cm->grams));
+	if (s->framing != PD_FRAME_NONE || svc->nskip || has_out(&b->souts[0]))
+		return;
+	for (size_t k = 0; k < s->nrules; k++)
+		if (s->rules[k].kind == PD_M_CONTAINS && s->rules[k].patlen < shortest)
+			shortest = s->rules[k].patlen;
+	if (shortest == SIZE_MAX || shortest < 5)
+		return;
+	stride = shortest - 2 < PD_GRAM_STRIDE_MAX ? (uint32_t)(shortest - 2) : PD_GRAM_STRIDE_MAX;
+	for (; stride >= 3; stride--) {
+		set = 0;
+		memset(cm->grams, 0, sizeof(cm->grams));
+		for (size_t k = 0; k < s->nrules && set <= PD_GRAM_BYTES / 16; k++) {
+			const struct pd_rule_src *r = &s->rules[k];
+
+			if (r->kind != PD_M_CONTAINS)
+				continue;
+			for (uint32_t j = 0; j < stride; j++)
+				set += gram_add(cm, r->pat + j, r->nocase);
+		}
+		if (set <= PD_GRAM_BYTES / 16) {
+			svc->gstride = stride;
+			return;
+		}
+	}
+	memset(cm->grams, 0, sizeof(cm->grams));
+}
+
 struct built {
 	struct builder b;
 	uint32_t start;
@@ -1060,6 +1140,7 @@ int pd_compile(const struct pd_policy *p, struct pd_image *img, struct pd_diag *
 		for (int x = 0; x < 256; x++)
 			is->classes.cls[x] = (uint8_t)b->cls[x];
 		skip_set(b, s->framing == PD_FRAME_LINE, &is->svc, &is->classes);
+		gram_set(b, s, &is->svc, &is->classes);
 		is->nstates = b->set_off.n;
 		is->first_state = base;
 		place(img, b, base, s->framing == PD_FRAME_LINE ? b->cls['\n'] : -1);

@@ -106,6 +106,14 @@ static void put_skip(FILE *f, const struct pd_service *svc, bool json)
 		      f);
 		return;
 	}
+	if (svc->gstride) {
+		if (json)
+			fputs("null", f);
+		else
+			fprintf(f, "%u bytes at a time by the patterns' 3-byte sequences (more than "
+				PD_STR(PD_SKIP_MAX) " bytes begin a pattern)", svc->gstride);
+		return;
+	}
 	if (!svc->nskip) {
 		fputs(json ? "null" : "byte by byte (more than " PD_STR(PD_SKIP_MAX)
 		      " bytes begin a pattern)", f);
@@ -264,8 +272,11 @@ void pd_dump_json(FILE *f, const struct pd_policy *p, const struct pd_image *img
 			pd_default_name(s->def), s->hold_timeout, is->nstates, acc, is->svc.nclasses,
 			hold_name(is->svc.hold), is->svc.carry,
 			PD_FRAME_IS_PROTO(is->svc.framing) ? "parse" :
-			is->svc.noscan ? "none" : is->svc.nskip ? "words" : "bytes");
+			is->svc.noscan ? "none" : is->svc.gstride ? "grams" :
+			is->svc.nskip ? "words" : "bytes");
 		put_skip(f, &is->svc, true);
+		if (is->svc.gstride)
+			fprintf(f, ", \"gram_stride\": %u", is->svc.gstride);
 		fputc('}', f);
 		if (s->excerpt >= 0)
 			fprintf(f, ", \"excerpt\": %d", s->excerpt);

@@ -108,6 +108,14 @@ static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end
 		memcpy(&v_, (q), 8);						\
 		v_;								\
 	})
+#define PD_LOAD32(q)								\
+	({									\
+		__u32 v_;							\
+		memcpy(&v_, (q), 4);						\
+		v_;								\
+	})
+#define PD_GRAMS(s, off, n, stride)						\
+	pd_grams((s)->data, (s)->data_end, off, n, stride, (s)->cm->grams)
 #define barrier_var(x) asm volatile("" : "+r"(x))
 #include "pd_scan.h"
 #include "proto.h"

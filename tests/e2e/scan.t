@@ -4,7 +4,10 @@
 # with up to four different bytes: blocks of 64 words with one bounds
 # check, or word by word near a window's end; one test of a word when
 # those bytes are all below 0x80, another when not) or one byte at a time
-# by a table (more such bytes); it reads the message in 4 KiB windows,
+# by a table (more such bytes), or, when more bytes begin a pattern and the
+# shortest has 5 bytes or more, by the gram filter (3 of every stride
+# bytes tested against the patterns' 3-byte sequences, strides 3 and 8
+# here); it reads the message in 4 KiB windows,
 # and sends of up to 128 bytes in one pass without windows. A
 # pattern is placed at every offset that matters for these steps (word,
 # block and window edges, straddling each) in sends of up to 64 KiB, for
@@ -22,11 +25,15 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import EACCES, Env, Policyd, Recorder, client, done, is_, ok, send
+import json
+import subprocess
+
+from pdtest import EACCES, POLICYD, Env, Policyd, Recorder, client, done, is_, ok, send
 
 env = Env("scan")
 two, four, many, line, length = Recorder(), Recorder(), Recorder(), Recorder(), Recorder()
 high, long_ = Recorder(), Recorder()
+grams, grams8 = Recorder(), Recorder()
 
 # two:  '$' and '\n' begin every pattern (the Redis profile's shape)
 # four: four bytes, one of them a nocase letter (both cases count)
@@ -35,6 +42,8 @@ high, long_ = Recorder(), Recorder()
 # length: no byte pattern, no scan
 # high: a pattern begins with a byte above 0x7f (the other word test)
 # long: patterns longer than the two walks' overlap, and a long prefix
+# grams: the gram filter, stride 3 (the shortest pattern has 5 bytes)
+# grams8: the gram filter, stride 8 (10 bytes or more)
 
 # long patterns made of the noisy filler's bytes, so that a walk through
 # it is deep in one of them at times (see NOISY below)
@@ -73,10 +82,32 @@ services = (
   { name = "long"; ports = [ %d ]; direction = "to"; framing = "none";
     rules = ( { id = 61; action = "deny"; contains = "%s"; },
               { id = 62; action = "deny"; prefix = "%s"; },
-              { id = 63; action = "deny"; contains = "$6\\r\\nCONFIG"; } ); }
+              { id = 63; action = "deny"; contains = "$6\\r\\nCONFIG"; } ); },
+  { name = "grams"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 71; action = "deny"; contains = "xoxb-"; },
+              { id = 72; action = "deny"; contains = "#EVIL"; },
+              { id = 73; action = "deny"; contains = "aws_secret_access_key"; nocase = true; },
+              { id = 74; action = "deny"; contains = "&AMP&"; },
+              { id = 75; action = "deny"; contains = "@root@"; nocase = true; },
+              { id = 76; action = "deny"; hex_contains = "ff00aa55ee"; } ); },
+  { name = "grams8"; ports = [ %d ]; direction = "to"; framing = "none";
+    rules = ( { id = 81; action = "deny"; contains = "github_pat_"; },
+              { id = 82; action = "deny"; contains = "aws_session_token"; nocase = true; },
+              { id = 83; action = "deny"; contains = "client-key-data:"; },
+              { id = 84; action = "deny"; contains = "AccountKey="; },
+              { id = 85; action = "deny"; prefix = "xyz"; },
+              { id = 86; action = "deny"; contains = "-----BEGIN PRIVATE"; } ); }
 );
 """ % (two.port, four.port, many.port, line.port, length.port, high.port, long_.port,
-       esc(LONG), esc(PREFIX)))
+       esc(LONG), esc(PREFIX), grams.port, grams8.port))
+
+# the services scanned by the gram filter are, and with these strides
+dump = json.loads(subprocess.run([POLICYD, "dump", "--json", "-c", conf], capture_output=True,
+                                 text=True, check=True).stdout)
+is_([(s["name"], s["automaton"]["scan"], s["automaton"].get("gram_stride"))
+     for s in dump["services"] if s["name"].startswith("grams") or s["name"] == "many"],
+    [("many", "bytes", None), ("grams", "grams", 3), ("grams8", "grams", 8)],
+    "dump: the gram filter scans grams (stride 3) and grams8 (stride 8), not many")
 
 pd = Policyd(env, conf)
 if not ok(pd.running(), "policyd run starts", pd.text()):
@@ -87,6 +118,8 @@ cases = {
     "four": (four, [b"#EVIL", b"%BAD%", b"QuX!"]),
     "many": (many, [b"&AMP&", b"@root@", b"qUx!"]),
     "high": (high, [b"\xff\x00\xaa\x55", b"#EVIL"]),
+    "grams": (grams, [b"xoxb-", b"@RoOt@", b"\xff\x00\xaa\x55\xee"]),
+    "grams8": (grams8, [b"github_pat_", b"AccountKey="]),
 }
 # Filler none of whose bytes begins a pattern of any service, a 'noisy'
 # filler full of bytes that do, so that the walk leaves and re-enters the
@@ -95,6 +128,10 @@ cases = {
 FILL = (b"0123456789abcdefghijklmnop" * 3000)
 NOISY = (b"$6\r\nCONFIX#EVI%BA&AM@roo\nconfi \xff\x00\xaa" * 3000)
 HIGH = bytes(range(0x80, 0xff)) * 600
+# near misses of the gram services' patterns, at every alignment to the
+# strides: the filter stops at them and the walk goes through them
+GNOISY = (b"xoxb_aws_secret_access_ke#EVI github_pat@roo client-key-data-----BEGIN PRIVAT"
+          b"\xff\x00\xaa\x54\xee AccountKey aws_session_toke " * 1000)
 OFFSETS = [0, 1, 7, 8, 9, 15, 16, 63, 64, 505, 511, 512, 513, 1023, 1024, 1025, 2047, 4088,
            4092, 4095, 4096, 4097, 8190, 8192, 12289, 20000, 65000]
 
@@ -114,7 +151,10 @@ def message(filler, pat, off, size):
 
 
 for name, (srv, pats) in cases.items():
-    for filler, fname in ((FILL, "quiet"), (NOISY, "noisy"), (HIGH, "high-byte")):
+    fillers = [(FILL, "quiet"), (NOISY, "noisy"), (HIGH, "high-byte")]
+    if name.startswith("grams"):
+        fillers = [(FILL, "quiet"), (GNOISY, "near-miss")]
+    for filler, fname in fillers:
         # whole sends pass untouched
         m = filler[:65536]
         res, port = client(env, srv.port, [big(m)])
