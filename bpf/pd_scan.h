@@ -74,7 +74,6 @@
 #define PD_FAST_TAIL 15
 #define PD_EOL_BYTES 32
 #define PD_CHUNK 4
-#define PD_GRAM_TESTS 64
 
 /* What the callbacks work on (on the program's stack). */
 struct pd_scan {

@@ -70,6 +70,7 @@
 #define PD_GRAM_BITS 12             /* the gram filter's entries: 2^12 bytes */
 #define PD_GRAM_BYTES (1u << PD_GRAM_BITS)
 #define PD_GRAM_STRIDE_MAX 8        /* bytes the gram filter passes over per test */
+#define PD_GRAM_TESTS 64            /* tests of the gram filter per call */
 #define PD_NAME_MAX 32              /* service and sink names, with NUL */
 #define PD_EXCERPT_MAX 256          /* payload bytes an event may carry */
 #define PD_COMM_LEN 16
