@@ -468,10 +468,13 @@ skipped:
 	 * past its start: up to dlim (smaller tables, the last rows of narrow
 	 * ones: one walk) */
 	dlim = last + 4 - 1024;
-	/* under the gram filter one walk, back to the filter as soon as it is
-	 * in the resume state again, past the 3 bytes the filter stopped at */
-	grow = gs ? (svc->resume - base) << PD_ROW_SHIFT : ~0u;
-	if (!gs && cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 &&
+	/* where the gram filter stopped: one walk, back to the filter as soon
+	 * as it is in the resume state again, past the 3 bytes it stopped at;
+	 * a walk that was not back within the block goes on by two walks, as
+	 * where the filter is off (text that keeps a pattern begun costs no
+	 * more than without it) */
+	grow = gs && state == svc->resume ? (svc->resume - base) << PD_ROW_SHIFT : ~0u;
+	if (grow == ~0u && cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 &&
 	    row <= dlim) {
 		struct pd_dual d = { .row = row, .lim = dlim };
 		__u32 rrow = (svc->resume - base) << PD_ROW_SHIFT;
