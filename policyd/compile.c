@@ -149,9 +149,16 @@ static uint32_t new_node(struct builder *b, bool anchored)
 	return b->nnodes++;
 }
 
+/* Whether a nocase pattern's byte matches both of its cases: an ASCII
+ * letter. */
+static bool folds(uint8_t byte, bool nocase)
+{
+	return nocase && isalpha(byte) && byte < 128;
+}
+
 static uint16_t label_of(uint8_t byte, bool nocase)
 {
-	if (nocase && isalpha(byte) && byte < 128)
+	if (folds(byte, nocase))
 		return (uint16_t)(LABEL_FOLD + tolower(byte) - 'a');
 	return byte;
 }
@@ -909,7 +916,7 @@ static uint32_t gram_add(struct pd_classmap *cm, const uint8_t *pat, bool nocase
 			uint8_t c = pat[k];
 
 			if (v & (1u << k)) {
-				if (!nocase || !isalpha(c)) {
+				if (!folds(c, nocase)) {
 					dup = true;     /* the same 3 bytes as variant v - bit */
 					break;
 				}
