@@ -213,9 +213,11 @@ PD_INLINE int pd_word_stays(const struct pd_service *svc, __u64 v)
 /* Walk at most n bytes (and at most PD_WALK_MAX) of the current message
  * from p, never past end. Stops after a '\n' under line framing (*ended
  * set) and as soon as a deny rule matched. Passes over bytes where the
- * data plane does: in the resume state, 8 at a time (pd_word_stays) or,
- * with too many bytes to look for, one at a time by cm->stop. Returns
- * the bytes walked, or -1 on inconsistent tables. */
+ * data plane's word and byte skips do: in the resume state, 8 at a time
+ * (pd_word_stays) or, with too many bytes to look for, one at a time by
+ * cm->stop. It does not model the gram filter (pd_scan.h's pd_grams),
+ * whose verdicts, not states, agree with it. Returns the bytes walked, or
+ * -1 on inconsistent tables. */
 PD_INLINE int pd_walk(struct pd_match *m, const struct pd_service *svc,
 		      const struct pd_classmap *cm, const __u8 *p, const __u8 *end,
 		      __u32 n, int *ended, void *ctx)
