@@ -264,6 +264,42 @@ __noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i,
 	return k | (done ? PD_HDR_DONE : 0);
 }
 
+/* A RESP command whole at once (pd_resp_whole), from window offset
+ * st->run.wused of the sk_msg's window of n bytes, on copies of the
+ * parser and the automaton (st->hdr, st->mtry): kept where it ends
+ * within the window and no deny rule matched, wused then moved past it
+ * (1); else nothing changes (0, and the walk takes the command piece by
+ * piece). Global: checked once. */
+__noinline int proto_whole(struct sk_msg_md *msg, struct pd_sock *st, __u32 n)
+{
+	const struct pd_classmap *cm;
+	const struct pd_service *svc;
+	const __u8 *p, *end;
+	__u32 i;
+	long k;
+
+	if (!msg || !st || n > PD_WINDOW)
+		return 0;
+	i = st->run.wused;
+	if (i >= n)
+		return 0;
+	svc = proto_service(st, &cm);
+	if (!svc || !cm)
+		return 0;
+	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
+	end = (const __u8 *)(long)msg->data_end;
+	st->hdr = st->cur.parse;
+	st->mtry = st->cur.m;
+	k = pd_resp_whole(&st->hdr, &st->mtry, svc, cm, p, end, n - i, &st->hvia, NULL);
+	if (k <= 0 || k > n - i)
+		return 0;
+	st->cur.parse = st->hdr;
+	st->cur.m = st->mtry;
+	st->cur.msglen += (__u32)k;
+	st->run.wused = i + (__u32)k;
+	return 1;
+}
+
 /* Elements one callback walks at most: counted contents passed over,
  * headers taken at once, a byte walked one by one. */
 #define PD_PSTEPS 8
@@ -296,6 +332,14 @@ static long proto_step(__u32 c, void *arg)
 				st->cur.msglen += k;
 				continue;
 			}
+		}
+		/* a RESP command whole where it can be, then its end */
+		if (w->svc->framing == PD_FRAME_RESP && st->cur.parse.phase == PD_RESP_START &&
+		    proto_whole(w->msg, st, n)) {
+			st->syms.n = 0;
+			if (proto_after(w->msg, st, PD_P_DONE, n))
+				return 1;
+			continue;
 		}
 		k = pd_proto_headed(&st->cur.parse, w->svc->framing) ?
 		    proto_headers(w->msg, st, i, n,

@@ -332,14 +332,15 @@ PD_INLINE int pd_resp_byte(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 	return pd_resp_inline(ps, b, o);
 }
 
-/* A length of at most 10 digits, then "\r\n", at p: the value, or -1
- * when anything else is there (the byte-by-byte walk then says what). */
-PD_INLINE long pd_resp_number(const __u8 *p, const __u8 *end, __u32 max, __u32 *used)
+/* A length of at most digits digits, then "\r\n", at p: the value, or
+ * -1 when anything else is there (the byte-by-byte walk then says what). */
+PD_INLINE long pd_resp_number_of(const __u8 *p, const __u8 *end, __u32 max, __u32 *used,
+				 __u32 digits)
 {
 	__u64 v = 0;
 	__u32 k;
 
-	for (k = 0; k < 10; k++) {
+	for (k = 0; k < digits; k++) {
 		if (p + k + 1 > end)
 			return -1;
 		if (p[k] < '0' || p[k] > '9')
@@ -351,6 +352,12 @@ PD_INLINE long pd_resp_number(const __u8 *p, const __u8 *end, __u32 max, __u32 *
 		return -1;
 	*used = k + 2;
 	return (long)v;
+}
+
+/* The same with up to 10 digits, all a length can have. */
+PD_INLINE long pd_resp_number(const __u8 *p, const __u8 *end, __u32 max, __u32 *used)
+{
+	return pd_resp_number_of(p, end, max, used, 10);
 }
 
 /* How far pd_resp_headers passes over contents at most: a window. */

@@ -624,6 +624,8 @@ struct pd_sock {
 	 * calls: their frames and the program's must fit in 512 bytes) */
 	struct pd_syms syms;    /* the symbols of the byte just parsed */
 	struct pd_parse hdr;    /* the parser while headers are read at once */
+	struct pd_match mtry;   /* the automaton while a command is taken whole */
+	__u32 hvia;             /* ... and its offsets (pd_resp_off) */
 	__u32 wlen;             /* bytes of the window being walked */
 };
 

@@ -85,6 +85,20 @@ for form in [b" FLUSHALL\r\n", b"\tFLUSHALL\r\n", b"\x0bFLUSHALL\r\n", b"\x0cFLU
 attempt("pipelined after a SET, no trailing space", [send(b"SET piped 1\r\nFLUSHALL\r\n")],
         [None])
 is_(redis("GET", "piped"), "1", "... the SET before it ran")
+# whole RESP commands in one send, each judged at once: the allowed ones
+# before a denied one run, the denied one and what follows do not; a
+# two-word rule (CONFIG SET) is matched there too, in any case
+def cmd(*a):
+    return b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a)
+
+
+attempt("RESP FLUSHALL after 20 whole SETs in one send",
+        [send(b"".join(cmd(b"SET", b"w%d" % i, b"v") for i in range(20)) + cmd(b"FLUSHALL")
+              + cmd(b"SET", b"after", b"1"))], [None])
+is_([redis("GET", "w0"), redis("GET", "w19"), redis("GET", "after")], ["v", "v", ""],
+    "... the SETs before it ran, the one after it did not")
+attempt("RESP config Set after whole GETs in one send",
+        [send(cmd(b"GET", b"w0") * 8 + cmd(b"config", b"Set", b"dir", b"/tmp"))], [None])
 # an inline command whose name leaves a rule half matched (CONFIG, then
 # SET would deny), ended by "\n" alone: what follows is the next command
 attempt("pipelined after CONFIG alone, ended by \\n", [send(b"CONFIG\nFLUSHALL\r\n")], [None])

@@ -182,17 +182,12 @@ static inline void naive_want(const struct naive *nv, const void *c, int argc,
 	w->allow = t0 && naive_eq(nv, t0, l0, nv->allow);
 }
 
-/* The naive rules compiled, over rounds well-formed streams from gen,
- * each command's verdict against want_at. */
-static inline void verdicts_of(const struct naive *nv, long rounds,
-			       size_t (*gen)(uint8_t *, size_t, bool),
-			       struct want (*want_at)(const uint8_t *, size_t, size_t))
+/* The naive rules as a policy of one service, compiled into img (g_img
+ * points at it); false, said, if not. */
+static inline bool compile_naive(const struct naive *nv, struct pd_policy *p,
+				 struct pd_image *img)
 {
-	static uint8_t buf[65536];
 	char text[1024];
-	struct pd_policy p;
-	struct pd_image img;
-	long checked = 0, bad = 0;
 
 	snprintf(text, sizeof(text), "version = 1;\nservices = ( { name = \"t\"; ports = [ 1 ]; "
 		 "framing = \"%s\"; rules = (\n"
@@ -203,7 +198,21 @@ static inline void verdicts_of(const struct naive *nv, long rounds,
 		 nv->framing, nv->deny1, nv->deny2, nv->deny2arg, nv->audit, nv->allow,
 		 nv->contains ? ",\n  { id = 5; action = \"deny\"; contains = \"" : "",
 		 nv->contains ? nv->contains : "", nv->contains ? "\"; }" : "");
-	if (!compile_text(text, nv->framing, &p, &img))
+	return compile_text(text, nv->framing, p, img);
+}
+
+/* The naive rules compiled, over rounds well-formed streams from gen,
+ * each command's verdict against want_at. */
+static inline void verdicts_of(const struct naive *nv, long rounds,
+			       size_t (*gen)(uint8_t *, size_t, bool),
+			       struct want (*want_at)(const uint8_t *, size_t, size_t))
+{
+	static uint8_t buf[65536];
+	struct pd_policy p;
+	struct pd_image img;
+	long checked = 0, bad = 0;
+
+	if (!compile_naive(nv, &p, &img))
 		return;
 	for (long i = 0; i < rounds && bad < 3; i++) {
 		size_t n = gen(buf, sizeof(buf), true);

@@ -539,6 +539,77 @@ static void skips(long rounds)
 	ok(places > rounds && ended > rounds / 4, "... commands ended by them seen (%ld)", ended);
 }
 
+/* A command taken whole (pd_resp_whole: the BPF walk's way where a
+ * command lies whole in a window) leaves the parser and the automaton
+ * where the byte-by-byte walk does, through the rules of nv: at every
+ * command's start in random streams, well-formed or not, within a
+ * random reach. */
+static void wholes(const struct naive *nv, long rounds)
+{
+	static uint8_t b[4096];
+	const struct pd_service *svc;
+	const struct pd_classmap *cm;
+	struct pd_policy p;
+	struct pd_image img;
+	long starts = 0, taken = 0, matched = 0, denied = 0, bad = 0;
+
+	if (!compile_naive(nv, &p, &img))
+		return;
+	svc = &img.services[0].svc;
+	cm = &img.services[0].classes;
+	for (long r = 0; r < rounds && bad < 3; r++) {
+		size_t n = gen_stream(b, sizeof(b), rnd(4) == 0), pos = 0, i;
+
+		while (pos < n && bad < 3) {
+			struct pd_parse ps = { 0 }, wp = { 0 };
+			struct pd_match m, wm;
+			struct pd_syms o;
+			__u32 max = 1 + rnd(rnd(2) ? 64 : 600), via;
+			int rr = PD_P_MORE;
+			long k;
+
+			memset(&m, 0, sizeof(m));
+			pd_begin(&m, svc, NULL);
+			wm = m;
+			if (max > n - pos)
+				max = (__u32)(n - pos);
+			k = pd_resp_whole(&wp, &wm, svc, cm, b + pos, b + pos + max, max, &via, NULL);
+			for (i = pos; i < n && rr == PD_P_MORE; i++) {
+				rr = pd_proto_byte(&ps, PD_FRAME_RESP, b[i], &o);
+				if (rr != PD_P_BAD && pd_proto_feeds(&m, svc, &ps))
+					pd_proto_match(&m, svc, cm, &o, NULL);
+			}
+			starts++;
+			denied += m.deny != 0;
+			if (k > 0) {
+				taken++;
+				matched += wm.allow || wm.audit;
+			}
+			if (k < 0 || (k > 0 && ((size_t)k != i - pos || rr != PD_P_DONE || m.deny ||
+						!same_state(wp, ps) || memcmp(&wm, &m, sizeof(m))))) {
+				printf("# at %zu: taken whole (%ld bytes, reach %u) otherwise than byte "
+				       "by byte (%zu bytes, outcome %d; state %u/%u, deny %u/%u, "
+				       "allow %u/%u, audit %u/%u)\n", pos, k, max, i - pos, rr,
+				       wm.state, m.state, wm.deny, m.deny, wm.allow, m.allow,
+				       wm.audit, m.audit);
+				show("stream", b, n);
+				bad++;
+			}
+			pos = i;
+		}
+	}
+	ok(!bad, "commands taken whole leave parser and automaton as byte by byte (%s): %ld "
+	   "of %ld commands", nv->contains ? "command and contains rules" : "command rules",
+	   taken, starts);
+	/* with a contains rule every byte goes to the automaton: only short
+	 * commands are taken whole; with command rules alone, most are */
+	ok(taken * (nv->contains ? 20 : 5) > starts && matched >= 10 && denied >= 10,
+	   "... enough taken, %ld of them matching an audit or allow rule; %ld denied", matched,
+	   denied);
+	pd_image_free(&img);
+	pd_policy_free(&p);
+}
+
 static void differential(long rounds)
 {
 	differential_of("Redis", rounds, gen_valid_or_not, read_at);
@@ -680,6 +751,8 @@ static void verdicts(long rounds)
 {
 	verdicts_of(&rules, rounds, gen_valid_or_not, resp_want);
 	verdicts_of(&names_only, rounds, gen_valid_or_not, resp_want_names);
+	wholes(&rules, rounds / 4);
+	wholes(&names_only, rounds / 4);
 }
 
 int main(void)
