@@ -188,11 +188,16 @@ def calibrate(fn, n0, secs):
     return max(n0 // 10, int(round(n / mag) * mag))
 
 
-def measure_row(env, row, conf, fn, port, hport=None):
+# a second policyd configuration measured in the same rounds (the byte
+# version of a profile beside the profile on its protocol framing)
+ALT = "policyd, byte patterns"
+
+
+def measure_row(env, row, conf, fn, port, hport=None, alt=None):
     """Fill row with the rounds of fn(port) under every kind (HAProxy on
-    hport), the programs' own time, and perf profiles if the target is
-    missed."""
-    kinds = [NONE, SOCKMAP, "policyd"] + ([HAPROXY] if hport else [])
+    hport; alt, a second policy, as kind ALT), the programs' own time, and
+    perf profiles if the target is missed."""
+    kinds = [NONE, SOCKMAP, "policyd"] + ([HAPROXY] if hport else []) + ([ALT] if alt else [])
     row["kinds"] = kinds
     row["troubles"] = {}
     row["judged"] = []
@@ -209,7 +214,7 @@ def measure_row(env, row, conf, fn, port, hport=None):
             finally:
                 sm.stop()
         else:
-            pd = Policyd(env, conf)
+            pd = Policyd(env, alt if kind == ALT else conf)
             try:
                 v = calm(lambda: fn(port), row["title"])
                 judged, troubles = pd.judged()
@@ -257,6 +262,8 @@ def summarize(row):
     if HAPROXY in g:
         row["vs_haproxy"] = paired(g["policyd"], g[HAPROXY])
         row["met_haproxy"] = row["vs_haproxy"] > 1.0
+    if ALT in g:
+        row["vs_alt"] = paired(g["policyd"], g[ALT])
 
 
 def base_name(base):
@@ -274,6 +281,9 @@ def row_line(row):
     if HAPROXY in g:
         s += "; HAProxy %.3f of no firewall, policyd / HAProxy %.2f (%s)" % (
             row["ratio"][HAPROXY], row["vs_haproxy"], "ahead" if row["met_haproxy"] else "BEHIND")
+    if ALT in g:
+        s += "; byte patterns %.3f of no firewall, policyd / byte patterns %.3f" % (
+            row["ratio"][ALT], row["vs_alt"])
     return s
 
 
@@ -294,6 +304,8 @@ def sec_redis_all(env, rows, configs):
     hap = w.HAProxy(env, POLICYD, conf, port)
     hap.check(b"*1\r\n$8\r\nFLUSHALL\r\n", b"*1\r\n$4\r\nPING\r\n", b"+PONG")
     configs["Redis"] = hap
+    # the profile as it was on framing none, in the same rounds
+    alt = w.profile_policy(os.path.join(env.tmp, "p-redis-bytes.conf"), port, [BYTES])
     try:
         for pipeline in (1, 16):
             n = calibrate(lambda k: w.redis_default(env, port, pipeline, k),
@@ -305,7 +317,7 @@ def sec_redis_all(env, rows, configs):
                             "tests' requests per second" % n
             rows.append(measure_row(env, row, conf,
                                     lambda p: w.redis_default(env, p, pipeline, n), port,
-                                    hap.port))
+                                    hap.port, alt))
     finally:
         hap.stop()
         red.terminate()
@@ -497,6 +509,15 @@ def report(rows, configs):
              "request/response, no firewall for new connections). %d rounds of %d s runs "
              "(count-bounded clients: a request count calibrated to about that long with no "
              "firewall)." % (PROUNDS, SECS))
+    alts = [row for row in rows if "vs_alt" in row]
+    if alts:
+        L.append("")
+        L.append("Framing resp against byte patterns: the rows of the redis profile also ran, "
+                 "in the same rounds, redis.conf as it was on framing none "
+                 "(tests/bench/redis-bytes.conf). The median of the per-round ratios of the "
+                 "profile to that byte version: %s; the byte version's own figure: %s." % (
+                     ", ".join("%s **%.3f**" % (row["short"], row["vs_alt"]) for row in alts),
+                     ", ".join("%s %s" % (row["short"], cell(row, ALT)) for row in alts)))
     L.append("")
     L.append("What each workload runs:\n")
     for row in rows:
