@@ -288,6 +288,9 @@ __noinline int proto_whole(struct sk_msg_md *msg, struct pd_sock *st, __u32 n)
 		return 0;
 	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
 	end = (const __u8 *)(long)msg->data_end;
+	/* an inline command costs no more than this look */
+	if (p + 1 > end || *p != '*')
+		return 0;
 	st->hdr = st->cur.parse;
 	st->mtry = st->cur.m;
 	k = pd_resp_whole(&st->hdr, &st->mtry, svc, cm, p, end, n - i, &st->hvia, NULL);

@@ -140,10 +140,17 @@ PD_INLINE void pd_proto_pass(struct pd_parse *ps, __u32 framing, __u32 n)
 		pd_http_pass(ps, n);
 }
 
-/* Whether the automaton still needs tokens: some rule may still match.
- * Back in the resume state with no contains rule, nothing can. An HTTP
- * request's head and body are walked where the service has rules for
- * them, its trailers never. */
+/* Whether the automaton still needs tokens by its state alone: back in
+ * the resume state with no contains rule, no rule can match any more
+ * (all of pd_proto_feeds outside an HTTP request's sections). */
+PD_INLINE int pd_proto_state_feeds(const struct pd_match *m, const struct pd_service *svc)
+{
+	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
+}
+
+/* Whether the automaton still needs tokens: some rule may still match
+ * (pd_proto_state_feeds). An HTTP request's head and body are walked
+ * where the service has rules for them, its trailers never. */
 PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *svc,
 			     const struct pd_parse *ps)
 {
@@ -160,7 +167,7 @@ PD_INLINE int pd_proto_feeds(const struct pd_match *m, const struct pd_service *
 		if (sec == 4)
 			return !!(svc->pflags & PD_PF_QUERY);
 	}
-	return m->state != svc->resume || (svc->pflags & PD_PF_CONTENT);
+	return pd_proto_state_feeds(m, svc);
 }
 
 /* The mode pd_proto_headers takes here: the framing, with PD_PM_SKIP
@@ -321,7 +328,7 @@ PD_INLINE long pd_resp_whole(struct pd_parse *ps, struct pd_match *m,
 			return 0;
 		/* the contents the automaton needs, byte by byte */
 		for (j = 0; j < PD_RESP_WHOLE_BYTES + 1; j++) {
-			if (m->state == svc->resume && !(svc->pflags & PD_PF_CONTENT))
+			if (!pd_proto_state_feeds(m, svc))
 				break;  /* pd_proto_feeds, framing resp */
 			if (a >= PD_RESP_WHOLE_FED || j >= PD_RESP_WHOLE_BYTES)
 				return 0;
