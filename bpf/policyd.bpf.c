@@ -68,7 +68,7 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
 	struct pd_sock *st;
-	__u32 gen = lookup_active_gen();
+	__u32 gen;
 	__u64 cookie;
 	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
 
@@ -87,12 +87,15 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	if (!active && ops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
 		/* never true: makes pd_instance one of this program's maps,
 		 * where another instance finds who attached it */
-		if (ops->op == 0xffffffff)
+		if (ops->op == 0xffffffff) {
+			gen = 0;
 			bpf_map_lookup_elem(&pd_instance, &gen);
+		}
 		return 1;
 	}
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
+	gen = lookup_active_gen();
 	svc = lookup_service(ops->remote_port, ops->local_port, gen);
 	sk = ops->sk;
 	if (!sk)
@@ -588,15 +591,19 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 
 	if (!sk || ctx->type != SOCK_STREAM)
 		return 1;
+	/* what would be refused first: most connects have nothing to
+	 * refuse, and cost no lookup of the port */
+	if (ctx->protocol == IPPROTO_MPTCP) {
+		cause = PD_TR_MPTCP;
+	} else {
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (tp && (tp->fastopen_req || BPF_CORE_READ_BITFIELD(tp, fastopen_connect)))
+			cause = PD_TR_FASTOPEN;
+	}
+	if (!cause)
+		return 1;
 	svc = lookup_service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, lookup_active_gen());
 	if (svc < 0)
-		return 1;
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (ctx->protocol == IPPROTO_MPTCP)
-		cause = PD_TR_MPTCP;
-	else if (tp && (tp->fastopen_req || BPF_CORE_READ_BITFIELD_PROBED(tp, fastopen_connect)))
-		cause = PD_TR_FASTOPEN;
-	if (!cause)
 		return 1;
 	ev_trouble(cause);
 	id = bpf_get_current_pid_tgid();

@@ -401,6 +401,40 @@ ok(st and st["troubles"].get("oob", 0) >= 1 and st["troubles"].get("mptcp", 0) >
    "the refusals are counted by cause in stats", st and st["troubles"])
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
 
+# --- a socket set for Fast Open while no policyd ran ---
+# its connect to a policed port is refused once policyd runs, as on a
+# kernel where Fast Open is off, and what it would send never leaves
+ready, go = env.tmp + "/tfo.ready", env.tmp + "/tfo.go"
+tfo = subprocess.Popen([sys.executable, "-c", r"""
+import json, os, socket, sys, time
+open(os.path.join(sys.argv[1], "cgroup.procs"), "w").write(str(os.getpid()))
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_TCP, 30, 1)      # TCP_FASTOPEN_CONNECT
+open(sys.argv[3], "w").close()
+while not os.path.exists(sys.argv[4]):
+    time.sleep(0.01)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[2])))
+    s.sendall(b"FORBIDDEN before\n")
+    res = 0
+except OSError as e:
+    res = e.errno
+print(json.dumps({"errno": res}))
+""", env.cgroup, str(kv.port), ready, go], stdout=subprocess.PIPE, text=True)
+deadline = time.time() + slow(10)
+while not os.path.exists(ready) and time.time() < deadline:
+    time.sleep(0.01)
+os.unlink(pd.log)
+pd = Policyd(env, conf)
+open(go, "w").close()
+out, _ = tfo.communicate(timeout=slow(30))
+is_(json.loads(out or "{}").get("errno"), errno.EOPNOTSUPP,
+    "a socket set for Fast Open before policyd started: its connect is refused")
+ok(pd.lines(r"^policyd: refuse cause=fastopen service=kv ") and
+   b"FORBIDDEN before" not in kv.all(), "... logged, and nothing of it reached the server",
+   pd.text())
+is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
+
 # --- reloads: connections obey the current policy for their port ---
 a, b, c = Recorder(), Recorder(), Recorder()
 def services(order):
