@@ -264,12 +264,13 @@ __noinline int proto_headers(struct sk_msg_md *msg, struct pd_sock *st, __u32 i,
 	return k | (done ? PD_HDR_DONE : 0);
 }
 
-/* A RESP command whole at once (pd_resp_whole), from window offset
- * st->run.wused of the sk_msg's window of n bytes, on copies of the
- * parser and the automaton (st->hdr, st->mtry): kept where it ends
- * within the window and no deny rule matched, wused then moved past it
- * (1); else nothing changes (0, and the walk takes the command piece by
- * piece). Global: checked once. */
+/* A RESP command whole at once (pd_resp_whole), or as much of it as
+ * the window holds, from window offset st->run.wused of the sk_msg's
+ * window of n bytes, on copies of the parser and the automaton (st->hdr,
+ * st->mtry). Kept where no deny rule matched: wused then moves past what
+ * was taken, and the result is 2 when the command ended there, 1 when
+ * more of it follows. Else nothing changes (0, and the walk takes the
+ * command piece by piece). Global: checked once. */
 __noinline int proto_whole(struct sk_msg_md *msg, struct pd_sock *st, __u32 n)
 {
 	const struct pd_classmap *cm;
@@ -288,8 +289,9 @@ __noinline int proto_whole(struct sk_msg_md *msg, struct pd_sock *st, __u32 n)
 		return 0;
 	p = (const __u8 *)(long)msg->data + (i & (PD_WINDOW - 1));
 	end = (const __u8 *)(long)msg->data_end;
-	/* an inline command costs no more than this look */
-	if (p + 1 > end || *p != '*')
+	/* an inline command, or a malformed one, costs no more than this
+	 * look */
+	if (p + 1 > end || *p != (st->cur.parse.phase == PD_RESP_START ? '*' : '$'))
 		return 0;
 	st->hdr = st->cur.parse;
 	st->mtry = st->cur.m;
@@ -300,7 +302,7 @@ __noinline int proto_whole(struct sk_msg_md *msg, struct pd_sock *st, __u32 n)
 	st->cur.m = st->mtry;
 	st->cur.msglen += (__u32)k;
 	st->run.wused = i + (__u32)k;
-	return 1;
+	return st->cur.parse.phase == PD_RESP_DATA_LF ? 2 : 1;
 }
 
 /* Elements one callback walks at most: counted contents passed over,
@@ -336,13 +338,20 @@ static long proto_step(__u32 c, void *arg)
 				continue;
 			}
 		}
-		/* a RESP command whole where it can be, then its end */
-		if (w->svc->framing == PD_FRAME_RESP && st->cur.parse.phase == PD_RESP_START &&
-		    proto_whole(w->msg, st, n)) {
-			st->syms.n = 0;
-			if (proto_after(w->msg, st, PD_P_DONE, n))
-				return 1;
-			continue;
+		/* a RESP command whole where it can be, then its end; the
+		 * rest of one the automaton needs no more of, likewise */
+		if (w->svc->framing == PD_FRAME_RESP &&
+		    (st->cur.parse.phase == PD_RESP_START ||
+		     (st->cur.parse.phase == PD_RESP_HDR &&
+		      !pd_proto_feeds(&st->cur.m, w->svc, &st->cur.parse)))) {
+			k = proto_whole(w->msg, st, n);
+			if (k == 2) {
+				st->syms.n = 0;
+				if (proto_after(w->msg, st, PD_P_DONE, n))
+					return 1;
+			}
+			if (k)
+				continue;
 		}
 		k = pd_proto_headed(&st->cur.parse, w->svc->framing) ?
 		    proto_headers(w->msg, st, i, n,

@@ -256,9 +256,11 @@ PD_INLINE int pd_proto_match(struct pd_match *m, const struct pd_service *svc,
 	return 0;
 }
 
-/* A RESP command taken whole: at most this many bulk strings, and bytes
- * of each of the first PD_RESP_WHOLE_FED through the automaton (bounds
- * the verifier keeps; a command beyond them is walked piece by piece). */
+/* A RESP command taken whole, or as much of it as lies in the window: at
+ * most this many bulk strings a call, and bytes of each of the first
+ * PD_RESP_WHOLE_FED of them through the automaton (bounds the verifier
+ * keeps; the rest of a command is taken by the next call, or walked
+ * piece by piece). */
 #define PD_RESP_WHOLE_ARGS 16
 #define PD_RESP_WHOLE_FED 2
 #define PD_RESP_WHOLE_BYTES 24
@@ -276,39 +278,58 @@ PD_INLINE __u32 pd_resp_off(__u32 o, __u32 *via)
 	return *(volatile __u32 *)via & 0x1fff;
 }
 
-/* A RESP command at once, from its first byte (ps fresh, at
- * PD_RESP_START): where "*N\r\n" and its N bulk strings lie whole and
- * well-formed within max bytes (and before end). Each string's contents
- * go to the automaton in m the way the byte-by-byte walk hands them over
- * (each byte, and PD_SYM_END after the last, while pd_proto_feeds asked
- * before each byte says so; the rest is passed over), and ps is left as
- * at the command's last byte (PD_P_DONE). Returns the command's bytes;
- * 0 where it is not taken so, or a deny rule matched: ps and m may then
- * have changed, and the caller, which works on copies, walks the
- * command piece by piece. -1 on inconsistent tables. via: scratch for
- * pd_resp_off (in the BPF program, memory that is not the stack). */
+/* A RESP command at once: from its first byte (ps fresh, at
+ * PD_RESP_START), "*N\r\n" and then its bulk strings; or, between two
+ * of its bulk strings (PD_RESP_HDR) once the automaton needs no more of
+ * it, the strings that follow. Takes the strings that lie whole and
+ * well-formed within max bytes (and before end), at most
+ * PD_RESP_WHOLE_ARGS. Each string's contents go to the automaton in m the
+ * way the byte-by-byte walk hands them over (each byte, and PD_SYM_END
+ * after the last, while pd_proto_feeds asked before each byte says so;
+ * the rest is passed over). ps is left as the byte-by-byte walk leaves
+ * it: at the command's last byte (PD_P_DONE; ps->phase PD_RESP_DATA_LF)
+ * when its last string was taken, else before the next string's '$'
+ * (PD_RESP_HDR). Returns the bytes taken; 0 where none is, a deny rule
+ * matched, or a string the automaton was given is malformed at its end:
+ * ps and m may then have changed, and the caller, which works on copies,
+ * walks the command piece by piece. -1 on inconsistent tables. via:
+ * scratch for pd_resp_off (in the BPF program, memory that is not the
+ * stack). */
 PD_INLINE long pd_resp_whole(struct pd_parse *ps, struct pd_match *m,
 			     const struct pd_service *svc, const struct pd_classmap *cm,
 			     const __u8 *p, const __u8 *end, __u32 max, __u32 *via, void *ctx)
 {
 	const __u8 *q;
-	__u32 pos, k, a, j;
+	__u32 pos, took, k, a, j;
 	long v;
 
-	if (ps->phase != PD_RESP_START || max > PD_RESP_SKIP_REACH)
+	if (max > PD_RESP_SKIP_REACH || m->deny)
 		return 0;
-	q = p + pd_resp_off(0, via);
-	if (q + 1 > end || q[0] != '*')
+	if (ps->phase == PD_RESP_START) {
+		q = p + pd_resp_off(0, via);
+		if (q + 1 > end || q[0] != '*')
+			return 0;
+		v = pd_resp_number_of(q + 1, end, PD_RESP_MAX_COUNT, &k, 4);
+		if (v <= 0 || 1 + k > max)
+			return 0;
+		ps->phase = PD_RESP_HDR;
+		pos = 1 + k;
+	} else if (ps->phase == PD_RESP_HDR && ps->count) {
+		v = ps->count;
+		pos = 0;
+	} else {
 		return 0;
-	v = pd_resp_number_of(q + 1, end, PD_RESP_WHOLE_ARGS, &k, 2);
-	if (v <= 0 || 1 + k > max)
-		return 0;
+	}
 	/* the strings still to come and the length of the current one
 	 * are where pd_resp_byte keeps them (ps), and read from there:
 	 * the verifier then knows no range of them, and a test of one
 	 * against a pass's constant makes no path differ from another */
 	PD_RESP_VOL(ps->count) = (__u32)v;
-	pos = 1 + k;
+	/* and so is the reach, which the two ways in knew otherwise */
+	max = pd_resp_off(max, via);
+	/* where a string does not lie whole in reach, the strings before
+	 * it are taken: up to took */
+	took = pos;
 	for (a = 0; a < PD_RESP_WHOLE_ARGS; a++) {
 		if (!PD_RESP_VOL(ps->count))
 			break;
@@ -317,15 +338,15 @@ PD_INLINE long pd_resp_whole(struct pd_parse *ps, struct pd_match *m,
 			return 0;
 		q = p + pos;
 		if (q + 1 > end || q[0] != '$')
-			return 0;
+			break;
 		v = pd_resp_number_of(q + 1, end, PD_RESP_SKIP_REACH, &k, 4);
 		if (v < 0)
-			return 0;
+			break;
 		PD_RESP_VOL(ps->len) = (__u32)v;
 		PD_RESP_VOL(ps->aux) = PD_RESP_DIGIT | (v ? 0 : PD_RESP_ZERO);
 		pos = pd_resp_off(pos + 1 + k, via);
 		if (pos + PD_RESP_VOL(ps->len) + 2 > max)
-			return 0;
+			break;
 		/* the contents the automaton needs, byte by byte */
 		for (j = 0; j < PD_RESP_WHOLE_BYTES + 1; j++) {
 			if (!pd_proto_state_feeds(m, svc))
@@ -349,17 +370,18 @@ PD_INLINE long pd_resp_whole(struct pd_parse *ps, struct pd_match *m,
 			if (m->deny)
 				return 0;
 		}
-		if (ps->tok < 255)
-			ps->tok++;
 		pos = pd_resp_off(pos + PD_RESP_VOL(ps->len), via);
 		q = p + pos;
 		if (q + 2 > end || q[0] != '\r' || q[1] != '\n')
 			return 0;
+		if (ps->tok < 255)
+			ps->tok++;
 		pos += 2;
+		took = pos;
 		PD_RESP_VOL(ps->count) = PD_RESP_VOL(ps->count) - 1;
 	}
 	if (PD_RESP_VOL(ps->count))
-		return 0;
+		return took;
 	ps->phase = PD_RESP_DATA_LF;
 	ps->len = 0;
 	return pos;

@@ -97,6 +97,14 @@ attempt("RESP FLUSHALL after 20 whole SETs in one send",
               + cmd(b"SET", b"after", b"1"))], [None])
 is_([redis("GET", "w0"), redis("GET", "w19"), redis("GET", "after")], ["v", "v", ""],
     "... the SETs before it ran, the one after it did not")
+# commands of more strings than one step takes, and longer than a window:
+# taken in parts; a string that spells a command is data there too
+attempt("RESP FLUSHALL after MSETs of 40 and 400 keys in one send",
+        [send(cmd(b"MSET", *[x for i in range(40) for x in (b"m%d" % i, b"FLUSHALL")])
+              + cmd(b"MSET", *[x for i in range(400) for x in (b"n%d" % i, b"v" * 40)])
+              + cmd(b"FLUSHALL") + cmd(b"SET", b"after2", b"1"))], [None])
+is_([redis("GET", "m39"), redis("GET", "n0"), redis("GET", "n399"), redis("GET", "after2")],
+    ["FLUSHALL", "v" * 40, "v" * 40, ""], "... the MSETs before it ran, the SET after it did not")
 attempt("RESP config Set after whole GETs in one send",
         [send(cmd(b"GET", b"w0") * 8 + cmd(b"config", b"Set", b"dir", b"/tmp"))], [None])
 # an inline command whose name leaves a rule half matched (CONFIG, then

@@ -539,11 +539,67 @@ static void skips(long rounds)
 	ok(places > rounds && ended > rounds / 4, "... commands ended by them seen (%ld)", ended);
 }
 
+/* One byte of the byte-by-byte walk, parser and automaton. */
+static int walk_byte(struct pd_parse *ps, struct pd_match *m, const struct pd_service *svc,
+		     const struct pd_classmap *cm, uint8_t b)
+{
+	struct pd_syms o;
+	int r = pd_proto_byte(ps, PD_FRAME_RESP, b, &o);
+
+	if (r != PD_P_BAD && pd_proto_feeds(m, svc, ps))
+		pd_proto_match(m, svc, cm, &o, NULL);
+	return r;
+}
+
+/* pd_resp_whole over s from a fresh command (or from *ps): bytes taken,
+ * and whether it ended the command. */
+static long whole_of(const char *s, struct pd_parse *ps, struct pd_match *m,
+		     const struct pd_service *svc, const struct pd_classmap *cm, int *done)
+{
+	const uint8_t *p = (const uint8_t *)s;
+	size_t n = strlen(s);
+	__u32 via;
+	long k = pd_resp_whole(ps, m, svc, cm, p, p + n, (__u32)n, &via, NULL);
+
+	*done = ps->phase == PD_RESP_DATA_LF;
+	return k;
+}
+
+/* Fixed cases: a command followed by what looks like a further string is
+ * taken to its own end; one of 20 strings is taken in two calls. */
+static void whole_fixed(const struct naive *nv, const struct pd_service *svc,
+			const struct pd_classmap *cm)
+{
+	char big[256] = "*20\r\n";
+	struct pd_parse ps = { 0 };
+	struct pd_match m;
+	long k1, k2;
+	int d1, d2;
+
+	memset(&m, 0, sizeof(m));
+	pd_begin(&m, svc, NULL);
+	k1 = whole_of("*1\r\n$1\r\nx\r\n$1\r\ny\r\n", &ps, &m, svc, cm, &d1);
+	ok(k1 == 11 && d1 && ps.count == 0, "a command taken whole ends at its last string, "
+	   "not at a '$' after it (%ld bytes, ended %d)", k1, d1);
+	if (nv->contains)
+		return;         /* every string goes to the automaton: not taken */
+	for (int i = 0; i < 20; i++)
+		strcat(big, "$1\r\nx\r\n");
+	memset(&ps, 0, sizeof(ps));
+	memset(&m, 0, sizeof(m));
+	pd_begin(&m, svc, NULL);
+	k1 = whole_of(big, &ps, &m, svc, cm, &d1);
+	k2 = k1 > 0 ? whole_of(big + k1, &ps, &m, svc, cm, &d2) : 0;
+	ok(k1 == 5 + 16 * 7 && !d1 && k2 == 4 * 7 && d2,
+	   "20 strings are taken 16 and then 4 (%ld, then %ld bytes)", k1, k2);
+}
+
 /* A command taken whole (pd_resp_whole: the BPF walk's way where a
- * command lies whole in a window) leaves the parser and the automaton
- * where the byte-by-byte walk does, through the rules of nv: at every
- * command's start in random streams, well-formed or not, within a
- * random reach. */
+ * command, or the rest of one, lies in a window) leaves the parser and
+ * the automaton where the byte-by-byte walk does over the same bytes,
+ * through the rules of nv: from every command's start in random streams,
+ * well-formed or not, and from between two of a command's strings once
+ * the automaton needs no more of it, within a random reach. */
 static void wholes(const struct naive *nv, long rounds)
 {
 	static uint8_t b[4096];
@@ -551,59 +607,91 @@ static void wholes(const struct naive *nv, long rounds)
 	const struct pd_classmap *cm;
 	struct pd_policy p;
 	struct pd_image img;
-	long starts = 0, taken = 0, matched = 0, denied = 0, bad = 0;
+	long starts = 0, taken = 0, ended = 0, resumed = 0, matched = 0, denied = 0, bad = 0;
 
 	if (!compile_naive(nv, &p, &img))
 		return;
 	svc = &img.services[0].svc;
 	cm = &img.services[0].classes;
+	whole_fixed(nv, svc, cm);
 	for (long r = 0; r < rounds && bad < 3; r++) {
-		size_t n = gen_stream(b, sizeof(b), rnd(4) == 0), pos = 0, i;
+		size_t n = gen_stream(b, sizeof(b), rnd(4) == 0), pos, i;
+		struct pd_parse ps = { 0 };
+		struct pd_match m;
 
-		while (pos < n && bad < 3) {
-			struct pd_parse ps = { 0 }, wp = { 0 };
-			struct pd_match m, wm;
-			struct pd_syms o;
-			__u32 max = 1 + rnd(rnd(2) ? 64 : 600), via;
-			int rr = PD_P_MORE;
-			long k;
+		memset(&m, 0, sizeof(m));
+		pd_begin(&m, svc, NULL);
+		for (pos = 0; pos < n && bad < 3; pos++) {
+			int start = ps.phase == PD_RESP_START, rr = PD_P_MORE;
 
-			memset(&m, 0, sizeof(m));
-			pd_begin(&m, svc, NULL);
-			wm = m;
-			if (max > n - pos)
-				max = (__u32)(n - pos);
-			k = pd_resp_whole(&wp, &wm, svc, cm, b + pos, b + pos + max, max, &via, NULL);
-			for (i = pos; i < n && rr == PD_P_MORE; i++) {
-				rr = pd_proto_byte(&ps, PD_FRAME_RESP, b[i], &o);
-				if (rr != PD_P_BAD && pd_proto_feeds(&m, svc, &ps))
-					pd_proto_match(&m, svc, cm, &o, NULL);
+			if (!m.deny && (start || (ps.phase == PD_RESP_HDR &&
+						  !pd_proto_feeds(&m, svc, &ps)))) {
+				struct pd_parse wp = ps, bp = ps;
+				struct pd_match wm = m, bm = m;
+				__u32 max = 1 + rnd(rnd(2) ? 64 : 600);
+				__u32 via;
+				long k;
+				int done;
+
+				if (max > n - pos)
+					max = (__u32)(n - pos);
+				/* the bytes go on past the reach, as an sk_msg's
+				 * may past its window */
+				k = pd_resp_whole(&wp, &wm, svc, cm, b + pos, b + n, max, &via, NULL);
+				done = wp.phase == PD_RESP_DATA_LF;
+				for (i = 0; k > 0 && i < (size_t)k && rr == PD_P_MORE; i++)
+					rr = walk_byte(&bp, &bm, svc, cm, b[pos + i]);
+				starts += start;
+				if (k > 0) {
+					taken += start;
+					ended += start && done;
+					resumed += !start;
+					matched += done && (wm.allow || wm.audit);
+				}
+				if (k < 0 || (k > 0 && (k > max || i != (size_t)k || bm.deny ||
+							rr != (done ? PD_P_DONE : PD_P_MORE) ||
+							(!done && wp.phase != PD_RESP_HDR) ||
+							!same_state(wp, bp) || memcmp(&wm, &bm, sizeof(m))))) {
+					printf("# at %zu (%s): taken whole (%ld bytes, reach %u, "
+					       "ended %d) otherwise than byte by byte (%zu bytes, "
+					       "outcome %d; state %u/%u, deny %u/%u, allow %u/%u, "
+					       "audit %u/%u)\n", pos, start ? "start" : "between strings",
+					       k, max, done, i, rr, wm.state, bm.state, wm.deny, bm.deny,
+					       wm.allow, bm.allow, wm.audit, bm.audit);
+					show("stream", b, n);
+					bad++;
+				}
 			}
-			starts++;
-			denied += m.deny != 0;
-			if (k > 0) {
-				taken++;
-				matched += wm.allow || wm.audit;
+			if (ps.phase != PD_RESP_START && ps.phase != PD_RESP_HDR) {
+				/* elsewhere in a command nothing is taken */
+				struct pd_parse wp = ps;
+				struct pd_match wm = m;
+				__u32 via;
+
+				if (pd_resp_whole(&wp, &wm, svc, cm, b + pos, b + n, (__u32)(n - pos),
+						  &via, NULL)) {
+					printf("# at %zu: taken whole in phase %u\n", pos, ps.phase);
+					bad++;
+				}
 			}
-			if (k < 0 || (k > 0 && ((size_t)k != i - pos || rr != PD_P_DONE || m.deny ||
-						!same_state(wp, ps) || memcmp(&wm, &m, sizeof(m))))) {
-				printf("# at %zu: taken whole (%ld bytes, reach %u) otherwise than byte "
-				       "by byte (%zu bytes, outcome %d; state %u/%u, deny %u/%u, "
-				       "allow %u/%u, audit %u/%u)\n", pos, k, max, i - pos, rr,
-				       wm.state, m.state, wm.deny, m.deny, wm.allow, m.allow,
-				       wm.audit, m.audit);
-				show("stream", b, n);
-				bad++;
+			rr = walk_byte(&ps, &m, svc, cm, b[pos]);
+			if (rr != PD_P_MORE) {
+				denied += m.deny != 0;
+				memset(&ps, 0, sizeof(ps));
+				memset(&m, 0, sizeof(m));
+				pd_begin(&m, svc, NULL);
 			}
-			pos = i;
 		}
 	}
 	ok(!bad, "commands taken whole leave parser and automaton as byte by byte (%s): %ld "
-	   "of %ld commands", nv->contains ? "command and contains rules" : "command rules",
-	   taken, starts);
+	   "of %ld commands from their start (%ld of them to their end), %ld from between "
+	   "strings", nv->contains ? "command and contains rules" : "command rules", taken,
+	   starts, ended, resumed);
 	/* with a contains rule every byte goes to the automaton: only short
-	 * commands are taken whole; with command rules alone, most are */
-	ok(taken * (nv->contains ? 20 : 5) > starts && matched >= 10 && denied >= 10,
+	 * commands are taken whole; with command rules alone, most are, and
+	 * what follows the name of a long one is taken from between strings */
+	ok(ended * (nv->contains ? 20 : 5) > starts && matched >= 10 && denied >= 10 &&
+	   (nv->contains || resumed * 20 > starts),
 	   "... enough taken, %ld of them matching an audit or allow rule; %ld denied", matched,
 	   denied);
 	pd_image_free(&img);
