@@ -280,8 +280,9 @@ PD_INLINE __u32 pd_resp_off(__u32 o, __u32 *via)
 
 /* A RESP command at once: from its first byte (ps fresh, at
  * PD_RESP_START), "*N\r\n" and then its bulk strings; or, between two
- * of its bulk strings (PD_RESP_HDR) once the automaton needs no more of
- * it, the strings that follow. Takes the strings that lie whole and
+ * of its bulk strings (PD_RESP_HDR; the walk calls it there once the
+ * automaton needs no more of the command), the strings that follow; never
+ * once a deny rule matched. Takes the strings that lie whole and
  * well-formed within max bytes (and before end), at most
  * PD_RESP_WHOLE_ARGS. Each string's contents go to the automaton in m the
  * way the byte-by-byte walk hands them over (each byte, and PD_SYM_END

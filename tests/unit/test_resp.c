@@ -662,8 +662,10 @@ static void wholes(const struct naive *nv, long rounds)
 					bad++;
 				}
 			}
-			if (ps.phase != PD_RESP_START && ps.phase != PD_RESP_HDR) {
-				/* elsewhere in a command nothing is taken */
+			if ((ps.phase != PD_RESP_START && ps.phase != PD_RESP_HDR) || m.deny) {
+				/* elsewhere in a command nothing is taken, nor
+				 * once a deny rule matched (the walk goes on to
+				 * the command's end piece by piece) */
 				struct pd_parse wp = ps;
 				struct pd_match wm = m;
 				__u32 via;
