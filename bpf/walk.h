@@ -62,6 +62,11 @@ __noinline int walk_line_pass(struct sk_msg_md *msg, struct pd_sock *st, __u32 e
 
 	if (!msg || !st || st->run.err)
 		return 0;
+	/* after a reload the next line may obey another policy: the next
+	 * run's reload_policy decides */
+	if (lookup_active_gen() != (st->cur.gen & 1) ||
+	    lookup_slot_gen(st->cur.gen) != st->cur.slot_gen)
+		return 0;
 	key = lookup_sock_key(st);
 	svc = bpf_map_lookup_elem(&pd_services, &key);
 	if (!svc)

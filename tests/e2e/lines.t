@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -149,6 +150,24 @@ res, port = client(env, slowr.port, [["sendbuf", path]], linger=0.5)
 got = slowr.got(port, timeout=30)
 ok(res == [len(big)] and got == big, "a send of 20,000 lines (%d bytes) into a slow reader "
    "arrives whole" % len(big), "results %r, server got %d bytes" % (res, len(got)))
+
+# --- a reload while a line is in progress ---
+out = {}
+t = threading.Thread(target=lambda: out.update(r=client(
+    env, nohold.port, [send(b"SET x"), ["sleep", 1.0], send(b" 1\nSET NEWWORD 2\nGET z\n")])))
+t.start()
+time.sleep(0.4)
+env.write("policy.conf", open(conf).read().replace(
+    '{ id = 10; action = "deny"; prefix = "KILLME"; }',
+    '{ id = 10; action = "deny"; prefix = "KILLME"; }, '
+    '{ id = 11; action = "deny"; contains = "NEWWORD"; }'))
+ok((pd.reload() or "").find("reloaded:") >= 0, "a reload that adds a rule", pd.text())
+t.join()
+res, port = out["r"]
+is_(nohold.got(port), b"SET x 1\n", "a line begun before the reload and the lines after it "
+    "in one send: the line ends under the old policy, the next one is denied by the new")
+ok(pd.lines(r"^policyd: deny rule=11 service=nohold "), "... by the rule the reload added",
+   pd.text())
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
 
 # --- monitor mode ---
