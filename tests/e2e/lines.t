@@ -8,9 +8,13 @@
 # BPF_ENABLE_STATS, held only while the send is made); a denied line in
 # the middle of a send lets the lines before it out and none of it or
 # after it; an audited line in the middle is logged with its own length
-# and the lines around it arrive; passing lines before an unfinished,
-# held line leave at once; a send larger than the send buffer's room
-# still arrives whole; monitor mode.
+# and the lines around it arrive; a line too long for a length rule is
+# judged by its own length; passing lines before an unfinished line leave
+# at once, whether it is held or goes out as it comes (hold_timeout = 0),
+# also after a line begun in an earlier send; a send larger than the
+# send buffer's room still arrives whole; a reload while a line is in
+# progress: the next line of the same send obeys the new policy; monitor
+# mode.
 import json
 import os
 import subprocess
