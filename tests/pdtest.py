@@ -20,7 +20,6 @@ are multiplied by PD_SLOW (slow()). A file that cannot run says
 reports it as a skip.
 """
 import atexit
-import ctypes
 import json
 import os
 import re
@@ -600,26 +599,6 @@ class Policyd:
         return None
 
 
-class BpfStats:
-    """Run-time statistics of every BPF program (run_cnt, run_time_ns)
-    while this is held: BPF_ENABLE_STATS, which the kernel undoes when
-    the descriptor is closed (the kernel.bpf_stats_enabled sysctl is left
-    alone). Adds some tens of ns to every program run (of every program
-    on the machine): held only while a count or a time is measured."""
-
-    def __enter__(self):
-        libc = ctypes.CDLL(None, use_errno=True)
-        attr = ctypes.create_string_buffer(16)      # enable_stats.type = BPF_STATS_RUN_TIME (0)
-        libc.syscall.restype = ctypes.c_long
-        self.fd = libc.syscall(321 if os.uname().machine == "x86_64" else 280, 32, attr, 16)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "BPF_ENABLE_STATS")
-        return self
-
-    def __exit__(self, *a):
-        os.close(self.fd)
-
-
 class Recorder:
     """A server on loopback that keeps every byte each connection sent,
     by the client's port. rcvbuf: SO_RCVBUF set before listen(), so that
@@ -743,6 +722,53 @@ def request(port, data, host="127.0.0.1", quiet=0.2):
         pass
     s.close()
     return got
+
+
+_SEND_CUT = r"""
+import json, select, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
+s.setblocking(False)
+data = bytes.fromhex(sys.stdin.readline()) * int(sys.argv[2])
+res = {"sent": 0, "short": 0}
+deadline = time.time() + float(sys.argv[3])
+while res["sent"] < len(data) and time.time() < deadline:
+    select.select([], [s], [], 1)
+    try:
+        n = s.send(data[res["sent"]:res["sent"] + 200000])
+    except BlockingIOError:
+        continue
+    except OSError as e:
+        res["err"] = -e.errno
+        break
+    res["short"] += n < min(200000, len(data) - res["sent"])
+    res["sent"] += n
+s.setblocking(True)
+try:
+    res["last"] = s.send(bytes.fromhex(sys.stdin.readline()))
+except OSError as e:
+    res["last"] = -e.errno
+time.sleep(0.3)
+s.close()
+print(json.dumps(res))
+"""
+
+
+def send_cut(env, port, data, count, last):
+    """A client in the test cgroup, non-blocking with a 64 KiB send buffer,
+    that offers data * count 200,000 bytes a send (so that, against a
+    slow reader, the kernel cuts pushes short), then sends last blocking:
+    {"sent": bytes sent, "short": sends cut short, "last": the last send's
+    count or -errno, "err": -errno of a failed send}."""
+    prog = ("import os\n"
+            "open(os.path.join(%r, 'cgroup.procs'), 'w').write(str(os.getpid()))\n" %
+            env.cgroup) + _SEND_CUT
+    out = subprocess.run([sys.executable, "-c", prog, str(port), str(count), str(slow(60))],
+                         input=data.hex() + "\n" + last.hex() + "\n",
+                         capture_output=True, text=True, timeout=slow(120))
+    if out.returncode or not out.stdout.strip():
+        raise RuntimeError("client failed: %s" % out.stderr)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def send(data):

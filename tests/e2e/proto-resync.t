@@ -12,14 +12,11 @@
 # a run). Every byte arrives whole and in order, and a request with a
 # denied header after them is refused by its rule (not as malformed) and
 # never arrives; the resync counter says cuts were followed.
-import json
 import os
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import Env, Policyd, Recorder, done, is_, ok, slow
+from pdtest import Env, Policyd, Recorder, done, is_, ok, send_cut
 
 env = Env("proto-resync")
 
@@ -48,48 +45,10 @@ REQ = (b"POST /r HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" +
 COUNT = 4000
 DENIED = b"GET /denied HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n"
 
-CLIENT = r"""
-import json, select, socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)
-s.setblocking(False)
-data = bytes.fromhex(sys.stdin.readline()) * int(sys.argv[2])
-res = {"sent": 0, "short": 0}
-deadline = time.time() + float(sys.argv[3])
-while res["sent"] < len(data) and time.time() < deadline:
-    select.select([], [s], [], 1)
-    try:
-        n = s.send(data[res["sent"]:res["sent"] + 200000])
-    except BlockingIOError:
-        continue
-    except OSError as e:
-        res["err"] = -e.errno
-        break
-    res["short"] += n < min(200000, len(data) - res["sent"])
-    res["sent"] += n
-s.setblocking(True)
-try:
-    res["last"] = s.send(bytes.fromhex(sys.stdin.readline()))
-except OSError as e:
-    res["last"] = -e.errno
-time.sleep(0.3)
-s.close()
-print(json.dumps(res))
-"""
-
-
 def run(server):
-    """The client above in the policed cgroup: COUNT requests, then DENIED.
-    Its results and what the server got."""
-    prog = ("import os\n"
-            "open(os.path.join(%r, 'cgroup.procs'), 'w').write(str(os.getpid()))\n" %
-            env.cgroup) + CLIENT
-    out = subprocess.run([sys.executable, "-c", prog, str(server.port), str(COUNT),
-                          str(slow(60))], input=REQ.hex() + "\n" + DENIED.hex() + "\n",
-                         capture_output=True, text=True, timeout=slow(120))
-    if out.returncode or not out.stdout.strip():
-        raise RuntimeError("client failed: %s" % out.stderr)
-    return json.loads(out.stdout.splitlines()[-1])
+    """COUNT requests, then DENIED, from the policed cgroup (send_cut):
+    the client's results."""
+    return send_cut(env, server.port, REQ, COUNT, DENIED)
 
 
 def resyncs():
