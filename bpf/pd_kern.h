@@ -78,6 +78,7 @@ struct tcp_sock {
 	__u32 snd_una;
 	__u64 bytes_acked;      /* tcpi_bytes_acked: grows with snd_una */
 	__u32 notsent_lowat;    /* TCP_NOTSENT_LOWAT, 0: the sysctl */
+	__u32 mss_cache;        /* the segment size sends are cut to */
 	__u8 fastopen_connect : 1;
 	_Bool is_mptcp;
 	struct tcp_fastopen_request *fastopen_req;
