@@ -19,6 +19,11 @@
  *                         which may lie further); 0, or nonzero on failure
  *   PD_LOOP(n, fn, ctx)   call fn(i, ctx) for i = 0.. until it returns
  *                         nonzero, at most n times (bpf_loop)
+ *   PD_LINE_PASS(s, end)  optional, line framing: the line that ended at
+ *                         byte end of the send passes with nothing to log:
+ *                         counted, the automaton set for the next line, and
+ *                         1 returned for the walk to go on with it; else 0,
+ *                         and the walk ends at the line's end (the default)
  *   barrier_var(x)        keep x in a register (bpf_helpers.h)
  * and may define PD_LOAD64(q) and PD_LOAD32(q), 8 and 4 bytes of the send at
  * any alignment.
@@ -88,7 +93,14 @@ struct pd_scan {
 	__u32 base;             /* global index of the slot's first state */
 	__u32 n;                /* bytes of the window to look at */
 	__u32 off;              /* bytes of the send consumed */
+	__u64 pass_to;          /* line framing: a line that ends within the first
+	                         * pass_to bytes may pass without ending the walk
+	                         * (PD_LINE_PASS); 0: each line ends it */
 };
+
+#ifndef PD_LINE_PASS
+#define PD_LINE_PASS(s, end) 0
+#endif
 
 /* One byte at window offset i, through pd_byte: 0 to go on, 1 to stop
  * (limit, decided, line end, error). */
@@ -472,8 +484,12 @@ skipped:
 	 * as it is in the resume state again, past the 3 bytes it stopped at;
 	 * a walk that was not back within the block goes on by two walks, as
 	 * where the filter is off (text that keeps a pattern begun costs no
-	 * more than without it) */
-	grow = gs && state == svc->resume ? (svc->resume - base) << PD_ROW_SHIFT : ~0u;
+	 * more than without it). Under line framing with the word test, one
+	 * walk too, back to the test as soon as it can: a line's first bytes
+	 * (prefix rules) mostly lead there at once, and two walks would stop
+	 * at the line's end, short lines' work thrown away */
+	grow = (gs && state == svc->resume) || (run->line && svc->nskip) ?
+	       (svc->resume - base) << PD_ROW_SHIFT : ~0u;
 	if (grow == ~0u && cnt >= 2 * PD_DUAL && p + 2 * PD_DUAL <= data_end && last >= 1024 &&
 	    row <= dlim) {
 		struct pd_dual d = { .row = row, .lim = dlim };
@@ -517,6 +533,17 @@ used:
 	return skipped || done;
 }
 
+/* A stop of pd_scan_byte: 1 to end the walk; 0 to go on where a line
+ * ended that passes with nothing to log (PD_LINE_PASS), within pass_to. */
+PD_INLINE long pd_scan_stop(struct pd_scan *s)
+{
+	__u32 end = s->off + s->run->wused;
+
+	if (!s->run->ended || end > s->pass_to)
+		return 1;
+	return !PD_LINE_PASS(s, end);
+}
+
 /* One callback: the fast way as far as it goes, else a few bytes the
  * slow way (back to the fast way once no carried-over state is left).
  * Every call consumes a byte or returns 1, so a window needs at most its
@@ -534,11 +561,13 @@ static long pd_scan_step(__u32 c, void *arg)
 	PD_UNROLL
 	for (int k = 0; k < PD_CHUNK; k++) {
 		if (pd_scan_byte(s, i + k))
-			return 1;
+			goto stop;
 		if (!s->m->cont_left)
 			return 0;
 	}
 	return 0;
+stop:
+	return pd_scan_stop(s);
 }
 
 PD_INLINE int pd_scan_done(const struct pd_scan *s)

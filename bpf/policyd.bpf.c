@@ -224,7 +224,7 @@ int pd_replay(struct sk_msg_md *msg)
 	else if (PD_FRAME_IS_PROTO(svc->framing))
 		proto_run(msg, st, 1);
 	else
-		walk_msg(msg, st);
+		walk_msg(msg, st, 0);
 	if (st->run.err)
 		goto tables;
 	if (st->run.line) {
@@ -338,10 +338,13 @@ int pd_msg(struct sk_msg_md *msg)
 			goto tables;
 		return r;
 	}
+	st->run.mstart = 0;
 	if (svc->noscan)
 		st->run.used = st->run.limit;   /* nothing to look for */
 	else if (st->run.line || walk_small_msg(msg, st) < 0)
-		walk_msg(msg, st);
+		/* lines that pass go on in this run while the send buffer
+		 * has room for them all (else one at a time, for pd_replay) */
+		walk_msg(msg, st, st->run.line ? wire_room(tp) : 0);
 	if (st->run.err)
 		goto tables;
 	used = st->run.used;
@@ -361,6 +364,18 @@ int pd_msg(struct sk_msg_md *msg)
 		goto out;
 	}
 
+	if (st->run.mstart) {
+		/* lines passed (walk_line_pass): they leave together; what
+		 * follows them is walked again in the next run, from the
+		 * start of its line */
+		st->cur.in_msg = 0;
+		st->cur.msglen = 0;
+		verdict = PD_V_PASS;
+		rule = 0;
+		if (st->run.mstart < size)
+			apply = st->run.mstart;
+		goto out;
+	}
 	st->cur.msglen += used;
 	pd_length(&st->cur.m, svc, st->cur.msglen);
 	win_done = svc->inspect && st->cur.msglen >= svc->inspect;

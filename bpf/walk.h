@@ -20,6 +20,11 @@ static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const _
 				       const __u8 *tab);
 __noinline int walk_grams_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u32 stride,
 			      const struct pd_classmap *cm);
+__noinline int walk_line_pass(struct sk_msg_md *msg, struct pd_sock *st, __u32 end);
+/* The socket's storage from the automaton the scan walks (pd_scan.m is
+ * &st->cur.m, at its start): one pointer less on the walk's stack. */
+_Static_assert(__builtin_offsetof(struct pd_sock, cur.m) == 0, "cur.m begins pd_sock");
+#define walk_sock(m) ((struct pd_sock *)(m))
 
 #define PD_ROW_SHIFT pd_row_shift
 #define PD_SLOT_LAST_ROW pd_slot_last_row
@@ -29,6 +34,7 @@ __noinline int walk_grams_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u32 s
 #define PD_DUAL_WALK walk_dual_call
 #define PD_PULL(s, src, start, end) walk_pull(s, src, start, end)
 #define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
+#define PD_LINE_PASS(s, end) walk_line_pass((s)->src, walk_sock((s)->m), end)
 #include "pd_scan.h"
 
 /* PD_PULL: bytes [start, end) of the sk_msg readable at s->data. */
@@ -40,6 +46,48 @@ static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, _
 	s->data = msg->data;
 	s->data_end = msg->data_end;
 	return 0;
+}
+
+/* PD_LINE_PASS: the line that ended before byte end of the send passes
+ * with nothing to log (no rule but an allow one, the default pass, no
+ * audit): counted as pd_msg counts a line, and the automaton and the
+ * socket's line state set for the next line, which begins at
+ * run.mstart. The walk then goes on in the same run, and the lines that
+ * pass leave together. Global: verified once, not once per path into
+ * the walk's callback. */
+__noinline int walk_line_pass(struct sk_msg_md *msg, struct pd_sock *st, __u32 end)
+{
+	const struct pd_service *svc;
+	__u32 rule = 0, len, key;
+
+	if (!msg || !st || st->run.err)
+		return 0;
+	/* after a reload the next line may obey another policy: the next
+	 * run's reload_policy decides */
+	if (lookup_active_gen() != (st->cur.gen & 1) ||
+	    lookup_slot_gen(st->cur.gen) != st->cur.slot_gen)
+		return 0;
+	key = lookup_sock_key(st);
+	svc = bpf_map_lookup_elem(&pd_services, &key);
+	if (!svc)
+		return 0;
+	len = st->cur.msglen + end - st->run.mstart;
+	pd_length(&st->cur.m, svc, len);
+	if (pd_verdict(&st->cur.m, svc, &rule) != PD_V_PASS || st->cur.m.audit)
+		return 0;
+	ev_count(ev_counter_slot(st, rule), len, 0);
+	pd_end(&st->cur.m, svc, 1);
+	if (pd_begin(&st->cur.m, svc, NULL)) {
+		st->run.err = 1;
+		return 0;
+	}
+	st->cur.msglen = 0;
+	st->tail_len = 0;
+	st->tail_ids[0] = st->tail_ids[1] = st->tail_ids[2] = 0;
+	st->run.ended = 0;
+	st->run.mstart = end;
+	st->run.match_left = svc->inspect ? svc->inspect : 0xffffffff;
+	return 1;
 }
 
 /* The word tests as global functions, verified once each: they keep the
@@ -109,10 +157,12 @@ __noinline int walk_small_msg(struct sk_msg_md *msg, struct pd_sock *st)
 			     p, end, n);
 }
 
-/* Consume bytes [0, run.limit) of this sk_msg (pd_scan_run). Inline,
- * with the caller's socket storage: one call site, and a global function
- * would look the storage up again. */
-static __always_inline int walk_msg(struct sk_msg_md *msg, struct pd_sock *st)
+/* Consume bytes [0, run.limit) of this sk_msg (pd_scan_run); under line
+ * framing, lines that end within the first pass_to bytes and pass with
+ * nothing to log do not end the walk (walk_line_pass). Inline, with the
+ * caller's socket storage: a global function would look the storage up
+ * again. */
+static __always_inline int walk_msg(struct sk_msg_md *msg, struct pd_sock *st, __u32 pass_to)
 {
 	struct pd_scan s = {};
 	__u32 key, gen;
@@ -130,6 +180,7 @@ static __always_inline int walk_msg(struct sk_msg_md *msg, struct pd_sock *st)
 	s.m = &st->cur.m;
 	s.run = &st->run;
 	s.src = msg;
+	s.pass_to = pass_to;
 	pd_scan_run(&s, &st->run);
 	return 0;
 }

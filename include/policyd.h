@@ -490,7 +490,9 @@ struct pd_run {
 	__u32 wused;            /* bytes of the current window consumed (here, not
 	                         * on the stack: the verifier need not follow it) */
 	__u32 mstart;           /* protocol framings: where the message in progress
-	                         * began in this sk_msg */
+	                         * began in this sk_msg; line framing: where the
+	                         * line after those that passed in this run began
+	                         * (0: none passed) */
 	__u8 first;             /* ... and whether it is the run's first */
 	__u8 hold_why;          /* PD_PO_HOLD: pd_proto_must_hold's reason */
 	__u8 outcome;           /* protocol framings: PD_PO_*, what the walk found */

@@ -10,7 +10,6 @@ postgres, smtp, connrate, protocols (PD_BENCH_ONLY, comma-separated;
 framing resp; protocols adds the strict allow list on resp and HTTP
 requests parsed by framing http.
 """
-import ctypes
 import json
 import math
 import os
@@ -20,6 +19,7 @@ import subprocess
 import time
 
 import workloads as w
+from pdtest import BpfStats
 from harness import (POLICYD, QUICK, SOCKMAP, Policyd, SocketMap, calm, log, median, paired,
                      rounds)
 
@@ -35,26 +35,6 @@ CONNRATE = (NONE, 0.90)
 
 
 # --- the programs' own time ------------------------------------------------
-
-class BpfStats:
-    """Run-time statistics of every BPF program (run_cnt, run_time_ns)
-    while this is held: BPF_ENABLE_STATS, which the kernel undoes when
-    the descriptor is closed (the kernel.bpf_stats_enabled sysctl is left
-    alone). Adds some tens of ns to every program run, so it is held
-    only for the pass that measures them, never in the rounds."""
-
-    def __enter__(self):
-        libc = ctypes.CDLL(None, use_errno=True)
-        attr = ctypes.create_string_buffer(16)      # enable_stats.type = BPF_STATS_RUN_TIME (0)
-        libc.syscall.restype = ctypes.c_long
-        self.fd = libc.syscall(321 if os.uname().machine == "x86_64" else 280, 32, attr, 16)
-        if self.fd < 0:
-            raise OSError(ctypes.get_errno(), "BPF_ENABLE_STATS")
-        return self
-
-    def __exit__(self, *a):
-        os.close(self.fd)
-
 
 def prog_table():
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True,

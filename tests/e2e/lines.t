@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
-# Several lines in one send (framing line), each a message with its own
-# verdict. Checked: every passing line reaches the server once and in
-# order and is counted; a denied line in the middle of a send lets the
-# lines before it out and none of it or after it; an audited line in the
-# middle is logged with its own length and the lines around it arrive; a
-# line too long for a length rule is judged by its own length; passing
-# lines before an unfinished line leave at once, whether it is held or
-# goes out as it comes (hold_timeout = 0), also after a line begun in an
-# earlier send; a send larger than the send buffer's room still arrives
-# whole; non-blocking sends of many lines whose pushes the kernel cuts
-# short are followed, with a length rule in the policy (each line's
-# length stays its own); a reload while a line is in progress: the next
-# line of the same send obeys the new policy; monitor mode.
+# Several lines in one send (framing line): the lines that pass with
+# nothing to log are judged in one run of the sk_msg program and leave
+# together; a line with a verdict to act on or log ends that run, and
+# what follows it is judged as before. Checked: every passing line
+# reaches the server once and in order and is counted; one send of many
+# lines costs one run of pd_msg (the kernel's program statistics,
+# BPF_ENABLE_STATS, held only while the send is made); a denied line in
+# the middle of a send lets the lines before it out and none of it or
+# after it; an audited line in the middle is logged with its own length
+# and the lines around it arrive; a line too long for a length rule is
+# judged by its own length; passing lines before an unfinished line leave
+# at once, whether it is held or goes out as it comes (hold_timeout = 0),
+# also after a line begun in an earlier send; a send larger than the
+# send buffer's room still arrives whole; non-blocking sends of many
+# lines whose pushes the kernel cuts short are followed, with a length
+# rule in the policy (each line's length stays its own); a reload while a
+# line is in progress: the next line of the same send obeys the new
+# policy; monitor mode. (tests/e2e/small-window.t: the same into a peer
+# whose small window makes small segments.)
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import Env, Policyd, Recorder, client, done, is_, ok, send, send_cut
+from pdtest import BpfStats, Env, Policyd, Recorder, client, done, is_, ok, send, send_cut
 
 env = Env("lines")
 kv, slowr, nohold = Recorder(), Recorder(rcvbuf=4096), Recorder()
@@ -56,15 +64,32 @@ def delta(before, after, key):
     return (a[0] - b[0], a[1] - b[1])
 
 
-# --- many passing lines in one send: all counted ---
+def pd_msg_runs():
+    """run_cnt of this policyd's pd_msg: the program that uses the socket
+    map pinned in its pin directory."""
+    m = subprocess.run(["bpftool", "-j", "map", "show", "pinned",
+                        os.path.join(env.pin_dir, "pd_sockets")], capture_output=True, text=True)
+    mid = json.loads(m.stdout)["id"]
+    progs = json.loads(subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True,
+                                      text=True, check=True).stdout)
+    return sum(p.get("run_cnt", 0) for p in progs
+               if p.get("name") == "pd_msg" and mid in p.get("map_ids", []))
+
+
+# --- many passing lines in one send: one run, all counted ---
 lines = [b"SET key%d %s\r\n" % (i, b"v" * (i % 50)) for i in range(300)]
 data = b"".join(lines)
 before = counts()
-res, port = client(env, kv.port, [send(data)])
+with BpfStats():
+    r0 = pd_msg_runs()
+    res, port = client(env, kv.port, [send(data)])
+    r1 = pd_msg_runs()
 is_((res, kv.got(port)), ([len(data)], data), "300 lines in one send (%d bytes) all reach "
     "the server, in order" % len(data))
 is_(delta(before, counts(), "default"), (300, len(data)), "... each counted as a message "
     "passed by the default, with its bytes")
+ok(1 <= r1 - r0 <= 2, "... judged in one run of pd_msg (%d runs; one a line would be 300)"
+   % (r1 - r0))
 
 # --- a denied line in the middle of a send ---
 head = b"".join(b"GET a%d\n" % i for i in range(20))
