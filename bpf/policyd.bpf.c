@@ -365,16 +365,16 @@ int pd_msg(struct sk_msg_md *msg)
 	}
 
 	if (st->run.mstart) {
-		/* lines passed (walk_line_pass): they leave together; what
-		 * follows them is walked again in the next run, from the
-		 * start of its line */
+		/* lines passed (walk_line_pass): they leave together, pushed
+		 * at once, since they end within the room the walk was given
+		 * (a range of several lines never goes to pd_replay, which
+		 * follows one line); what follows them is walked again in
+		 * the next run, from the start of its line */
 		st->cur.in_msg = 0;
 		st->cur.msglen = 0;
-		verdict = PD_V_PASS;
-		rule = 0;
-		if (st->run.mstart < size)
-			apply = st->run.mstart;
-		goto out;
+		hold_disarm(st);
+		st->judged_end += st->run.mstart;
+		return act_push(msg, st, st->run.mstart < size ? st->run.mstart : 0);
 	}
 	st->cur.msglen += used;
 	pd_length(&st->cur.m, svc, st->cur.msglen);
@@ -383,8 +383,7 @@ int pd_msg(struct sk_msg_md *msg)
 	if (st->run.ended || (st->cur.m.deny && !st->run.monitor)) {
 		verdict = pd_verdict(&st->cur.m, svc, &rule);
 		st->cur.in_msg = 0;
-		st->tail_len = 0;
-		st->tail_ids[0] = st->tail_ids[1] = st->tail_ids[2] = 0;
+		walk_tail_forget(st);
 		ev_decided(msg, st, verdict, rule, st->cur.msglen, used);
 		pd_end(&st->cur.m, svc, 1);
 		/* a drop covers the whole sk_msg: the kernel frees all of it,

@@ -48,6 +48,14 @@ static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, _
 	return 0;
 }
 
+/* A line ended: nothing of it is kept for a walk again after two
+ * reloads (tail_keep keeps a line's bytes only while it goes on). */
+static __always_inline void walk_tail_forget(struct pd_sock *st)
+{
+	st->tail_len = 0;
+	st->tail_ids[0] = st->tail_ids[1] = st->tail_ids[2] = 0;
+}
+
 /* PD_LINE_PASS: the line that ended before byte end of the send passes
  * with nothing to log (no rule but an allow one, the default pass, no
  * audit): counted as pd_msg counts a line, and the automaton and the
@@ -82,8 +90,7 @@ __noinline int walk_line_pass(struct sk_msg_md *msg, struct pd_sock *st, __u32 e
 		return 0;
 	}
 	st->cur.msglen = 0;
-	st->tail_len = 0;
-	st->tail_ids[0] = st->tail_ids[1] = st->tail_ids[2] = 0;
+	walk_tail_forget(st);
 	st->run.ended = 0;
 	st->run.mstart = end;
 	st->run.match_left = svc->inspect ? svc->inspect : 0xffffffff;
