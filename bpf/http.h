@@ -485,13 +485,16 @@ PD_INLINE int pd_h_csize(struct pd_parse *ps, __u8 b)
 	return PD_P_BAD;
 }
 
-/* A byte of the method, the path (no escape, no "." or ".." segment
- * begun), the query (no escape) or a raw target that pd_http_byte would
- * hand over as its one symbol, with at most the method begun or the
- * path's place in a segment changed: taken so (1), or 0 with ps
- * untouched. */
-PD_INLINE int pd_http_quick(struct pd_parse *ps, __u8 b)
+/* A byte that pd_http_byte would hand over as its one symbol (*sym),
+ * changing at most the parser's place in a token or its count of a
+ * header's bytes: of the method, the path (no escape, no "." or ".."
+ * segment begun), the query (no escape), a raw target, a header's name
+ * once it can be none of the names the parser looks for, or a header's
+ * value (no space before it, not a value the parser reads); taken so
+ * (1), or 0 with ps untouched. */
+PD_INLINE int pd_http_quick(struct pd_parse *ps, __u8 b, __u8 *sym)
 {
+	*sym = b;
 	switch (ps->phase) {
 	case PD_H_START:
 	case PD_H_METHOD:
@@ -516,8 +519,23 @@ PD_INLINE int pd_http_quick(struct pd_parse *ps, __u8 b)
 		return !ps->aux && b > ' ' && b != 0x7f && b != '%';
 	case PD_H_RAW:
 		return b > ' ' && b < 0x7f;
+	case PD_H_HNAME:
+		if (ps->aux || b == ':' || !pd_h_tchar(b))
+			return 0;
+		break;
+	case PD_H_HVAL:
+		if (b <= ' ' || b == 0x7f || (ps->word & PD_H_W_VEND) || ps->kind == PD_H_K_CL ||
+		    ps->kind == PD_H_K_TE || (ps->kind == PD_H_K_UP && ps->count < 3))
+			return 0;
+		break;
+	default:
+		return 0;
 	}
-	return 0;
+	/* a header's name or value: in lower case, counted */
+	*sym = pd_h_lower(b);
+	if (ps->count < 0xffff)
+		ps->count++;
+	return 1;
 }
 
 /* One byte of a request: its symbols into o (o->n set). */

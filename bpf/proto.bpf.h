@@ -106,9 +106,9 @@ __noinline int proto_parse(struct pd_parse *ps, __u32 mode, __u32 b, struct pd_s
 /* Bytes the automaton needs that the parser takes without a state of
  * its own, walked on from window offset wused of the sk_msg msg, up to
  * PD_TAKE bytes: counted contents (a command's name) and runs of bytes
- * that are their own symbol (pd_proto_quick: an inline token, a path),
- * their symbols through the automaton at once. 0, or -1 on inconsistent
- * tables. */
+ * that give one symbol each (pd_proto_quick: an inline token, a path, a
+ * header's name or value), their symbols through the automaton at once.
+ * 0, or -1 on inconsistent tables. */
 #define PD_TAKE 32
 static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 				      const struct pd_service *svc, const struct pd_classmap *cm,
@@ -117,6 +117,7 @@ static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 	const __u8 *p = (const __u8 *)(long)msg->data, *end = (const __u8 *)(long)msg->data_end;
 	struct pd_syms *o = &st->syms;
 	__u32 i = st->run.wused, k;
+	__u8 sym;
 
 	p += i & (PD_WINDOW - 1);
 	for (k = 0; k < PD_TAKE; k++) {
@@ -125,8 +126,8 @@ static __always_inline int proto_take(struct sk_msg_md *msg, struct pd_sock *st,
 			break;
 		if (pd_proto_counted(&st->cur.parse, svc->framing)) {
 			pd_proto_take(&st->cur.parse, svc->framing, p[k], o);
-		} else if (pd_proto_quick(&st->cur.parse, svc->framing, p[k])) {
-			o->s[0] = p[k];
+		} else if (pd_proto_quick(&st->cur.parse, svc->framing, p[k], &sym)) {
+			o->s[0] = sym;
 			o->n = 1;
 		} else {
 			break;

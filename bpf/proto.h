@@ -105,16 +105,18 @@ PD_INLINE int pd_proto_take(struct pd_parse *ps, __u32 framing, __u8 b, struct p
 	return PD_P_BAD;
 }
 
-/* A byte that pd_proto_byte would hand over as its one symbol (the byte
- * itself), changing at most where in a token the parser is: taken so
- * (1), or 0 with ps untouched (pd_proto_byte takes it). The BPF walk
- * takes runs of such bytes at once, as it takes counted contents. */
-PD_INLINE int pd_proto_quick(struct pd_parse *ps, __u32 framing, __u8 b)
+/* A byte that pd_proto_byte would hand over as its one symbol (*sym),
+ * changing at most where in a token the parser is (and, HTTP, how many
+ * bytes of a header it counted): taken so (1), or 0 with ps untouched
+ * (pd_proto_byte takes it). The BPF walk takes runs of such bytes at
+ * once, as it takes counted contents. */
+PD_INLINE int pd_proto_quick(struct pd_parse *ps, __u32 framing, __u8 b, __u8 *sym)
 {
+	*sym = b;
 	if (framing == PD_FRAME_RESP)
 		return pd_resp_quick(ps, b);
 	if (framing == PD_FRAME_HTTP)
-		return pd_http_quick(ps, b);
+		return pd_http_quick(ps, b, sym);
 	return 0;
 }
 

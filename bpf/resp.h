@@ -236,8 +236,8 @@ PD_INLINE int pd_resp_inline(struct pd_parse *ps, __u8 b, struct pd_syms *o)
 }
 
 /* A byte of an inline token that pd_resp_byte would hand over as its one
- * symbol, at most beginning the token (phase BLANK to TOKEN): taken so
- * (1), or 0 with ps untouched. */
+ * symbol (the byte itself), at most beginning the token (phase BLANK to
+ * TOKEN): taken so (1), or 0 with ps untouched. */
 PD_INLINE int pd_resp_quick(struct pd_parse *ps, __u8 b)
 {
 	if (!b || b == '\n')

@@ -272,21 +272,27 @@ for name, req in [
         ("${jndi: in the query", b"GET /api/r3?a=1&b=${jndi:x} HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("${JnDi: encoded in the query", b"GET /api/r4?b=%24%7BJnDi:x%7D HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("${JNDI: in a header value, any case, after a tab",
-         b"GET /api/r5 HTTP/1.1\r\nHost: a\r\nX-Api:\t${JNDI:ldap://x}\r\n\r\n")]:
+         b"GET /api/r5 HTTP/1.1\r\nHost: a\r\nX-Api:\t${JNDI:ldap://x}\r\n\r\n"),
+        ("${JnDi: 300 bytes into a long header value, after spaces and tabs",
+         b"GET /api/r7 HTTP/1.1\r\nHost: a\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\t "
+         + b"Gecko/20100101" * 20 + b" ${JnDi:ldap://x}\r\nAccept: */*\r\n\r\n")]:
     attempt("... %s" % name, [send(req)], [EACCES], port3)
 q = b"GET /api/r6?a=${j"
 attempt("... ${jndi: in the query across sends (held, then refused)",
         [send(q), ["sleep", 0.3], send(b"ndi:x} HTTP/1.1\r\nHost: a\r\n\r\n")], [len(q), EACCES], port3)
 nginx_saw_none(r"/api/r\d")
-is_([len(pd.lines(r"deny rule=%d service=web2? " % i)) for i in (1, 4, 5, 6)], [5, 4, 3, 1],
+is_([len(pd.lines(r"deny rule=%d service=web2? " % i)) for i in (1, 4, 5, 6)], [5, 4, 3, 2],
     "each is logged as denied by its rule (1: header, 4: body, 5: query, 6: header_contains; "
     "with the ones before the reload)")
 passes([
         ("${jndi: in the path only", b"GET /api/${jndi:x}/p1 HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("an escape that is not one before jndi", b"GET /api/p2?a=$%{jndi:x} HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("${jndi: split across two headers", b"GET /api/p3 HTTP/1.1\r\nHost: a\r\nX-A: ${\r\n"
-         b"X-B: jndi:x\r\n\r\n")], port3)
-is_(len(pd.lines(r"deny ")), denied + 6, "... no other deny line")
+         b"X-B: jndi:x\r\n\r\n"),
+        ("long header values with ${ and jndi: apart",
+         b"GET /api/p4 HTTP/1.1\r\nHost: a\r\nCookie: " + b"k=${v}; " * 40 + b"jndi:x\r\n"
+         b"User-Agent: " + b"x" * 500 + b" ${ jndi:\r\n\r\n")], port3)
+is_(len(pd.lines(r"deny ")), denied + 7, "... no other deny line")
 ok(pd.stop() == 0, "policyd stops")
 ok(env.stop(nginx) == 0, "nginx stops")
 done()

@@ -312,7 +312,7 @@ static inline bool quick_walk(const uint8_t *b, size_t n, __u32 framing, long *t
 
 	if (at == n)
 		return true;
-	printf("# at %zu (byte 0x%02x): bytes taken as their own symbol leave the parser "
+	printf("# at %zu (byte 0x%02x): bytes taken one symbol each leave the parser "
 	       "otherwise than byte by byte\n", at, b[at]);
 	show("stream", b, n);
 	return false;
@@ -330,7 +330,7 @@ static inline void quick_of(__u32 framing, long rounds, size_t (*gen)(uint8_t *,
 		bytes += (long)n;
 		bad += !quick_walk(buf, n, framing, &taken);
 	}
-	ok(!bad, "bytes taken as their own symbol leave the parser as byte by byte: %ld of %ld",
+	ok(!bad, "bytes taken one symbol each leave the parser as byte by byte: %ld of %ld",
 	   taken, bytes);
 	ok(taken > bytes / 50, "... and many are");
 }

@@ -12,8 +12,8 @@
 /* The n bytes at b byte by byte through framing's parser, as a stream
  * of messages (the next begins after one ends or is refused): where
  * pd_proto_quick takes a byte, the parser must be left as pd_proto_byte
- * leaves it, with that byte as the one symbol; where it does not, it
- * must be untouched. Adds the bytes it took to *taken; returns the
+ * leaves it, with the symbol pd_proto_quick said as the one symbol;
+ * where it does not, it must be untouched. Adds the bytes it took to *taken; returns the
  * offset of the first byte where the two disagree, or n. */
 static inline size_t quick_disagreement(const uint8_t *b, size_t n, __u32 framing, long *taken)
 {
@@ -22,10 +22,11 @@ static inline size_t quick_disagreement(const uint8_t *b, size_t n, __u32 framin
 
 	for (size_t i = 0; i < n; i++) {
 		struct pd_parse before = ps, q = ps;
-		int took = pd_proto_quick(&q, framing, b[i]);
+		__u8 sym;
+		int took = pd_proto_quick(&q, framing, b[i], &sym);
 		int r = pd_proto_byte(&ps, framing, b[i], &o);
 
-		if (took ? r != PD_P_MORE || o.n != 1 || o.s[0] != b[i] ||
+		if (took ? r != PD_P_MORE || o.n != 1 || o.s[0] != sym ||
 			   memcmp(&q, &ps, sizeof(q)) :
 			   memcmp(&q, &before, sizeof(q)))
 			return i;
