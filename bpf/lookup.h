@@ -92,33 +92,25 @@ static __always_inline __u32 lookup_sock_key(const struct pd_sock *st)
 }
 
 /* The service a connection belongs to: remote port for "to", local port
- * for "from". Returns -1 when it is not policed. */
-static __always_inline int lookup_service(__u32 remote_port_be, __u32 local_port, __u32 gen)
+ * for "from", in host byte order. Where both name a service, the one of
+ * the connection's own side wins: "from" for one it accepted (its local
+ * port is its server's), "to" for one it made; never the port the peer
+ * chose (a client that connects from another service's "to" port must
+ * not choose how a server's replies are judged). Returns -1 when it is
+ * not policed. */
+static __always_inline int lookup_service_by_port(__u16 rport, __u16 lport, __u32 gen,
+						  int accepted)
 {
 	struct pd_port_key k = { .gen = (__u8)gen };
 	__u32 *svc;
 
-	k.port = bpf_ntohl(remote_port_be) & 0xffff;
-	k.dir = PD_DIR_TO;
+	k.port = accepted ? lport : rport;
+	k.dir = accepted ? PD_DIR_FROM : PD_DIR_TO;
 	svc = bpf_map_lookup_elem(&pd_ports, &k);
 	if (svc)
 		return *svc;
-	k.port = local_port & 0xffff;
-	k.dir = PD_DIR_FROM;
-	svc = bpf_map_lookup_elem(&pd_ports, &k);
-	return svc ? (int)*svc : -1;
-}
-
-/* The same from ports in host byte order. */
-static __always_inline int lookup_service_by_port(__u16 rport, __u16 lport, __u32 gen)
-{
-	struct pd_port_key k = { .port = rport, .dir = PD_DIR_TO, .gen = (__u8)gen };
-	__u32 *svc = bpf_map_lookup_elem(&pd_ports, &k);
-
-	if (svc)
-		return *svc;
-	k.port = lport;
-	k.dir = PD_DIR_FROM;
+	k.port = accepted ? rport : lport;
+	k.dir = accepted ? PD_DIR_TO : PD_DIR_FROM;
 	svc = bpf_map_lookup_elem(&pd_ports, &k);
 	return svc ? (int)*svc : -1;
 }

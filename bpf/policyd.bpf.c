@@ -96,7 +96,8 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	if (ops->family != AF_INET && ops->family != AF_INET6)
 		return 1;
 	gen = lookup_active_gen();
-	svc = lookup_service(ops->remote_port, ops->local_port, gen);
+	svc = lookup_service_by_port(bpf_ntohl(ops->remote_port) & 0xffff, ops->local_port & 0xffff,
+				     gen, !active);
 	sk = ops->sk;
 	if (!sk)
 		return 1;
@@ -544,7 +545,10 @@ int pd_egress(struct __sk_buff *skb)
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
 	gen = lookup_active_gen();
 	if (!st || !st->cookie) {
-		svc = lookup_service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen);
+		/* which side made it is not known here: either service
+		 * makes it policed (the one named is for the log) */
+		svc = lookup_service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff, gen,
+					     0);
 		if (svc < 0)
 			return 1;
 		/* a policed connection sock_ops did not set up: data in a
@@ -616,7 +620,8 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 	}
 	if (!cause)
 		return 1;
-	svc = lookup_service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, lookup_active_gen());
+	svc = lookup_service_by_port(bpf_ntohs((__u16)ctx->user_port), 0xffff, lookup_active_gen(),
+				     0);
 	if (svc < 0)
 		return 1;
 	ev_trouble(cause);

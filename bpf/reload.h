@@ -113,7 +113,7 @@ static __always_inline int reload_policy(struct sk_msg_md *msg, struct pd_sock *
 	st->cur.m.cont = PD_NO_STATE;
 	st->cur.m.cont_left = 0;
 	st->cur.m.deny = st->cur.m.redirect = st->cur.m.allow = st->cur.m.audit = 0;
-	svc = lookup_service_by_port(st->rport, st->lport, gen);
+	svc = lookup_service_by_port(st->rport, st->lport, gen, !(st->flags & PD_SK_ACTIVE));
 	st->service = svc < 0 ? PD_NO_SERVICE : (__u32)svc;
 	if (svc < 0)
 		return 1;

@@ -30,19 +30,61 @@
 #define SO_COOKIE 57
 #endif
 
-/* The service a port pair belongs to, as the sock_ops program decides. */
-static int service_of(const struct pd_image *img, uint16_t remote, uint16_t local)
+/* The service of a port pair's direction: remote port for "to", local
+ * port for "from"; -1 for none. */
+static int service_by(const struct pd_image *img, uint8_t dir, uint16_t port)
 {
-	for (int pass = 0; pass < 2; pass++)
-		for (uint32_t i = 0; i < img->nports; i++) {
-			const struct pd_port_key *k = &img->port_keys[i];
-
-			if (pass == 0 && k->dir == PD_DIR_TO && k->port == remote)
-				return (int)img->port_services[i];
-			if (pass == 1 && k->dir == PD_DIR_FROM && k->port == local)
-				return (int)img->port_services[i];
-		}
+	for (uint32_t i = 0; i < img->nports; i++)
+		if (img->port_keys[i].dir == dir && img->port_keys[i].port == port)
+			return (int)img->port_services[i];
 	return -1;
+}
+
+/* Whether a TCP socket of process pid's network namespace listens on
+ * local port port (/proc/PID/net/tcp and tcp6): the connection on that
+ * port was accepted, not made. */
+static bool listens_on(pid_t pid, uint16_t port)
+{
+	static const char *const files[] = { "tcp", "tcp6" };
+	char path[64], line[512];
+	unsigned lport, st;
+
+	for (int i = 0; i < 2; i++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)pid, files[i]);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			/* "sl local_address:port rem_address:port st ..." in hex */
+			const char *c = strchr(line, ':');
+
+			if (!c || !(c = strchr(c + 1, ':')) ||
+			    sscanf(c + 1, "%x %*s %x", &lport, &st) != 2)
+				continue;
+			if (st == 0x0a /* TCP_LISTEN */ && lport == port) {
+				fclose(f);
+				return true;
+			}
+		}
+		fclose(f);
+	}
+	return false;
+}
+
+/* The service a connection belongs to, as the sock_ops program decides:
+ * where its remote port names a "to" service and its local port a
+ * "from" one, the side that made it wins ("from" for one accepted on a
+ * listening port, "to" for one connected), never the port the peer
+ * chose. *accepted: which it was taken for. */
+static int service_of(const struct pd_image *img, pid_t pid, uint16_t remote, uint16_t local,
+		      bool *accepted)
+{
+	int to = service_by(img, PD_DIR_TO, remote), from = service_by(img, PD_DIR_FROM, local);
+
+	*accepted = from >= 0 && (to < 0 || listens_on(pid, local));
+	return *accepted ? from : to;
 }
 
 static uint16_t port_of(const struct sockaddr_storage *ss)
@@ -95,7 +137,7 @@ static int cannot_adopt(int err, uint16_t port, const char *what, char *why, siz
 
 /* Adopt one socket (a duplicate fd in our table). 1 adopted, 0 not ours,
  * or -errno with why. */
-static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
+static int adopt_fd(struct pd_daemon *d, pid_t pid, int fd, char *why, size_t cap)
 {
 	struct sockaddr_storage la, ra;
 	socklen_t ll = sizeof(la), rl = sizeof(ra), ol;
@@ -103,6 +145,7 @@ static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
 	struct pd_sock st;
 	int type, proto, svc, err;
 	uint64_t cookie;
+	bool accepted;
 
 	ol = sizeof(type);
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) || type != SOCK_STREAM)
@@ -118,7 +161,7 @@ static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
 	ol = sizeof(ti);
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &ol) || ti.tcpi_state != TCP_ESTABLISHED)
 		return 0;
-	svc = service_of(&d->img, port_of(&ra), port_of(&la));
+	svc = service_of(&d->img, pid, port_of(&ra), port_of(&la), &accepted);
 	if (svc < 0)
 		return 0;
 	ol = sizeof(cookie);
@@ -137,7 +180,7 @@ static int adopt_fd(struct pd_daemon *d, int fd, char *why, size_t cap)
 	 * refused by the data plane */
 	if (stream_length(fd, &st.adopted_end))
 		return cannot_adopt(-errno, port_of(&ra), "its stream's length", why, cap);
-	st.flags = PD_SK_UNSYNCED;
+	st.flags = PD_SK_UNSYNCED | (accepted ? 0 : PD_SK_ACTIVE);
 	/* a socket the sock_ops program already set up keeps its state */
 	err = pd_bpf_write_sock_state(&d->l, fd, &st, false);
 	if (err == -EEXIST)
@@ -203,7 +246,7 @@ static int adopt_pid(struct pd_daemon *d, pid_t pid, unsigned *adopted, char *wh
 			snprintf(why, cap, "cannot inspect the sockets of pid %d", pid);
 			break;
 		}
-		r = adopt_fd(d, fd, why, cap);
+		r = adopt_fd(d, pid, fd, why, cap);
 		close(fd);
 		if (r < 0)
 			err = r;
