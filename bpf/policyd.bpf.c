@@ -492,6 +492,39 @@ static __always_inline int unjudged(struct __sk_buff *skb, struct bpf_sock *sk, 
 	return 0;
 }
 
+/* IPv6 extension headers read before the TCP header: more are never
+ * seen on a plain connection. */
+#define EGRESS_EXT_MAX 8
+
+/* A segment whose TCP header the egress program cannot read (past more
+ * IPv6 extension headers than it reads, or cut short): of a policed
+ * connection, what it carries cannot be checked against the verdicts,
+ * so it is refused as bytes without one (cause unjudged), and the
+ * connection aborted. */
+static __noinline int blind(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	struct pd_sock *st;
+	struct tcp_sock *tp;
+	int svc;
+
+	if (!skb || !sk)
+		return 1;
+	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
+	if (st && st->cookie) {
+		if (st->service == PD_NO_SERVICE)
+			return 1;       /* a reload stopped policing its port */
+		svc = (int)st->service;
+	} else {
+		svc = lookup_service_by_port(bpf_ntohs(sk->dst_port), sk->src_port & 0xffff,
+					     lookup_active_gen(), 0);
+		if (svc < 0)
+			return 1;
+	}
+	tp = bpf_skc_to_tcp_sock(sk);
+	return unjudged(skb, sk, (__u32)svc, PD_TR_UNJUDGED, skb->len,
+			st && st->cookie ? st->judged_end : tp ? tp->snd_una : 0);
+}
+
 /* Every segment a socket of the policed cgroup sends. A policed one may
  * carry bytes only up to where verdicts let its stream go (judged_end);
  * a segment beyond, with urgent data, or of a policed connection that
@@ -512,31 +545,37 @@ int pd_egress(struct __sk_buff *skb)
 	if (!sk || sk->protocol != IPPROTO_TCP)
 		return 1;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, &v, 1))
-			return 1;
-		off = (v & 0xf) * 4;
+		if (bpf_skb_load_bytes(skb, 0, h, 10))
+			return blind(skb, sk);
+		if (h[9] != IPPROTO_TCP)
+			return 1;       /* IPsec's transform, as above */
+		off = (h[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		/* extension headers before TCP: hop-by-hop (a GSO packet
 		 * over 64 KiB carries its jumbo length there), destination
-		 * options, routing */
+		 * options, routing (a process with CAP_NET_RAW may set each
+		 * on its socket). Another kind is not a process's doing
+		 * (IPsec's transform of a segment seen here before it) */
 		if (bpf_skb_load_bytes(skb, 6, &v, 1))
-			return 1;
+			return blind(skb, sk);
 		off = 40;
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < EGRESS_EXT_MAX; i++) {
 			if (v == IPPROTO_TCP)
 				break;
-			if ((v != 0 && v != 43 && v != 60) || bpf_skb_load_bytes(skb, off, h, 2))
+			if (v != 0 && v != 43 && v != 60)
 				return 1;
+			if (bpf_skb_load_bytes(skb, off, h, 2))
+				return blind(skb, sk);
 			v = h[0];
 			off += ((__u32)h[1] + 1) * 8;
 		}
 		if (v != IPPROTO_TCP)
-			return 1;
+			return blind(skb, sk);
 	} else {
 		return 1;
 	}
 	if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
-		return 1;
+		return blind(skb, sk);
 	off += (h[12] >> 4) * 4;
 	if (skb->len <= off && !(h[13] & TCPHDR_URG))
 		return 1;               /* no payload */

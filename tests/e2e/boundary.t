@@ -254,6 +254,37 @@ ok(b"FORBIDDEN" not in got.replace(b"X", b"") and b"X" not in got,
    "MSG_OOB: the urgent byte is refused; the stream never shows the denied word",
    "results %r, server got %r" % (r["res"], got))
 ok(pd.lines(r"^policyd: refuse cause=oob service=raw "), "... and logged as refused")
+# the same over IPv6 from a socket with every extension header a process
+# may set on it (CAP_NET_RAW): hop-by-hop, destination options before and
+# after a routing header, and a segment routing header; the egress
+# program reads past them to the TCP header
+raw6 = Recorder(host="::1", port=raw.port)
+OOB6 = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+pad = bytes([0, 0, 1, 4, 0, 0, 0, 0])                   # PadN, 8 bytes
+srh = bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "::1")
+for opt, val in ((54, pad), (57, srh), (55, pad), (59, pad)):
+    s.setsockopt(socket.IPPROTO_IPV6, opt, val)     # HOPOPTS, RTHDR, RTHDRDSTOPTS, DSTOPTS
+s.connect(("::1", int(sys.argv[1])))
+res = []
+for data, flags in ((b"FORBID", 0), (b"X", socket.MSG_OOB), (b"DEN\n", 0)):
+    try:
+        res.append(s.send(data, flags))
+    except OSError as e:
+        res.append(-e.errno)
+    time.sleep(0.1)
+time.sleep(0.5)
+print(json.dumps({"res": res, "port": s.getsockname()[1]}))
+"""
+for k in ("all", "lo"):     # the network namespace is the test's own
+    with open("/proc/sys/net/ipv6/conf/%s/seg6_enabled" % k, "w") as f:
+        f.write("1")
+r = run_inside(OOB6, raw.port)
+got = raw6.got(r["port"])
+ok(b"FORBIDDEN" not in got.replace(b"X", b"") and b"X" not in got and got.startswith(b"FORBID"),
+   "MSG_OOB over IPv6 behind four extension headers: refused as well",
+   "results %r, server got %r" % (r["res"], got))
 # under line framing the unfinished line is held, urgent byte and all:
 # it leaves later as part of the line, not as urgent data
 r = run_inside(r"""
