@@ -192,9 +192,10 @@ static long hold_restore_step(__u32 i, void *arg)
 	return 1;
 }
 
-/* Put held bytes back in front of this sk_msg. Returns 0, or -1 when the
- * kernel could not make room for them. */
-static __always_inline int hold_restore(struct sk_msg_md *msg)
+/* Put held bytes back in front of this sk_msg, whose first byte is
+ * sequence number seq. Returns 0, or -1 when the kernel could not make
+ * room for them. */
+static __always_inline int hold_restore(struct sk_msg_md *msg, __u32 seq)
 {
 	struct pd_bytes *b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
 	struct hold_restore u = { .msg = msg };
@@ -202,6 +203,7 @@ static __always_inline int hold_restore(struct sk_msg_md *msg)
 	if (!b || b->kind != PD_BYTES_HELD)
 		return 0;
 	b->kind = PD_BYTES_NONE;
+	b->held_end = seq + b->len;
 	u.b = b;
 	u.n = b->len;
 	if (!u.n || u.n > PD_BYTES_MAX || bpf_msg_push_data(msg, 0, u.n, 0) ||

@@ -284,7 +284,7 @@ int pd_msg(struct sk_msg_md *msg)
 	}
 	if (st->replay)
 		return act_replay(msg, st, tp);
-	if (hold_restore(msg))
+	if (hold_restore(msg, st->judged_end))
 		goto tables;
 	size = msg->size;
 	/* a held message is judged again from here */

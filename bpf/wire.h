@@ -198,6 +198,55 @@ __noinline int wire_proto_resync(struct sk_msg_md *msg, __u32 wseq)
 	return 0;
 }
 
+/* Moving kept bytes to the front of pd_bytes, from a callback. */
+struct wire_move {
+	struct pd_bytes *b;
+	__u32 from;
+	__u32 n;
+};
+
+static long wire_move_step(__u32 i, void *arg)
+{
+	struct wire_move *m = arg;
+
+	if (i >= m->n)
+		return 1;
+	m->b->bytes[i & (PD_BYTES_MAX - 1)] = m->b->bytes[(m->from + i) & (PD_BYTES_MAX - 1)];
+	return 0;
+}
+
+/* A push cut short at wseq was followed (wire_resync): where it was cut
+ * inside bytes that had been held and were put back in front of the
+ * send (the piece kept in pd_bytes begins with them), the rest of them
+ * left with no one to send them again: the sender's count covered its
+ * own bytes only, which it sends again. They are held again, to be put
+ * back in front of its next send. Global: verified once. */
+__noinline int wire_reheld(struct sk_msg_md *msg, __u32 wseq)
+{
+	struct wire_move m = {};
+	struct pd_bytes *b;
+	__u32 h, k;
+
+	if (!msg || !msg->sk)
+		return 0;
+	b = bpf_sk_storage_get(&pd_bytes, msg->sk, 0, 0);
+	if (!b)
+		return 0;
+	h = b->held_end - b->seq;
+	k = wseq - b->seq;
+	b->held_end = b->seq;           /* used once */
+	if (h <= k || h > b->len || h > PD_BYTES_MAX)
+		return 0;
+	m.b = b;
+	m.from = k;
+	m.n = h - k;
+	bpf_loop(PD_BYTES_MAX, wire_move_step, &m, 0);
+	b->len = h - k;
+	b->kind = PD_BYTES_HELD;
+	ev_trouble(PD_TR_HELD);
+	return 0;
+}
+
 /* The sequence number after the last byte an adopted socket had queued
  * when its adoption began: adopted_end counts bytes from the stream's
  * start as bytes_acked does, and snd_una - bytes_acked stays the same
@@ -248,7 +297,10 @@ static __always_inline int wire_sync(struct sk_msg_md *msg, struct pd_sock *st,
 	r = wire_resync(msg, wseq);
 	if (r == 1)
 		r = wire_proto_resync(msg, wseq);
-	return r ? PD_TR_CUT : 0;
+	if (r)
+		return PD_TR_CUT;
+	wire_reheld(msg, wseq);
+	return 0;
 }
 
 #endif /* PD_WIRE_H */

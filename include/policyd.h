@@ -672,7 +672,12 @@ struct pd_bytes {
 	__u32 kind;             /* PD_BYTES_* */
 	__u32 len;              /* valid bytes */
 	__u32 seq;              /* PD_BYTES_RISK: sequence number of bytes[0] */
-	__u32 pad;
+	__u32 held_end;         /* after held bytes were put back in front of a
+	                         * send (hold_restore): the sequence number after
+	                         * them. A push the kernel cuts short inside them
+	                         * leaves the rest to no one (the sender's count
+	                         * covers only its own bytes): they are held
+	                         * again (wire_reheld) */
 	struct pd_progress from;
 	__u8 bytes[PD_BYTES_MAX];
 };
