@@ -30,6 +30,28 @@ static __always_inline int hold_expired(const struct pd_sock *st)
 	return h && h->expired;
 }
 
+/* The socket's connection ends (close, shutdown, connect(AF_UNSPEC))
+ * while the end of a message is held: no send can put it back any more.
+ * Logged as refused (cause closed_held) with its length, and forgotten;
+ * its timer goes. Unless it was refused already: held past its
+ * hold_timeout, or on a connection refused or denied. From sock_ops. */
+static __always_inline void hold_lost(struct bpf_sock *sk, struct pd_sock *st)
+{
+	struct pd_bytes *b = bpf_sk_storage_get(&pd_bytes, sk, 0, 0);
+
+	if (b && b->kind == PD_BYTES_HELD) {
+		b->kind = PD_BYTES_NONE;
+		if ((st->flags & PD_SK_DEAD) || hold_expired(st)) {
+			hold_disarm(st);
+			return;
+		}
+		ev_trouble(PD_TR_CLOSED_HELD);
+		ev_emit_sock(sk, PD_V_REFUSE, PD_TR_CLOSED_HELD, st->service, st->tgid, st->uid,
+			     b->len, 1);
+	}
+	hold_disarm(st);
+}
+
 /* What keeps the message held (pd_sock.held_rule): the default of an
  * allow list not yet satisfied, the lowest prefix rule that may still
  * match, or the bound on unfinished lines (why 2). */

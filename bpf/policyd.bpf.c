@@ -68,18 +68,23 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
 	struct pd_sock *st;
-	__u32 gen;
+	__u32 gen, new;
 	__u64 cookie;
-	int svc, err, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
+	int svc, err, mapped = 0, active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
+	__u8 keep;
 
 	if (ops->op == BPF_SOCK_OPS_STATE_CB) {
-		/* a socket that closes while it holds a message: its timer
-		 * goes; one doomed: nothing is left to abort (this is also
-		 * how an abort ends) */
-		if (ops->args[1] == BPF_TCP_CLOSE && ops->sk &&
-		    (st = bpf_sk_storage_get(&pd_sk, ops->sk, 0, 0))) {
-			hold_disarm(st);
-			if (st->flags & PD_SK_DOOMED)
+		/* a socket that can send no more (it closes, or shut its
+		 * sending side down) while it holds a message: the held
+		 * bytes are lost, said so, and their timer goes; one doomed
+		 * that closes: nothing is left to abort (this is also how
+		 * an abort ends) */
+		new = ops->args[1];
+		sk = ops->sk;
+		if ((new == BPF_TCP_CLOSE || new == BPF_TCP_FIN_WAIT1 || new == BPF_TCP_LAST_ACK) &&
+		    sk && (st = bpf_sk_storage_get(&pd_sk, sk, 0, 0))) {
+			hold_lost(sk, st);
+			if (new == BPF_TCP_CLOSE && (st->flags & PD_SK_DOOMED))
 				bpf_map_delete_elem(&pd_doomed, &st->cookie);
 		}
 		return 1;
@@ -120,6 +125,20 @@ int pd_sockops(struct bpf_sock_ops *ops)
 		return 1;
 	}
 	cookie = bpf_get_socket_cookie(ops);
+	if (st->cookie == cookie && st->lport) {
+		/* set up before, for an earlier connection (connect(AF_UNSPEC),
+		 * then connect again): still in the socket map, which
+		 * refuses to take it twice (tcp_bpf has no unhash). Nothing
+		 * of that connection carries over: not its held or kept
+		 * bytes, its tail or its timer; a doomed socket stays so */
+		mapped = !(st->flags & PD_SK_UNMAPPED);
+		hold_lost(sk, st);
+		bpf_sk_storage_delete(&pd_bytes, sk);
+		bpf_sk_storage_delete(&pd_tail, sk);
+		keep = st->flags & (PD_SK_DEAD | PD_SK_DOOMED);
+		__builtin_memset(st, 0, sizeof(*st));
+		st->flags = keep;
+	}
 	st->service = (__u32)svc;
 	st->cur.gen = gen;
 	st->cur.slot_gen = lookup_slot_gen(gen);
@@ -146,6 +165,8 @@ int pd_sockops(struct bpf_sock_ops *ops)
 	/* be told when it closes (a held message's timer) */
 	bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	err = bpf_sock_hash_update(ops, &pd_sockets, &cookie, BPF_ANY);
+	if (err == -16 /* EBUSY */ && mapped)
+		err = 0;                /* in the map still, under the same key */
 	if (err) {
 		st->flags |= PD_SK_UNMAPPED;
 		st->cause = err == -16 /* EBUSY */ ? PD_TR_SOCKHASH_BUSY : PD_TR_SOCKHASH_FULL;

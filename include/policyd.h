@@ -37,8 +37,9 @@
  * without its draft; 14: pd_service.hstart and bstart, framing http's
  * header and body sections; 15: pd_service.qstart, framing http's query
  * section, PD_PF_QUERY and PD_PF_HOLD_QUERY; 16: pd_classmap.grams and
- * pd_service.gstride, the gram filter). */
-#define PD_LAYOUT_VERSION 16
+ * pd_service.gstride, the gram filter; 17: pd_bytes.held_end,
+ * PD_TR_CLOSED_HELD). */
+#define PD_LAYOUT_VERSION 17
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -726,6 +727,8 @@ enum pd_trouble {
 	PD_TR_ABORT_FULL,       /* a connection to abort that pd_doomed had no room
 	                         * for (tried again at its next send) */
 	PD_TR_MALFORMED,        /* a message its protocol framing cannot parse: denied */
+	PD_TR_CLOSED_HELD,      /* a held message's end its connection ended before
+	                         * (close, shutdown, connect(AF_UNSPEC)): never sent */
 	PD_TR_MAX,
 };
 

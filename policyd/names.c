@@ -95,6 +95,7 @@ static const char *const trouble[PD_TR_MAX] = {
 	[PD_TR_ABORTS] = "aborts",
 	[PD_TR_ABORT_FULL] = "abort_full",
 	[PD_TR_MALFORMED] = "malformed",
+	[PD_TR_CLOSED_HELD] = "closed_held",
 };
 const struct pd_names pd_troubles = NAMES(trouble, "trouble", 0, PD_TR_MAX);
 

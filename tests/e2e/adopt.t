@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import Env, Policyd, Recorder, done, free_port, is_, ok, slow
+from pdtest import Env, Policyd, Recorder, done, free_port, is_, ok, slow, wait_until
 
 env = Env("adopt")
 
@@ -192,6 +192,54 @@ is_([x[2] for x in res], [0] * 4,
     "its sends there succeed")
 ok(all(free.got(p, timeout=2) == b"allowed %d\nFORBIDDEN is no word here\n" % i
        for i, (p, _, _) in enumerate(res)), "... and the server there gets every byte")
+is_(pd.stop(), 0, "policyd stops")
+
+# --- disconnect, then a policed port again ---
+# the socket is still in the socket map (tcp_bpf has no unhash): it is
+# policed on, with nothing of its first connection (a held line) carried
+# over; the held line is logged as lost
+first, second = Recorder(), Recorder()
+conf = env.write("again.conf", """
+version = 1;
+daemon = { log_rate = 0; };
+services = ( { name = "kv"; ports = [ %d, %d ]; framing = "line";
+  rules = ( { id = 1; action = "deny"; contains = "FORBIDDEN"; } ); } );
+""" % (first.port, second.port))
+pd = Policyd(env, conf)
+res = inside(r"""
+import ctypes, json, socket, struct, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+res = []
+for port in (int(sys.argv[1]), int(sys.argv[2])):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.send(b"first\nheld, never ended ")
+    time.sleep(0.1)
+    unspec = struct.pack("H14x", 0)
+    libc.connect(s.fileno(), unspec, len(unspec))
+    s.connect(("127.0.0.1", port))
+    out = [s.getsockname()[1]]
+    for m in (b"second\n", b"FORBIDDEN\n", b"third\n"):
+        try:
+            out.append(s.send(m))
+        except OSError as ex:
+            out.append(-ex.errno)
+        time.sleep(0.2)
+    res.append(out)
+    s.close()
+print(json.dumps(res))
+""", first.port, second.port)
+same, other = res
+ok(same[1:3] == [7, -errno.EACCES] and other[1:3] == [7, -errno.EACCES],
+   "a policed socket disconnected and connected to a policed port again (the same, another): "
+   "an allowed line is sent, a denied one refused", repr(res))
+got = [first.got(same[0], timeout=3), second.got(other[0], timeout=3)]
+ok(got == [b"second\n", b"second\n"],
+   "... the server gets the allowed line alone, nothing of the first connection's held line",
+   repr(got))
+ok(wait_until(lambda: len(pd.own_lines(r"^policyd: refuse cause=closed_held service=kv .* len=18 "))
+              == 2 and len(pd.own_lines(r"^policyd: deny rule=1 ")) == 2, 5),
+   "... the held line is logged as lost when its connection ended (len=18), the denied "
+   "lines as denied", pd.text()[-1500:])
 is_(pd.stop(), 0, "policyd stops")
 
 # --- a reading thread beside the sending one ---

@@ -7,7 +7,8 @@
 # fragment of it the server), a 16 MiB send of lines that each look like
 # the start of a denied prefix, an unfinished line held until it ends
 # (no byte of a line refused at its end leaves), hold_timeout deciding a
-# message that never ends, and hold_timeout = 0 never holding.
+# message that never ends, hold_timeout = 0 never holding, and a held
+# end that its connection's close or shutdown leaves unsent, logged.
 import os
 import random
 import re
@@ -16,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from pdtest import Env, Policyd, Recorder, client, done, is_, ok, send, slow
+from pdtest import Env, Policyd, Recorder, client, done, is_, ok, send, slow, wait_until
 
 env = Env("holds")
 # kv's hold_timeout: long enough that no line of a send that keeps coming
@@ -116,5 +117,21 @@ ok(pd.lines(r"^policyd: refuse cause=hold_timeout rule=- service=kv "),
 res, port = client(env, nohold.port, [send(b"KILL"), ["sleep", 0.5], send(b"ME now\n")])
 is_((res, nohold.got(port)), ([4, -13], b"KILL"),
     "hold_timeout = 0: an unfinished line passes as it comes; the deny still comes")
+# --- a connection that ends with a line held ---
+# no send can carry the held end any more: it never leaves, and the log
+# says so with its length (not silently, and not later as a timeout)
+for how, steps in (("closes", []), ("shuts its sending side down", [["shutdown"]])):
+    n = len(pd.own_lines(r"^policyd: refuse cause=closed_held "))
+    res, port = client(env, kv.port, [send(b"first line\n"), send(b"QUIT")] + steps +
+                       [["sleep", 0.3]])
+    is_(kv.got(port), b"first line\n", "a sender that %s after an unfinished line: the line "
+        "before it arrives, the held end does not (results %r)" % (how, res))
+    ok(wait_until(lambda: len(pd.own_lines(r"^policyd: refuse cause=closed_held ")) == n + 1, 5)
+       and re.search(r"^policyd: refuse cause=closed_held service=kv pid=\d+ comm=python3 .* "
+                     r"len=4 ", pd.own_lines(r"cause=closed_held")[-1]),
+       "... logged once, as refuse cause=closed_held len=4", pd.text()[-800:])
+time.sleep(slow(HOLD / 1000.0 + 0.5))
+is_(len(pd.own_lines(r"cause=hold_timeout rule=- service=kv .* len=4 ")), 0,
+    "... and no hold_timeout follows for them")
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
 done()

@@ -43,6 +43,9 @@ def run_steps(sock, steps):
                 with open(step[1], "rb") as f:
                     results.append(os.sendfile(sock.fileno(), f.fileno(), 0,
                                                os.fstat(f.fileno()).st_size))
+            elif op == "shutdown":
+                sock.shutdown(socket.SHUT_WR)
+                results.append(0)
             elif op == "sleep":
                 time.sleep(step[1])
             elif op == "wait":
