@@ -35,13 +35,13 @@ def inside(code, *args, wait=True, timeout=120):
     return json.loads(out.stdout)
 
 
-def policy(name, port, daemon=""):
+def policy(name, port, daemon="", more=()):
     return env.write(name, """
 version = 1;
 daemon = { log_rate = 0; %s };
-services = ( { name = "kv"; ports = [ %d ]; framing = "line";
+services = ( { name = "kv"; ports = [ %s ]; framing = "line";
   rules = ( { id = 1; action = "deny"; contains = "FORBIDDEN"; } ); } );
-""" % (daemon, port))
+""" % (daemon, ", ".join(str(p) for p in (port,) + tuple(more))))
 
 
 # --- the socket map full at adoption ---
@@ -199,13 +199,7 @@ is_(pd.stop(), 0, "policyd stops")
 # policed on, with nothing of its first connection (a held line) carried
 # over; the held line is logged as lost
 first, second = Recorder(), Recorder()
-conf = env.write("again.conf", """
-version = 1;
-daemon = { log_rate = 0; };
-services = ( { name = "kv"; ports = [ %d, %d ]; framing = "line";
-  rules = ( { id = 1; action = "deny"; contains = "FORBIDDEN"; } ); } );
-""" % (first.port, second.port))
-pd = Policyd(env, conf)
+pd = Policyd(env, policy("again.conf", first.port, more=[second.port]))
 res = inside(r"""
 import ctypes, json, socket, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)

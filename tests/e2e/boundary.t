@@ -235,9 +235,21 @@ ok(r["b"] and r["b"][0] in (errno.EACCES, errno.EPIPE, errno.ECONNRESET, errno.E
    "... its send is refused (%r)" % r["b"])
 
 # --- urgent data ---
+# over IPv4, or ("6") over IPv6 from a socket with every extension header
+# a process may set on it (CAP_NET_RAW): hop-by-hop, destination options
+# before and after a routing header, and a segment routing header, which
+# the egress program reads past to the TCP header
 OOB = r"""
 import json, socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+if sys.argv[2] == "6":
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    pad = bytes([0, 0, 1, 4, 0, 0, 0, 0])               # PadN, 8 bytes
+    srh = bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "::1")
+    for opt, val in ((54, pad), (57, srh), (55, pad), (59, pad)):
+        s.setsockopt(socket.IPPROTO_IPV6, opt, val)     # HOPOPTS, RTHDR, RTHDRDSTOPTS, DSTOPTS
+    s.connect(("::1", int(sys.argv[1])))
+else:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 res = []
 for data, flags in ((b"FORBID", 0), (b"X", socket.MSG_OOB), (b"DEN\n", 0)):
     try:
@@ -248,58 +260,24 @@ for data, flags in ((b"FORBID", 0), (b"X", socket.MSG_OOB), (b"DEN\n", 0)):
 time.sleep(0.5)
 print(json.dumps({"res": res, "port": s.getsockname()[1]}))
 """
-r = run_inside(OOB, raw.port)
+r = run_inside(OOB, raw.port, "4")
 got = raw.got(r["port"])
 ok(b"FORBIDDEN" not in got.replace(b"X", b"") and b"X" not in got,
    "MSG_OOB: the urgent byte is refused; the stream never shows the denied word",
    "results %r, server got %r" % (r["res"], got))
 ok(pd.lines(r"^policyd: refuse cause=oob service=raw "), "... and logged as refused")
-# the same over IPv6 from a socket with every extension header a process
-# may set on it (CAP_NET_RAW): hop-by-hop, destination options before and
-# after a routing header, and a segment routing header; the egress
-# program reads past them to the TCP header
 raw6 = Recorder(host="::1", port=raw.port)
-OOB6 = r"""
-import json, socket, sys, time
-s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-pad = bytes([0, 0, 1, 4, 0, 0, 0, 0])                   # PadN, 8 bytes
-srh = bytes([0, 2, 4, 0, 0, 0, 0, 0]) + socket.inet_pton(socket.AF_INET6, "::1")
-for opt, val in ((54, pad), (57, srh), (55, pad), (59, pad)):
-    s.setsockopt(socket.IPPROTO_IPV6, opt, val)     # HOPOPTS, RTHDR, RTHDRDSTOPTS, DSTOPTS
-s.connect(("::1", int(sys.argv[1])))
-res = []
-for data, flags in ((b"FORBID", 0), (b"X", socket.MSG_OOB), (b"DEN\n", 0)):
-    try:
-        res.append(s.send(data, flags))
-    except OSError as e:
-        res.append(-e.errno)
-    time.sleep(0.1)
-time.sleep(0.5)
-print(json.dumps({"res": res, "port": s.getsockname()[1]}))
-"""
 for k in ("all", "lo"):     # the network namespace is the test's own
     with open("/proc/sys/net/ipv6/conf/%s/seg6_enabled" % k, "w") as f:
         f.write("1")
-r = run_inside(OOB6, raw.port)
+r = run_inside(OOB, raw.port, "6")
 got = raw6.got(r["port"])
 ok(b"FORBIDDEN" not in got.replace(b"X", b"") and b"X" not in got and got.startswith(b"FORBID"),
    "MSG_OOB over IPv6 behind four extension headers: refused as well",
    "results %r, server got %r" % (r["res"], got))
 # under line framing the unfinished line is held, urgent byte and all:
 # it leaves later as part of the line, not as urgent data
-r = run_inside(r"""
-import json, socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-res = []
-for data, flags in ((b"FORBID", 0), (b"X", socket.MSG_OOB), (b"DEN\n", 0)):
-    try:
-        res.append(s.send(data, flags))
-    except OSError as e:
-        res.append(-e.errno)
-    time.sleep(0.1)
-time.sleep(0.5)
-print(json.dumps({"res": res, "port": s.getsockname()[1]}))
-""", kv.port)
+r = run_inside(OOB, kv.port, "4")
 got = kv.got(r["port"])
 ok(b"FORBIDDEN" not in got,
    "MSG_OOB into a held line: the urgent byte does not split a denied line past the filter",
