@@ -41,13 +41,11 @@ static __always_inline void hold_lost(struct bpf_sock *sk, struct pd_sock *st)
 
 	if (b && b->kind == PD_BYTES_HELD) {
 		b->kind = PD_BYTES_NONE;
-		if ((st->flags & PD_SK_DEAD) || hold_expired(st)) {
-			hold_disarm(st);
-			return;
+		if (!(st->flags & PD_SK_DEAD) && !hold_expired(st)) {
+			ev_trouble(PD_TR_CLOSED_HELD);
+			ev_emit_sock(sk, PD_V_REFUSE, PD_TR_CLOSED_HELD, st->service, st->tgid,
+				     st->uid, b->len, 1);
 		}
-		ev_trouble(PD_TR_CLOSED_HELD);
-		ev_emit_sock(sk, PD_V_REFUSE, PD_TR_CLOSED_HELD, st->service, st->tgid, st->uid,
-			     b->len, 1);
 	}
 	hold_disarm(st);
 }

@@ -569,7 +569,8 @@ int pd_egress(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, 0, h, 10))
 			return blind(skb, sk);
 		if (h[9] != IPPROTO_TCP)
-			return 1;       /* IPsec's transform, as above */
+			return 1;       /* IPsec's or a tunnel's transform of a
+					 * segment seen here before it */
 		off = (h[0] & 0xf) * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		/* extension headers before TCP: hop-by-hop (a GSO packet

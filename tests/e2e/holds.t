@@ -130,8 +130,19 @@ for how, steps in (("closes", []), ("shuts its sending side down", [["shutdown"]
        and re.search(r"^policyd: refuse cause=closed_held service=kv pid=\d+ comm=python3 .* "
                      r"len=4 ", pd.own_lines(r"cause=closed_held")[-1]),
        "... logged once, as refuse cause=closed_held len=4", pd.text()[-800:])
+# shut down while the server reads nothing yet: the connection stays half
+# open (no close), and the held end is logged at the shutdown, not
+# refused later by hold_timeout
+kv.reading.clear()
+n = len(pd.own_lines(r"^policyd: refuse cause=closed_held "))
+res, port = client(env, kv.port, [send(b"QUIT"), ["shutdown"],
+                                  ["sleep", slow(HOLD / 1000.0 + 0.5)]])
+ok(len(pd.own_lines(r"^policyd: refuse cause=closed_held ")) == n + 1,
+   "a sender that shuts its sending side down while the connection stays half open: its held "
+   "end is logged at once", pd.text()[-800:])
+kv.reading.set()
 time.sleep(slow(HOLD / 1000.0 + 0.5))
 is_(len(pd.own_lines(r"cause=hold_timeout rule=- service=kv .* len=4 ")), 0,
-    "... and no hold_timeout follows for them")
+    "... and no hold_timeout follows for any of them")
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
 done()
