@@ -31,6 +31,8 @@ SECTIONS = ("redis-all", "http", "memcached", "postgres", "smtp", "connrate", "p
 
 # targets: (what the figure is divided by, at least)
 REQRESP = (SOCKMAP, 0.97)
+# secrets-egress's inspect on a busy static file server (its comment)
+INSPECT_CAP = 4096
 CONNRATE = (NONE, 0.90)
 
 
@@ -323,6 +325,26 @@ def sec_http(env, rows, configs):
             rows.append(measure_row(env, row, conf,
                                     lambda p, path=path: w.wrk(env, p, path, SECS), ngx.port,
                                     hap.port))
+        # the profile as its comment says to adapt it to a busy static
+        # file server: inspect set, so that a large reply is read up to
+        # there (in each of the sends it is made of) and not to its end
+        with open(os.path.join(w.EXAMPLES, "secrets-egress.conf")) as f:
+            text = f.read()
+        if "inspect = 0;" not in text:
+            raise RuntimeError("secrets-egress.conf has no 'inspect = 0;' to set")
+        capped = os.path.join(env.tmp, "secrets-egress-%d.conf" % INSPECT_CAP)
+        with open(capped, "w") as f:
+            f.write(text.replace("inspect = 0;", "inspect = %d;" % INSPECT_CAP))
+        conf = w.profile_policy(os.path.join(env.tmp, "p-http-capped.conf"), ngx.port,
+                                ["http-client", capped])
+        row = new_row("http-64k-inspect", "nginx 64 KiB, inspect %d" % INSPECT_CAP,
+                      "wrk against nginx, keep-alive, 64 KiB replies, secrets-egress with "
+                      "inspect = %d" % INSPECT_CAP, "req/s",
+                      "http-client (wrk) + secrets-egress, inspect = %d (nginx)" % INSPECT_CAP,
+                      ["wrk", "nginx"])
+        row["detail"] = "1 thread, 20 connections, %d s" % SECS
+        rows.append(measure_row(env, row, conf, lambda p: w.wrk(env, p, "/64k", SECS),
+                                ngx.port, hap.port))
     finally:
         hap.stop()
         ngx.stop()
