@@ -84,6 +84,23 @@ struct tcp_sock {
 	struct tcp_fastopen_request *fastopen_req;
 } PD_CORE;
 
+/* The kernel's sk_msg, of which an sk_msg program's context is a view:
+ * the ring of scatterlist elements that hold the send (read by
+ * walk_piece_end; the ring's length comes from the running kernel's BTF). */
+struct scatterlist {
+	unsigned int length;
+} PD_CORE;
+
+struct sk_msg_sg {
+	__u32 start;            /* the first element in the ring */
+	__u32 end;              /* one past the last */
+	struct scatterlist data[1];
+} PD_CORE;
+
+struct sk_msg {
+	struct sk_msg_sg sg;
+} PD_CORE;
+
 #define SEND_SHUTDOWN 2
 #define TCP_ESTABLISHED 1
 #define TCP_CLOSE_WAIT 8

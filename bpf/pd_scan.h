@@ -14,9 +14,12 @@
  *   PD_SKIP4(s, off, n, svc)     pd_skip4 the same way
  *   PD_GRAMS(s, off, n, stride)  pd_grams the same way
  *   PD_DUAL_WALK(d, p, cls, tab) pd_dual_walk (BPF: a function of its own)
- *   PD_PULL(s, src, start, end)  make bytes [start, end) of the send
- *                         (src) readable at s->data (up to s->data_end,
- *                         which may lie further); 0, or nonzero on failure
+ *   PD_PULL(s, src, start, end)  make bytes from start of the send (src)
+ *                         readable at s->data (up to s->data_end, which
+ *                         may lie further): those up to end, or fewer
+ *                         where the send's piece that holds start ends
+ *                         before (BPF: a pull that spans pieces makes the
+ *                         kernel copy them); how many, or 0 on failure
  *   PD_LOOP(n, fn, ctx)   call fn(i, ctx) for i = 0.. until it returns
  *                         nonzero, at most n times (bpf_loop)
  *   PD_LINE_PASS(s, end)  optional, line framing: the line that ended at
@@ -56,14 +59,20 @@
 #define PD_LOAD32(q) (*(const __u32 *)(q))
 #endif
 
-/* Bytes made readable at once by bpf_msg_pull_data. A range inside one
- * scatterlist element is read in place; one that spans elements (or lies
- * in pages spliced from the page cache) makes the kernel copy every
- * element it touches, whole, into new pages that replace them: the rest
- * of the message is then read in place. */
+/* Bytes made readable at once by bpf_msg_pull_data, at most. A range
+ * inside one scatterlist element is read in place; one that spans
+ * elements (or lies in pages spliced from the page cache) makes the
+ * kernel copy every element it touches, whole, into a new page that
+ * replaces them. Such a copy also costs the send its layout: TCP then
+ * needs more page fragments for a full-sized segment than an skb takes
+ * (MAX_SKB_FRAGS), closes one short of it, and a receiver that delays
+ * its acknowledgement of a short segment holds the rest up (nginx with
+ * tcp_nopush: about 40 ms a reply). So a window also ends where the
+ * element that holds its start ends (PD_PULL). */
 #define PD_WINDOW 4096
-/* Windows per program run: more than the largest sk_msg (MAX_SKB_FRAGS
- * elements of at most 32 KiB each). A longer run fails closed. */
+/* Windows per program run: more than the largest sk_msg takes (MAX_SKB_FRAGS
+ * elements of at most 32 KiB each, in windows that end at each element's
+ * end too). A longer run fails closed. */
 #define PD_MAX_WINDOWS 192
 /* Work per callback (a bpf_loop call costs more than walking a byte, so
  * each does a batch): words passed over in the resume state (a block with one
@@ -583,17 +592,19 @@ static long pd_scan_window(__u32 w, void *arg)
 {
 	struct pd_scan *s = arg;
 	void *src = s->src;
-	__u32 n;
+	__u32 n, got;
 
 	if (pd_scan_done(s))
 		return 1;
 	n = s->run->limit - s->off;
 	if (n > PD_WINDOW)
 		n = PD_WINDOW;
-	if (PD_PULL(s, src, s->off, s->off + n)) {
+	got = PD_PULL(s, src, s->off, s->off + n);
+	if (!got || got > n) {
 		s->run->err = 1;
 		return 1;
 	}
+	n = got;
 	s->n = n;
 	s->run->wused = 0;
 	PD_LOOP(n, pd_scan_step, s);

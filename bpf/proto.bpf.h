@@ -386,13 +386,17 @@ static long proto_window(__u32 idx, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
-	__u32 n, off = st->run.woff;
+	__u32 n, off = st->run.woff, piece;
 
 	if (st->run.ended || st->run.err || off >= st->run.limit)
 		return 1;
 	n = st->run.limit - off;
 	if (n > PD_WINDOW)
 		n = PD_WINDOW;
+	/* up to the end of the element that holds off: read in place */
+	piece = walk_piece_end(w->msg, off);
+	if (piece > off && piece - off < n)
+		n = piece - off;
 	if (bpf_msg_pull_data(w->msg, off, off + n, 0)) {
 		st->run.err = 1;
 		return 1;

@@ -11,8 +11,9 @@
 
 struct pd_scan;
 struct pd_dual;
-static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
-				     __u32 end);
+static __always_inline __u32 walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				       __u32 end);
+__noinline __u32 walk_piece_end(struct sk_msg_md *msg, __u32 start);
 __noinline int walk_skip2_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u64 k0, __u64 k1);
 __noinline int walk_skip4_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
 			      const struct pd_service *svc);
@@ -37,15 +38,63 @@ _Static_assert(__builtin_offsetof(struct pd_sock, cur.m) == 0, "cur.m begins pd_
 #define PD_LINE_PASS(s, end) walk_line_pass((s)->src, walk_sock((s)->m), end)
 #include "pd_scan.h"
 
-/* PD_PULL: bytes [start, end) of the sk_msg readable at s->data. */
-static __always_inline int walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
-				     __u32 end)
+/* Elements in the ring of an sk_msg, at most (MAX_SKB_FRAGS + 1 in the
+ * kernels policyd runs on; the running kernel's is read from its BTF). */
+#define WALK_RING_MAX 64
+
+/* Where the scatterlist element that holds byte start of the sk_msg ends
+ * (an offset in the send), read from the kernel's struct sk_msg behind
+ * the context; 0 when it cannot be read. A pull up to there reads the
+ * bytes in place: past it, the kernel would copy the elements (see
+ * PD_WINDOW). Global: verified once. */
+__noinline __u32 walk_piece_end(struct sk_msg_md *msg, __u32 start)
 {
-	if (bpf_msg_pull_data(msg, start, end, 0))
-		return -1;
+	__u32 ring = bpf_core_field_size(struct sk_msg, sg.data) /
+		     bpf_core_type_size(struct scatterlist);
+	__u32 step = bpf_core_type_size(struct scatterlist);
+	__u32 i, end, len, at = 0;
+	const char *base = (const char *)msg;
+
+	if (!msg || ring < 2 || ring > WALK_RING_MAX + 1)
+		return 0;
+	ring--;                 /* the ring's ids; the array has one more */
+	if (bpf_probe_read_kernel(&i, sizeof(i), base + bpf_core_field_offset(struct sk_msg,
+									    sg.start)) ||
+	    bpf_probe_read_kernel(&end, sizeof(end), base + bpf_core_field_offset(struct sk_msg,
+										sg.end)))
+		return 0;
+	for (int k = 0; k < WALK_RING_MAX; k++) {
+		if (i == end || i >= ring)
+			return 0;
+		if (bpf_probe_read_kernel(&len, sizeof(len),
+					  base + bpf_core_field_offset(struct sk_msg, sg.data) +
+					  (__u64)i * step +
+					  bpf_core_field_offset(struct scatterlist, length)))
+			return 0;
+		at += len;
+		if (start < at)
+			return at;
+		if (++i == ring)
+			i = 0;
+	}
+	return 0;
+}
+
+/* PD_PULL: bytes [start, end) of the sk_msg readable at s->data, or
+ * fewer: up to the end of the element that holds start, where that comes
+ * first. Returns how many (0: the pull failed). */
+static __always_inline __u32 walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
+				       __u32 end)
+{
+	__u32 piece = walk_piece_end(msg, start);
+
+	if (piece > start && piece < end)
+		end = piece;
+	if (end <= start || bpf_msg_pull_data(msg, start, end, 0))
+		return 0;
 	s->data = msg->data;
 	s->data_end = msg->data_end;
-	return 0;
+	return end - start;
 }
 
 /* A line ended: nothing of it is kept for a walk again after two

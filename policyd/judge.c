@@ -28,6 +28,9 @@ struct judge_msg {
 	uint32_t first;
 	uint32_t slack;         /* a pull leaves data_end this much further, where
 	                         * the send has the bytes (tests) */
+	uint32_t piece;         /* a pull stops at a multiple of this many bytes
+	                         * from the run's start, as the BPF program's stops
+	                         * at a scatterlist element's end (tests; 0: never) */
 	uint8_t *win;           /* the pulled bytes, copied: a read past data_end is
 	                         * a read past the allocation */
 };
@@ -40,6 +43,7 @@ struct pd_judge {
 	uint32_t *tab;          /* the slot's table: states rows of width entries */
 	bool monitor;
 	uint32_t slack;
+	uint32_t piece;
 	/* what pd_sock holds for the connection */
 	struct pd_progress cur, snap;
 	struct pd_run run;
@@ -85,7 +89,7 @@ static uint16_t held_rule(const struct pd_service *svc, const struct pd_match *m
 }
 
 struct pd_scan;
-static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end);
+static __u32 pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end);
 
 #define PD_ROW(ctx, st) row_of(st)
 #define PD_OUT(ctx, st) out_of(st)
@@ -120,14 +124,18 @@ static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end
 #include "pd_scan.h"
 #include "proto.h"
 
-/* bpf_msg_pull_data: bytes [start, end) of the run readable at data;
- * data_end is the range's end (and the slack past it). */
-static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end)
+/* PD_PULL as the BPF program does it: bytes from start of the run, up to
+ * end or the end of the piece that holds start (pieces of msg->piece
+ * bytes from the run's start; 0: one piece), readable at data; data_end
+ * is the range's end (and the slack past it). */
+static __u32 pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end)
 {
 	uint32_t n;
 
 	if (end <= start || start >= msg->size || end > msg->size)
-		return -1;
+		return 0;
+	if (msg->piece && end > (start / msg->piece + 1) * msg->piece)
+		end = (start / msg->piece + 1) * msg->piece;
 	n = end + msg->slack < msg->size ? end + msg->slack - start : msg->size - start;
 	free(msg->win);
 	msg->win = malloc(n);
@@ -136,7 +144,7 @@ static int pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 end
 	memcpy(msg->win, msg->p + start, n);
 	s->data = msg->win;
 	s->data_end = msg->win + n;
-	return 0;
+	return end - start;
 }
 
 struct pd_judge *pd_judge_new(struct pd_image *img, uint32_t service, bool monitor,
@@ -174,6 +182,11 @@ struct pd_judge *pd_judge_new(struct pd_image *img, uint32_t service, bool monit
 void pd_judge_set_slack(struct pd_judge *j, uint32_t slack)
 {
 	j->slack = slack;
+}
+
+void pd_judge_set_piece(struct pd_judge *j, uint32_t piece)
+{
+	j->piece = piece;
 }
 
 void pd_judge_free(struct pd_judge *j)
@@ -672,7 +685,7 @@ static int stream_add(struct pd_judge *j, const uint8_t *p, uint32_t len)
 int pd_judge_send(struct pd_judge *j, const uint8_t *p, uint32_t len, const uint32_t *elems,
 		  size_t nelems, pd_judged_fn fn, void *arg)
 {
-	struct judge_msg msg = { .slack = j->slack };
+	struct judge_msg msg = { .slack = j->slack, .piece = j->piece };
 	uint64_t at;
 	int r = 0;
 

@@ -56,6 +56,9 @@ struct pd_judge *pd_judge_new(struct pd_image *img, uint32_t service, bool monit
 /* Pulls leave data_end slack bytes past the range asked for, where the
  * send has them (the kernel leaves none): the walk must not look there. */
 void pd_judge_set_slack(struct pd_judge *j, uint32_t slack);
+/* Pulls stop at multiples of piece bytes from a run's start, as the
+ * data plane's stop where a scatterlist element ends (0: never). */
+void pd_judge_set_piece(struct pd_judge *j, uint32_t piece);
 void pd_judge_free(struct pd_judge *j);
 /* One send() of len bytes at p, in scatterlist elements of the given
  * lengths (they add up to len; NULL: one element). Calls fn for each

@@ -8,7 +8,8 @@
  * (PD_WINDOW), with patterns and cuts planted at and around the edges of
  * windows, skip blocks, dual walks and fast blocks; each send's first
  * scatterlist element has a random length (small_walk reads only that);
- * pulls sometimes leave data_end past the window; the policy slot is laid
+ * pulls sometimes leave data_end past the window, and sometimes stop
+ * short of it where an element ends; the policy slot is laid
  * out as the loader does, or without headroom, or with wider rows.
  *
  * PD_SCAN_SEED=N picks another seed; PD_SCAN_ROUNDS=N runs longer.
@@ -155,6 +156,10 @@ static int fast_verdicts(struct pd_image *img, const uint8_t *in, size_t inlen, 
 		return -1;
 	if (rnd(3) == 0)
 		pd_judge_set_slack(j, rnd(2) ? 1 + rnd(16) : 4096);
+	/* windows cut short where a scatterlist element ends (elements
+	 * long enough for a send to stay within PD_MAX_WINDOWS windows) */
+	if (rnd(3) == 0)
+		pd_judge_set_piece(j, 128 + (rnd(2) ? rnd(64) : rnd(8192)));
 	for (int k = 0; k <= ncuts && r == 0; k++) {
 		size_t from = k ? cuts[k - 1] : 0, to = k < ncuts ? cuts[k] : inlen;
 		uint32_t len = (uint32_t)(to - from), elems[2];
