@@ -52,7 +52,7 @@ __noinline __u32 walk_piece_end(struct sk_msg_md *msg, __u32 start)
 	__u32 ring = bpf_core_field_size(struct sk_msg, sg.data) /
 		     bpf_core_type_size(struct scatterlist);
 	__u32 step = bpf_core_type_size(struct scatterlist);
-	__u32 i, end, len, at = 0;
+	__u32 i, end, len, n, at = 0;
 	const char *base = (const char *)msg;
 
 	if (!msg || ring < 2 || ring > WALK_RING_MAX + 1)
@@ -61,10 +61,13 @@ __noinline __u32 walk_piece_end(struct sk_msg_md *msg, __u32 start)
 	if (bpf_probe_read_kernel(&i, sizeof(i), base + bpf_core_field_offset(struct sk_msg,
 									    sg.start)) ||
 	    bpf_probe_read_kernel(&end, sizeof(end), base + bpf_core_field_offset(struct sk_msg,
-										sg.end)))
+										sg.end)) ||
+	    i >= ring || end >= ring)
 		return 0;
+	/* the elements in use, from start up to end, which wraps */
+	n = end >= i ? end - i : end + ring - i;
 	for (int k = 0; k < WALK_RING_MAX; k++) {
-		if (i == end || i >= ring)
+		if (k >= n)
 			return 0;
 		if (bpf_probe_read_kernel(&len, sizeof(len),
 					  base + bpf_core_field_offset(struct sk_msg, sg.data) +
