@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Large replies leave as fast with policyd as without: nginx inside the
+# Large replies are not held up on their way out: nginx inside the
 # policed cgroup (sendfile on, tcp_nopush on: Debian's defaults) serves
 # 64 KiB files over keep-alive under secrets-egress, reading every byte
 # and reading up to inspect = 4096. A pull that spans two of a send's
