@@ -105,6 +105,8 @@ struct pd_scan {
 	__u64 pass_to;          /* line framing: a line that ends within the first
 	                         * pass_to bytes may pass without ending the walk
 	                         * (PD_LINE_PASS); 0: each line ends it */
+	__u32 piece_end;        /* for PD_PULL: where the send's element that held
+	                         * the last window's start ends (0: not known) */
 };
 
 #ifndef PD_LINE_PASS

@@ -31,6 +31,8 @@ struct pwalk {
 	const struct pd_service *svc;
 	struct sk_msg_md *msg;
 	const struct pd_bytes *kept;    /* the bytes walked, when not the sk_msg's */
+	__u32 piece_end;        /* where the sk_msg's element that held the last
+	                         * window's start ends (0: not known) */
 };
 
 /* The service of the socket's message in progress. */
@@ -386,17 +388,19 @@ static long proto_window(__u32 idx, void *arg)
 {
 	struct pwalk *w = arg;
 	struct pd_sock *st = w->st;
-	__u32 n, off = st->run.woff, piece;
+	__u32 n, off = st->run.woff;
 
 	if (st->run.ended || st->run.err || off >= st->run.limit)
 		return 1;
 	n = st->run.limit - off;
 	if (n > PD_WINDOW)
 		n = PD_WINDOW;
-	/* up to the end of the element that holds off: read in place */
-	piece = walk_piece_end(w->msg, off);
-	if (piece > off && piece - off < n)
-		n = piece - off;
+	/* up to the end of the element that holds off: read in place (read
+	 * again only once a window starts past it) */
+	if (off >= w->piece_end)
+		w->piece_end = walk_piece_end(w->msg, off);
+	if (w->piece_end > off && w->piece_end - off < n)
+		n = w->piece_end - off;
 	if (bpf_msg_pull_data(w->msg, off, off + n, 0)) {
 		st->run.err = 1;
 		return 1;
