@@ -479,10 +479,14 @@ tables:
 #define SOCK_STREAM 1
 #define SOL_TCP 6
 #define TCP_FASTOPEN_CONNECT 30
+#define SOL_TLS 282
+#define TLS_TX 1
+#define TLS_RX 2
 #define TCPHDR_SYN 0x02
 #define TCPHDR_URG 0x20
 #define EOPNOTSUPP 95
 #define ENOPROTOOPT 92
+#define EINVAL 22
 
 /* Bytes leaving a policed socket without a verdict, in a segment from
  * sequence number seq. Closed: the segment is dropped (it never leaves
@@ -708,14 +712,44 @@ int pd_connect6(struct bpf_sock_addr *ctx)
 	return connect_check(ctx);
 }
 
+/* Kernel TLS on a socket in the socket map: its records would bypass
+ * the sk_msg program, or (on kernels before "tls: reject the combination
+ * of TLS and sockmap", Debian 6.1.190 and 6.12.111) its plaintext would
+ * be judged and then pushed past the TLS layer by the redirect that lets
+ * judged bytes out: in clear on the wire. Refused with EINVAL, what
+ * kernels with that fix answer, whatever fail_mode says; applications
+ * then encrypt in user space (policyd reads their records as opaque
+ * bytes). Logged and counted. */
+static __always_inline int ktls_check(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct pd_sock *st;
+	__u64 id;
+
+	if (!sk)
+		return 1;
+	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
+	if (!st || !st->cookie)
+		return 1;               /* not set up by sock_ops: not policed */
+	ev_trouble(PD_TR_KTLS);
+	id = bpf_get_current_pid_tgid();
+	ev_emit_sock(sk, PD_V_REFUSE, PD_TR_KTLS, st->service, id >> 32,
+		     (__u32)bpf_get_current_uid_gid(), 0, 1);
+	bpf_set_retval(-EINVAL);
+	return 0;
+}
+
 /* TCP_FASTOPEN_CONNECT: connect() returns at once and the first write
  * goes out in the SYN. Refused as on a kernel where Fast Open is off;
- * applications set it as an optimisation and go on without. */
+ * applications set it as an optimisation and go on without. And kernel
+ * TLS on a policed socket (ktls_check). */
 SEC("cgroup/setsockopt")
 int pd_setsockopt(struct bpf_sockopt *ctx)
 {
 	__u8 *v = ctx->optval, *end = ctx->optval_end;
 
+	if (ctx->level == SOL_TLS && (ctx->optname == TLS_TX || ctx->optname == TLS_RX))
+		return ktls_check(ctx);
 	if (ctx->level != SOL_TCP || ctx->optname != TCP_FASTOPEN_CONNECT)
 		return 1;
 	if (v + sizeof(int) > end || !*(int *)v)

@@ -38,8 +38,8 @@
  * header and body sections; 15: pd_service.qstart, framing http's query
  * section, PD_PF_QUERY and PD_PF_HOLD_QUERY; 16: pd_classmap.grams and
  * pd_service.gstride, the gram filter; 17: pd_bytes.held_end,
- * PD_TR_CLOSED_HELD). */
-#define PD_LAYOUT_VERSION 17
+ * PD_TR_CLOSED_HELD; 18: PD_TR_KTLS). */
+#define PD_LAYOUT_VERSION 18
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -719,6 +719,7 @@ enum pd_trouble {
 	PD_TR_OOB,              /* urgent data (MSG_OOB) */
 	PD_TR_MPTCP,            /* a Multipath TCP socket */
 	PD_TR_FASTOPEN,         /* TCP Fast Open towards a policed port */
+	PD_TR_KTLS,             /* kernel TLS (SOL_TLS TLS_TX, TLS_RX) on a policed socket */
 	/* informational */
 	PD_TR_RESYNC,           /* a send cut short, followed exactly */
 	PD_TR_HOLD_FULL,        /* a held message outgrew what can be held: decided */

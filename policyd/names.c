@@ -89,6 +89,7 @@ static const char *const trouble[PD_TR_MAX] = {
 	[PD_TR_OOB] = "oob",
 	[PD_TR_MPTCP] = "mptcp",
 	[PD_TR_FASTOPEN] = "fastopen",
+	[PD_TR_KTLS] = "ktls",
 	[PD_TR_RESYNC] = "resync",
 	[PD_TR_HOLD_FULL] = "hold_full",
 	[PD_TR_HOLD_TIMEOUT] = "hold_timeout",

@@ -4,7 +4,8 @@
 # try, checked by what the server received, the errno the sender saw and
 # the log line: a send after a short count (non-blocking, and blocking cut
 # by a signal), two threads on one socket, urgent data, Multipath TCP,
-# TCP Fast Open, a send that races the handshake, a full socket map; and
+# TCP Fast Open, kernel TLS, a send that races the handshake, a full
+# socket map; and
 # that allowed bytes around them arrive whole.
 import errno
 import json
@@ -316,6 +317,50 @@ print(json.dumps(res))
 is_(r["sendto"], errno.EOPNOTSUPP, "sendto(MSG_FASTOPEN) to a policed port is refused")
 is_(r["setsockopt"], errno.EOPNOTSUPP, "TCP_FASTOPEN_CONNECT is refused")
 
+# --- kernel TLS ---
+# TLS_TX on a socket in the socket map: refused with EINVAL (what kernels
+# with "tls: reject the combination of TLS and sockmap" answer; before it,
+# the redirect that lets judged bytes out would push the plaintext past
+# the TLS layer), logged; the connection goes on in clear and is judged.
+# A connection on a port no service names is left to the kernel: here
+# (no tls module) ENOPROTOOPT, where the module loads, kTLS.
+free = Recorder()
+r = run_inside(r"""
+import json, socket, struct, sys
+def tls(s):
+    out = {}
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, 31, b"tls")     # TCP_ULP
+        out["ulp"] = 0
+    except OSError as e:
+        out["ulp"] = e.errno
+    # tls12_crypto_info_aes_gcm_128: TLS 1.2, AES-GCM-128, iv, key, salt, rec_seq
+    info = struct.pack("<HH", 0x0303, 51) + bytes(8 + 16 + 4 + 8)
+    for name, opt in (("tx", 1), ("rx", 2)):               # SOL_TLS: TLS_TX, TLS_RX
+        try:
+            s.setsockopt(282, opt, info)
+            out[name] = 0
+        except OSError as e:
+            out[name] = e.errno
+    return out
+res = {}
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+res["policed"] = tls(s)
+s.sendall(b"in clear after ktls\n")
+res["port"] = s.getsockname()[1]
+u = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+res["free"] = tls(u)
+print(json.dumps(res))
+""", kv.port, free.port)
+is_((r["policed"]["tx"], r["policed"]["rx"]), (errno.EINVAL, errno.EINVAL),
+    "TLS_TX and TLS_RX on a policed connection are refused with EINVAL")
+ok(pd.lines(r"^policyd: refuse cause=ktls service=kv .*src=127\.0\.0\.1:%d " % r["port"]),
+   "... logged with the connection", pd.text())
+is_(kv.got(r["port"]), b"in clear after ktls\n", "... which goes on in clear, judged")
+ok(r["free"]["tx"] in (0, errno.ENOPROTOOPT) and
+   (r["free"]["tx"] == 0) == (r["free"]["ulp"] == 0),
+   "kernel TLS on a port no service names is left to the kernel", r)
+
 # --- a send that races the handshake ---
 # a listener whose accept queue is full drops the SYN: the client stays in
 # SYN_SENT until the retransmission a second later. A sender waiting for
@@ -406,7 +451,8 @@ ok(pd.lines(r"^policyd: refuse cause=sockhash_refused service=kv "),
    "... the others' bytes are refused and logged")
 
 st = pd.stats()
-ok(st and st["troubles"].get("oob", 0) >= 1 and st["troubles"].get("mptcp", 0) >= 1,
+ok(st and st["troubles"].get("oob", 0) >= 1 and st["troubles"].get("mptcp", 0) >= 1 and
+   st["troubles"].get("ktls", 0) >= 2,
    "the refusals are counted by cause in stats", st and st["troubles"])
 is_(pd.stop(), 0, "SIGTERM: policyd exits 0")
 
