@@ -712,6 +712,17 @@ int pd_connect6(struct bpf_sock_addr *ctx)
 	return connect_check(ctx);
 }
 
+/* Let a setsockopt go on as if no program had seen it. optlen 0 tells the
+ * kernel to hand the option's own user buffer to its handler, not the
+ * copy this program was given: no copy is made for it, and a handler
+ * that reads user and kernel buffers differently reads what it would
+ * without policyd (7.3's TLS_TX warns, FORTIFY, reading a kernel one). */
+static __always_inline int sockopt_pass(struct bpf_sockopt *ctx)
+{
+	ctx->optlen = 0;
+	return 1;
+}
+
 /* Kernel TLS on a socket in the socket map: its records would bypass
  * the sk_msg program, or (on kernels before "tls: reject the combination
  * of TLS and sockmap", Debian 6.1.190 and 6.12.111) its plaintext would
@@ -727,10 +738,10 @@ static __always_inline int ktls_check(struct bpf_sockopt *ctx)
 	__u64 id;
 
 	if (!sk)
-		return 1;
+		return sockopt_pass(ctx);
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
 	if (!st || !st->cookie)
-		return 1;               /* not set up by sock_ops: not policed */
+		return sockopt_pass(ctx);       /* not set up by sock_ops: not policed */
 	ev_trouble(PD_TR_KTLS);
 	id = bpf_get_current_pid_tgid();
 	ev_emit_sock(sk, PD_V_REFUSE, PD_TR_KTLS, st->service, id >> 32,
@@ -751,12 +762,12 @@ int pd_setsockopt(struct bpf_sockopt *ctx)
 	if (ctx->level == SOL_TLS && (ctx->optname == TLS_TX || ctx->optname == TLS_RX))
 		return ktls_check(ctx);
 	if (ctx->level != SOL_TCP || ctx->optname != TCP_FASTOPEN_CONNECT)
-		return 1;
+		return sockopt_pass(ctx);
 	if (v + sizeof(int) > end || !*(int *)v)
-		return 1;               /* turned off, or the value is out of reach */
+		return sockopt_pass(ctx);       /* turned off, or the value is out of reach */
 	ev_trouble(PD_TR_FASTOPEN);
 	if (lookup_fail_open())
-		return 1;
+		return sockopt_pass(ctx);
 	bpf_set_retval(-EOPNOTSUPP);
 	return 0;
 }
