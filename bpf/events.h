@@ -291,4 +291,16 @@ static __always_inline void ev_emit_sock(struct bpf_sock *sk, __u32 verdict, __u
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* A cgroup program's refusal (or, with fail_mode = "open", its pass) of
+ * what the process now running asked for: counted, and an event that
+ * names that process. ends: the socket has its addresses and ports. */
+static __always_inline void ev_sock_now(struct bpf_sock *sk, __u32 verdict, __u32 cause,
+					__u32 svc, int ends)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	ev_trouble(cause);
+	ev_emit_sock(sk, verdict, cause, svc, id >> 32, (__u32)bpf_get_current_uid_gid(), 0, ends);
+}
+
 #endif /* PD_EVENTS_H */

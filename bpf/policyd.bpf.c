@@ -646,14 +646,9 @@ int pd_egress(struct __sk_buff *skb)
 SEC("cgroup/sock_create")
 int pd_sock_create(struct bpf_sock *sk)
 {
-	__u64 id;
-
 	if (sk->protocol != IPPROTO_MPTCP || (sk->family != AF_INET && sk->family != AF_INET6))
 		return 1;
-	ev_trouble(PD_TR_MPTCP);
-	id = bpf_get_current_pid_tgid();
-	ev_emit_sock(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, id >> 32,
-		     (__u32)bpf_get_current_uid_gid(), 0, 0);
+	ev_sock_now(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, PD_TR_MPTCP, 0, 0);
 	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-ENOPROTOOPT);
@@ -669,7 +664,6 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 	struct bpf_sock *sk = ctx->sk;
 	struct tcp_sock *tp;
 	__u32 cause = 0;
-	__u64 id;
 	int svc;
 
 	if (!sk || ctx->type != SOCK_STREAM)
@@ -689,10 +683,7 @@ static __always_inline int connect_check(struct bpf_sock_addr *ctx)
 				     0);
 	if (svc < 0)
 		return 1;
-	ev_trouble(cause);
-	id = bpf_get_current_pid_tgid();
-	ev_emit_sock(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, id >> 32,
-		     (__u32)bpf_get_current_uid_gid(), 0, 0);
+	ev_sock_now(sk, lookup_fail_open() ? PD_V_UNJUDGED : PD_V_REFUSE, cause, svc, 0);
 	if (lookup_fail_open())
 		return 1;
 	bpf_set_retval(-EOPNOTSUPP);
@@ -735,17 +726,13 @@ static __always_inline int ktls_check(struct bpf_sockopt *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct pd_sock *st;
-	__u64 id;
 
 	if (!sk)
 		return sockopt_pass(ctx);
 	st = bpf_sk_storage_get(&pd_sk, sk, 0, 0);
 	if (!st || !st->cookie)
 		return sockopt_pass(ctx);       /* not set up by sock_ops: not policed */
-	ev_trouble(PD_TR_KTLS);
-	id = bpf_get_current_pid_tgid();
-	ev_emit_sock(sk, PD_V_REFUSE, PD_TR_KTLS, st->service, id >> 32,
-		     (__u32)bpf_get_current_uid_gid(), 0, 1);
+	ev_sock_now(sk, PD_V_REFUSE, PD_TR_KTLS, st->service, 1);
 	bpf_set_retval(-EINVAL);
 	return 0;
 }

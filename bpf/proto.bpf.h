@@ -395,12 +395,8 @@ static long proto_window(__u32 idx, void *arg)
 	n = st->run.limit - off;
 	if (n > PD_WINDOW)
 		n = PD_WINDOW;
-	/* up to the end of the element that holds off: read in place (read
-	 * again only once a window starts past it) */
-	if (off >= w->piece_end)
-		w->piece_end = walk_piece_end(w->msg, off);
-	if (w->piece_end > off && w->piece_end - off < n)
-		n = w->piece_end - off;
+	/* up to the end of the element that holds off: read in place */
+	n = walk_window_end(w->msg, &w->piece_end, off, off + n) - off;
 	if (bpf_msg_pull_data(w->msg, off, off + n, 0)) {
 		st->run.err = 1;
 		return 1;

@@ -83,18 +83,25 @@ __noinline __u32 walk_piece_end(struct sk_msg_md *msg, __u32 start)
 	return 0;
 }
 
+/* The end of a window [start, end) that a pull reads in place: end, or
+ * the end of the element that holds start where that comes first.
+ * *piece caches that element's end across a walk's windows: it is read
+ * again only once a window starts past it (a pull inside an element
+ * leaves the ring as it is). */
+static __always_inline __u32 walk_window_end(struct sk_msg_md *msg, __u32 *piece, __u32 start,
+					     __u32 end)
+{
+	if (start >= *piece)
+		*piece = walk_piece_end(msg, start);
+	return *piece > start && *piece < end ? *piece : end;
+}
+
 /* PD_PULL: bytes [start, end) of the sk_msg readable at s->data, or
- * fewer: up to the end of the element that holds start, where that comes
- * first. The element's end is read again only once a window starts past
- * it (a pull inside an element leaves the ring as it is). Returns how
- * many (0: the pull failed). */
+ * fewer (walk_window_end). Returns how many (0: the pull failed). */
 static __always_inline __u32 walk_pull(struct pd_scan *s, struct sk_msg_md *msg, __u32 start,
 				       __u32 end)
 {
-	if (start >= s->piece_end)
-		s->piece_end = walk_piece_end(msg, start);
-	if (s->piece_end > start && s->piece_end < end)
-		end = s->piece_end;
+	end = walk_window_end(msg, &s->piece_end, start, end);
 	if (end <= start || bpf_msg_pull_data(msg, start, end, 0))
 		return 0;
 	s->data = msg->data;
