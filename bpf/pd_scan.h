@@ -14,6 +14,9 @@
  *   PD_SKIP4(s, off, n, svc)     pd_skip4 the same way
  *   PD_GRAMS(s, off, n, stride)  pd_grams the same way
  *   PD_DUAL_WALK(d, p, cls, tab) pd_dual_walk (BPF: a function of its own)
+ *   PD_FAST_WALK(s, off, n, f)   pd_fast_walk over the bytes at window
+ *                         offset off (BPF: a global function, verified once)
+ *   PD_STOP_WALK(s, off, n)      pd_stop_walk the same way
  *   PD_PULL(s, src, start, end)  make bytes from start of the send (src)
  *                         readable at s->data (up to s->data_end, which
  *                         may lie further): those up to end, or fewer
@@ -81,20 +84,22 @@
  * word), bytes walked through the transition table, bytes searched for a
  * '\n' past the inspect window, bytes walked the slow way while a
  * carried-over state is walked too.
- * The unrolled loops stop at any of their bytes, and the verifier checks
- * what follows each way out on its own: the loops' lengths are what the
- * callback costs it. Linux 6.18's verifier, which checks a callback's
- * body as a loop, did not take pd_msg within its million instructions
- * with 64, 15, 32, 15 and 32 (some of its builds; with these, about
- * 720,000 under every policy). Long runs of the table walk go to
- * pd_dual_walk, a function of its own, in any case. */
+ * An unrolled loop can stop at any of its bytes, and the verifier checks
+ * what follows each way out on its own, once for each state the callback
+ * is checked in: Linux 6.18's verifier, which checks a callback's body as
+ * a loop, did not take pd_msg within its million instructions with the
+ * loops inline (on some of its builds). So the stop table's and the
+ * table walk's loops are functions of their own (pd_stop_walk,
+ * pd_fast_walk: global in the BPF program, checked once), and the slow
+ * way, whose byte can end a line or a match, takes one byte a callback:
+ * pd_msg verifies in about 675,000 instructions under every policy. */
 #define PD_SKIP_WORDS 64
-#define PD_STOP_BYTES 32
-#define PD_STOP_TAIL 7
-#define PD_FAST_BYTES 8
-#define PD_FAST_TAIL 7
-#define PD_EOL_BYTES 16
-#define PD_CHUNK 4
+#define PD_STOP_BYTES 64
+#define PD_STOP_TAIL 15
+#define PD_FAST_BYTES 32
+#define PD_FAST_TAIL 15
+#define PD_EOL_BYTES 32
+#define PD_CHUNK 1
 
 /* What the callbacks work on (on the program's stack). */
 struct pd_scan {
@@ -114,6 +119,7 @@ struct pd_scan {
 	                         * (PD_LINE_PASS); 0: each line ends it */
 	__u32 piece_end;        /* for PD_PULL: where the send's element that held
 	                         * the last window's start ends (0: not known) */
+	__u32 gen;              /* the policy slot (for PD_FAST_WALK) */
 };
 
 #ifndef PD_LINE_PASS
@@ -369,6 +375,75 @@ PD_INLINE __u32 pd_grams(const __u8 *data, const __u8 *end, __u32 off, __u32 n, 
 	return 0;
 }
 
+/* In the resume state, bytes one at a time by the stop table (a
+ * service's bytes to look for): up to n from p (to end), a block with
+ * one bounds check where there are PD_STOP_BYTES. Returns the bytes passed
+ * over, times 2, plus 1 where a byte to look for ends them. */
+PD_INLINE __u32 pd_stop_walk(const __u8 *p, const __u8 *end, __u32 n, const __u8 *stop)
+{
+	__u32 done;
+
+	if (n >= PD_STOP_BYTES && p + PD_STOP_BYTES <= end) {
+		PD_UNROLL
+		for (done = 0; done < PD_STOP_BYTES; done++)
+			if (stop[p[done]])
+				return done << 1 | 1;
+		return done << 1;
+	}
+	PD_UNROLL
+	for (done = 0; done < PD_STOP_TAIL; done++) {
+		barrier_var(n);
+		if (done >= n || p + done + 1 > end)
+			break;
+		if (stop[p[done]])
+			return done << 1 | 1;
+	}
+	return done << 1;
+}
+
+/* The table walk of pd_scan_fast: row is the row's offset, grow the
+ * resume state's (~0u: none to go back to), gs the gram filter's stride
+ * and gen the policy slot (BPF: its table's key). */
+struct pd_fast {
+	__u32 row;
+	__u32 grow;
+	__u32 gs;
+	__u32 gen;
+};
+
+/* Up to n bytes from p (to end) through the table from f->row, one load
+ * of the class and one of the entry per byte, until a byte that needs
+ * pd_scan_byte, or back in the resume state (f->grow) at least f->gs
+ * bytes on; a block with one bounds check where there are PD_FAST_BYTES.
+ * Returns the bytes consumed, f->row where they lead. */
+PD_INLINE __u32 pd_fast_walk(struct pd_fast *f, const __u8 *p, const __u8 *end, __u32 n,
+			     const __u8 *cls, const __u8 *tab, __u32 last)
+{
+	__u32 row = f->row, grow = f->grow, gs = f->gs, done;
+
+	if (n >= PD_FAST_BYTES && p + PD_FAST_BYTES <= end) {
+		PD_UNROLL
+		for (done = 0; done < PD_FAST_BYTES; done++) {
+			if (!pd_table_step(&row, p[done], cls, tab, last))
+				break;
+			if (row == grow && done + 1 >= gs) {
+				done++;
+				break;
+			}
+		}
+	} else {
+		PD_UNROLL
+		for (done = 0; done < PD_FAST_TAIL; done++) {
+			barrier_var(n);
+			if (done >= n || p + done + 1 > end ||
+			    !pd_table_step(&row, p[done], cls, tab, last))
+				break;
+		}
+	}
+	f->row = row;
+	return done;
+}
+
 /* The common case, with the automaton state in a register: bytes that
  * report nothing and end nothing, while no carried-over state is walked
  * alongside. In the resume state, words none of whose bytes leads out
@@ -439,28 +514,12 @@ PD_INLINE __u32 pd_scan_fast(struct pd_scan *s)
 	if (state == svc->resume) {
 		/* one at a time, by table: too many bytes to look for in a
 		 * word, or the word test stopped at once */
-		const __u8 *stop = s->cm->stop;
+		__u32 r = PD_STOP_WALK(s, i, cnt);
 
-		p = data + (i & (PD_WINDOW - 1));
-		if (cnt >= PD_STOP_BYTES && p + PD_STOP_BYTES <= data_end) {
-			PD_UNROLL
-			for (done = 0; done < PD_STOP_BYTES; done++)
-				if (stop[p[done]]) {
-					hit = 1;
-					break;
-				}
-		} else {
-			PD_UNROLL
-			for (done = 0; done < PD_STOP_TAIL; done++) {
-				barrier_var(cnt);
-				if (done >= cnt || p + done + 1 > data_end)
-					break;
-				if (stop[p[done]]) {
-					hit = 1;
-					break;
-				}
-			}
-		}
+		done = r >> 1;
+		if (done > cnt)         /* a global function's result is not */
+			done = cnt;     /* bounded for the verifier */
+		hit = r & 1;
 		if (done)
 			goto skipped;
 	}
@@ -523,24 +582,13 @@ skipped:
 	}
 	if (done) {
 		/* walked */
-	} else if (cnt >= PD_FAST_BYTES && p + PD_FAST_BYTES <= data_end) {
-		PD_UNROLL
-		for (done = 0; done < PD_FAST_BYTES; done++) {
-			if (!pd_table_step(&row, p[done], cls, tab, last))
-				break;
-			if (row == grow && done + 1 >= gs) {
-				done++;
-				break;
-			}
-		}
 	} else {
-		PD_UNROLL
-		for (done = 0; done < PD_FAST_TAIL; done++) {
-			barrier_var(cnt);
-			if (done >= cnt || p + done + 1 > data_end ||
-			    !pd_table_step(&row, p[done], cls, tab, last))
-				break;
-		}
+		struct pd_fast f = { .row = row, .grow = grow, .gs = gs, .gen = s->gen };
+
+		done = PD_FAST_WALK(s, i, cnt, &f);
+		if (done > cnt)         /* a global function's result is not */
+			done = cnt;     /* bounded for the verifier */
+		row = f.row;
 	}
 	state = (row >> PD_ROW_SHIFT) + base;
 	m->state = state;

@@ -22,6 +22,11 @@ static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const _
 __noinline int walk_grams_msg(struct sk_msg_md *msg, __u32 off, __u32 n, __u32 stride,
 			      const struct pd_classmap *cm);
 __noinline int walk_line_pass(struct sk_msg_md *msg, struct pd_sock *st, __u32 end);
+struct pd_fast;
+__noinline int walk_stop_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
+			     const struct pd_classmap *cm);
+__noinline int walk_fast_msg(struct sk_msg_md *msg, __u32 off, __u32 n, struct pd_fast *f,
+			     const struct pd_classmap *cm);
 /* The socket's storage from the automaton the scan walks (pd_scan.m is
  * &st->cur.m, at its start): one pointer less on the walk's stack. */
 _Static_assert(__builtin_offsetof(struct pd_sock, cur.m) == 0, "cur.m begins pd_sock");
@@ -33,6 +38,8 @@ _Static_assert(__builtin_offsetof(struct pd_sock, cur.m) == 0, "cur.m begins pd_
 #define PD_SKIP4(s, off, n, svc) walk_skip4_msg((s)->src, off, n, svc)
 #define PD_GRAMS(s, off, n, stride) walk_grams_msg((s)->src, off, n, stride, (s)->cm)
 #define PD_DUAL_WALK walk_dual_call
+#define PD_FAST_WALK(s, off, n, f) walk_fast_msg((s)->src, off, n, f, (s)->cm)
+#define PD_STOP_WALK(s, off, n) walk_stop_msg((s)->src, off, n, (s)->cm)
 #define PD_PULL(s, src, start, end) walk_pull(s, src, start, end)
 #define PD_LOOP(n, fn, ctx) bpf_loop(n, fn, ctx, 0)
 #define PD_LINE_PASS(s, end) walk_line_pass((s)->src, walk_sock((s)->m), end)
@@ -197,6 +204,39 @@ static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const _
 	return pd_dual_walk(d, p, cls, tab);
 }
 
+/* pd_stop_walk over the bytes at window offset off: global, so that the
+ * verifier checks it once. */
+__noinline int walk_stop_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
+			     const struct pd_classmap *cm)
+{
+	const __u8 *data, *end;
+
+	if (!msg || !cm)
+		return 0;
+	data = (const __u8 *)(long)msg->data;
+	end = (const __u8 *)(long)msg->data_end;
+	return pd_stop_walk(data + (off & (PD_WINDOW - 1)), end, n, cm->stop);
+}
+
+/* pd_fast_walk over the bytes at window offset off, in the table of
+ * policy slot f->gen: global, so that the verifier checks it once. */
+__noinline int walk_fast_msg(struct sk_msg_md *msg, __u32 off, __u32 n, struct pd_fast *f,
+			     const struct pd_classmap *cm)
+{
+	__u32 last = pd_slot_last_row + (pd_row_mask << 2), gen;
+	const __u8 *tab, *data, *end;
+
+	if (!msg || !f || !cm)
+		return 0;
+	gen = f->gen & 1;
+	tab = bpf_map_lookup_elem(&pd_trans, &gen);
+	if (!tab)
+		return 0;
+	data = (const __u8 *)(long)msg->data;
+	end = (const __u8 *)(long)msg->data_end;
+	return pd_fast_walk(f, data + (off & (PD_WINDOW - 1)), end, n, cm->cls, tab, last);
+}
+
 /* The common small send, framing none, in one pass (pd_small_walk):
  * global, so that the verifier checks it once. */
 __noinline int walk_small_msg(struct sk_msg_md *msg, struct pd_sock *st)
@@ -245,6 +285,7 @@ static __always_inline int walk_msg(struct sk_msg_md *msg, struct pd_sock *st, _
 		return -1;
 	}
 	s.base = gen * pd_slot_states;
+	s.gen = gen;
 	s.m = &st->cur.m;
 	s.run = &st->run;
 	s.src = msg;
