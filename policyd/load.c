@@ -123,9 +123,17 @@ static int load_once(const struct pd_image *img, const struct pd_kept *kept, uin
 		bpf_program__set_log_level(s->progs.pd_msg, 4);
 	err = policyd_bpf__load(s);
 	if (err) {
-		*why = kept ? "the kept maps do not fit these programs, or the kernel refused "
-			"the programs (run with -v for its log)" :
-			"the kernel refused the BPF programs or maps (run with -v for its log)";
+		if (err == -E2BIG)
+			/* the verifier's limit (a million instructions
+			 * checked), or a map the kernel will not make */
+			*why = "the kernel refused the BPF programs or maps as too large: a program "
+			       "its verifier could not check within its limits, or a map (run with "
+			       "-v for its log)";
+		else
+			*why = kept ? "the kept maps do not fit these programs, or the kernel "
+				      "refused the programs (run with -v for its log)" :
+				      "the kernel refused the BPF programs or maps (run with -v for "
+				      "its log)";
 		policyd_bpf__destroy(s);
 		return err;
 	}

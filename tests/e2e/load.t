@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The BPF programs load on this kernel with maps sized from real policies
-(the example profiles and 10,000 patterns), and images land in the maps
+(the example profiles and 10,000 patterns), each with room to spare under
+the verifier's limit, and images land in the maps
 (tests/e2e/load_image.c: its checks are this file's)."""
 import glob
 import os

@@ -15,6 +15,27 @@
 #include "policyd.skel.h"
 #include "tap.h"
 
+/* The verifier's limit on the instructions it checks in a program. A
+ * program that needs more than VERIFIED_MAX is a change (ours, or the
+ * kernel's verifier: two builds of one 6.18 differed by 70 %) away from
+ * not loading at all: said here, before a kernel refuses it. */
+#define VERIFIER_LIMIT 1000000u
+#define VERIFIED_MAX (VERIFIER_LIMIT / 100 * 85)
+
+static void verified(const char *file, struct bpf_program *prog)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (!ok(!bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len),
+		"%s: %s's information", file, bpf_program__name(prog)))
+		return;
+	ok(info.verified_insns > 0 && info.verified_insns <= VERIFIED_MAX,
+	   "%s: %s verified in %u instructions, at most %u (15 %% of the verifier's limit to "
+	   "spare)", file, bpf_program__name(prog), info.verified_insns, VERIFIED_MAX);
+}
+
 static void one(const char *file)
 {
 	struct pd_policy p;
@@ -38,6 +59,8 @@ static void one(const char *file)
 		struct pd_port_key pk = img.port_keys[0];
 		uint32_t sv = ~0u;
 
+		verified(file, l.skel->progs.pd_msg);
+		verified(file, l.skel->progs.pd_replay);
 		/* the table in the maps' rows, as the daemon widens it */
 		ok(!pd_image_widen(&img, l.row_width), "%s: image widened to rows of %u", file,
 		   l.row_width);
