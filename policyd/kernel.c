@@ -229,6 +229,26 @@ const char *pd_probe_missing(size_t i)
 	return NULL;
 }
 
+bool pd_kernel_has_smc(void)
+{
+	char line[256], path[512];
+	struct utsname u;
+	bool has = false;
+	FILE *f;
+
+	if (!access("/sys/module/smc", F_OK))
+		return true;
+	if ((f = fopen("/proc/net/protocols", "re"))) {
+		while (!has && fgets(line, sizeof(line), f))
+			has = !strncmp(line, "SMC", 3);
+		fclose(f);
+	}
+	if (has || uname(&u))
+		return has;
+	snprintf(path, sizeof(path), "/lib/modules/%s/kernel/net/smc", u.release);
+	return !access(path, F_OK);
+}
+
 const char *pd_kernel_old(void)
 {
 	static char sentence[512];

@@ -36,6 +36,10 @@ int pd_probe_apply(struct bpf_object *obj, const char **why);
 const char *pd_probe_missing(size_t i);
 /* Whether the program of that name (in policyd.bpf.c) is loaded. */
 bool pd_probe_loads(const char *program);
+/* Whether the running kernel has SMC (AF_SMC): loaded, built in, or as a
+ * module it would load on demand. Read from /proc and /lib/modules, so
+ * that asking loads nothing. */
+bool pd_kernel_has_smc(void);
 
 #define PD_KERNEL_FLOOR_MAJOR 6
 #define PD_KERNEL_FLOOR_MINOR 13

@@ -658,9 +658,10 @@ static int setup(struct pd_daemon *d)
 		       (unsigned long long)d->generation);
 	/* what stays open on this host (policyd(8), WHAT IS POLICED) */
 	pd_log(d, LOG_NOTICE, "boundary: every send of the cgroup's TCP sockets on a policed port "
-	       "is judged or %s (fail_mode %s); not covered: UDP, Unix sockets%s%s",
+	       "is judged or %s (fail_mode %s); not covered: UDP, Unix sockets%s%s%s",
 	       d->pol.daemon.fail_open ? "passed and logged" : "refused",
 	       pd_fail_mode_name(d->pol.daemon.fail_open),
+	       pd_kernel_has_smc() ? ", SMC over RDMA or shared memory" : "",
 	       strcmp(d->cgroup, mount) ? ", TCP sockets made outside " : "",
 	       strcmp(d->cgroup, mount) ? d->cgroup : "");
 	pd_log(d, LOG_NOTICE, "started: policy %s (%zu services, %zu rules, %u states), "
