@@ -376,11 +376,14 @@ PD_INLINE __u32 pd_grams(const __u8 *data, const __u8 *end, __u32 off, __u32 n, 
 }
 
 /* In the resume state, bytes one at a time by the stop table (a
- * service's bytes to look for): up to n from p (to end), a block with
- * one bounds check where there are PD_STOP_BYTES. Returns the bytes passed
- * over, times 2, plus 1 where a byte to look for ends them. */
-PD_INLINE __u32 pd_stop_walk(const __u8 *p, const __u8 *end, __u32 n, const __u8 *stop)
+ * service's bytes to look for): up to n from window offset off (to
+ * end), a block with one bounds check where there are PD_STOP_BYTES.
+ * Returns the bytes passed over, times 2, plus 1 where a byte to look
+ * for ends them. */
+PD_INLINE __u32 pd_stop_walk(const __u8 *data, const __u8 *end, __u32 off, __u32 n,
+			     const __u8 *stop)
 {
+	const __u8 *p = data + (off & (PD_WINDOW - 1));
 	__u32 done;
 
 	if (n >= PD_STOP_BYTES && p + PD_STOP_BYTES <= end) {
@@ -411,14 +414,15 @@ struct pd_fast {
 	__u32 gen;
 };
 
-/* Up to n bytes from p (to end) through the table from f->row, one load
- * of the class and one of the entry per byte, until a byte that needs
- * pd_scan_byte, or back in the resume state (f->grow) at least f->gs
+/* Up to n bytes from window offset off (to end) through the table from
+ * f->row, one load of the class and one of the entry per byte, until a
+ * byte that needs pd_scan_byte, or back in the resume state (f->grow) at least f->gs
  * bytes on; a block with one bounds check where there are PD_FAST_BYTES.
  * Returns the bytes consumed, f->row where they lead. */
-PD_INLINE __u32 pd_fast_walk(struct pd_fast *f, const __u8 *p, const __u8 *end, __u32 n,
-			     const __u8 *cls, const __u8 *tab, __u32 last)
+PD_INLINE __u32 pd_fast_walk(struct pd_fast *f, const __u8 *data, const __u8 *end, __u32 off,
+			     __u32 n, const __u8 *cls, const __u8 *tab, __u32 last)
 {
+	const __u8 *p = data + (off & (PD_WINDOW - 1));
 	__u32 row = f->row, grow = f->grow, gs = f->gs, done;
 
 	if (n >= PD_FAST_BYTES && p + PD_FAST_BYTES <= end) {

@@ -209,13 +209,10 @@ static __noinline __u32 walk_dual_call(struct pd_dual *d, const __u8 *p, const _
 __noinline int walk_stop_msg(struct sk_msg_md *msg, __u32 off, __u32 n,
 			     const struct pd_classmap *cm)
 {
-	const __u8 *data, *end;
-
 	if (!msg || !cm)
 		return 0;
-	data = (const __u8 *)(long)msg->data;
-	end = (const __u8 *)(long)msg->data_end;
-	return pd_stop_walk(data + (off & (PD_WINDOW - 1)), end, n, cm->stop);
+	return pd_stop_walk((const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end, off,
+			    n, cm->stop);
 }
 
 /* pd_fast_walk over the bytes at window offset off, in the table of
@@ -224,7 +221,7 @@ __noinline int walk_fast_msg(struct sk_msg_md *msg, __u32 off, __u32 n, struct p
 			     const struct pd_classmap *cm)
 {
 	__u32 last = pd_slot_last_row + (pd_row_mask << 2), gen;
-	const __u8 *tab, *data, *end;
+	const __u8 *tab;
 
 	if (!msg || !f || !cm)
 		return 0;
@@ -232,9 +229,8 @@ __noinline int walk_fast_msg(struct sk_msg_md *msg, __u32 off, __u32 n, struct p
 	tab = bpf_map_lookup_elem(&pd_trans, &gen);
 	if (!tab)
 		return 0;
-	data = (const __u8 *)(long)msg->data;
-	end = (const __u8 *)(long)msg->data_end;
-	return pd_fast_walk(f, data + (off & (PD_WINDOW - 1)), end, n, cm->cls, tab, last);
+	return pd_fast_walk(f, (const __u8 *)(long)msg->data, (const __u8 *)(long)msg->data_end,
+			    off, n, cm->cls, tab, last);
 }
 
 /* The common small send, framing none, in one pass (pd_small_walk):

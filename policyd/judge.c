@@ -99,11 +99,10 @@ static __u32 pull(struct pd_scan *s, struct judge_msg *msg, __u32 start, __u32 e
 #define PD_SKIP2(s, off, n, k0, k1) pd_skip2_ascii((s)->data, (s)->data_end, off, n, k0, k1)
 #define PD_SKIP4(s, off, n, svc) pd_skip4((s)->data, (s)->data_end, off, n, svc)
 #define PD_DUAL_WALK pd_dual_walk
-#define PD_STOP_WALK(s, off, n)							\
-	pd_stop_walk((s)->data + ((off) & (PD_WINDOW - 1)), (s)->data_end, n, (s)->cm->stop)
+#define PD_STOP_WALK(s, off, n) pd_stop_walk((s)->data, (s)->data_end, off, n, (s)->cm->stop)
 #define PD_FAST_WALK(s, off, n, f)						\
-	pd_fast_walk(f, (s)->data + ((off) & (PD_WINDOW - 1)), (s)->data_end, n, (s)->cm->cls,	\
-		     (s)->tab, PD_SLOT_LAST_ROW + (PD_ROW_MASK(NULL) << 2))
+	pd_fast_walk(f, (s)->data, (s)->data_end, off, n, (s)->cm->cls, (s)->tab,		\
+		     PD_SLOT_LAST_ROW + (PD_ROW_MASK(NULL) << 2))
 #define PD_PULL(s, src, start, end) pull(s, src, start, end)
 #define PD_LOOP(n, fn, ctx)							\
 	do {									\
