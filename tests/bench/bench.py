@@ -60,6 +60,9 @@ def redis_rps1(env, port, pipeline, n):
     return statistics.mean(rps)
 
 
+IPT_TRIES = 4
+
+
 def iperf_gbps(env, port, secs):
     return calm(lambda: iperf_gbps1(env, port, secs), "iperf3")
 
@@ -297,9 +300,25 @@ def main():
     secs = 1 if QUICK else 2
     bconfs = dict(bulk_kinds(env, redis_conf, bport))
 
+    results["bulk_resets"] = 0
+
+    def iptables_run():
+        # iptables searches every segment, the control connection's
+        # too, and a match anywhere resets it: iperf3 then ends in error.
+        # Such a run is made again (counted), up to IPT_TRIES in all.
+        for k in range(IPT_TRIES):
+            try:
+                return iperf_gbps(env, bport, secs)
+            except RuntimeError as e:
+                results["bulk_resets"] += 1
+                log("  iptables: iperf3 failed (%s), made again" % str(e)[-160:])
+                if k + 1 == IPT_TRIES:
+                    raise
+
     def one(name, r):
         kind = "policyd" if name.startswith("policyd") else name
         v = with_firewall(env, kind, bport, bconfs[name], rpats,
+                          iptables_run if kind == "iptables" else
                           lambda: iperf_gbps(env, bport, secs))
         log("bulk round %d %-36s %6.2f Gbit/s" % (r + 1, name, v))
         return v
@@ -549,6 +568,10 @@ def report(res):
         L.append("| %s | %.2f | %.3f | %.3f | %s |" % (
             k, median(b[k]), r(b[k], b["none"]), v,
             ">= %.2f: %s" % (tg[k], "met" if v >= tg[k] else "**missed**") if k in tg else ""))
+    if res.get("bulk_resets"):
+        L.append("\niptables reset iperf3's connections in %d runs (its rules search every "
+                 "segment, the test's control connection included); each such run was made "
+                 "again, up to %d times in all." % (res["bulk_resets"], IPT_TRIES))
     where = list(res["where_bulk"].items())
     L.append("\nWhere the time goes:\n")
     L.extend(profiles.times_table(where))
