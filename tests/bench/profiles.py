@@ -524,12 +524,23 @@ def report(rows, configs):
     L.append("What each workload runs:\n")
     for row in rows:
         L.append("- %s: %s." % (row["title"], row["detail"]))
-    troubles = {k: v for row in rows for k, v in row["troubles"].items() if v}
+    troubles = {}
+    for row in rows:
+        for k, v in row["troubles"].items():
+            if v:
+                troubles[k] = troubles.get(k, 0) + v
+    moved = ["%s (%s)" % (row["title"], ", ".join("%s %d" % kv for kv in
+                                                   sorted(row["troubles"].items()) if kv[1]))
+             for row in rows if any(row["troubles"].values())]
     L.append("")
     L.append("Every policyd measurement was checked to have judged messages of every service "
-             "of its policy (`policyd stats`); the data plane's trouble counters over all of "
-             "them: %s." % (", ".join("%s %d" % kv for kv in sorted(troubles.items()))
-                            if troubles else "all zero"))
+             "of its policy (`policyd stats`); the data plane's trouble counters summed over "
+             "all of them: %s." % (", ".join("%s %d" % kv for kv in sorted(troubles.items()))
+                                   if troubles else "all zero"))
+    if moved:
+        L.append("")
+        L.append("The rows they moved in (all of the row's policyd measurements, the second "
+                 "policy's included): %s." % "; ".join(moved))
     L.append("")
     L.append("### Where the time goes\n")
     L.extend(times_table([(row["title"], row) for row in rows]))
