@@ -138,7 +138,7 @@ check:
 # guest: 5 to 35); every bound on time a test checks or waits for scales.
 test: all $(UNIT_BIN) $(E2E_BIN) $(O)/fuzz_policy
 	$(Q)O=$(O) prove --exec tests/run-test --timer $(if $(V),-v) $(UNIT_BIN) tests/cli.t tests/cli-test.t tests/man.t \
-		tests/fuzz.t tests/harness.t tests/harness-ns.t $(wildcard tests/e2e/*.t)
+		tests/fuzz.t tests/harness.t tests/harness-ns.t tests/bench-targets.t $(wildcard tests/e2e/*.t)
 
 # The kernel matrix: the end-to-end tests in a qemu guest per Debian
 # kernel (KERNELS="6.1 6.12 bpo"; SMOKE=1 for the short set); see

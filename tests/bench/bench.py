@@ -519,7 +519,8 @@ def report(res):
     L.append("Targets are ratios to the socket map alone in the same run (the kernel's "
              "socket-map path with a program that passes everything: what any sk_msg "
              "firewall pays before it reads a byte): every request/response row >= 0.97, "
-             "bulk with `inspect = 4096` >= 0.97, bulk reading every byte >= 0.75; and the "
+             "bulk with `inspect = 4096` >= 0.97, bulk reading every byte >= 0.75 (iperf3, and "
+             "wrk's 64 KiB replies under secrets-egress.conf as written); and the "
              "connection rate >= 0.90 of no firewall; and ahead of HAProxy on every workload "
              "it is measured on.\n")
     L.append("Machine: " + "; ".join(res["machine"]) + ".\n")

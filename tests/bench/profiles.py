@@ -35,6 +35,10 @@ REQRESP = (SOCKMAP, 0.97)
 EVERYBYTE = (SOCKMAP, 0.75)
 # secrets-egress's inspect on a busy static file server (its comment)
 INSPECT_CAP = 4096
+# wrk's keep-alive rows under http-client and secrets-egress as written
+# (inspect = 0: a reply is read to its end, so the 64 KiB one is held to
+# the every-byte target): path, reply size, target
+HTTP_ROWS = (("/small", "612-byte", REQRESP), ("/64k", "64 KiB", EVERYBYTE))
 CONNRATE = (NONE, 0.90)
 
 
@@ -308,7 +312,19 @@ def sec_redis_all(env, rows, configs):
         red.wait()
 
 
+def secrets_egress_text():
+    """secrets-egress.conf as written, which HTTP_ROWS's targets and the
+    inspect = INSPECT_CAP row take to read every byte (inspect = 0)."""
+    with open(os.path.join(w.EXAMPLES, "secrets-egress.conf")) as f:
+        text = f.read()
+    if "inspect = 0;" not in text:
+        raise RuntimeError("secrets-egress.conf has no 'inspect = 0;': the http rows' targets "
+                           "and the inspect = %d row take it to read every byte" % INSPECT_CAP)
+    return text
+
+
 def sec_http(env, rows, configs):
+    text = secrets_egress_text()
     ngx = w.Nginx(env, inside=True)
     conf = w.profile_policy(os.path.join(env.tmp, "p-http.conf"), ngx.port,
                             ["http-client", "secrets-egress"])
@@ -318,11 +334,11 @@ def sec_http(env, rows, configs):
     hap.check(b"GET /secret HTTP/1.0\r\n\r\n", b"GET /small HTTP/1.0\r\n\r\n", b"200 OK")
     configs["nginx"] = hap
     try:
-        for path, what in (("/small", "612-byte"), ("/64k", "64 KiB")):
+        for path, what, target in HTTP_ROWS:
             row = new_row("http-%s" % path[1:], "nginx %s" % what.replace("-byte", " B"),
                           "wrk against nginx, keep-alive, %s replies"
                           % what, "req/s", "http-client (wrk) + secrets-egress (nginx)",
-                          ["wrk", "nginx"], REQRESP if path == "/small" else EVERYBYTE)
+                          ["wrk", "nginx"], target)
             row["detail"] = "1 thread, 20 connections, %d s" % SECS
             rows.append(measure_row(env, row, conf,
                                     lambda p, path=path: w.wrk(env, p, path, SECS), ngx.port,
@@ -330,10 +346,6 @@ def sec_http(env, rows, configs):
         # the profile as its comment says to adapt it to a busy static
         # file server: inspect set, so that a large reply is read up to
         # there (in each of the sends it is made of) and not to its end
-        with open(os.path.join(w.EXAMPLES, "secrets-egress.conf")) as f:
-            text = f.read()
-        if "inspect = 0;" not in text:
-            raise RuntimeError("secrets-egress.conf has no 'inspect = 0;' to set")
         capped = os.path.join(env.tmp, "secrets-egress-%d.conf" % INSPECT_CAP)
         with open(capped, "w") as f:
             f.write(text.replace("inspect = 0;", "inspect = %d;" % INSPECT_CAP))

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+# make bench's targets, as issue 21 sets them against the socket map
+# alone: every request/response row >= 0.97, a reply its profile reads to
+# the end >= 0.75 (every byte), with inspect = 4096 >= 0.97, new
+# connections >= 0.90 of no firewall. Checks which target each wrk row
+# gets, that the profile is as those targets take it (inspect = 0), and
+# that a figure is judged and reported against its row's own target.
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "bench"), HERE]
+import profiles as p  # noqa: E402
+from pdtest import done, is_, ok  # noqa: E402
+
+rows = {path: (what, target) for path, what, target in p.HTTP_ROWS}
+is_(sorted(rows), ["/64k", "/small"], "wrk's keep-alive rows: 612-byte and 64 KiB replies")
+is_(rows["/small"][1], (p.SOCKMAP, 0.97), "612-byte replies: >= 0.97 of the socket map alone")
+is_(rows["/64k"][1], (p.SOCKMAP, 0.75),
+    "64 KiB replies, read to their end: the every-byte target, >= 0.75 of the socket map alone")
+is_(p.REQRESP, (p.SOCKMAP, 0.97), "request/response rows: >= 0.97 of the socket map alone")
+is_(p.CONNRATE, (p.NONE, 0.90), "new connections: >= 0.90 of no firewall")
+try:
+    p.secrets_egress_text()
+    err = None
+except RuntimeError as e:
+    err = str(e)
+is_(err, None, "secrets-egress.conf reads every byte (inspect = 0), as the 64 KiB row's "
+    "target takes it")
+
+def row(target):
+    """A row of 3 rounds, policyd at 0.784 of the socket map alone."""
+    r = p.new_row("t", "t", "a workload", "req/s", "a profile", [], target)
+    r["kinds"] = [p.SOCKMAP, "policyd"]
+    r["got"] = {p.NONE: [1000.0] * 3, p.SOCKMAP: [850.0] * 3, "policyd": [666.4] * 3}
+    r.update(detail="d", troubles={}, times={k: {"error": "-"} for k in r["kinds"]}, perf={})
+    p.summarize(r)
+    return r
+
+
+every, reqresp = row(p.EVERYBYTE), row(p.REQRESP)
+ok(abs(every["figure"] - 0.784) < 1e-9, "the figure is policyd over the socket map alone",
+   every["figure"])
+ok(every["met"], "0.784 meets the every-byte target")
+ok(not reqresp["met"], "0.784 misses the request/response target")
+lines = p.report([every, reqresp], {})
+ok(any(">= 0.75 x the socket map alone: met" in l for l in lines),
+   "the report names the every-byte target, met", "\n".join(lines[:4]))
+ok(any(">= 0.97 x the socket map alone: **missed**" in l for l in lines),
+   "and the request/response one, missed", "\n".join(lines[:4]))
+done()
