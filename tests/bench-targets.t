@@ -4,7 +4,9 @@
 # the end >= 0.75 (every byte), with inspect = 4096 >= 0.97, new
 # connections >= 0.90 of no firewall. Checks which target each wrk row
 # gets, that the profile is as those targets take it (inspect = 0), and
-# that a figure is judged and reported against its row's own target.
+# that a figure is judged and reported against its row's own target; and
+# that where the time goes is measured beside a program that only passes
+# the way policyd does (a redirect to the socket itself), and reported so.
 import os
 import sys
 
@@ -48,4 +50,33 @@ ok(any(">= 0.75 x the socket map alone: met" in l for l in lines),
    "the report names the every-byte target, met", "\n".join(lines[:4]))
 ok(any(">= 0.97 x the socket map alone: **missed**" in l for l in lines),
    "and the request/response one, missed", "\n".join(lines[:4]))
+
+# where the time goes: the programs' own time under the socket map alone,
+# the redirect to itself, and policyd
+timed = []
+real, p.program_times = p.program_times, lambda env, kind, *a: timed.append(kind) or {}
+got = p.where(None, "c.conf", None, 1, False, [])
+p.program_times = real
+is_(timed, [p.SOCKMAP, p.SELF, "policyd"],
+    "where() times the programs under the socket map alone, the redirect to itself and policyd")
+is_(sorted(got["times"]), sorted(timed), "and keeps each one's figures")
+times = {p.SOCKMAP: {"programs": [("pass", "sk_msg", 1000, 114.0)], "total_ns": 114000,
+                     "wall": 1.0},
+         p.SELF: {"programs": [("self", "sk_msg", 1000, 384.0)], "total_ns": 384000,
+                  "wall": 1.0},
+         "policyd": {"programs": [("pd_msg", "sk_msg", 1000, 714.0)], "total_ns": 714000,
+                     "wall": 1.0}}
+t = p.times_table([("w", {"times": times})])
+head = [l for l in t if l.startswith("| workload")]
+is_(head, ["| workload | socket map alone | %s | policyd | programs' time, socket map alone "
+           "→ redirect to itself → policyd |" % p.SELF],
+    "the table has a column for the redirect to itself, between the two")
+row_ = [l for l in t if l.startswith("| w |")]
+ok(len(row_) == 1 and "self (sk_msg): 1,000 runs, 384 ns" in row_[0] and
+   row_[0].index("384 ns") < row_[0].index("714 ns"), "its figure, before policyd's", row_)
+ok(all(l.count("|") == head[0].count("|") for l in t if l.startswith("|")),
+   "every line of the table has its columns")
+old = p.times_table([("w", {"times": {k: v for k, v in times.items() if k != p.SELF}})])
+ok(not any(p.SELF in l for l in old),
+   "figures saved before it was measured: the table has no such column", old)
 done()

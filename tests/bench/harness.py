@@ -257,20 +257,27 @@ SOCKMAP = "socket map alone"
 PASS_OBJ = os.path.join(BUILD, "bench", "pass.bpf.o")
 
 
+SELF = "socket map, redirect to itself"
+
+
 class SocketMap:
     """The kernel's socket-map path with nothing in it (tests/bench/pass.bpf.c),
     loaded and attached to the bench's cgroup with bpftool: the part of a
-    policed send's cost that no sk_msg program can avoid."""
+    policed send's cost that no sk_msg program can avoid. With redirect,
+    every message goes out by a redirect to its own socket instead, as
+    policyd lets out what it passes (SELF)."""
 
-    def __init__(self, env):
+    def __init__(self, env, redirect=False):
         self.cgroup = env.cgroup
         self.dir = env.pin_dir + "-pass"
+        self.names = ("add_self", "self") if redirect else ("add", "pass")
         os.makedirs(self.dir)
         try:
             self.bpftool("prog", "loadall", PASS_OBJ, self.dir + "/p", "pinmaps", self.dir + "/m")
-            self.bpftool("prog", "attach", "pinned", self.dir + "/p/pass", "msg_verdict",
-                         "pinned", self.dir + "/m/socks")
-            self.bpftool("cgroup", "attach", self.cgroup, "sock_ops", "pinned", self.dir + "/p/add")
+            self.bpftool("prog", "attach", "pinned", self.dir + "/p/" + self.names[1],
+                         "msg_verdict", "pinned", self.dir + "/m/socks")
+            self.bpftool("cgroup", "attach", self.cgroup, "sock_ops", "pinned",
+                         self.dir + "/p/" + self.names[0])
         except RuntimeError:
             self.stop(measured=False)
             raise
@@ -291,14 +298,15 @@ class SocketMap:
 
     def prog_ids(self):
         return [json.loads(self.bpftool("prog", "show", "pinned", self.dir + "/p/" + n))["id"]
-                for n in ("add", "pass")]
+                for n in self.names]
 
     def stop(self, measured=True):
         try:
-            if os.path.exists(self.dir + "/p/add"):
+            add = self.dir + "/p/" + self.names[0]
+            if os.path.exists(add):
                 n = self.added() if measured else 1
-                self.bpftool("cgroup", "detach", self.cgroup, "sock_ops", "pinned",
-                             self.dir + "/p/add", check=False)
+                self.bpftool("cgroup", "detach", self.cgroup, "sock_ops", "pinned", add,
+                             check=False)
                 if not n:
                     raise RuntimeError("socket map alone: no connection was put in the socket "
                                        "map; the figure would be that of no firewall")

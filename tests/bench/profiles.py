@@ -20,7 +20,7 @@ import time
 
 import workloads as w
 from pdtest import BpfStats
-from harness import (POLICYD, QUICK, SOCKMAP, Policyd, SocketMap, calm, log, median, paired,
+from harness import (POLICYD, QUICK, SELF, SOCKMAP, Policyd, SocketMap, calm, log, median, paired,
                      rounds)
 
 SECS = 1 if QUICK else 2
@@ -73,10 +73,10 @@ def policyd_prog_ids(env):
 
 
 def program_times(env, kind, conf, fn, port):
-    """One run of fn(port) under kind (SOCKMAP or policyd) with the
+    """One run of fn(port) under kind (SOCKMAP, SELF or policyd) with the
     programs' statistics on: [(program, type, runs, ns per run)], the
     programs' total ns, and the run's wall-clock seconds."""
-    fw = Policyd(env, conf) if kind == "policyd" else SocketMap(env)
+    fw = Policyd(env, conf) if kind == "policyd" else SocketMap(env, kind == SELF)
     try:
         ids = policyd_prog_ids(env) if kind == "policyd" else fw.prog_ids()
         with BpfStats():
@@ -226,10 +226,12 @@ PERF = os.environ.get("PD_BENCH_PERF", "0" if QUICK else "1") == "1"
 
 def where(env, conf, fn, port, missed, comms):
     """Where the time goes under policyd and under the socket map alone:
-    the programs' own time (always) and perf profiles (when a target was
-    missed and perf works here; not in quick runs unless PD_BENCH_PERF=1)."""
+    the programs' own time (always; also with every message redirected
+    to its own socket and nothing else, SELF, the way policyd passes) and
+    perf profiles (when a target was missed and perf works here; not in
+    quick runs unless PD_BENCH_PERF=1)."""
     res = {"times": {}, "perf": {}}
-    for kind in (SOCKMAP, "policyd"):
+    for kind in (SOCKMAP, SELF, "policyd"):
         try:
             res["times"][kind] = program_times(env, kind, conf, fn, port)
         except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
@@ -588,19 +590,30 @@ def report(rows, configs):
 
 
 def times_table(items):
-    """items: [(title, {"times": ...})]: the programs' own time."""
+    """items: [(title, {"times": ...})]: the programs' own time (the column
+    of SELF only where some item measured it)."""
+    has_self = any(SELF in x["times"] for _, x in items)
+    kinds = [SOCKMAP] + ([SELF] if has_self else []) + ["policyd"]
     L = ["The BPF programs' own run time, from one more run of each workload with the "
          "kernel's program statistics on (`BPF_ENABLE_STATS`, which adds some tens of ns to "
          "every run): per program, its runs and ns per run; and all programs' time as a "
-         "share of the run's wall-clock time (of one CPU).\n",
-         "| workload | socket map alone | policyd | programs' time, socket map alone "
-         "→ policyd |",
-         "| --- | --- | --- | ---: |"]
+         "share of the run's wall-clock time (of one CPU).%s\n" % (
+             " %s: the socket map with an sk_msg program that lets every message out the "
+             "way policyd lets out what it passes, by a redirect to the socket itself, and "
+             "does nothing else (tests/bench/pass.bpf.c's `self`): what it costs over the "
+             "socket map alone, any program that passes that way pays; what pd_msg costs "
+             "over it is policyd's judging." % SELF if has_self else ""),
+         "| workload | %s | programs' time, %s |" % (
+             " | ".join(kinds), " → ".join(k.replace(SELF, "redirect to itself")
+                                           for k in kinds)),
+         "| --- | %s---: |" % ("--- | " * len(kinds))]
     for title, x in items:
         t = x["times"]
 
         def progs(k):
-            v = t.get(k, {})
+            v = t.get(k)
+            if not v:
+                return ""
             if "error" in v:
                 return "(%s)" % v["error"]
             return "<br>".join("%s (%s): %s runs, %s ns" % (n, ty, "{:,}".format(r), fmt(ns))
@@ -609,8 +622,8 @@ def times_table(items):
         def share(k):
             v = t.get(k, {})
             return "%.1f %%" % (100.0 * v["total_ns"] / 1e9 / v["wall"]) if "wall" in v else "?"
-        L.append("| %s | %s | %s | %s → %s |" % (title, progs(SOCKMAP), progs("policyd"),
-                                                 share(SOCKMAP), share("policyd")))
+        L.append("| %s | %s | %s |" % (title, " | ".join(progs(k) for k in kinds),
+                                       " → ".join(share(k) for k in kinds)))
     L.append("")
     return L
 
