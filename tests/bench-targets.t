@@ -79,4 +79,30 @@ ok(all(l.count("|") == head[0].count("|") for l in t if l.startswith("|")),
 old = p.times_table([("w", {"times": {k: v for k, v in times.items() if k != p.SELF}})])
 ok(not any(p.SELF in l for l in old),
    "figures saved before it was measured: the table has no such column", old)
+
+# PD_BENCH_SELF=1: the redirect to itself in every row's rounds, and
+# reported beside the socket map alone and policyd
+seen = []
+saved = p.SELF_ROWS, p.rounds, p.where, p.log
+p.SELF_ROWS = True
+p.rounds = lambda kinds, one, n: seen.append(list(kinds)) or {
+    p.NONE: [1000.0] * 3, p.SOCKMAP: [900.0] * 3, p.SELF: [891.0] * 3,
+    "policyd": [846.45] * 3}
+p.where = lambda *a: {"times": {}, "perf": {}}
+p.log = lambda *a: None
+r = p.measure_row(None, p.new_row("s", "Redis -P 1", "a workload", "req/s", "redis", []),
+                  "c.conf", None, 1)
+p.SELF_ROWS, p.rounds, p.where, p.log = saved
+r["detail"] = "d"
+is_(seen, [[p.NONE, p.SOCKMAP, p.SELF, "policyd"]],
+    "with PD_BENCH_SELF=1 a row's rounds run the redirect to itself beside the others")
+ok(abs(r["vs_self"][p.SELF] - 0.99) < 1e-9 and abs(r["vs_self"]["policyd"] - 0.95) < 1e-9,
+   "its ratio to the socket map alone, and policyd's to it", r.get("vs_self"))
+ok(abs(r["figure"] - 0.9405) < 1e-9, "the row's figure is still policyd over the socket map "
+   "alone", r["figure"])
+lines = p.report([r], {})
+ok(any("Redis -P 1 **0.990** and 0.950" in l for l in lines),
+   "the report gives both", [l for l in lines if "itself" in l])
+ok(not any("PD_BENCH_SELF" in l for l in p.report([every], {})),
+   "and says nothing of it for rows that did not measure it")
 done()

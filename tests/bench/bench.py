@@ -16,6 +16,9 @@ report): bulk, redis, conns, and the profile sections redis-all, http,
 memcached, postgres, smtp, connrate, protocols ("profiles": all seven);
 PD_BENCH_REPORT=1 (results.md and the plots again from the figures of
 the last full run, $O/bench/results.json, measuring nothing);
+PD_BENCH_SELF=1 (the profile rows also measure, in the same rounds, a
+program that only redirects every message to its own socket: what that
+way of passing costs in throughput);
 PD_BENCH_NOTE (a paragraph for results.md about the run, e.g. that the
 machine was shared).
 """

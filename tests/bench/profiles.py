@@ -179,13 +179,18 @@ def calibrate(fn, n0, secs):
 # a second policyd configuration measured in the same rounds (the byte
 # version of a profile beside the profile on its protocol framing)
 ALT = "policyd, byte patterns"
+# the redirect to itself (SELF) as a configuration of every row's rounds
+# too, beside the socket map alone: what that way of passing costs in
+# throughput (PD_BENCH_SELF=1; off by default, it lengthens every row)
+SELF_ROWS = os.environ.get("PD_BENCH_SELF") == "1"
 
 
 def measure_row(env, row, conf, fn, port, hport=None, alt=None):
     """Fill row with the rounds of fn(port) under every kind (HAProxy on
-    hport; alt, a second policy, as kind ALT), the programs' own time, and
-    perf profiles if the target is missed."""
-    kinds = [NONE, SOCKMAP, "policyd"] + ([HAPROXY] if hport else []) + ([ALT] if alt else [])
+    hport; alt, a second policy, as kind ALT; SELF with PD_BENCH_SELF=1),
+    the programs' own time, and perf profiles if the target is missed."""
+    kinds = [NONE, SOCKMAP] + ([SELF] if SELF_ROWS else []) + ["policyd"] + \
+        ([HAPROXY] if hport else []) + ([ALT] if alt else [])
     row["kinds"] = kinds
     row["troubles"] = {}
     row["judged"] = []
@@ -195,8 +200,8 @@ def measure_row(env, row, conf, fn, port, hport=None, alt=None):
             v = calm(lambda: fn(port), row["title"])
         elif kind == HAPROXY:
             v = calm(lambda: fn(hport), row["title"])
-        elif kind == SOCKMAP:
-            sm = SocketMap(env)
+        elif kind in (SOCKMAP, SELF):
+            sm = SocketMap(env, kind == SELF)
             try:
                 v = calm(lambda: fn(port), row["title"])
             finally:
@@ -254,6 +259,9 @@ def summarize(row):
         row["met_haproxy"] = row["vs_haproxy"] > 1.0
     if ALT in g:
         row["vs_alt"] = paired(g["policyd"], g[ALT])
+    if SELF in g:
+        row["vs_self"] = {k: paired(g[k], g[SELF if k == "policyd" else SOCKMAP])
+                          for k in (SELF, "policyd")}
 
 
 def base_name(base):
@@ -274,6 +282,9 @@ def row_line(row):
     if ALT in g:
         s += "; byte patterns %.3f of no firewall, policyd / byte patterns %.3f" % (
             row["ratio"][ALT], row["vs_alt"])
+    if SELF in g:
+        s += "; redirect to itself %.3f of the socket map alone, policyd %.3f of it" % (
+            row["vs_self"][SELF], row["vs_self"]["policyd"])
     return s
 
 
@@ -536,6 +547,17 @@ def report(rows, configs):
                  "profile to that byte version: %s; the byte version's own figure: %s." % (
                      ", ".join("%s **%.3f**" % (row["short"], row["vs_alt"]) for row in alts),
                      ", ".join("%s %s" % (row["short"], cell(row, ALT)) for row in alts)))
+    selfs = [row for row in rows if "vs_self" in row]
+    if selfs:
+        L.append("")
+        L.append("%s (PD_BENCH_SELF=1): every message let out by a redirect to the socket "
+                 "itself, the way policyd passes, and nothing else (tests/bench/pass.bpf.c's "
+                 "`self`), in the same rounds. The medians of the per-round ratios of the "
+                 "redirect to the socket map alone, and of policyd to the redirect: %s." % (
+                     SELF[0].upper() + SELF[1:],
+                     "; ".join("%s **%.3f** and %.3f" % (row["short"], row["vs_self"][SELF],
+                                                         row["vs_self"]["policyd"])
+                               for row in selfs)))
     L.append("")
     L.append("What each workload runs:\n")
     for row in rows:
