@@ -517,6 +517,15 @@ def cell(row, kind):
     return "%s (%.3f)" % (fmt(median(row["got"][kind])), row["ratio"][kind])
 
 
+def also_ran(L, rows, key, text):
+    """A paragraph, text(those rows), on the configurations only some
+    rows ran (their figures under key), if any did."""
+    got = [row for row in rows if key in row]
+    if got:
+        L.append("")
+        L.append(text(got))
+
+
 def report(rows, configs):
     L = []
     L.append("| workload | profile | no firewall | socket map alone | policyd | HAProxy | "
@@ -538,26 +547,21 @@ def report(rows, configs):
              "request/response, no firewall for new connections). %d rounds of %d s runs "
              "(count-bounded clients: a request count calibrated to about that long with no "
              "firewall)." % (PROUNDS, SECS))
-    alts = [row for row in rows if "vs_alt" in row]
-    if alts:
-        L.append("")
-        L.append("Framing resp against byte patterns: the rows of the redis profile also ran, "
-                 "in the same rounds, redis.conf as it was on framing none "
-                 "(tests/bench/redis-bytes.conf). The median of the per-round ratios of the "
-                 "profile to that byte version: %s; the byte version's own figure: %s." % (
-                     ", ".join("%s **%.3f**" % (row["short"], row["vs_alt"]) for row in alts),
-                     ", ".join("%s %s" % (row["short"], cell(row, ALT)) for row in alts)))
-    selfs = [row for row in rows if "vs_self" in row]
-    if selfs:
-        L.append("")
-        L.append("%s (PD_BENCH_SELF=1): every message let out by a redirect to the socket "
-                 "itself, the way policyd passes, and nothing else (tests/bench/pass.bpf.c's "
-                 "`self`), in the same rounds. The medians of the per-round ratios of the "
-                 "redirect to the socket map alone, and of policyd to the redirect: %s." % (
-                     SELF[0].upper() + SELF[1:],
-                     "; ".join("%s **%.3f** and %.3f" % (row["short"], row["vs_self"][SELF],
-                                                         row["vs_self"]["policyd"])
-                               for row in selfs)))
+    also_ran(L, rows, "vs_alt", lambda alts: (
+        "Framing resp against byte patterns: the rows of the redis profile also ran, in the "
+        "same rounds, redis.conf as it was on framing none (tests/bench/redis-bytes.conf). "
+        "The median of the per-round ratios of the profile to that byte version: %s; the "
+        "byte version's own figure: %s." % (
+            ", ".join("%s **%.3f**" % (row["short"], row["vs_alt"]) for row in alts),
+            ", ".join("%s %s" % (row["short"], cell(row, ALT)) for row in alts))))
+    also_ran(L, rows, "vs_self", lambda selfs: (
+        "%s (PD_BENCH_SELF=1): every message let out by a redirect to the socket itself, "
+        "the way policyd passes, and nothing else (tests/bench/pass.bpf.c's `self`), in the "
+        "same rounds. The medians of the per-round ratios of the redirect to the socket map "
+        "alone, and of policyd to the redirect: %s." % (
+            SELF[0].upper() + SELF[1:],
+            "; ".join("%s **%.3f** and %.3f" % (row["short"], row["vs_self"][SELF],
+                                                row["vs_self"]["policyd"]) for row in selfs))))
     L.append("")
     L.append("What each workload runs:\n")
     for row in rows:
