@@ -183,6 +183,10 @@ ALT = "policyd, byte patterns"
 # too, beside the socket map alone: what that way of passing costs in
 # throughput (PD_BENCH_SELF=1; off by default, it lengthens every row)
 SELF_ROWS = os.environ.get("PD_BENCH_SELF") == "1"
+# what SELF is, for the report, and its short name
+SELF_WHAT = ("every message let out by a redirect to the socket itself, the way policyd "
+             "passes, and nothing else (tests/bench/pass.bpf.c's `self`)")
+SELF_SHORT = "redirect to itself"
 
 
 def measure_row(env, row, conf, fn, port, hport=None, alt=None):
@@ -283,8 +287,8 @@ def row_line(row):
         s += "; byte patterns %.3f of no firewall, policyd / byte patterns %.3f" % (
             row["ratio"][ALT], row["vs_alt"])
     if SELF in g:
-        s += "; redirect to itself %.3f of the socket map alone, policyd %.3f of it" % (
-            row["vs_self"][SELF], row["vs_self"]["policyd"])
+        s += "; %s %.3f of the socket map alone, policyd %.3f of it" % (
+            SELF_SHORT, row["vs_self"][SELF], row["vs_self"]["policyd"])
     return s
 
 
@@ -555,11 +559,9 @@ def report(rows, configs):
             ", ".join("%s **%.3f**" % (row["short"], row["vs_alt"]) for row in alts),
             ", ".join("%s %s" % (row["short"], cell(row, ALT)) for row in alts))))
     also_ran(L, rows, "vs_self", lambda selfs: (
-        "%s (PD_BENCH_SELF=1): every message let out by a redirect to the socket itself, "
-        "the way policyd passes, and nothing else (tests/bench/pass.bpf.c's `self`), in the "
-        "same rounds. The medians of the per-round ratios of the redirect to the socket map "
-        "alone, and of policyd to the redirect: %s." % (
-            SELF[0].upper() + SELF[1:],
+        "%s (PD_BENCH_SELF=1): %s, in the same rounds. The medians of the per-round ratios "
+        "of the redirect to the socket map alone, and of policyd to the redirect: %s." % (
+            SELF[0].upper() + SELF[1:], SELF_WHAT,
             "; ".join("%s **%.3f** and %.3f" % (row["short"], row["vs_self"][SELF],
                                                 row["vs_self"]["policyd"]) for row in selfs))))
     L.append("")
@@ -624,14 +626,11 @@ def times_table(items):
          "kernel's program statistics on (`BPF_ENABLE_STATS`, which adds some tens of ns to "
          "every run): per program, its runs and ns per run; and all programs' time as a "
          "share of the run's wall-clock time (of one CPU).%s\n" % (
-             " %s: the socket map with an sk_msg program that lets every message out the "
-             "way policyd lets out what it passes, by a redirect to the socket itself, and "
-             "does nothing else (tests/bench/pass.bpf.c's `self`): what it costs over the "
-             "socket map alone, any program that passes that way pays; what pd_msg costs "
-             "over it is policyd's judging." % SELF if has_self else ""),
+             " %s: the socket map with %s. What it costs over the socket map alone, any "
+             "program that passes that way pays; what pd_msg costs over it is policyd's "
+             "judging." % (SELF, SELF_WHAT) if has_self else ""),
          "| workload | %s | programs' time, %s |" % (
-             " | ".join(kinds), " → ".join(k.replace(SELF, "redirect to itself")
-                                           for k in kinds)),
+             " | ".join(kinds), " → ".join(k.replace(SELF, SELF_SHORT) for k in kinds)),
          "| --- | %s---: |" % ("--- | " * len(kinds))]
     for title, x in items:
         t = x["times"]
