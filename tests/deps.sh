@@ -14,7 +14,7 @@ pkgs=(
 	linux-libc-dev bpftool pkg-config libclang-rt-14-dev libsystemd-dev
 	# tests and demo: the peers of the profiles' end-to-end tests
 	perl iproute2 procps util-linux redis-server redis-tools python3 rsyslog man-db
-	memcached nginx-light curl openssl postgresql swaks wrk
+	memcached libmemcached-tools nginx-light curl openssl postgresql swaks wrk
 	# packaging (make deb, tests/e2e/package.t), the unit's tests, metrics
 	debhelper lintian dpkg-dev strace python3-prometheus-client prometheus-node-exporter
 	bash-completion logrotate

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages make bench needs on top of tests/deps.sh's
-# (the load generators and the user-space proxy it is compared with),
-# when they are missing. Quick and silent when everything is there.
+# (the user-space proxy it is compared with, perf), when they are
+# missing. Quick and silent when everything is there.
 set -euo pipefail
 
 pkgs=(
-	# the profiles' load generators (the servers, iperf3, iptables and
-	# gnuplot come with tests/deps.sh): wrk, memaslap
-	wrk libmemcached-tools
-	# the user-space proxy policyd is compared with
+	# the servers, the profiles' load generators (wrk, memaslap,
+	# pgbench, redis-benchmark), iperf3, iptables and gnuplot come with
+	# tests/deps.sh. The user-space proxy policyd is compared with:
 	haproxy
 	# where the time goes
 	linux-perf
