@@ -98,6 +98,38 @@ try:
 except OSError:
     pass
 
+# ---- a host with no bpffs on /sys/fs/bpf ----
+# (a mount namespace of this test's where none is: nothing of the host's
+# changes) Env() mounts the test's own with the mode policyd would mount
+# one with, 0700: the directory under it (sysfs', 0555) would leave the
+# reaper, root with no capability, unable to remove a pin directory.
+# Env(host_ns=...) mounts one on /sys/fs/bpf as policyd would.
+bare = write("bare.t", """#!%(py)s
+import os, sys
+sys.path.insert(0, %(here)r)
+from pdtest import Env, done, ok
+env = Env("harness-ns", host_ns=os.environ.get("HOST_NS") or None)
+os.makedirs(env.pin_dir)
+with open(%(tmp)r + "/bare.state", "w") as f:
+    f.write("%%o\\n" %% (os.stat("/sys/fs/bpf").st_mode & 0o7777))
+ok(True, "a pin directory made")
+done()
+""" % {"py": sys.executable, "here": HERE, "tmp": tmp})
+no_bpffs = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'while umount /sys/fs/bpf 2>/dev/null; do :; done; exec "$0" "$@"', RUN_TEST]
+for how, extra in (("Env()", {}), ("Env(host_ns=REASON)", {"HOST_NS": "no bpffs"})):
+    state = os.path.join(tmp, "bare.state")
+    if os.path.exists(state):
+        os.unlink(state)
+    p = subprocess.run(no_bpffs + [bare], capture_output=True, text=True, timeout=slow(120),
+                       env=dict(env, **extra))
+    mode = open(state).read().strip() if os.path.exists(state) else "none"
+    ok((p.returncode, mode) == (0, "1700"),
+       "no bpffs on the host: %s passes on a bpffs of mode 0700 (and the sticky bit "
+       "bpffs sets)" % how, "status %d, mode %s\n%s" % (p.returncode, mode, p.stdout + p.stderr))
+ok("# mounted a bpffs on /sys/fs/bpf (mode 700): none was" in p.stdout,
+   "... and Env(host_ns=REASON) says it mounted one", p.stdout)
+
 early = write("early.t", """#!%(py)s
 import sys
 sys.path.insert(0, %(here)r)

@@ -213,6 +213,22 @@ def cgroup2_mount():
 NS_VAR = "PD_TEST_NS"
 
 
+# The mode policyd (run.c) and systemd mount a bpffs on /sys/fs/bpf with.
+BPFFS_MODE = 0o700
+
+
+def bpffs_mode():
+    """The mode of the bpffs mounted on /sys/fs/bpf, or None where none
+    is (the last file system mounted there is another, or none)."""
+    fstype = None
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[1] == "/sys/fs/bpf":
+                fstype = fields[2]
+    return os.stat("/sys/fs/bpf").st_mode & 0o7777 if fstype == "bpf" else None
+
+
 def _netns():
     return str(os.stat("/proc/self/ns/net").st_ino)
 
@@ -249,10 +265,13 @@ def _enter_namespaces():
         os.execvpe("unshare", ["unshare", "--net", "--mount", "--propagation", "private", "--",
                                sys.executable, main] + sys.argv[1:],
                    dict(os.environ, **{NS_VAR: "new:" + here}))
-    # the namespaces are new: what the test needs in them
-    mode = os.stat("/sys/fs/bpf").st_mode & 0o7777
+    # the namespaces are new: what the test needs in them (a bpffs with
+    # the host's mode, or the mode policyd mounts one with where the host
+    # has none: the directory under it is not one)
+    mode = bpffs_mode()
     for cmd in (["ip", "link", "set", "lo", "up"],
-                ["mount", "-t", "bpf", "-o", "mode=%o" % mode, "policyd-test-bpf", "/sys/fs/bpf"]):
+                ["mount", "-t", "bpf", "-o", "mode=%o" % (BPFFS_MODE if mode is None else mode),
+                 "policyd-test-bpf", "/sys/fs/bpf"]):
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode:
             fail_now("the test's namespaces: %s" % " ".join(cmd), out.stderr)
@@ -274,6 +293,14 @@ class Env:
             _enter_namespaces()
         else:
             print("# in the host's network and mount namespaces: " + host_ns, flush=True)
+            if bpffs_mode() is None:
+                # as policyd would at its start: the host has no bpffs to pin in
+                out = subprocess.run(["mount", "-t", "bpf", "-o", "mode=%o" % BPFFS_MODE, "bpf",
+                                      "/sys/fs/bpf"], capture_output=True, text=True)
+                if out.returncode:
+                    fail_now("a bpffs on the host's /sys/fs/bpf, where none was", out.stderr)
+                print("# mounted a bpffs on /sys/fs/bpf (mode %o): none was" % BPFFS_MODE,
+                      flush=True)
         self.own_ns = host_ns is None
         tag = "%s-%d" % (name, os.getpid())
         self.cgroup = os.path.join(mount, "policyd-test-" + tag)
