@@ -174,7 +174,7 @@ void pd_sinks_finish(struct pd_daemon *d);
 /* privs.c: drop to user, leaving a reaper that removes the pins when
  * the daemon ends (unless keep: on_exit = "keep"). */
 int pd_drop_privileges(struct pd_daemon *d, const char *user, bool keep);
-void pd_reaper_finish(struct pd_daemon *d, bool keep);
+int pd_reaper_finish(struct pd_daemon *d, bool keep);
 void pd_reaper_on_exit(struct pd_daemon *d, bool keep);
 
 /* abort.c: aborting doomed connections. pd_aborter is the aborter's body

@@ -41,21 +41,24 @@
 
 #include "daemon.h"
 
-/* Remove every pin in dir, then dir. */
-static void unpin_all(const char *dir)
+/* Remove every pin in dir, then dir. Returns 0, or the errno of the
+ * first removal that failed (a directory already gone is not one). */
+static int unpin_all(const char *dir)
 {
 	struct dirent *de;
 	DIR *d = opendir(dir);
-	int fd;
+	int fd, err = 0;
 
 	if (!d)
-		return;
+		return errno == ENOENT ? 0 : errno;
 	fd = dirfd(d);
 	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			unlinkat(fd, de->d_name, 0);
+		if (de->d_name[0] != '.' && unlinkat(fd, de->d_name, 0) && !err)
+			err = errno;
 	closedir(d);
-	rmdir(dir);
+	if (rmdir(dir) && !err)
+		err = errno;
+	return err;
 }
 
 static int no_caps(void)
@@ -72,11 +75,14 @@ static int no_caps(void)
 
 /* The reaper: reads 'D' (detach) or 'K' (keep), or EOF (the daemon died:
  * what on_exit says; 'd' and 'k' change that after a reload), acts,
- * answers on done, exits. It shares the
- * daemon's lock on the pin directory, so no new instance takes the pins
- * over before it is done with them. */
+ * answers on done (a byte: 0, or the errno of a pin it could not remove,
+ * which the daemon logs; with the daemon dead it says so on stderr
+ * itself), exits. It shares the daemon's lock on the pin directory, so
+ * no new instance takes the pins over before it is done with them. */
 static void reaper(int cmd, int done, const char *pin_dir, bool keep)
 {
+	unsigned char r = 0;
+	int err = 0;
 	char c;
 	ssize_t n;
 
@@ -96,10 +102,15 @@ static void reaper(int cmd, int done, const char *pin_dir, bool keep)
 	if (n <= 0)
 		c = keep ? 'K' : 'D';
 	if (c == 'D')
-		unpin_all(pin_dir);
-	if (write(done, "x", 1) < 0)
+		err = unpin_all(pin_dir);
+	if (err && n <= 0)
+		fprintf(stderr, "policyd: the daemon ended; cannot remove everything in %s: %s "
+			"(a pin left there keeps policyd attached: remove the directory by "
+			"hand)\n", pin_dir, strerror(err));
+	r = err > 0 && err < 256 ? (unsigned char)err : err ? EIO : 0;
+	if (write(done, &r, 1) < 0)
 		_exit(1);
-	_exit(0);
+	_exit(err ? 1 : 0);
 }
 
 static void close_all_but(int a, int b, int c)
@@ -290,19 +301,27 @@ void pd_reaper_on_exit(struct pd_daemon *d, bool keep)
 		       pd_on_exit_name(keep), strerror(errno));
 }
 
-/* Tell the reaper what to do with the pins and wait until it did it. */
-void pd_reaper_finish(struct pd_daemon *d, bool keep)
+/* Tell the reaper what to do with the pins and wait until it did it.
+ * Returns -1 (logged) when it removed them not all. */
+int pd_reaper_finish(struct pd_daemon *d, bool keep)
 {
 	char c = keep ? 'K' : 'D';
+	unsigned char r = 0;
+	ssize_t n = -1;
 
 	if (d->reaper <= 0)
-		return;
+		return 0;
 	if (write(d->reaper_cmd, &c, 1) == 1) {
-		while (read(d->reaper_done, &c, 1) < 0 && errno == EINTR)
+		while ((n = read(d->reaper_done, &r, 1)) < 0 && errno == EINTR)
 			;
 	}
+	if (!keep && (n != 1 || r))
+		pd_log(d, LOG_ERR, "cannot remove everything in %s: %s (a pin left there keeps "
+		       "policyd attached: remove the directory by hand)", d->pin_dir,
+		       n == 1 ? strerror(r) : "the reaper did not answer");
 	close(d->reaper_cmd);
 	close(d->reaper_done);
 	waitpid(d->reaper, NULL, 0);
 	d->reaper = 0;
+	return !keep && (n != 1 || r) ? -1 : 0;
 }

@@ -177,9 +177,10 @@ static int write_config(const struct pd_daemon *d)
  * BPF object any more: that frees the maps, which detaches the sk_msg
  * program and empties the socket map. Without, the pinned link and maps
  * go on enforcing: only this process's descriptors close. */
-static void teardown(struct pd_daemon *d, bool unpin)
+static int teardown(struct pd_daemon *d, bool unpin)
 {
 	bool root = !d->reaper;
+	int left;
 
 	/* first the aborts still due: the maps are still there */
 	pd_abort_stop(d);
@@ -215,10 +216,11 @@ static void teardown(struct pd_daemon *d, bool unpin)
 	if (d->cg_watch >= 0)
 		close(d->cg_watch);
 	d->cg_watch = -1;
-	pd_reaper_finish(d, !unpin);
+	left = pd_reaper_finish(d, !unpin);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
 	d->lock_fd = -1;
+	return left;
 }
 
 /* Take the pin directory: create it if need be and hold a lock on it for
@@ -905,7 +907,7 @@ int pd_cmd_run(const struct pd_opts *o)
 	bool unpin;
 	char name[PD_NAME_MAX];
 	sigset_t set;
-	int ret;
+	int ret, left;
 
 	pd_log_libbpf(o->verbose);
 	pd_bpf_verifier_stats(o->verbose);
@@ -948,10 +950,13 @@ out:
 	 * enforce nothing, and kept they would stop the next start, whose
 	 * takeover finds links on another cgroup */
 	unpin = !d.pol.daemon.keep || ret == PD_EXIT_CGROUP_GONE;
-	teardown(&d, unpin);
+	left = teardown(&d, unpin);
 	if (!unpin)
 		pd_log(&d, LOG_NOTICE, "stopped: the pins under %s keep enforcing policy "
 		       "generation %llu", d.pin_dir, (unsigned long long)d.generation);
+	else if (left)
+		pd_log(&d, LOG_NOTICE, "stopped: not everything under %s could be "
+		       "removed (above)", d.pin_dir);
 	else
 		pd_log(&d, LOG_NOTICE, "stopped: nothing attached, pins removed");
 	pd_image_free(&d.img);

@@ -3,7 +3,8 @@
 no_new_privs, and still enforces and reloads; its reaper keeps uid 0 but
 no capability; its aborter runs as the same user with CAP_NET_ADMIN alone
 (tests/e2e/abort.t: what it does); a SIGKILLed daemon still ends up
-detached (on_exit detach), and its aborter ends with it."""
+detached (on_exit detach), and its aborter ends with it; a pin directory
+the reaper cannot remove is reported, not passed over."""
 import os
 import pwd
 import re
@@ -119,4 +120,32 @@ for who, pid in (("reaper", reaper), ("aborter", aborter)):
     st = wait_until(lambda: proc_state(pid) in ("", "Z"), 5) and proc_state(pid)
     ok(st in ("", "Z"), "the %s exited (a zombie at most, until init reaps it)" % who,
        "it is still running (%s)" % proc_state(pid))
+
+# The reaper has no capability: a pin directory whose parent its owner
+# cannot write to (here mode 0555) it empties but cannot remove, and it
+# says so, whether the daemon died or asked it to.
+ro = env.pin_dir + "-ro"
+os.mkdir(ro)
+os.chmod(ro, 0o555)
+env.pin_dir = os.path.join(ro, "pins")
+pd = Policyd(env, pol("FLUSHALL"))
+is_(sendline(env, port, "FLUSHALL"), 13, "pins under a read-only directory: policyd enforces")
+pd.kill()
+ok(pd.wait_log(r"^policyd: the daemon ended; cannot remove everything in %s: Permission denied"
+               % re.escape(env.pin_dir), 5),
+   "SIGKILL: the reaper says it cannot remove the pin directory", pd.own_text())
+ok(wait_until(lambda: os.path.isdir(env.pin_dir) and not os.listdir(env.pin_dir), 5),
+   "... having removed every pin in it")
+time.sleep(slow(0.3))
+is_(sendline(env, port, "FLUSHALL"), 0, "... so nothing is policed any more")
+pd = Policyd(env, pol("FLUSHALL"))
+is_(pd.stop(), 0, "a policyd started again on the directory left there stops with status 0")
+ok(pd.own_lines(r"cannot remove everything in %s: Permission denied"
+                % re.escape(env.pin_dir)), "... logging that it could not remove it",
+   pd.own_text())
+ok(pd.own_lines(r"stopped: not everything under %s could be removed" % re.escape(env.pin_dir))
+   and not pd.own_lines(r"pins removed"), "... and not that the pins were removed")
+is_(sendline(env, port, "FLUSHALL"), 0, "... and nothing is policed any more")
+os.rmdir(env.pin_dir)
+os.rmdir(ro)
 done()
