@@ -302,7 +302,7 @@ void pd_reaper_on_exit(struct pd_daemon *d, bool keep)
 }
 
 /* Tell the reaper what to do with the pins and wait until it did it.
- * Returns -1 (logged) when it removed them not all. */
+ * Returns -1 (logged) when it could not remove them all. */
 int pd_reaper_finish(struct pd_daemon *d, bool keep)
 {
 	char c = keep ? 'K' : 'D';
