@@ -6,7 +6,8 @@
 # gets, that the profile is as those targets take it (inspect = 0), and
 # that a figure is judged and reported against its row's own target; and
 # that where the time goes is measured beside a program that only passes
-# the way policyd does (a redirect to the socket itself), and reported so.
+# the way policyd does (a redirect to the socket itself), and reported so;
+# and that a smoke run writes nothing over the published results.
 import os
 import sys
 
@@ -105,4 +106,25 @@ ok(any("Redis -P 1 **0.990** and 0.950" in l for l in lines),
    "the report gives both", [l for l in lines if "itself" in l])
 ok(not any("PD_BENCH_SELF" in l for l in p.report([every], {})),
    "and says nothing of it for rows that did not measure it")
+
+# where a run writes: a smoke run (PD_BENCH_QUICK=1) never over the
+# published results.md and plots, nor over the last full run's figures
+def where_to(**environ):
+    """harness's OUT and SAVED under environ, relative to the tree."""
+    import subprocess
+    code = ("import os, sys; sys.path.insert(0, %r); import harness; "
+            "print(os.path.relpath(harness.OUT, harness.ROOT)); "
+            "print(os.path.relpath(harness.SAVED, harness.ROOT))" % os.path.join(HERE, "bench"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PD_BENCH_QUICK", "O")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(env, **environ))
+    return out.stdout.split()
+
+
+is_(where_to(), ["tests/bench", "build/bench/results.json"],
+    "a full run: results.md and the plots in tests/bench, its figures in build/bench")
+is_(where_to(PD_BENCH_QUICK="1"), ["build/bench/quick", "build/bench/quick/results.json"],
+    "a smoke run (PD_BENCH_QUICK=1): all of it in build/bench/quick")
+is_(where_to(PD_BENCH_QUICK="1", O="out"), ["out/bench/quick", "out/bench/quick/results.json"],
+    "... under the build directory O names")
 done()

@@ -3,7 +3,9 @@
 network namespace tests/bench/run.sh made, with clients in a child cgroup
 of our own. The configurations alternate inside every round; figures are
 medians over the rounds and ratios to the no-firewall baseline of the same
-run. Writes tests/bench/results.md and tests/bench/*.png (gnuplot).
+run. Writes tests/bench/results.md and tests/bench/*.png (gnuplot), and
+the figures they are made from to $O/bench/results.json; a smoke run
+(PD_BENCH_QUICK=1) all three to $O/bench/quick/ instead.
 
 The profiles' workloads (every profile on the server it is written for,
 beside the socket map alone and HAProxy, and the connection rate) are in
@@ -34,8 +36,8 @@ import sys
 import tempfile
 import time
 
-from harness import (AFFINITY, BUILD, ENV, FLOOR, OUT, PIN_CLIENT, PIN_SERVER, POLICYD, QUICK,
-                     ROOT, ROUNDS, SCALE, SOCKMAP, STEAL, Env, Policyd, calm, floor_conf,
+from harness import (AFFINITY, ENV, FLOOR, OUT, PIN_CLIENT, PIN_SERVER, POLICYD, QUICK, ROOT,
+                     ROUNDS, SAVED, SCALE, SOCKMAP, STEAL, Env, Policyd, calm, floor_conf,
                      free_port, log, median, paired, patterns_of, retarget, rounds, steal_line,
                      wait_listen, wait_port, with_firewall)
 import profiles
@@ -44,7 +46,6 @@ import workloads
 ONLY = os.environ.get("PD_BENCH_ONLY")
 # every figure of the last full run, from which PD_BENCH_REPORT=1 writes
 # results.md and the plots again without measuring
-SAVED = os.path.join(BUILD, "bench", "results.json")
 
 
 # --- workloads -----------------------------------------------------------
@@ -408,6 +409,7 @@ def main():
     results["steal"] = STEAL
     results["minutes"] = (time.time() - t0) / 60
     results["ended"] = time.time()
+    os.makedirs(os.path.dirname(SAVED), exist_ok=True)
     with open(SAVED, "w") as f:
         json.dump(results, f)
     report(results)
