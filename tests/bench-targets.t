@@ -7,9 +7,12 @@
 # that a figure is judged and reported against its row's own target; and
 # that where the time goes is measured beside a program that only passes
 # the way policyd does (a redirect to the socket itself), and reported so;
-# and that a smoke run writes nothing over the published results.
+# and that a smoke run writes nothing over the published results, and a
+# report with no figures saved says so.
 import os
+import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "bench"), HERE]
@@ -111,7 +114,6 @@ ok(not any("PD_BENCH_SELF" in l for l in p.report([every], {})),
 # published results.md and plots, nor over the last full run's figures
 def where_to(**environ):
     """harness's OUT and SAVED under environ, relative to the tree."""
-    import subprocess
     code = ("import os, sys; sys.path.insert(0, %r); import harness; "
             "print(os.path.relpath(harness.OUT, harness.ROOT)); "
             "print(os.path.relpath(harness.SAVED, harness.ROOT))" % os.path.join(HERE, "bench"))
@@ -127,4 +129,14 @@ is_(where_to(PD_BENCH_QUICK="1"), ["build/bench/quick", "build/bench/quick/resul
     "a smoke run (PD_BENCH_QUICK=1): all of it in build/bench/quick")
 is_(where_to(PD_BENCH_QUICK="1", O="out"), ["out/bench/quick", "out/bench/quick/results.json"],
     "... under the build directory O names")
+
+# PD_BENCH_REPORT=1 where no run saved its figures: an error that says so
+with tempfile.TemporaryDirectory(prefix="policyd-test-bench-targets.") as empty:
+    r = subprocess.run([sys.executable, os.path.join(HERE, "bench", "bench.py")],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, O=empty, PD_BENCH_REPORT="1", PD_BENCH_QUICK=""))
+    is_((r.returncode, r.stdout, r.stderr.strip(), os.listdir(empty)),
+        (1, "", "PD_BENCH_REPORT=1: no figures to write the report from (%s/bench/results.json): "
+         "a full run of make bench saves them at its end" % empty, []),
+        "PD_BENCH_REPORT=1 with no figures saved: status 1 and why, nothing written")
 done()

@@ -249,6 +249,9 @@ def only(env, redis_conf, names):
 
 def main():
     if os.environ.get("PD_BENCH_REPORT") == "1":
+        if not os.path.exists(SAVED):
+            sys.exit("PD_BENCH_REPORT=1: no figures to write the report from (%s): a %s run "
+                     "of make bench saves them at its end" % (SAVED, "smoke" if QUICK else "full"))
         with open(SAVED) as f:
             res = json.load(f)
         # JSON keeps the pattern counts, keys of these, as strings
