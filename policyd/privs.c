@@ -41,6 +41,11 @@
 
 #include "daemon.h"
 
+/* What the daemon logs (after its stop) or the reaper writes to stderr
+ * (after the daemon died) when a pin or the pin directory stays. */
+#define UNPIN_FAILED "cannot remove everything in %s: %s (a pin left there keeps policyd " \
+	"attached: remove the directory by hand)"
+
 /* Remove every pin in dir, then dir. Returns 0, or the errno of the
  * first removal that failed (a directory already gone is not one). */
 static int unpin_all(const char *dir)
@@ -81,7 +86,7 @@ static int no_caps(void)
  * no new instance takes the pins over before it is done with them. */
 static void reaper(int cmd, int done, const char *pin_dir, bool keep)
 {
-	unsigned char r = 0;
+	unsigned char r;
 	int err = 0;
 	char c;
 	ssize_t n;
@@ -104,10 +109,9 @@ static void reaper(int cmd, int done, const char *pin_dir, bool keep)
 	if (c == 'D')
 		err = unpin_all(pin_dir);
 	if (err && n <= 0)
-		fprintf(stderr, "policyd: the daemon ended; cannot remove everything in %s: %s "
-			"(a pin left there keeps policyd attached: remove the directory by "
-			"hand)\n", pin_dir, strerror(err));
-	r = err > 0 && err < 256 ? (unsigned char)err : err ? EIO : 0;
+		fprintf(stderr, "policyd: the daemon ended; " UNPIN_FAILED "\n", pin_dir,
+			strerror(err));
+	r = (unsigned char)err;     /* Linux's errno values fit a byte */
 	if (write(done, &r, 1) < 0)
 		_exit(1);
 	_exit(err ? 1 : 0);
@@ -308,6 +312,7 @@ int pd_reaper_finish(struct pd_daemon *d, bool keep)
 	char c = keep ? 'K' : 'D';
 	unsigned char r = 0;
 	ssize_t n = -1;
+	bool left;
 
 	if (d->reaper <= 0)
 		return 0;
@@ -315,13 +320,13 @@ int pd_reaper_finish(struct pd_daemon *d, bool keep)
 		while ((n = read(d->reaper_done, &r, 1)) < 0 && errno == EINTR)
 			;
 	}
-	if (!keep && (n != 1 || r))
-		pd_log(d, LOG_ERR, "cannot remove everything in %s: %s (a pin left there keeps "
-		       "policyd attached: remove the directory by hand)", d->pin_dir,
+	left = !keep && (n != 1 || r);
+	if (left)
+		pd_log(d, LOG_ERR, UNPIN_FAILED, d->pin_dir,
 		       n == 1 ? strerror(r) : "the reaper did not answer");
 	close(d->reaper_cmd);
 	close(d->reaper_done);
 	waitpid(d->reaper, NULL, 0);
 	d->reaper = 0;
-	return !keep && (n != 1 || r) ? -1 : 0;
+	return left ? -1 : 0;
 }

@@ -117,13 +117,13 @@ done()
 """ % {"py": sys.executable, "here": HERE, "tmp": tmp})
 no_bpffs = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             'while umount /sys/fs/bpf 2>/dev/null; do :; done; exec "$0" "$@"', RUN_TEST]
+bare_state = os.path.join(tmp, "bare.state")
 for how, extra in (("Env()", {}), ("Env(host_ns=REASON)", {"HOST_NS": "no bpffs"})):
-    state = os.path.join(tmp, "bare.state")
-    if os.path.exists(state):
-        os.unlink(state)
+    if os.path.exists(bare_state):
+        os.unlink(bare_state)
     p = subprocess.run(no_bpffs + [bare], capture_output=True, text=True, timeout=slow(120),
                        env=dict(env, **extra))
-    mode = open(state).read().strip() if os.path.exists(state) else "none"
+    mode = open(bare_state).read().strip() if os.path.exists(bare_state) else "none"
     ok((p.returncode, mode) == (0, "1700"),
        "no bpffs on the host: %s passes on a bpffs of mode 0700 (and the sticky bit "
        "bpffs sets)" % how, "status %d, mode %s\n%s" % (p.returncode, mode, p.stdout + p.stderr))

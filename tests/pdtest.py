@@ -229,6 +229,15 @@ def bpffs_mode():
     return os.stat("/sys/fs/bpf").st_mode & 0o7777 if fstype == "bpf" else None
 
 
+def _mount_bpffs(mode, what):
+    """Mount a bpffs of mode on /sys/fs/bpf, or end the test (what: the
+    check that failed)."""
+    out = subprocess.run(["mount", "-t", "bpf", "-o", "mode=%o" % mode, "bpf", "/sys/fs/bpf"],
+                         capture_output=True, text=True)
+    if out.returncode:
+        fail_now(what, out.stderr)
+
+
 def _netns():
     return str(os.stat("/proc/self/ns/net").st_ino)
 
@@ -268,13 +277,11 @@ def _enter_namespaces():
     # the namespaces are new: what the test needs in them (a bpffs with
     # the host's mode, or the mode policyd mounts one with where the host
     # has none: the directory under it is not one)
+    out = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    if out.returncode:
+        fail_now("the test's namespaces: ip link set lo up", out.stderr)
     mode = bpffs_mode()
-    for cmd in (["ip", "link", "set", "lo", "up"],
-                ["mount", "-t", "bpf", "-o", "mode=%o" % (BPFFS_MODE if mode is None else mode),
-                 "policyd-test-bpf", "/sys/fs/bpf"]):
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode:
-            fail_now("the test's namespaces: %s" % " ".join(cmd), out.stderr)
+    _mount_bpffs(BPFFS_MODE if mode is None else mode, "the test's namespaces: a bpffs")
     os.environ[NS_VAR] = here
 
 
@@ -295,10 +302,7 @@ class Env:
             print("# in the host's network and mount namespaces: " + host_ns, flush=True)
             if bpffs_mode() is None:
                 # as policyd would at its start: the host has no bpffs to pin in
-                out = subprocess.run(["mount", "-t", "bpf", "-o", "mode=%o" % BPFFS_MODE, "bpf",
-                                      "/sys/fs/bpf"], capture_output=True, text=True)
-                if out.returncode:
-                    fail_now("a bpffs on the host's /sys/fs/bpf, where none was", out.stderr)
+                _mount_bpffs(BPFFS_MODE, "a bpffs on the host's /sys/fs/bpf, where none was")
                 print("# mounted a bpffs on /sys/fs/bpf (mode %o): none was" % BPFFS_MODE,
                       flush=True)
         self.own_ns = host_ns is None

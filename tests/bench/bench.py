@@ -44,8 +44,6 @@ import profiles
 import workloads
 
 ONLY = os.environ.get("PD_BENCH_ONLY")
-# every figure of the last full run, from which PD_BENCH_REPORT=1 writes
-# results.md and the plots again without measuring
 
 
 # --- workloads -----------------------------------------------------------

@@ -18,11 +18,14 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("O", "build"))
 POLICYD = os.path.join(BUILD, "policyd")
 QUICK = os.environ.get("PD_BENCH_QUICK") == "1"
-# where results.md, the plots and the figures they are made from go: a
-# smoke run's never replace the published ones (or the last full run's
-# figures, which PD_BENCH_REPORT=1 writes them again from)
-OUT = os.path.join(BUILD, "bench", "quick") if QUICK else os.path.join(ROOT, "tests", "bench")
-SAVED = os.path.join(OUT if QUICK else os.path.join(BUILD, "bench"), "results.json")
+# where results.md and the plots (OUT) and every figure they are made
+# from (SAVED, which PD_BENCH_REPORT=1 writes them again from) go: a
+# smoke run's never replace the published ones or the last full run's
+if QUICK:
+    OUT = FIGURES = os.path.join(BUILD, "bench", "quick")
+else:
+    OUT, FIGURES = os.path.join(ROOT, "tests", "bench"), os.path.join(BUILD, "bench")
+SAVED = os.path.join(FIGURES, "results.json")
 ROUNDS = int(os.environ.get("PD_BENCH_ROUNDS", "1" if QUICK else "5"))
 SCALE = 0.1 if QUICK else 1.0
 
