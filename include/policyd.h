@@ -38,8 +38,9 @@
  * header and body sections; 15: pd_service.qstart, framing http's query
  * section, PD_PF_QUERY and PD_PF_HOLD_QUERY; 16: pd_classmap.grams and
  * pd_service.gstride, the gram filter; 17: pd_bytes.held_end,
- * PD_TR_CLOSED_HELD; 18: PD_TR_KTLS). */
-#define PD_LAYOUT_VERSION 18
+ * PD_TR_CLOSED_HELD; 18: PD_TR_KTLS; 19: pd_classmap.grams of 2^15
+ * entries, not 2^12). */
+#define PD_LAYOUT_VERSION 19
 
 /* ---- limits (each enforced by the compiler with a clear error) ---- */
 #ifndef PD_MAX_SERVICES
@@ -68,7 +69,7 @@
 #endif
 #define PD_MAX_CLASSES 256          /* byte classes per service automaton */
 #define PD_SKIP_MAX 4               /* bytes a scan for the next pattern start looks for */
-#define PD_GRAM_BITS 12             /* the gram filter's entries: 2^12 bytes */
+#define PD_GRAM_BITS 15             /* the gram filter's entries: 2^15 bytes */
 #define PD_GRAM_BYTES (1u << PD_GRAM_BITS)
 #define PD_GRAM_STRIDE_MAX 8        /* bytes the gram filter passes over per test */
 #define PD_GRAM_TESTS 64            /* tests of the gram filter per call */
